@@ -1,0 +1,48 @@
+"""The interface between sources and the agent.
+
+A source knows some metrics. At each tick the agent calls :meth:`Source.begin_tick`
+once, then :meth:`Source.collect` for each metric some instrumentation needs. A
+source reads each underlying thing (a /proc file, a process table) at most once
+per tick however many metrics or instrumentations use it, and nothing that no
+collected metric needs.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+from fleetscope.model.metrics import Metric
+
+
+class Rows(NamedTuple):
+    """The rows of one metric at one tick.
+
+    ``columns`` names the fields in each row, in order, without ``hostname`` (the
+    agent supplies it). Each row is a tuple of those field values (discrete
+    values as ``str``, numeric values as numbers in the field's unit) followed by
+    the measure: for an interval metric the activity per second since the
+    previous tick, for a point metric the level now.
+    """
+
+    columns: tuple[str, ...]
+    rows: list[tuple]
+
+
+class Source(Protocol):
+    """What the agent needs of a source."""
+
+    name: str
+
+    def metrics(self) -> list[Metric]:
+        """The metrics this source can collect on this host."""
+        ...
+
+    def begin_tick(self, now: float) -> None:
+        """Start a tick at wall-clock time ``now``: forget what was read at the previous tick."""
+        ...
+
+    def collect(self, metric: str) -> Rows:
+        """The rows of ``metric`` (``module.stat``) at the current tick. May raise OSError;
+        the agent reports that as a warning on the instrumentations that need it.
+        Interval metrics give no rows on the first tick they are collected (no previous reading)."""
+        ...
