@@ -1,8 +1,6 @@
 """Exponential histograms, in the bucket layout of Prometheus native histograms
 and OpenTelemetry exponential histograms.
 
-CONTRACT (to be implemented; signatures are fixed, other modules rely on them):
-
 Bucket ``i`` covers ``(base**(i-1), base**i]`` with ``base = 2**(2**-schema)``.
 Default schema 3 (8 buckets per doubling). Values ``<= zero_threshold`` (0 by
 default; negative values too) go to the zero bucket. Buckets are sparse
@@ -12,14 +10,89 @@ holds more than ``MAX_BUCKETS`` (160) buckets it downscales (schema n -> n-1,
 index i -> ceil(i/2) i.e. ``(i + 1) >> 1`` ... as Prometheus does) until it fits.
 Merging two histograms first downscales the finer one to the coarser schema,
 then adds counts: exact and associative.
+
+Notes for exporters and readers:
+
+* Indices are Prometheus indices (upper bound inclusive). The OpenTelemetry
+  exponential histogram index of the same bucket is ``index - 1`` (OTel bucket
+  ``k`` covers ``(base**k, base**(k+1)]``); the schema is OTel's ``scale``.
+* Downscaling by ``d`` maps index ``i`` to ``((i - 1) >> d) + 1``, which is
+  Prometheus's ``targetIdx`` (for ``d == 1`` it equals ``(i + 1) >> 1``); in
+  OTel indices it is the usual ``k >> d``. Bucket bounds of neighbouring schemas
+  nest bit for bit, so recording at schema s and downscaling gives exactly the
+  histogram recorded at the lower schema.
+* "Exact" means: bucket counts and ``count`` are sums of the recorded weights,
+  exact while they are integers below 2**53; ``sum`` is a float sum and, like
+  any float sum, exact only when the additions are (integer or dyadic values of
+  moderate range). Merges never lose anything beyond that.
+* :meth:`Histogram.quantile` interpolates exponentially inside a bucket, as
+  PromQL's ``histogram_quantile`` does for native histograms with standard
+  schemas (Prometheus 3, PR #14677), and linearly inside the zero bucket. The
+  estimate lies in the bucket that holds the true (nearest-rank) quantile, so its
+  relative error is below ``base - 1`` (9.05 % at schema 3). The "under 5 %" of
+  the design holds for a midpoint of that bucket (geometric midpoint:
+  ``sqrt(base) - 1`` = 4.43 % at schema 3); see :meth:`Histogram.quantile_bounds`.
 """
 
 from __future__ import annotations
+
+import math
+import sys
+from bisect import bisect_left
+from collections.abc import Iterator
+from math import frexp, inf, ldexp
+
+from fleetscope.model.errors import InputError
 
 DEFAULT_SCHEMA = 3
 MAX_BUCKETS = 160
 MIN_SCHEMA = -4
 MAX_SCHEMA = 8
+
+# _FRACS[s] (s > 0) holds the mantissas in [0.5, 1) of the bucket bounds of one
+# doubling: _FRACS[s][j] = 2**(j / 2**s) / 2. record() finds a bucket with frexp
+# plus a bisection of this table and bucket_bounds() builds bounds from the very
+# same numbers, so a value equal to a bound always lands in the bucket it closes.
+# The exponents j / 2**s are exact binary fractions, hence the tables of two
+# schemas share their common bounds bit for bit and downscaling is exact.
+_FRACS: list[list[float]] = [[]] + [
+    [ldexp(2.0 ** (j / (1 << s)), -1) for j in range(1 << s)] for s in range(1, MAX_SCHEMA + 1)
+]
+
+
+def bucket_index(x: float, schema: int) -> int:
+    """The index of the bucket holding the positive finite value ``x`` at ``schema``."""
+    frac, exp = frexp(x)  # x == frac * 2**exp, 0.5 <= frac < 1
+    if schema > 0:
+        return bisect_left(_FRACS[schema], frac) + ((exp - 1) << schema)
+    # x is in (2**(exp-1), 2**exp], unless it is exactly 2**(exp-1).
+    i = exp - 1 if frac == 0.5 else exp
+    return ((i - 1) >> -schema) + 1 if schema else i
+
+
+def bucket_upper(index: int, schema: int) -> float:
+    """``base**index`` at ``schema``: the (inclusive) upper bound of bucket ``index``;
+    ``inf`` past the float range, 0.0 below it."""
+    try:
+        if schema > 0:
+            q, r = divmod(index, 1 << schema)
+            return ldexp(_FRACS[schema][r], q + 1)
+        return ldexp(1.0, index << -schema)
+    except OverflowError:
+        return inf
+
+
+# The indices a finite value can have, per schema: from_json refuses the others.
+_INDEX_RANGE = {
+    s: (bucket_index(5e-324, s), bucket_index(sys.float_info.max, s))
+    for s in range(MIN_SCHEMA, MAX_SCHEMA + 1)
+}
+
+
+def _check_schema(schema: object) -> int:
+    if type(schema) is not int or not MIN_SCHEMA <= schema <= MAX_SCHEMA:
+        raise ValueError(f"schema must be an integer in [{MIN_SCHEMA}, {MAX_SCHEMA}]: {schema!r}")
+    return schema
 
 
 class Histogram:
@@ -29,57 +102,345 @@ class Histogram:
     __slots__ = ("buckets", "count", "schema", "sum", "zero_count", "zero_threshold")
 
     def __init__(self, schema: int = DEFAULT_SCHEMA, zero_threshold: float = 0.0) -> None:
-        raise NotImplementedError
+        self.schema = _check_schema(schema)
+        if not 0.0 <= zero_threshold < inf:
+            raise ValueError(f"zero_threshold must be finite and >= 0: {zero_threshold!r}")
+        self.zero_threshold = float(zero_threshold)
+        self.zero_count = 0.0
+        self.count = 0.0
+        self.sum = 0.0
+        self.buckets: dict[int, float] = {}
+
+    # -- recording ---------------------------------------------------------
 
     def record(self, x: float, weight: float = 1.0) -> None:
-        """Add ``weight`` observations of value ``x``."""
-        raise NotImplementedError
+        """Add ``weight`` observations of value ``x``.
+
+        ``weight`` 0 records nothing. ValueError for a NaN or infinite ``x`` and a
+        negative, NaN or infinite ``weight`` (they would poison ``sum``/``count``).
+        """
+        if not 0.0 < weight < inf:
+            if weight == 0.0:
+                return
+            raise ValueError(f"weight must be finite and >= 0: {weight!r}")
+        if x > self.zero_threshold:
+            if x == inf:
+                raise ValueError("cannot record an infinite value")
+            # bucket_index() inlined: this is the agent's hot path.
+            frac, exp = frexp(x)
+            schema = self.schema
+            if schema > 0:
+                i = bisect_left(_FRACS[schema], frac) + ((exp - 1) << schema)
+            else:
+                i = exp - 1 if frac == 0.5 else exp
+                if schema:
+                    i = ((i - 1) >> -schema) + 1
+            buckets = self.buckets
+            if i in buckets:
+                buckets[i] += weight
+            else:
+                buckets[i] = float(weight)
+                if len(buckets) > MAX_BUCKETS:
+                    self._fit()
+        elif x == x and x != -inf:
+            self.zero_count += weight
+        else:
+            raise ValueError(f"cannot record {x!r}")
+        self.count += weight
+        self.sum += x * weight
 
     def merge(self, other: Histogram) -> Histogram:
-        """Add ``other`` into self (in place, downscaling as needed); return self. ``other`` is unchanged."""
-        raise NotImplementedError
+        """Add ``other`` into self (in place, downscaling as needed); return self.
+        ``other`` is unchanged.
+
+        With different zero thresholds the larger one wins and grows, as in
+        Prometheus, to the upper bound of any bucket reaching below it; such
+        buckets move into the zero bucket.
+        """
+        if other is self:
+            other = other.copy()
+        if other.schema < self.schema:
+            self.downscale(self.schema - other.schema)
+        buckets = self.buckets
+        shift = other.schema - self.schema
+        if shift:
+            for i, c in other.buckets.items():
+                j = ((i - 1) >> shift) + 1
+                buckets[j] = buckets.get(j, 0.0) + c
+        else:
+            for i, c in other.buckets.items():
+                buckets[i] = buckets.get(i, 0.0) + c
+        self.zero_count += other.zero_count
+        self.count += other.count
+        self.sum += other.sum
+        if other.zero_threshold != self.zero_threshold:
+            self._widen_zero(max(self.zero_threshold, other.zero_threshold))
+        if len(buckets) > MAX_BUCKETS:
+            self._fit()
+        return self
 
     def copy(self) -> Histogram:
-        raise NotImplementedError
+        """An independent copy."""
+        h = Histogram.__new__(Histogram)
+        h.schema = self.schema
+        h.zero_threshold = self.zero_threshold
+        h.zero_count = self.zero_count
+        h.count = self.count
+        h.sum = self.sum
+        h.buckets = dict(self.buckets)
+        return h
 
     def scale(self, factor: float) -> Histogram:
-        """A new histogram with every count (and sum) multiplied by ``factor``."""
-        raise NotImplementedError
+        """A new histogram with every count (and sum) multiplied by ``factor``.
+
+        ``factor`` must be finite and >= 0 (ValueError otherwise); buckets whose
+        count becomes 0 are dropped.
+        """
+        if not 0.0 <= factor < inf:
+            raise ValueError(f"factor must be finite and >= 0: {factor!r}")
+        h = self.copy()
+        h.zero_count *= factor
+        h.count *= factor
+        h.sum *= factor
+        h.buckets = {i: c * factor for i, c in self.buckets.items() if c * factor > 0.0}
+        return h
 
     def downscale(self, by: int = 1) -> None:
-        """Lower the schema by ``by`` in place, merging neighbouring buckets."""
-        raise NotImplementedError
+        """Lower the schema by ``by`` in place, merging neighbouring buckets.
+
+        ValueError if that would go below ``MIN_SCHEMA``.
+        """
+        if by < 0 or self.schema - by < MIN_SCHEMA:
+            raise ValueError(f"cannot downscale schema {self.schema} by {by}")
+        if by == 0:
+            return
+        merged: dict[int, float] = {}
+        # Sorted, so that the float additions happen in one order whatever the
+        # insertion order was (only matters for fractional counts).
+        for i in sorted(self.buckets):
+            j = ((i - 1) >> by) + 1
+            merged[j] = merged.get(j, 0.0) + self.buckets[i]
+        self.buckets = merged
+        self.schema -= by
+
+    def _fit(self) -> None:
+        # At MIN_SCHEMA every finite value fits in ~130 buckets, so this ends.
+        while len(self.buckets) > MAX_BUCKETS and self.schema > MIN_SCHEMA:
+            self.downscale(1)
+
+    def _widen_zero(self, threshold: float) -> None:
+        # Move into the zero bucket every bucket reaching below `threshold`,
+        # growing the threshold to that bucket's upper bound so that no bucket
+        # overlaps the zero bucket (Prometheus's widenZeroBucket).
+        buckets = self.buckets
+        for i in sorted(buckets):
+            lower, upper = self.bucket_bounds(i)
+            if lower >= threshold:
+                break
+            self.zero_count += buckets.pop(i)
+            threshold = max(threshold, upper)
+        self.zero_threshold = threshold
+
+    # -- reading -----------------------------------------------------------
 
     def bucket_bounds(self, index: int) -> tuple[float, float]:
         """``(lower, upper)`` of bucket ``index`` at this histogram's schema."""
-        raise NotImplementedError
+        return bucket_upper(index - 1, self.schema), bucket_upper(index, self.schema)
 
-    def iter_buckets(self):
+    def iter_buckets(self) -> Iterator[tuple[float, float, float]]:
         """Yield ``(lower, upper, count)`` in increasing order, the zero bucket
         first as ``(0.0, zero_threshold, zero_count)`` when it is non-empty."""
-        raise NotImplementedError
+        if self.zero_count > 0.0:
+            yield 0.0, self.zero_threshold, self.zero_count
+        for i in sorted(self.buckets):
+            lower, upper = self.bucket_bounds(i)
+            yield lower, upper, self.buckets[i]
+
+    def _locate(self, q: float) -> tuple[float, float, float, bool] | None:
+        """``(lower, upper, fraction, in_zero_bucket)`` for the bucket holding the
+        ``q`` quantile, ``fraction`` being the part of its count below the rank."""
+        if not 0.0 <= q <= 1.0:
+            raise InputError("q", f"must be a number between 0 and 1, not {q!r}")
+        if self.count <= 0.0:
+            return None
+        rank = q * self.count
+        cum = self.zero_count
+        if cum > 0.0 and cum >= rank:
+            return 0.0, self.zero_threshold, rank / cum, True
+        buckets = self.buckets
+        if not buckets:  # only float rounding left rank above zero_count
+            return 0.0, self.zero_threshold, 1.0, True
+        for i in sorted(buckets):
+            c = buckets[i]
+            if cum + c >= rank:
+                f = min(max((rank - cum) / c, 0.0), 1.0)
+                break
+            cum += c
+        else:  # float rounding left the rank past the last bucket: its top
+            f = 1.0
+        lower, upper = self.bucket_bounds(i)
+        # A bucket may reach below a positive zero threshold; no value of it does.
+        lower = min(max(lower, self.zero_threshold), upper)
+        return lower, upper, f, False
 
     def quantile(self, q: float) -> float:
         """Estimate the ``q`` quantile (0 <= q <= 1), interpolating inside a bucket
-        (relative error bounded by the bucket width). NaN when empty."""
-        raise NotImplementedError
+        (relative error bounded by the bucket width). NaN when empty.
+
+        The bucket is the one where the cumulative count first reaches
+        ``q * count``, i.e. the bucket holding the nearest-rank quantile. Inside it
+        the estimate is ``lower * (upper / lower) ** f`` (exponential, as PromQL
+        does for native histograms), ``f`` being the fraction of the bucket's
+        count below the rank; in the zero bucket it is linear from 0 to
+        ``zero_threshold``. Hence ``|estimate - true| / true < base - 1`` for
+        positive quantiles (9.05 % at schema 3). InputError("q") outside [0, 1].
+        """
+        found = self._locate(q)
+        if found is None:
+            return math.nan
+        lower, upper, f, in_zero = found
+        if in_zero or lower <= 0.0:
+            return lower + (upper - lower) * f
+        if upper == inf:  # the top bucket of the float range
+            return lower
+        return min(max(lower * (upper / lower) ** f, lower), upper)
+
+    def quantile_bounds(self, q: float) -> tuple[float, float]:
+        """``(lower, upper)`` of the bucket holding the ``q`` quantile: the true
+        quantile lies in ``(lower, upper]``. ``(nan, nan)`` when empty.
+
+        Its geometric midpoint ``sqrt(lower * upper)`` is within ``sqrt(base) - 1``
+        (4.43 % at schema 3) of the true quantile.
+        """
+        found = self._locate(q)
+        if found is None:
+            return math.nan, math.nan
+        return found[0], found[1]
 
     def mean(self) -> float:
         """``sum / count``; NaN when empty."""
-        raise NotImplementedError
+        return self.sum / self.count if self.count > 0.0 else math.nan
 
     def max_value(self) -> float:
         """Upper bound of the highest non-empty bucket (0.0 when empty)."""
-        raise NotImplementedError
+        if self.buckets:
+            return bucket_upper(max(self.buckets), self.schema)
+        return self.zero_threshold if self.zero_count > 0.0 else 0.0
+
+    # -- wire format ---------------------------------------------------------
 
     def to_json(self) -> dict:
-        """``{"schema", "zero_threshold", "zero_count", "count", "sum", "buckets": {str(index): count}}``."""
-        raise NotImplementedError
+        """``{"schema", "zero_threshold", "zero_count", "count", "sum",
+        "buckets": {str(index): count}}``."""
+        return {
+            "schema": self.schema,
+            "zero_threshold": self.zero_threshold,
+            "zero_count": self.zero_count,
+            "count": self.count,
+            "sum": self.sum,
+            "buckets": {str(i): self.buckets[i] for i in sorted(self.buckets)},
+        }
 
     @classmethod
     def from_json(cls, obj: object, field: str = "value") -> Histogram:
-        """Validate and build; :class:`~fleetscope.model.errors.InputError` naming ``field`` when malformed."""
-        raise NotImplementedError
+        """Validate and build; :class:`~fleetscope.model.errors.InputError` naming
+        ``field`` when malformed.
+
+        All six keys are required and no other is allowed. Bucket keys are
+        canonical decimal integers (``"-3"``, not ``"-03"`` or ``" 3"``; int keys
+        are accepted too) within the float range of the schema; counts are finite
+        and >= 0 (zero counts are dropped); ``count`` must equal ``zero_count``
+        plus the bucket counts (to float rounding). More than ``MAX_BUCKETS``
+        buckets are downscaled, as a histogram would do itself.
+        """
+        if not isinstance(obj, dict):
+            raise InputError(field, "must be a histogram object")
+        missing = _KEYS - obj.keys()
+        if missing:
+            raise InputError(f"{field}.{sorted(missing)[0]}", "is required")
+        extra = obj.keys() - _KEYS
+        if extra:
+            raise InputError(field, f"unknown key {sorted(map(str, extra))[0]!r}")
+        schema = obj["schema"]
+        if type(schema) is not int or not MIN_SCHEMA <= schema <= MAX_SCHEMA:
+            raise InputError(
+                f"{field}.schema", f"must be an integer between {MIN_SCHEMA} and {MAX_SCHEMA}"
+            )
+        h = cls(schema)
+        h.zero_threshold = _number(obj["zero_threshold"], f"{field}.zero_threshold", 0.0)
+        h.zero_count = _number(obj["zero_count"], f"{field}.zero_count", 0.0)
+        h.count = _number(obj["count"], f"{field}.count", 0.0)
+        h.sum = _number(obj["sum"], f"{field}.sum", None)
+        raw = obj["buckets"]
+        if not isinstance(raw, dict):
+            raise InputError(f"{field}.buckets", "must be an object {index: count}")
+        lo, hi = _INDEX_RANGE[schema]
+        buckets = h.buckets
+        for key, value in raw.items():
+            where = f"{field}.buckets.{key}"
+            i = _index_key(key, where)
+            if not lo <= i <= hi:
+                raise InputError(where, f"index out of range [{lo}, {hi}] for schema {schema}")
+            if i in buckets:
+                raise InputError(where, "duplicate bucket index")
+            buckets[i] = _number(value, where, 0.0)
+        h.buckets = {i: c for i, c in buckets.items() if c > 0.0}
+        total = math.fsum([h.zero_count, *h.buckets.values()])
+        if abs(h.count - total) > 1e-9 * max(1.0, h.count):
+            raise InputError(
+                f"{field}.count", f"is {h.count!r} but the buckets hold {total!r} observations"
+            )
+        h._fit()
+        return h
 
     def __eq__(self, other: object) -> bool:
-        raise NotImplementedError
+        if not isinstance(other, Histogram):
+            return NotImplemented
+        return (
+            self.schema == other.schema
+            and self.zero_threshold == other.zero_threshold
+            and self.zero_count == other.zero_count
+            and self.count == other.count
+            and self.sum == other.sum
+            and self.buckets == other.buckets
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Histogram(schema={self.schema}, count={self.count!r}, sum={self.sum!r}, "
+            f"zero_count={self.zero_count!r}, buckets={len(self.buckets)})"
+        )
+
+
+_KEYS = frozenset(("schema", "zero_threshold", "zero_count", "count", "sum", "buckets"))
+
+
+def _number(v: object, field: str, minimum: float | None) -> float:
+    """``v`` as a finite float (not a bool), ``>= minimum`` unless that is None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise InputError(field, "must be a number")
+    try:
+        f = float(v)
+    except OverflowError:
+        raise InputError(field, "must be a finite number") from None
+    if not math.isfinite(f):
+        raise InputError(field, "must be a finite number")
+    if minimum is not None and f < minimum:
+        raise InputError(field, f"must be >= {minimum}")
+    return f
+
+
+def _index_key(key: object, field: str) -> int:
+    """A bucket key: a canonical decimal integer string, or an int."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        return key
+    if isinstance(key, str) and 0 < len(key) <= 12 and key.lstrip("-").isdigit():
+        # isdigit() also accepts non-ASCII digits; the round trip rejects them,
+        # and leading zeros, signs other than one "-", and "-0".
+        try:
+            i = int(key)
+        except ValueError:
+            i = None
+        if i is not None and str(i) == key:
+            return i
+    raise InputError(field, "bucket key must be an integer")

@@ -1,0 +1,1 @@
+"""The agent: runs the instrumentations enabled on its host over the sources, every tick."""

@@ -1,0 +1,197 @@
+"""The agent loop: tick on wall-clock seconds, collect, evaluate, publish one batch.
+
+Each tick at wall-clock second ``s`` measures the interval ``[s-1, s)`` and is
+published as a :class:`~fleetscope.bus.messages.Batch` with ``time = s - 1``.
+A source or instrumentation that fails becomes a warning on the instrumentation;
+the agent never stops for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import socket
+import time
+from collections.abc import Sequence
+
+from fleetscope import __version__
+from fleetscope.agent.evaluate import plan_for
+from fleetscope.bus import messages as m
+from fleetscope.bus.base import Bus, Msg
+from fleetscope.model import predicate as predicates
+from fleetscope.model import values
+from fleetscope.model.errors import InputError
+from fleetscope.model.instrumentation import Instrumentation
+from fleetscope.model.metrics import Catalog
+from fleetscope.sources.base import Rows, Source
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY = 5.0  # seconds between status messages
+
+
+class Agent:
+    """Runs instrumentations over local sources and publishes their partial values."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        sources: Sequence[Source],
+        hostname: str | None = None,
+        labels: dict[str, str] | None = None,
+        collect_in_thread: bool = False,
+    ) -> None:
+        self.bus = bus
+        self.sources = list(sources)
+        self.hostname = hostname or socket.gethostname()
+        self.labels = dict(labels or {})
+        self.collect_in_thread = collect_in_thread
+        self.catalog = Catalog(mt for s in self.sources for mt in s.metrics())
+        self._source_of = {mt.name: s for s in self.sources for mt in s.metrics()}
+        self.instrumentations: dict[int, Instrumentation] = {}
+        self.warnings: dict[int, str] = {}
+        self._plans: dict = {}
+        self._constants = {"hostname": self.hostname, **self.labels}
+        self._stopping = asyncio.Event()
+        self.ticks = 0
+
+    # -- control ----------------------------------------------------------------------------
+
+    def applies(self, inst: Instrumentation) -> bool:
+        """Whether ``inst`` can match anything on this host (its metric exists here and its
+        predicate does not fold to false given this host's name and labels)."""
+        if inst.metric not in self.catalog:
+            return False
+        host_fields = set(self._constants)
+        if not predicates.fields_of(inst.predicate) <= host_fields:
+            return True
+        return compile_predicate_constant(inst.predicate, self._constants) is not False
+
+    def enable(self, inst: Instrumentation) -> None:
+        if self.applies(inst):
+            self.instrumentations[inst.id] = inst
+        else:
+            self.disable(inst.id)
+
+    def disable(self, inst_id: int) -> None:
+        self.instrumentations.pop(inst_id, None)
+        self.warnings.pop(inst_id, None)
+        self._plans = {k: v for k, v in self._plans.items() if k[0] != inst_id}
+
+    async def _on_enable(self, msg: Msg) -> None:
+        try:
+            body = m.decode(msg.data, m.InstrumentationMsg)
+            self.enable(Instrumentation.from_json(body.instrumentation))
+        except (InputError, KeyError, TypeError) as exc:
+            log.warning("dropped a bad enable message: %s", exc)
+
+    async def _on_disable(self, msg: Msg) -> None:
+        try:
+            self.disable(m.decode(msg.data, m.DisableMsg).id)
+        except InputError as exc:
+            log.warning("dropped a bad disable message: %s", exc)
+
+    async def sync(self, timeout: float = 2.0) -> bool:
+        """Ask the control plane for every instrumentation; True when it answered."""
+        try:
+            data = await self.bus.request(m.CTL_LIST, m.encode(m.ListRequest(self.hostname)), timeout)
+        except TimeoutError:
+            return False
+        listing = m.decode(data, m.InstrumentationList)
+        wanted = {}
+        for obj in listing.instrumentations:
+            inst = Instrumentation.from_json(obj)
+            if self.applies(inst):
+                wanted[inst.id] = inst
+        for inst_id in set(self.instrumentations) - set(wanted):
+            self.disable(inst_id)
+        for inst in wanted.values():
+            self.enable(inst)
+        return True
+
+    # -- ticks ------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> m.Batch:
+        """Collect and evaluate every enabled instrumentation at wall-clock ``now``."""
+        second = int(now)
+        for source in self.sources:
+            source.begin_tick(now)
+        rows_of: dict[str, Rows | Exception] = {}
+        partials = []
+        for inst in list(self.instrumentations.values()):
+            rows = rows_of.get(inst.metric)
+            if rows is None:
+                try:
+                    rows = self._source_of[inst.metric].collect(inst.metric)
+                except Exception as exc:  # a failing source is a warning, never a crash
+                    rows = exc
+                rows_of[inst.metric] = rows
+            if isinstance(rows, Exception):
+                self._warn(inst.id, f"{inst.metric}: source failed: {rows}")
+                partials.append(m.Partial(inst.id, values.encode(values.empty(inst.shape), inst.shape),
+                                          self.warnings[inst.id]))
+                continue
+            try:
+                plan = plan_for(inst, rows, self._constants, self._plans)
+                value = plan.evaluate(rows.rows)
+                self.warnings.pop(inst.id, None)
+                partials.append(m.Partial(inst.id, values.encode(value, inst.shape)))
+            except Exception as exc:
+                self._warn(inst.id, f"{inst.metric}: {type(exc).__name__}: {exc}")
+                partials.append(m.Partial(inst.id, values.encode(values.empty(inst.shape), inst.shape),
+                                          self.warnings[inst.id]))
+        self.ticks += 1
+        return m.Batch(self.hostname, second - 1, time.time(), partials)
+
+    def _warn(self, inst_id: int, text: str) -> None:
+        if self.warnings.get(inst_id) != text:
+            log.warning("instrumentation %s: %s", inst_id, text)
+        self.warnings[inst_id] = text
+
+    def status(self, with_metrics: bool = False) -> m.AgentStatus:
+        return m.AgentStatus(
+            host=self.hostname,
+            version=__version__,
+            time=time.time(),
+            metrics=[mt.to_json() for mt in self.catalog] if with_metrics else [],
+            running=sorted(self.instrumentations),
+            warnings={str(k): v for k, v in self.warnings.items()},
+            labels=self.labels,
+        )
+
+    async def run(self) -> None:
+        """Connect, learn the instrumentations, then tick once a second until :meth:`stop`."""
+        await self.bus.connect()
+        await self.bus.subscribe(m.CTL_ENABLE, self._on_enable)
+        await self.bus.subscribe(m.CTL_DISABLE, self._on_disable)
+        while not await self.sync() and not self._stopping.is_set():
+            log.info("waiting for the control plane")
+        await self.bus.publish(m.AGENT_STATUS, m.encode(self.status(with_metrics=True)))
+        last_status = time.monotonic()
+        while not self._stopping.is_set():
+            now = time.time()
+            # Tick just after each wall-clock second so every host measures the same slot.
+            target = math.floor(now) + 1 + 0.005
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), target - now)
+            if self._stopping.is_set():
+                break
+            if self.instrumentations:
+                if self.collect_in_thread:
+                    batch = await asyncio.to_thread(self.tick, time.time())
+                else:
+                    batch = self.tick(time.time())
+                await self.bus.publish(f"{m.DATA}.{self.hostname}", m.encode(batch))
+            if time.monotonic() - last_status >= STATUS_EVERY:
+                await self.bus.publish(m.AGENT_STATUS, m.encode(self.status()))
+                last_status = time.monotonic()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+
+def compile_predicate_constant(pred: dict, constants: dict[str, str]) -> bool | object:
+    """Fold a predicate that mentions only host fields; True/False, or a function if it cannot fold."""
+    return predicates.compile_predicate(pred, (), constants)

@@ -1,0 +1,110 @@
+"""One instrumentation's slots: pending ones being merged, final ones in the window.
+
+A slot ``[t, t + granularity)`` is final when every expected source sent its
+last tick, or when its deadline passes. Data arriving for a final slot still
+inside the retention window is merged and the slot marked revised. Each
+(host, tick) is merged at most once, so a batch sent twice is never double
+counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fleetscope.model import values
+from fleetscope.model.instrumentation import Instrumentation
+from fleetscope.model.metrics import POINT
+from fleetscope.model.series import DataPoint
+
+# A host that has not contributed for this long is no longer expected.
+STALE_AFTER = 5.0
+
+
+class Slot:
+    __slots__ = ("final", "hosts", "last_tick_hosts", "raw", "revised", "seen", "start", "ticks")
+
+    def __init__(self, start: int, shape: str) -> None:
+        self.start = start
+        self.raw = values.empty(shape)
+        self.hosts: set[str] = set()
+        self.last_tick_hosts: set[str] = set()
+        self.ticks: set[int] = set()
+        self.seen: set[tuple[str, int]] = set()
+        self.final: DataPoint | None = None
+        self.revised = False
+
+
+class Window:
+    """The pending and final slots of one instrumentation."""
+
+    def __init__(self, inst: Instrumentation, topk: int, grace: float,
+                 on_final: Callable[[Instrumentation, DataPoint], None]) -> None:
+        self.inst = inst
+        self.topk = topk
+        self.grace = grace
+        self.on_final = on_final
+        self.slots: dict[int, Slot] = {}
+        self.last_seen: dict[str, float] = {}
+        self.dropped_late = 0
+        self.duplicates = 0
+
+    def expected_hosts(self, now: float) -> set[str]:
+        return {h for h, t in self.last_seen.items() if now - t < STALE_AFTER}
+
+    def add(self, host: str, tick: int, value: values.Value, now: float) -> None:
+        """Merge one host's partial value for the one-second tick starting at ``tick``."""
+        g = self.inst.granularity
+        start = tick - tick % g
+        slot = self.slots.get(start)
+        if slot is None:
+            if start + g < now - self.inst.retention:
+                self.dropped_late += 1
+                return
+            slot = self.slots[start] = Slot(start, self.inst.shape)
+        if (host, tick) in slot.seen:
+            self.duplicates += 1
+            return
+        slot.seen.add((host, tick))
+        slot.raw = values.merge_into(slot.raw, value, self.inst.shape)
+        slot.hosts.add(host)
+        slot.ticks.add(tick)
+        self.last_seen[host] = max(self.last_seen.get(host, 0.0), now)
+        if slot.final is not None:
+            slot.revised = True
+            self._finalise(slot, now)
+        elif tick == start + g - 1:
+            slot.last_tick_hosts.add(host)
+            if self.expected_hosts(now) <= slot.last_tick_hosts:
+                self._finalise(slot, now)
+
+    def _finalise(self, slot: Slot, now: float) -> None:
+        shape = self.inst.shape
+        value = slot.raw
+        if self.inst.kind == POINT and len(slot.ticks) > 1:
+            value = values.scale(value, 1.0 / len(slot.ticks), shape)
+        value = values.fold_top_k(value, self.topk, shape)
+        expected = len(self.expected_hosts(now) | slot.hosts)
+        slot.final = DataPoint(slot.start, self.inst.granularity, value, len(slot.hosts), expected,
+                               slot.revised)
+        self.on_final(self.inst, slot.final)
+
+    def expire(self, now: float) -> None:
+        """Finalise slots past their deadline and drop those older than the retention."""
+        g = self.inst.granularity
+        oldest = now - self.inst.retention - g
+        for start in list(self.slots):
+            slot = self.slots[start]
+            if start < oldest:
+                del self.slots[start]
+            elif slot.final is None and start + g + self.grace <= now:
+                self._finalise(slot, now)
+
+    def latest(self) -> int | None:
+        """Start of the latest final slot, or None."""
+        finals = [s for s, slot in self.slots.items() if slot.final is not None]
+        return max(finals) if finals else None
+
+    def points(self, start: int, end: int) -> list[DataPoint]:
+        """The final data points with ``start <= start_time < end``, oldest first."""
+        return [slot.final for s, slot in sorted(self.slots.items())
+                if start <= s < end and slot.final is not None]

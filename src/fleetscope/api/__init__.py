@@ -1,0 +1,1 @@
+"""The HTTP API of fleetscope: app, schemas, heatmap rendering, live stream, auth."""

@@ -1,0 +1,142 @@
+"""The control plane: instrumentation definitions in the store, announced on the bus.
+
+It answers agents' and aggregators' list requests, broadcasts creates, changes
+and deletes, creates the default instrumentations on first start, and deletes
+instrumentations nobody has read for ``idle_max`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from fleetscope.bus import messages as m
+from fleetscope.bus.base import Bus, Msg
+from fleetscope.model.errors import InputError, NotFound
+from fleetscope.model.instrumentation import Instrumentation, validate_spec, validate_update
+from fleetscope.model.metrics import Catalog
+from fleetscope.store.base import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULTS_KEY = "defaults_created"
+# Seen on a fresh `fleetscope serve`, so a new user has live data at once.
+DEFAULT_INSTRUMENTATIONS = (
+    {"module": "cpu", "stat": "usage", "decomposition": ["mode"]},
+    {"module": "memory", "stat": "used", "decomposition": ["type"]},
+    {"module": "disk", "stat": "bytes", "decomposition": ["disk"]},
+    {"module": "net", "stat": "bytes", "decomposition": ["nic"]},
+    {"module": "proc", "stat": "cpu", "decomposition": ["execname"]},
+    {"module": "proc", "stat": "cpu", "decomposition": ["utilization"]},
+)
+DEFAULT_OPTIONS = {"retention": 3600, "idle_max": 0, "persist": True}
+IDLE_CHECK_EVERY = 5.0
+
+
+class ControlPlane:
+    """Owns the instrumentation definitions of one store and keeps the bus told."""
+
+    def __init__(self, store: Store, bus: Bus, catalog: Catalog) -> None:
+        self.store = store
+        self.bus = bus
+        self.catalog = catalog
+        self.hosts: dict[str, m.AgentStatus] = {}
+        self._last_access: dict[int, float] = {}
+        self._task: asyncio.Task | None = None
+
+    # -- definitions ------------------------------------------------------------------------
+
+    def list(self) -> list[Instrumentation]:
+        return self.store.list_instrumentations()
+
+    def get(self, inst_id: int) -> Instrumentation:
+        inst = self.store.get_instrumentation(inst_id)
+        if inst is None:
+            raise NotFound("id", f"no instrumentation {inst_id}")
+        return inst
+
+    async def create(self, body: object) -> Instrumentation:
+        spec = validate_spec(body, self.catalog)
+        inst = self.store.create_instrumentation(spec, time.time())
+        self._last_access[inst.id] = time.time()
+        await self._announce(inst)
+        return inst
+
+    async def update(self, inst_id: int, body: object) -> Instrumentation:
+        current = self.get(inst_id)
+        changes = validate_update(body, current)
+        inst = current.updated(changes)
+        self.store.update_instrumentation(inst)
+        await self._announce(inst)
+        return inst
+
+    async def delete(self, inst_id: int) -> None:
+        if not self.store.delete_instrumentation(inst_id):
+            raise NotFound("id", f"no instrumentation {inst_id}")
+        self._last_access.pop(inst_id, None)
+        await self.bus.publish(m.CTL_DISABLE, m.encode(m.DisableMsg(inst_id)))
+
+    def touch(self, inst_id: int) -> None:
+        """Record a read of ``inst_id``: it is in use and must not expire."""
+        self._last_access[inst_id] = time.time()
+
+    async def _announce(self, inst: Instrumentation) -> None:
+        await self.bus.publish(m.CTL_ENABLE, m.encode(m.InstrumentationMsg(inst.to_json())))
+
+    async def ensure_defaults(self) -> list[Instrumentation]:
+        """Create the default instrumentations once per store (not again if a user deleted them)."""
+        if self.store.get_meta(DEFAULTS_KEY):
+            return []
+        created = []
+        for spec in DEFAULT_INSTRUMENTATIONS:
+            if f"{spec['module']}.{spec['stat']}" in self.catalog:
+                created.append(await self.create({**spec, **DEFAULT_OPTIONS}))
+        self.store.set_meta(DEFAULTS_KEY, str(time.time()))
+        return created
+
+    # -- bus --------------------------------------------------------------------------------
+
+    async def _on_list(self, msg: Msg) -> None:
+        if not msg.reply:
+            return
+        try:
+            m.decode(msg.data, m.ListRequest)
+        except InputError:
+            return
+        listing = m.InstrumentationList([i.to_json() for i in self.list()])
+        await self.bus.publish(msg.reply, m.encode(listing))
+
+    async def _on_status(self, msg: Msg) -> None:
+        try:
+            status = m.decode(msg.data, m.AgentStatus)
+        except InputError:
+            return
+        self.hosts[status.host] = status
+
+    async def start(self) -> None:
+        await self.bus.connect()
+        await self.bus.subscribe(m.CTL_LIST, self._on_list, queue="control")
+        await self.bus.subscribe(m.AGENT_STATUS, self._on_status)
+        now = time.time()
+        for inst in self.list():
+            self._last_access.setdefault(inst.id, now)
+        self._task = asyncio.get_running_loop().create_task(self._expire_idle())
+
+    async def _expire_idle(self) -> None:
+        while True:
+            await asyncio.sleep(IDLE_CHECK_EVERY)
+            now = time.time()
+            for inst in self.list():
+                last = self._last_access.setdefault(inst.id, now)
+                if inst.idle_max and now - last > inst.idle_max:
+                    log.info("instrumentation %s unused for %ss: deleted", inst.id, inst.idle_max)
+                    with contextlib.suppress(NotFound):
+                        await self.delete(inst.id)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

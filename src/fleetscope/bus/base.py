@@ -1,0 +1,70 @@
+"""The bus interface: publish, subscribe (optionally in a queue group), request/reply.
+
+Subjects follow NATS conventions (dot-separated tokens; ``*`` matches one token,
+``>`` the rest) so that the NATS transport is a thin adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple, Protocol
+
+
+class Msg(NamedTuple):
+    subject: str
+    data: bytes
+    reply: str | None = None
+
+
+Handler = Callable[[Msg], Awaitable[None]]
+
+
+class Subscription(Protocol):
+    async def unsubscribe(self) -> None: ...
+
+
+class Bus(Protocol):
+    """What agents, aggregators and API servers need of a transport."""
+
+    async def connect(self) -> None:
+        """Connect (idempotent)."""
+        ...
+
+    async def publish(self, subject: str, data: bytes) -> None:
+        """Send ``data`` to every subscriber of ``subject`` (one per queue group)."""
+        ...
+
+    async def subscribe(self, subject: str, handler: Handler, queue: str | None = None) -> Subscription:
+        """Call ``handler`` for each message on ``subject``; with ``queue``, each message goes to one
+        member of the group. Messages of one subscription are handled in order."""
+        ...
+
+    async def request(self, subject: str, data: bytes, timeout: float = 2.0) -> bytes:
+        """Publish with a reply subject and wait for the first answer; TimeoutError if none comes."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and disconnect."""
+        ...
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, a final ``>`` is one or more tokens."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, token in enumerate(p):
+        if token == ">":
+            return len(s) > i
+        if i >= len(s) or (token != "*" and token != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+def connect_bus(url: str) -> Bus:
+    """The transport for ``url``: ``memory://`` (in-process) or ``nats://host:port``."""
+    from fleetscope.model.errors import InputError
+
+    if url.startswith("memory:"):
+        from fleetscope.bus.memory import MemoryBus
+
+        return MemoryBus()
+    raise InputError("bus", f"unsupported bus URL {url!r} (use memory://)")

@@ -1,0 +1,392 @@
+"""Host-wide counters: CPU time, load average, memory, disks, network interfaces.
+
+Everything comes from /proc (``/proc/stat``, ``/proc/meminfo``,
+``/proc/diskstats``, ``/proc/net/dev``) and ``os.getloadavg()``. The files are
+read with ``os.open``/``os.read`` and parsed here rather than through psutil:
+psutil opens them through buffered Python file objects and parses more than is
+needed (``swap_memory()`` also reads ``/proc/vmstat``, ``disk_io_counters()``
+stats ``/sys/block`` per disk), which costs 2-3 times as much per tick on this
+machine kind (see the module's figures in the report of bench runs).
+
+Each file is read at most once per tick, on the first :meth:`HostSource.collect`
+that needs it; a metric nobody collects reads nothing. ``HostSource.reads``
+counts the reads per file so that both can be checked.
+
+Interval metrics (and ``disk.busy``, a level computed from a counter) compare
+the reading of this tick with the reading taken when the same metric was last
+collected, divided by the seconds between the two reads (``CLOCK_BOOTTIME`` at
+read time, not the tick's wall-clock time, so that a late tick does not distort
+rates). The first collection of a metric, or one more than :data:`MAX_GAP`
+seconds after the previous one, gives no rows.
+
+Network interfaces are those of the network namespace the agent runs in.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import NamedTuple
+
+from fleetscope.model.errors import NotFound
+from fleetscope.model.metrics import DISCRETE, INTERVAL, POINT, Field, Metric, metric
+from fleetscope.model.types import BYTES, NUMBER, PERCENT, SECONDS
+from fleetscope.sources.base import Rows
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# /proc/diskstats counts 512-byte sectors whatever the device's own sector size.
+SECTOR_SIZE = 512
+# A previous reading older than this is not used for a rate: a metric switched
+# off and on again starts afresh instead of reporting a long average as "now".
+MAX_GAP = 30.0
+# Virtual block devices that exist by the dozen and are mostly never used; they
+# are reported only once they have done some I/O.
+IDLE_DEVICE_PREFIXES = ("loop", "ram", "zram")
+
+CPU_MODES = (
+    "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice",
+)
+LOAD_PERIODS = ("1m", "5m", "15m")
+MEMORY_TYPES = ("used", "cached", "buffers", "free", "swap")
+
+
+def clock() -> float:
+    """Seconds since boot, counting suspend: the clock of /proc's counters and starttimes."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def read_file(path: str) -> bytes:
+    """The whole content of ``path``, read without Python's buffered file layer (cheaper)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+# --- /proc/stat ---------------------------------------------------------------------------
+
+
+class CpuTimes(NamedTuple):
+    """Clock ticks one CPU spent in each mode since boot, as /proc/stat has them
+    (``user`` includes ``guest`` and ``nice`` includes ``guest_nice``)."""
+
+    user: int
+    nice: int
+    system: int
+    idle: int
+    iowait: int
+    irq: int
+    softirq: int
+    steal: int
+    guest: int
+    guest_nice: int
+
+
+def read_cpu_times(procfs: str = "/proc") -> dict[str, CpuTimes]:
+    """Per-CPU times from ``/proc/stat``, keyed by CPU number as a string ("0", "1", ...).
+
+    Offline CPUs are absent. Columns an old kernel lacks are 0.
+    """
+    out = {}
+    for line in read_file(procfs + "/stat").split(b"\n"):
+        if not line.startswith(b"cpu"):
+            break  # the cpu lines come first; the rest (intr, ctxt, ...) is long and unused
+        if line[3:4] == b" ":
+            continue  # the all-CPU total line
+        parts = line.split()
+        values = [int(v) for v in parts[1:11]]
+        values += [0] * (10 - len(values))
+        out[parts[0][3:].decode()] = CpuTimes(*values)
+    return out
+
+
+# --- /proc/meminfo ------------------------------------------------------------------------
+
+
+class MemInfo(NamedTuple):
+    """Memory figures in bytes. ``cached`` is page cache plus reclaimable slab, as psutil
+    and free(1) count it."""
+
+    total: int
+    free: int
+    buffers: int
+    cached: int
+    swap_total: int
+    swap_free: int
+
+
+_MEMINFO_KEYS = (b"MemTotal", b"MemFree", b"Buffers", b"Cached", b"SReclaimable",
+                 b"SwapTotal", b"SwapFree")
+
+
+def read_meminfo(procfs: str = "/proc") -> MemInfo:
+    """The figures of ``/proc/meminfo`` that :class:`MemInfo` holds (a missing one is 0)."""
+    found = {}
+    for line in read_file(procfs + "/meminfo").split(b"\n"):
+        key, _, rest = line.partition(b":")
+        found[key] = rest
+    kib = {k: int(found[k].split()[0]) * 1024 if k in found else 0 for k in _MEMINFO_KEYS}
+    return MemInfo(
+        kib[b"MemTotal"], kib[b"MemFree"], kib[b"Buffers"], kib[b"Cached"] + kib[b"SReclaimable"],
+        kib[b"SwapTotal"], kib[b"SwapFree"],
+    )
+
+
+# --- /proc/diskstats ----------------------------------------------------------------------
+
+
+class DiskCounters(NamedTuple):
+    """I/O of one block device since boot (psutil's names)."""
+
+    read_count: int  # reads completed
+    write_count: int  # writes completed
+    read_bytes: int
+    write_bytes: int
+    busy_time: int  # milliseconds with I/O in flight
+
+
+def read_diskstats(procfs: str = "/proc") -> dict[str, DiskCounters]:
+    """Every device of ``/proc/diskstats`` (whole disks and partitions alike), except
+    loop, ram and zram devices that have never done any I/O.
+
+    Discards and flushes are not counted.
+    """
+    out = {}
+    for line in read_file(procfs + "/diskstats").split(b"\n"):
+        p = line.split()
+        if len(p) < 14:
+            continue
+        counters = DiskCounters(
+            int(p[3]), int(p[7]), int(p[5]) * SECTOR_SIZE, int(p[9]) * SECTOR_SIZE, int(p[12])
+        )
+        name = p[2].decode()
+        if name.startswith(IDLE_DEVICE_PREFIXES) and not any(counters):
+            continue
+        out[name] = counters
+    return out
+
+
+# --- /proc/net/dev ------------------------------------------------------------------------
+
+
+class NicCounters(NamedTuple):
+    """Traffic of one network interface since it appeared (psutil's names)."""
+
+    bytes_recv: int
+    bytes_sent: int
+    packets_recv: int
+    packets_sent: int
+    errin: int  # the kernel's rx_errors: all receive errors (frame, fifo, crc ... included)
+    errout: int
+    dropin: int  # packets dropped on receive (includes rx_missed_errors on recent kernels)
+    dropout: int
+
+
+def read_netdev(procfs: str = "/proc") -> dict[str, NicCounters]:
+    """Every interface of ``/proc/net/dev`` (of the reader's network namespace)."""
+    out = {}
+    for line in read_file(procfs + "/net/dev").split(b"\n")[2:]:
+        name, sep, rest = line.partition(b":")
+        if not sep:
+            continue
+        v = rest.split()
+        out[name.strip().decode()] = NicCounters(
+            int(v[0]), int(v[8]), int(v[1]), int(v[9]), int(v[2]), int(v[10]), int(v[3]), int(v[11])
+        )
+    return out
+
+
+def read_loadavg(procfs: str = "/proc") -> tuple[float, float, float]:
+    """The 1, 5 and 15 minute load averages (``os.getloadavg``; ``procfs`` is not used)."""
+    return os.getloadavg()
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+CPU = Field("cpu", DISCRETE, "CPU")
+MODE = Field("mode", DISCRETE, "CPU mode")
+PERIOD = Field("period", DISCRETE, "averaging period")
+MEMORY_TYPE = Field("type", DISCRETE, "memory type")
+DISK = Field("disk", DISCRETE, "disk")
+DIRECTION = Field("direction", DISCRETE, "direction")
+NIC = Field("nic", DISCRETE, "network interface")
+ERROR_TYPE = Field("type", DISCRETE, "error type")
+
+METRICS = (
+    metric("cpu", "usage", "CPU time", SECONDS, INTERVAL, CPU, MODE),
+    metric("cpu", "load", "load average", NUMBER, POINT, PERIOD),
+    metric("memory", "used", "memory", BYTES, POINT, MEMORY_TYPE),
+    metric("disk", "ops", "disk operations", NUMBER, INTERVAL, DISK, DIRECTION),
+    metric("disk", "bytes", "disk bytes", BYTES, INTERVAL, DISK, DIRECTION),
+    metric("disk", "busy", "disk busy time", PERCENT, POINT, DISK),
+    metric("net", "bytes", "network bytes", BYTES, INTERVAL, NIC, DIRECTION),
+    metric("net", "packets", "network packets", NUMBER, INTERVAL, NIC, DIRECTION),
+    metric("net", "errors", "network errors and drops", NUMBER, INTERVAL, NIC, DIRECTION,
+           ERROR_TYPE),
+)
+COLUMNS = {m.name: tuple(f.name for f in m.fields[1:]) for m in METRICS}
+
+# The file each metric needs, by the name ``HostSource.reads`` counts it under.
+_FILES = {
+    "cpu.usage": "stat",
+    "cpu.load": "loadavg",
+    "memory.used": "meminfo",
+    "disk.ops": "diskstats",
+    "disk.bytes": "diskstats",
+    "disk.busy": "diskstats",
+    "net.bytes": "net/dev",
+    "net.packets": "net/dev",
+    "net.errors": "net/dev",
+}
+_READERS: dict[str, Callable] = {
+    "stat": read_cpu_times,
+    "loadavg": read_loadavg,
+    "meminfo": read_meminfo,
+    "diskstats": read_diskstats,
+    "net/dev": read_netdev,
+}
+
+
+# --- rows ---------------------------------------------------------------------------------
+# Each builder gets the current reading and, for rates, the previous one and the seconds
+# between them. Counters that went backwards (a device or interface re-created, iowait on
+# some kernels) give no row, or 0 for a CPU mode, rather than a negative rate.
+
+
+def _cpu_usage(cur: dict, old: dict, elapsed: float) -> list[tuple]:
+    rows = []
+    scale = 1.0 / (CLOCK_TICKS * elapsed)
+    for cpu, c in cur.items():
+        p = old.get(cpu)
+        if p is None:
+            continue
+        d = [a - b for a, b in zip(c, p, strict=True)]
+        # Linux counts guest time inside user (and guest_nice inside nice): take it out so
+        # that the modes add up to the CPU's time.
+        d[0] -= d[8]
+        d[1] -= d[9]
+        for mode, v in zip(CPU_MODES, d, strict=True):
+            rows.append((cpu, mode, v * scale if v > 0 else 0.0))
+    return rows
+
+
+def _cpu_load(cur: tuple) -> list[tuple]:
+    return list(zip(LOAD_PERIODS, cur, strict=True))
+
+
+def _memory_used(m: MemInfo) -> list[tuple]:
+    # used + cached + buffers + free == total (used as free(1) counted it before
+    # procps 4: what is neither free nor cache); swap is swap in use.
+    used = m.total - m.free - m.buffers - m.cached
+    return [
+        ("used", used if used > 0 else 0),
+        ("cached", m.cached),
+        ("buffers", m.buffers),
+        ("free", m.free),
+        ("swap", m.swap_total - m.swap_free),
+    ]
+
+
+def _rates(attrs: tuple[tuple[tuple, str], ...]) -> Callable:
+    """A builder of rate rows: for each key, one row per (labels, counter attribute)."""
+
+    def build(cur: dict, old: dict, elapsed: float) -> list[tuple]:
+        rows = []
+        for key, c in cur.items():
+            p = old.get(key)
+            if p is None:
+                continue
+            for labels, attr in attrs:
+                d = getattr(c, attr) - getattr(p, attr)
+                if d >= 0:
+                    rows.append((key, *labels, d / elapsed))
+        return rows
+
+    return build
+
+
+def _disk_busy(cur: dict, old: dict, elapsed: float) -> list[tuple]:
+    rows = []
+    for disk, c in cur.items():
+        p = old.get(disk)
+        if p is None:
+            continue
+        d = c.busy_time - p.busy_time
+        if d >= 0:
+            # busy_time ticks in ms and is sampled at slightly different instants than our
+            # clock: cap at 100 %.
+            rows.append((disk, min(100.0, d / (10.0 * elapsed))))
+    return rows
+
+
+_INTERVAL = {
+    "cpu.usage": _cpu_usage,
+    "disk.ops": _rates(((("read",), "read_count"), (("write",), "write_count"))),
+    "disk.bytes": _rates(((("read",), "read_bytes"), (("write",), "write_bytes"))),
+    "disk.busy": _disk_busy,
+    "net.bytes": _rates(((("in",), "bytes_recv"), (("out",), "bytes_sent"))),
+    "net.packets": _rates(((("in",), "packets_recv"), (("out",), "packets_sent"))),
+    "net.errors": _rates((
+        (("in", "error"), "errin"), (("out", "error"), "errout"),
+        (("in", "drop"), "dropin"), (("out", "drop"), "dropout"),
+    )),
+}
+_POINT = {"cpu.load": _cpu_load, "memory.used": _memory_used}
+
+
+class HostSource:
+    """CPU, load, memory, disk and network metrics of the host the agent runs on.
+
+    ``reads`` counts reads per file (``stat``, ``meminfo``, ``diskstats``, ``net/dev``,
+    ``loadavg``) since the source was created.
+    """
+
+    name = "host"
+
+    def __init__(self, procfs: str = "/proc") -> None:
+        self.procfs = procfs
+        self.reads: Counter[str] = Counter()
+        self._files: dict[str, tuple[float, object]] = {}  # this tick's readings
+        self._rows: dict[str, Rows] = {}  # this tick's answers
+        self._prev: dict[str, tuple[float, object]] = {}  # metric -> its previous reading
+
+    def metrics(self) -> list[Metric]:
+        return list(METRICS)
+
+    def begin_tick(self, now: float) -> None:
+        self._files.clear()
+        self._rows.clear()
+
+    def collect(self, metric: str) -> Rows:
+        rows = self._rows.get(metric)
+        if rows is None:
+            rows = self._rows[metric] = Rows(COLUMNS[metric], self._build(metric))
+        return rows
+
+    def _read(self, name: str) -> tuple[float, object]:
+        got = self._files.get(name)
+        if got is None:
+            self.reads[name] += 1
+            got = self._files[name] = (clock(), _READERS[name](self.procfs))
+        return got
+
+    def _build(self, metric: str) -> list[tuple]:
+        if metric not in _FILES:
+            raise NotFound("metric", f"host source has no metric {metric!r}")
+        t, cur = self._read(_FILES[metric])
+        point = _POINT.get(metric)
+        if point is not None:
+            return point(cur)
+        prev = self._prev.get(metric)
+        self._prev[metric] = (t, cur)
+        if prev is None or not 0 < t - prev[0] <= MAX_GAP:
+            return []
+        return _INTERVAL[metric](cur, prev[1], t - prev[0])

@@ -1,0 +1,1 @@
+"""The store: definitions (instrumentations, dashboards) and history, SQLite or PostgreSQL."""
