@@ -285,6 +285,8 @@ def format_value(value: Any, unit: Type) -> str:
     """A number for people, in ``unit``; ``-`` when there is none (null, NaN)."""
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         return "-"
+    if value == 0:
+        return "0"  # not "0 ns" or "0 B": zero needs no unit
     if unit.base == "number":
         # format_quantity's 4 significant digits turn counts into 1.235e+04; keep them whole.
         if abs(value) >= 1e4 or value == int(value):
@@ -372,19 +374,20 @@ def bar(value: float, peak: float, width: int) -> str:
 def shade_levels(counts: Sequence[Sequence[float]]) -> list[list[int]]:
     """The shade level (0 empty, 1..4) of every cell of ``counts[column][row]``, by rank.
 
-    A non-empty cell's level is ``ceil(4 * f)`` where ``f`` is the fraction of non-empty cells
-    whose count is at most its own: rank normalisation, as the appliance's default, so
-    structure shows at every level rather than only where the mass is.
+    Rank normalisation, the appliance's default: a non-empty cell's level is
+    ``ceil(4 * r / n)`` where ``r`` is the rank of its count among the ``n`` distinct non-empty
+    counts, so structure shows at every level rather than only where the mass is. Equal
+    counts share a level and the largest count always gets the darkest shade.
     """
-    nonempty = sorted(c for column in counts for c in column if _finite(c) and c > 0)
-    n = len(nonempty)
-    levels = []
-    for column in counts:
-        levels.append([
-            max(1, math.ceil(4 * bisect_right(nonempty, c) / n)) if _finite(c) and c > 0 else 0
+    distinct = sorted({c for column in counts for c in column if _finite(c) and c > 0})
+    n = len(distinct)
+    return [
+        [
+            math.ceil(4 * bisect_right(distinct, c) / n) if _finite(c) and c > 0 else 0
             for c in column
-        ])
-    return levels
+        ]
+        for column in counts
+    ]
 
 
 def heatmap_lines(
@@ -433,6 +436,7 @@ def top_keys(values: Sequence[Any], k: int, weight: Callable[[Any], float]) -> l
 
 
 def histogram_count(h: Any) -> float:
+    """The ``count`` of a histogram object (0 for anything else)."""
     return float(h.get("count") or 0) if isinstance(h, Mapping) else 0.0
 
 
@@ -485,8 +489,8 @@ def value_table(
 
     scalar: time, value; breakdown: time, one column per top key (by total over the points),
     ``(rest)`` for the sum of the others; histogram: time, count, average and percentiles
-    (joined from the percentiles answer by ``start_time``), and for a breakdown of histograms
-    the count of each top key. Every table ends with ``sources`` (nsources/expected).
+    (joined from the percentiles answer by ``start_time``), for a breakdown of histograms over
+    all keys together. Every table ends with ``sources`` (nsources/expected).
     """
     shape = inst.get("shape", SCALAR)
     unit = unit_type(inst.get("unit"))
@@ -514,16 +518,12 @@ def value_table(
                 row.append(format_value(others, unit))
     elif shape in DISTRIBUTIONS:
         by_time = {p.get("start_time"): quantile_values(p) for p in percentiles}
-        keys = top_keys(values, min(top, 3), histogram_count) if shape == DISCRETE_HISTOGRAM \
-            else []
-        headers += ["count", "average", *map(quantile_label, QUANTILES), *keys]
+        headers += ["count", "average", *map(quantile_label, QUANTILES)]
         for row, point, v in zip(cells, points, values, strict=True):
             count, average = histogram_stats(v, shape)
             qs = by_time.get(point.get("start_time"), {})
             row += [format_value(count, unit), format_value(average, field_unit)]
             row += [format_value(qs.get(q), field_unit) for q in QUANTILES]
-            v = v if isinstance(v, Mapping) else {}
-            row += [format_value(histogram_count(v.get(k)), unit) for k in keys]
     else:
         headers.append("value")
         for row, v in zip(cells, values, strict=True):
@@ -598,7 +598,7 @@ def instrumentation_table(inst: Mapping[str, Any]) -> Table:
         "predicate": inst.get("predicate_text") or "-",
         "shape": str(inst.get("shape", "-")),
         "kind": str(inst.get("kind", "-")),
-        "unit": unit_type(inst.get("unit")).name,
+        "unit": unit_type(inst["unit"]).name if inst.get("unit") else "-",
         "granularity": format_duration(inst.get("granularity")),
         "retention": format_duration(inst.get("retention")),
         "idle_max": format_duration(inst.get("idle_max")),
@@ -609,30 +609,30 @@ def instrumentation_table(inst: Mapping[str, Any]) -> Table:
     for key, text in rows.items():
         table.add_row(key, text)
     for key, v in inst.items():
-        if key not in shown:
+        if key not in shown and v is not None:
             table.add_row(key, v if isinstance(v, str) else json.dumps(v))
     return table
 
 
 def instrumentations_table(insts: Sequence[Mapping[str, Any]]) -> Table:
+    """One row per instrumentation; the creation time is left to ``inst show``."""
     table = Table()
-    table.add_column("id", justify="right", no_wrap=True, min_width=2)
-    table.add_column("metric", overflow="fold")
-    table.add_column("by", overflow="fold")
-    table.add_column("where", overflow="fold", min_width=10, ratio=1)
-    for name in ("gran", "retention", "idle max", "persist", "created"):
-        table.add_column(name, no_wrap=True)
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("metric", no_wrap=True)
+    table.add_column("by", no_wrap=True)
+    table.add_column("where", overflow="fold", ratio=1, min_width=8)
+    table.add_column("gran/retention/idle", no_wrap=True)
+    table.add_column("persist", no_wrap=True)
     for inst in sorted(insts, key=lambda i: i.get("id") or 0):
         table.add_row(
             str(inst.get("id")),
             metric_name(inst),
             ", ".join(map(str, inst.get("decomposition") or ())) or "-",
             inst.get("predicate_text") or "-",
-            format_duration(inst.get("granularity")),
-            format_duration(inst.get("retention")),
-            format_duration(inst.get("idle_max")),
+            " / ".join(
+                format_duration(inst.get(k)) for k in ("granularity", "retention", "idle_max")
+            ),
             _yes_no(inst.get("persist")),
-            _timestamp(inst.get("created"), "%m-%d %H:%M"),
         )
     return table
 
@@ -648,9 +648,12 @@ def _timestamp(t: Any, pattern: str = "%Y-%m-%d %H:%M:%S") -> str:
 
 
 def rows_table(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str) -> Table:
+    """A table of :func:`value_table`'s output; the time column is never shortened."""
     table = Table(title=title, title_justify="left")
-    for i, name in enumerate(headers):
-        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)
+    time_width = max([len(headers[0]), *(len(row[0]) for row in rows)])
+    table.add_column(headers[0], no_wrap=True, min_width=time_width)
+    for name in headers[1:]:
+        table.add_column(name, justify="right", no_wrap=True)
     for row in rows:
         table.add_row(*row)
     return table

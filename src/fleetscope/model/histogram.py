@@ -9,7 +9,8 @@ fractional counts). ``count`` and ``sum`` are kept exactly. When a histogram
 holds more than ``MAX_BUCKETS`` (160) buckets it downscales (schema n -> n-1,
 index i -> ceil(i/2) i.e. ``(i + 1) >> 1`` ... as Prometheus does) until it fits.
 Merging two histograms first downscales the finer one to the coarser schema,
-then adds counts: exact and associative.
+then adds counts: exact and associative. (A histogram without buckets adopts
+the other's schema, so an empty histogram is an identity for merge.)
 
 Notes for exporters and readers:
 
@@ -72,7 +73,8 @@ def bucket_index(x: float, schema: int) -> int:
 
 def bucket_upper(index: int, schema: int) -> float:
     """``base**index`` at ``schema``: the (inclusive) upper bound of bucket ``index``;
-    ``inf`` past the float range, 0.0 below it."""
+    ``inf`` past the float range. Bounds below 2**-1022 (subnormal) are rounded
+    to the nearest float, so there a value may equal its bucket's lower bound."""
     try:
         if schema > 0:
             q, r = divmod(index, 1 << schema)
@@ -153,17 +155,26 @@ class Histogram:
         """Add ``other`` into self (in place, downscaling as needed); return self.
         ``other`` is unchanged.
 
+        The result has the coarser schema of the two, except that a histogram
+        without buckets (empty, or only a zero bucket) has no resolution to keep:
+        its schema does not count. So an empty histogram is a true identity, and
+        the schema of a merge is the coarsest schema among its inputs that hold
+        buckets, whatever the order (associative).
+
         With different zero thresholds the larger one wins and grows, as in
         Prometheus, to the upper bound of any bucket reaching below it; such
         buckets move into the zero bucket.
         """
         if other is self:
             other = other.copy()
-        if other.schema < self.schema:
+        if not self.buckets:
+            if other.buckets or other.schema < self.schema:
+                self.schema = other.schema  # nothing to downscale
+        elif other.buckets and other.schema < self.schema:
             self.downscale(self.schema - other.schema)
         buckets = self.buckets
         shift = other.schema - self.schema
-        if shift:
+        if shift > 0:
             for i, c in other.buckets.items():
                 j = ((i - 1) >> shift) + 1
                 buckets[j] = buckets.get(j, 0.0) + c

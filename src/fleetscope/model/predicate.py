@@ -374,9 +374,7 @@ def _pair(op: str, arg: object, where: str) -> tuple[str, object]:
         raise InputError(where, f"{op} takes {what}, got {_show(arg)}")
     name, value = arg
     if not isinstance(name, str):
-        raise InputError(
-            where, f"{op} takes {what}; the field name must be a string, got {_show(name)}"
-        )
+        raise InputError(where, f"{op} takes {what}; the field name must be a string, got {_show(name)}")
     return name, value
 
 
@@ -402,20 +400,14 @@ def _check(node: object, metric: Metric, where: str, depth: int) -> Predicate:
     if op == "not":
         return {"not": _check(arg, metric, where, depth + 1)}
     if op not in _OPERATORS:
-        raise InputError(
-            where, f"unknown operator {_show(op)} (operators: {', '.join(_OPERATORS)})"
-        )
+        raise InputError(where, f"unknown operator {_show(op)} (operators: {', '.join(_OPERATORS)})")
     name, value = _pair(op, arg, where)
     f = metric.field(name, where)
     if op in _ORDER and f.kind == DISCRETE:
-        raise InputError(
-            where, f"field {name!r} is discrete; {op} ({_SYMBOLS[op]}) needs a numeric field"
-        )
+        raise InputError(where, f"field {name!r} is discrete; {op} ({_SYMBOLS[op]}) needs a numeric field")
     if op == "in":
         if not isinstance(value, list | tuple):
-            raise InputError(
-                where, f"field {name!r}: in takes a list of values, got {_show(value)}"
-            )
+            raise InputError(where, f"field {name!r}: in takes a list of values, got {_show(value)}")
         return {"in": [name, [_value(v, f, op, where) for v in value]]}
     if op == "re":
         if f.kind != DISCRETE:
@@ -549,12 +541,11 @@ def compile_predicate(
     position of each field). Fields in ``constants`` (e.g. ``hostname``) are folded at compile
     time; when the whole predicate folds, return ``True`` or ``False`` instead of a function.
     A field in neither ``columns`` nor ``constants`` raises KeyError."""
-    constants = constants or {}
+    compiler = _Compiler(columns, constants or {})
     # Check every field up front: whether a field is missing must not depend on folding.
     for name in fields_of(pred):
-        if name not in constants and name not in columns:
+        if name not in compiler.constants and name not in compiler.index:
             raise KeyError(name)
-    compiler = _Compiler(columns, constants)
     source = compiler.expr(pred)
     if isinstance(source, bool):
         return source

@@ -17,12 +17,16 @@ Across sources values are added (``merge_into``). Across time, interval metrics
 are added and point metrics averaged (``scale`` by 1/ticks after adding).
 Discrete breakdowns keep the top K keys exactly and fold the rest into
 ``OTHER`` so totals stay exact (``fold_top_k``; for histograms rank by count).
+
+An unknown ``shape`` is a programming error: ValueError (not InputError).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Union
 
+from fleetscope.model.errors import InputError
 from fleetscope.model.histogram import Histogram
 
 SCALAR = "scalar"
@@ -35,43 +39,169 @@ OTHER = "(other)"
 Value = Union[float, dict[str, float], Histogram, dict[str, Histogram]]  # noqa: UP007
 
 
+def _bad_shape(shape: object) -> ValueError:
+    return ValueError(f"unknown value shape {shape!r}; expected one of {SHAPES}")
+
+
 def shape_for(has_discrete: bool, has_numeric: bool) -> str:
     """The shape of values of a decomposition with/without a discrete and a numeric field."""
-    raise NotImplementedError
+    if has_discrete:
+        return DISCRETE_HISTOGRAM if has_numeric else DISCRETE
+    return HISTOGRAM if has_numeric else SCALAR
 
 
 def empty(shape: str) -> Value:
     """The zero of ``shape``: 0.0, {}, an empty Histogram, {}."""
-    raise NotImplementedError
+    if shape == SCALAR:
+        return 0.0
+    if shape in (DISCRETE, DISCRETE_HISTOGRAM):
+        return {}
+    if shape == HISTOGRAM:
+        return Histogram()
+    raise _bad_shape(shape)
 
 
 def merge_into(acc: Value, v: Value, shape: str) -> Value:
-    """``acc + v``. May modify ``acc`` in place (and returns it); never modifies ``v``."""
-    raise NotImplementedError
+    """``acc + v``. May modify ``acc`` in place (and returns it); never modifies ``v``.
+
+    Histograms taken over from ``v`` are copied, so the result never shares an
+    object with ``v`` (a later merge into it must not change ``v``).
+    """
+    if shape == SCALAR:
+        return acc + v
+    if shape == DISCRETE:
+        get = acc.get
+        for key, x in v.items():
+            acc[key] = get(key, 0.0) + x
+        return acc
+    if shape == HISTOGRAM:
+        return acc.merge(v)
+    if shape == DISCRETE_HISTOGRAM:
+        for key, h in v.items():
+            mine = acc.get(key)
+            if mine is None:
+                acc[key] = h.copy()
+            else:
+                mine.merge(h)
+        return acc
+    raise _bad_shape(shape)
 
 
 def scale(v: Value, factor: float, shape: str) -> Value:
-    """A new value with every number (counts, sums) multiplied by ``factor``."""
-    raise NotImplementedError
+    """A new value with every number (counts, sums) multiplied by ``factor``.
+
+    Histogram shapes need ``factor`` finite and >= 0 (counts cannot go negative).
+    """
+    if shape == SCALAR:
+        return v * factor
+    if shape == DISCRETE:
+        return {key: x * factor for key, x in v.items()}
+    if shape == HISTOGRAM:
+        return v.scale(factor)
+    if shape == DISCRETE_HISTOGRAM:
+        return {key: h.scale(factor) for key, h in v.items()}
+    raise _bad_shape(shape)
 
 
 def fold_top_k(v: Value, k: int, shape: str) -> Value:
     """Keep the ``k`` largest keys of a breakdown (by number, or by histogram count)
-    and merge the rest into ``OTHER``; other shapes are returned unchanged."""
-    raise NotImplementedError
+    and merge the rest into ``OTHER``; other shapes are returned unchanged.
+
+    Ties are broken by key name (the smaller name is kept), so the result does
+    not depend on dict order. An ``OTHER`` already in ``v`` is ranked like any
+    key; if it is not kept it is folded into the new ``OTHER`` with the rest. So
+    the result has at most ``k + 1`` keys and the same total as ``v``. For a
+    breakdown a new dict is returned (histograms copied); ``v`` is unchanged.
+    ValueError if ``k`` < 0.
+    """
+    if shape in (SCALAR, HISTOGRAM):
+        return v
+    if shape not in (DISCRETE, DISCRETE_HISTOGRAM):
+        raise _bad_shape(shape)
+    if k < 0:
+        raise ValueError(f"k must be >= 0, not {k!r}")
+    if shape == DISCRETE:
+        if len(v) <= k:
+            return dict(v)
+        ranked = sorted(v, key=lambda key: (-v[key], key))
+        out = {key: v[key] for key in ranked[:k]}
+        rest = [v[key] for key in ranked[k:]]
+        # fsum: the folded total is correctly rounded whatever the order.
+        out[OTHER] = out.get(OTHER, 0.0) + math.fsum(rest)
+        return out
+    if len(v) <= k:
+        return {key: h.copy() for key, h in v.items()}
+    ranked = sorted(v, key=lambda key: (-v[key].count, key))
+    out = {key: v[key].copy() for key in ranked[:k]}
+    folded = ranked[k:]
+    other = out.get(OTHER)
+    if other is None:
+        other = out[OTHER] = v[folded.pop(0)].copy()
+    for key in folded:
+        other.merge(v[key])
+    return out
 
 
 def total(v: Value, shape: str) -> float:
     """Scalar: itself; discrete: sum; histogram: count; discrete histogram: total count."""
-    raise NotImplementedError
+    if shape == SCALAR:
+        return v
+    if shape == DISCRETE:
+        return math.fsum(v.values())
+    if shape == HISTOGRAM:
+        return v.count
+    if shape == DISCRETE_HISTOGRAM:
+        return math.fsum(h.count for h in v.values())
+    raise _bad_shape(shape)
 
 
 def encode(v: Value, shape: str) -> object:
     """JSON- and msgpack-friendly builtins (histograms as ``Histogram.to_json()``)."""
-    raise NotImplementedError
+    if shape == SCALAR:
+        return float(v)
+    if shape == DISCRETE:
+        return {key: float(x) for key, x in v.items()}
+    if shape == HISTOGRAM:
+        return v.to_json()
+    if shape == DISCRETE_HISTOGRAM:
+        return {key: h.to_json() for key, h in v.items()}
+    raise _bad_shape(shape)
 
 
 def decode(obj: object, shape: str, field: str = "value") -> Value:
-    """Validate and build a value of ``shape`` from builtins; InputError naming ``field`` if malformed
-    (wrong type, NaN/inf, negative histogram counts, non-string keys...)."""
-    raise NotImplementedError
+    """Validate and build a value of ``shape`` from builtins; InputError naming
+    ``field`` if malformed (wrong type, NaN/inf, negative histogram counts, non-string keys...).
+
+    The field of an error inside a breakdown is ``f"{field}.{key}"``.
+    """
+    if shape == SCALAR:
+        return _finite(obj, field)
+    if shape == HISTOGRAM:
+        return Histogram.from_json(obj, field)
+    if shape == DISCRETE:
+        return {key: _finite(x, f"{field}.{key}") for key, x in _items(obj, field)}
+    if shape == DISCRETE_HISTOGRAM:
+        return {key: Histogram.from_json(h, f"{field}.{key}") for key, h in _items(obj, field)}
+    raise _bad_shape(shape)
+
+
+def _finite(x: object, field: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise InputError(field, "must be a number")
+    try:
+        f = float(x)
+    except OverflowError:
+        raise InputError(field, "must be a finite number") from None
+    if not math.isfinite(f):
+        raise InputError(field, "must be a finite number")
+    return f
+
+
+def _items(obj: object, field: str) -> list[tuple[str, object]]:
+    if not isinstance(obj, dict):
+        raise InputError(field, "must be an object {key: value}")
+    items = list(obj.items())
+    for key, _ in items:
+        if not isinstance(key, str):
+            raise InputError(field, f"keys must be strings, not {type(key).__name__}")
+    return items

@@ -34,6 +34,7 @@ lost (it can no longer be read).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import resource
@@ -126,7 +127,9 @@ def execname(comm: str, argv: list[str]) -> str:
 
 def command(comm: str, argv: list[str]) -> str:
     """The command line as ps shows it, cut to :data:`CMD_MAX` characters."""
-    return " ".join(argv)[:CMD_MAX] if argv else f"[{comm}]"
+    # rstrip: setproctitle pads the rewritten title with spaces.
+    cmd = " ".join(argv)[:CMD_MAX].rstrip()
+    return cmd if cmd else f"[{comm}]"
 
 
 def default_max_open_files() -> int:
@@ -206,10 +209,8 @@ class ProcSource:
 
     def __del__(self) -> None:
         # Best effort for a source dropped without close(); never raise at exit.
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
     # --- reading -----------------------------------------------------------------------
 

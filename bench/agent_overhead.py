@@ -1,0 +1,114 @@
+"""Agent overhead: CPU (% of one core) and RSS of the agent at 1 Hz with the default instrumentations.
+
+Runs the real agent (sources, predicates, decomposition, batch encoding and
+publishing) in a child process and measures it with shared/tools/measure-tree.sh,
+the tool behind the reference figures in DESIGN.md; the floor agent
+(shared/tools/floor.py) is measured the same way for comparison.
+
+    .venv/bin/python bench/agent_overhead.py                 # 60 s after 10 s warm-up
+    .venv/bin/python bench/agent_overhead.py --extra-procs 300
+    .venv/bin/python bench/agent_overhead.py --seconds 20 --warmup 5 --no-floor
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+if not SHARED.exists():  # a clone next to shared/ (CI) or the work tree's sibling
+    SHARED = Path(os.environ.get("FLEETSCOPE_SHARED", "/work/shared"))
+MEASURE = SHARED / "tools" / "measure-tree.sh"
+FLOOR = SHARED / "tools" / "floor.py"
+
+
+def run_agent() -> None:
+    """The measured child: a real Agent with the default instrumentations, publishing every tick."""
+    from fleetscope.agent.agent import Agent
+    from fleetscope.api.control import DEFAULT_INSTRUMENTATIONS, DEFAULT_OPTIONS
+    from fleetscope.bus import messages as m
+    from fleetscope.bus.memory import MemoryBus
+    from fleetscope.model.instrumentation import Instrumentation, validate_spec
+    from fleetscope.sources.registry import local_sources
+
+    async def main() -> None:
+        bus = MemoryBus()
+        agent = Agent(bus, local_sources())
+        for i, spec in enumerate(DEFAULT_INSTRUMENTATIONS, start=1):
+            body = validate_spec({**spec, **DEFAULT_OPTIONS}, agent.catalog)
+            agent.enable(Instrumentation(id=i, created=time.time(), **body))
+
+        async def answer_list(msg) -> None:  # the control plane's one job for an agent at start
+            listing = [inst.to_json() for inst in agent.instrumentations.values()]
+            await bus.publish(msg.reply, m.encode(m.InstrumentationList(listing)))
+
+        await bus.subscribe(m.CTL_LIST, answer_list)
+        await agent.run()
+
+    asyncio.run(main())
+
+
+def measure(pid: int, seconds: int, warmup: int, label: str) -> dict[str, float]:
+    out = subprocess.run(["bash", str(MEASURE), str(pid), str(seconds), str(warmup), label],
+                         capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT"))
+    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", line)}
+
+
+def spawn(cmd: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--extra-procs", type=int, default=0, help="start this many sleep processes first")
+    parser.add_argument("--no-floor", action="store_true", help="skip measuring floor.py")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_agent()
+        return
+    sleepers = [spawn(["sleep", "100000"]) for _ in range(args.extra_procs)]
+    try:
+        rows = []
+        agent = spawn([sys.executable, __file__, "--child"])
+        try:
+            rows.append(("fleetscope agent", measure(agent.pid, args.seconds, args.warmup, "agent")))
+        finally:
+            agent.terminate()
+            agent.wait()
+        if not args.no_floor:
+            floor = spawn([sys.executable, str(FLOOR)])
+            try:
+                rows.append(("floor.py", measure(floor.pid, args.seconds, args.warmup, "floor")))
+            finally:
+                floor.terminate()
+                floor.wait()
+    finally:
+        for p in sleepers:
+            p.kill()
+            p.wait()
+    nprocs = int(rows[0][1]["machine_procs_mean"])
+    print(f"agent overhead at 1 Hz, default instrumentations, {args.seconds} s after {args.warmup} s "
+          f"warm-up, ~{nprocs} processes on the machine")
+    print(f"{'what':<18} {'CPU % of one core':>18} {'RSS mean MB':>12} {'RSS peak MB':>12} {'PSS MB':>8}")
+    for label, r in rows:
+        print(f"{label:<18} {r['cpu_pct']:>18.2f} {r['rss_mean_mb']:>12.1f} {r['rss_peak_mb']:>12.1f} "
+              f"{r['pss_mean_mb']:>8.1f}")
+    if len(rows) == 2:
+        print(f"agent / floor CPU: {rows[0][1]['cpu_pct'] / max(rows[1][1]['cpu_pct'], 1e-9):.2f}x "
+              f"(target: under 1.5x and under 0.9 %; RSS under 35 MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The aggregator's window: slots, expected sources, deadlines, late data, retention."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetscope.aggregator.aggregator import Aggregator
+from fleetscope.aggregator.window import Window
+from fleetscope.bus import messages as m
+from fleetscope.bus.memory import MemoryBus
+from fleetscope.model import values
+from fleetscope.model.histogram import Histogram
+from fleetscope.model.instrumentation import Instrumentation
+from fleetscope.model.series import DataPoint
+
+T0 = 1_700_000_000
+
+
+def inst(shape: str = values.DISCRETE, kind: str = "interval", granularity: int = 1,
+         retention: int = 60, inst_id: int = 1) -> Instrumentation:
+    return Instrumentation(id=inst_id, module="cpu", stat="usage", predicate={}, decomposition=("mode",),
+                           granularity=granularity, retention=retention, idle_max=0, persist=False,
+                           created=T0, kind=kind, shape=shape, discrete="mode")
+
+
+def window(instr: Instrumentation, topk: int = 50) -> tuple[Window, list[DataPoint]]:
+    finals: list[DataPoint] = []
+    return Window(instr, topk, 1.5, lambda i, p: finals.append(p)), finals
+
+
+def test_slot_is_final_when_every_expected_source_reported() -> None:
+    w, finals = window(inst())
+    w.add("a", T0, {"user": 1.0}, now=T0 + 1.1)
+    assert len(finals) == 1, "the only known source reported: final at once"
+    w.add("b", T0 + 1, {"user": 2.0}, now=T0 + 2.1)
+    w.add("a", T0 + 1, {"user": 3.0}, now=T0 + 2.1)
+    # "b" reported first, but "a" was still expected (seen a second ago), so the slot waited for it.
+    assert [p.start_time for p in finals] == [T0, T0 + 1]
+    assert finals[1].value == {"user": 5.0}
+    assert (finals[1].nsources, finals[1].expected) == (2, 2)
+    # Next slot: only "a" reports; the slot waits for "b" until the deadline.
+    w.add("a", T0 + 2, {"user": 1.0}, now=T0 + 3.1)
+    assert len(finals) == 2
+    w.expire(now=T0 + 3 + 1.6)
+    assert len(finals) == 3
+    assert (finals[2].nsources, finals[2].expected) == (1, 2)
+
+
+def test_late_data_is_merged_and_marked_revised_and_duplicates_ignored() -> None:
+    w, finals = window(inst())
+    w.add("a", T0, {"user": 1.0}, now=T0 + 1.1)
+    w.add("a", T0, {"user": 1.0}, now=T0 + 1.2)  # the same batch again
+    assert w.duplicates == 1
+    w.add("b", T0, {"system": 2.0}, now=T0 + 4.0)
+    assert finals[-1].revised
+    assert finals[-1].value == {"user": 1.0, "system": 2.0}
+    assert w.points(T0, T0 + 1)[0].value == {"user": 1.0, "system": 2.0}
+
+
+def test_data_older_than_retention_is_dropped_and_window_trimmed() -> None:
+    w, _finals = window(inst(retention=10))
+    w.add("a", T0, {"user": 1.0}, now=T0 + 1.1)
+    w.expire(now=T0 + 30)
+    assert w.points(0, T0 + 100) == []
+    w.add("a", T0, {"user": 1.0}, now=T0 + 30)
+    assert w.dropped_late == 1
+
+
+def test_granularity_sums_interval_and_averages_point_metrics() -> None:
+    wi, fi = window(inst(shape=values.SCALAR, granularity=5))
+    wp, fp = window(inst(shape=values.SCALAR, kind="point", granularity=5))
+    for k in range(5):
+        wi.add("a", T0 + k, float(k), now=T0 + k + 1.1)
+        wp.add("a", T0 + k, float(k), now=T0 + k + 1.1)
+    assert [p.value for p in fi] == [10.0]
+    assert [p.value for p in fp] == [2.0]
+    assert fi[0].duration == 5
+
+
+def test_breakdowns_keep_top_k_and_exact_totals() -> None:
+    w, finals = window(inst(), topk=3)
+    w.add("a", T0, {f"k{i}": float(i) for i in range(10)}, now=T0 + 1.1)
+    value = finals[0].value
+    assert set(value) == {"k9", "k8", "k7", values.OTHER}
+    assert sum(value.values()) == sum(range(10))
+
+
+def test_histograms_merge_across_sources() -> None:
+    w, _finals = window(inst(shape=values.HISTOGRAM))
+    h1, h2 = Histogram(), Histogram()
+    for x in (1.0, 2.0, 3.0):
+        h1.record(x)
+    h2.record(100.0)
+    w.add("a", T0, h1, now=T0 + 0.5)
+    w.add("b", T0, h2, now=T0 + 0.6)
+    w.expire(now=T0 + 10)
+    merged = w.points(T0, T0 + 1)[0].value
+    assert merged.count == 4
+    assert merged.sum == 106.0
+
+
+def test_aggregator_counts_bad_partials_without_failing() -> None:
+    agg = Aggregator(MemoryBus())
+    agg.enable(inst(shape=values.SCALAR))
+    batch = m.Batch("a", T0, T0 + 1.0, [m.Partial(1, "not a number"), m.Partial(99, 1.0),
+                                        m.Partial(1, 2.0)])
+    agg.add_batch(batch, now=T0 + 1.1)
+    assert agg.dropped["malformed_value"] == 1
+    assert agg.dropped["unknown_instrumentation"] == 1
+    assert agg.window(1).points(T0, T0 + 1)[0].value == pytest.approx(2.0)
