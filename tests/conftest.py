@@ -38,9 +38,8 @@ class Server:
     def start(self, timeout: float = 20.0) -> Server:
         exe = shutil.which("fleetscope", path=str(VENV_BIN)) or "fleetscope"
         cmd = [exe, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra]
-        self.proc = subprocess.Popen(
-            cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=dict(os.environ)
-        )
+        with open(self.log, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -129,7 +129,7 @@ class Api:
         # Absent parameters are left out so that the server's defaults apply.
         query = {k: v for k, v in (params or {}).items() if v is not None}
         response = self._client.request(
-            method, path, params=query, json=body if body is not None else None
+            method, path, params=query, json=body
         )
         if response.is_error:
             raise error_from_response(response)
@@ -688,10 +688,16 @@ def breakdown_view(
     value = point.get("value") if point else None
     if not isinstance(value, Mapping) or not value:
         return Text("no data yet")
+    # Keys at zero this second (idle processes, unused modes) would crowd out the ones that
+    # matter; they are left out, and the rest of the non-zero keys summed on one line.
     items = sorted(
-        ((str(k), float(v)) for k, v in value.items() if _finite(v)), key=lambda kv: (-kv[1], kv[0])
+        ((str(k), float(v)) for k, v in value.items() if _finite(v) and v != 0),
+        key=lambda kv: (-kv[1], kv[0]),
     )
-    peak = items[0][1] if items else 0.0
+    caption = Text(f"at {format_time(point.get('start_time'))}  sources {sources(point)}")
+    if not items:
+        return Group(Text(f"all {len(value)} keys are zero"), caption)
+    peak = items[0][1]
     table = Table(box=None, show_header=False, padding=(0, 1, 0, 0))
     table.add_column(no_wrap=True)
     table.add_column(justify="right", no_wrap=True)
@@ -701,7 +707,6 @@ def breakdown_view(
     if len(items) > top:
         rest = sum(v for _, v in items[top:])
         table.add_row(f"({len(items) - top} more)", format_value(rest, unit), "")
-    caption = Text(f"at {format_time(point.get('start_time'))}  sources {sources(point)}")
     return Group(table, caption)
 
 
@@ -709,7 +714,9 @@ def distribution_view(
     heatmap: Mapping[str, Any], percentiles: Mapping[str, Any] | None, field_unit: Type
 ) -> RenderableType:
     """Text heatmap of the window, then the latest point's percentiles."""
-    lines = heatmap_lines(heatmap, field_unit)
+    # The heatmap may name its y unit itself; it is the same as the numeric field's.
+    axis_unit = unit_type(heatmap["unit"]) if heatmap.get("unit") else field_unit
+    lines = heatmap_lines(heatmap, axis_unit)
     qs = quantile_values(percentiles)
     summary = "  ".join(
         f"{quantile_label(q)} {format_value(qs.get(q), field_unit)}" for q in QUANTILES

@@ -191,6 +191,11 @@ class Agent:
     def stop(self) -> None:
         self._stopping.set()
 
+    def close(self) -> None:
+        """Release the sources' open files; call after :meth:`run` returned."""
+        for source in self.sources:
+            source.close()
+
 
 def compile_predicate_constant(pred: dict, constants: dict[str, str]) -> bool | object:
     """Fold a predicate that mentions only host fields; True/False, or a function if it cannot fold."""

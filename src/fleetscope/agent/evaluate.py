@@ -54,8 +54,9 @@ class Plan:
         if shape == values.DISCRETE:
             out: dict[str, float] = {}
             for r in selected:
-                key = r[at]
-                out[key] = out.get(key, 0.0) + r[-1]
+                if r[-1]:  # a key that measured nothing (an idle process) is left out: absent = 0
+                    key = r[at]
+                    out[key] = out.get(key, 0.0) + r[-1]
             return out
         hists: dict[str, Histogram] = {}
         n = self.numeric_at

@@ -12,10 +12,11 @@ from pydantic import BaseModel, ConfigDict
 
 from fleetscope import __version__
 from fleetscope.aggregator.aggregator import Aggregator
-from fleetscope.api import errors, heatmap, queries
+from fleetscope.api import dashboards, errors, heatmap, queries, stream
 from fleetscope.api.control import ControlPlane
 from fleetscope.model.errors import InputError
-from fleetscope.model.instrumentation import Instrumentation
+from fleetscope.model import predicate as predicates
+from fleetscope.model.instrumentation import Instrumentation, validate_spec
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
@@ -89,6 +90,12 @@ def build_router(svc: Services) -> APIRouter:
         inst = await control.create(body.model_dump(exclude_none=True))
         return inst.to_json()
 
+    @r.post("/instrumentations/validate", summary="Check a create body without creating anything")
+    def validate_instrumentation(body: InstrumentationCreate) -> dict:
+        spec = validate_spec(body.model_dump(exclude_none=True), control.catalog)
+        return {**spec, "metric": f"{spec['module']}.{spec['stat']}",
+                "predicate_text": predicates.to_text(spec["predicate"]) if spec["predicate"] else ""}
+
     @r.get("/instrumentations/{id}", summary="One instrumentation")
     def get_instrumentation(id: int) -> dict:
         return control.get(id).to_json()
@@ -144,7 +151,7 @@ def build_router(svc: Services) -> APIRouter:
                         "average": queries.finite_or_none(h.mean()) if h else None})
         return out if ndatapoints is not None or end_time is not None else out[-1]
 
-    def heatmap_columns(id: int, start_time, end_time, duration):
+    def heatmap_columns(id: int, start_time, end_time, duration, ndatapoints=None):
         inst = used(id)
         queries.require_distribution(inst)
         span = duration if duration is not None else 60 * inst.granularity
@@ -153,9 +160,17 @@ def build_router(svc: Services) -> APIRouter:
         window = aggregator.window(inst.id)
         latest = window.latest() if window else None
         npoints = max(1, span // inst.granularity)
-        rng = queries.resolve_range(inst, latest, start_time, end_time, None,
-                                    None if end_time is not None and start_time is not None else npoints,
-                                    npoints)
+        step = None
+        if ndatapoints is not None:  # fewer, wider columns: each spans a multiple of the granularity
+            if not 1 <= ndatapoints <= queries.MAX_POINTS:
+                raise InputError("ndatapoints", f"must be between 1 and {queries.MAX_POINTS}")
+            g = inst.granularity
+            if start_time is None or end_time is None:
+                step = max(g, -(-span // (ndatapoints * g)) * g)
+                npoints = -(-span // step)
+        both = end_time is not None and start_time is not None
+        rng = queries.resolve_range(inst, latest, start_time, end_time, step,
+                                    ndatapoints if both else npoints, npoints)
         pts = queries.data_points(inst, window, rng, aggregator.topk)
         return inst, rng, [p.value for p in pts]
 
@@ -165,6 +180,7 @@ def build_router(svc: Services) -> APIRouter:
         start_time: RangeStart = None,
         end_time: RangeEnd = None,
         duration: Annotated[int | None, Query(description="seconds covered (default 60 slots)")] = None,
+        ndatapoints: Annotated[int | None, Query(description="number of columns (default one per slot)")] = None,
         width: int | None = None,
         height: int | None = None,
         ymin: float = 0.0,
@@ -177,7 +193,7 @@ def build_router(svc: Services) -> APIRouter:
         scale: Literal["linear", "log"] = "linear",
         format: Literal["json", "png"] = "json",
     ) -> Any:
-        inst, rng, columns = heatmap_columns(id, start_time, end_time, duration)
+        inst, rng, columns = heatmap_columns(id, start_time, end_time, duration, ndatapoints)
         keys = [k for k in selected.split(",") if k]
         matrix = heatmap.heatmap_matrix(columns, ymin=ymin, ymax=ymax, nbuckets=nbuckets,
                                         selected=keys, isolate=isolate, exclude=exclude,
@@ -192,13 +208,15 @@ def build_router(svc: Services) -> APIRouter:
         return body
 
     @r.get("/instrumentations/{id}/heatmap/details", summary="The counts in one heatmap cell, by key")
-    def heatmap_details(id: int, t: int, ymin: float, ymax: float) -> dict:
+    def heatmap_details(id: int, t: int, ymin: float, ymax: float,
+                        duration: Annotated[int | None, Query(description="seconds in the cell's column "
+                                                              "(default: the granularity)")] = None) -> dict:
         inst = used(id)
         queries.require_distribution(inst)
         if ymax <= ymin:
             raise InputError("ymax", "must be greater than ymin")
         window = aggregator.window(inst.id)
-        rng = queries.Range(t - t % inst.granularity, inst.granularity, 1)
+        rng = queries.resolve_range(inst, None, start_time=t, duration=duration, ndatapoints=1)
         pts = queries.data_points(inst, window, rng, aggregator.topk)
         return heatmap.cell_details([p.value for p in pts], rng.times(), rng.start, ymin, ymax)
 
@@ -225,6 +243,9 @@ def create_app(svc: Services, lifespan=None) -> FastAPI:
     )
     errors.install(app)
     app.include_router(build_router(svc))
+    app.include_router(stream.build_router(svc.control, svc.aggregator))
+    app.include_router(dashboards.build_router(
+        svc.control.store, lambda i: svc.control.store.get_instrumentation(i) is not None))
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:

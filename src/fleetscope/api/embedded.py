@@ -49,6 +49,7 @@ def embedded_app(data_dir: Path, hostname: str | None = None) -> FastAPI:
             agent.stop()
             with contextlib.suppress(asyncio.CancelledError):
                 await agent_task
+            agent.close()
             await aggregator.stop()
             await control.stop()
             await bus.close()

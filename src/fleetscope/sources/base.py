@@ -46,3 +46,7 @@ class Source(Protocol):
         the agent reports that as a warning on the instrumentations that need it.
         Interval metrics give no rows on the first tick they are collected (no previous reading)."""
         ...
+
+    def close(self) -> None:
+        """Release what the source holds open (files, connections)."""
+        ...

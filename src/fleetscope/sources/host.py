@@ -5,8 +5,9 @@ Everything comes from /proc (``/proc/stat``, ``/proc/meminfo``,
 read with ``os.open``/``os.read`` and parsed here rather than through psutil:
 psutil opens them through buffered Python file objects and parses more than is
 needed (``swap_memory()`` also reads ``/proc/vmstat``, ``disk_io_counters()``
-stats ``/sys/block`` per disk), which costs 2-3 times as much per tick on this
-machine kind (see the module's figures in the report of bench runs).
+stats ``/sys/block`` per disk). Measured on the 2-core reference machine: all
+nine metrics cost about 0.35-0.5 ms of CPU per tick, against 0.65-0.85 ms for the
+psutil calls alone (and 0.5 ms for floor.py's four parsers).
 
 Each file is read at most once per tick, on the first :meth:`HostSource.collect`
 that needs it; a metric nobody collects reads nothing. ``HostSource.reads``
@@ -368,6 +369,9 @@ class HostSource:
         if rows is None:
             rows = self._rows[metric] = Rows(COLUMNS.get(metric, ()), self._build(metric))
         return rows
+
+    def close(self) -> None:
+        """Nothing to release: host files are opened and closed at each read."""
 
     def _read(self, name: str) -> tuple[float, object]:
         got = self._files.get(name)

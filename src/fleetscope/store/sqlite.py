@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 
 from fleetscope.model.instrumentation import Instrumentation
 
@@ -17,6 +18,10 @@ CREATE TABLE IF NOT EXISTS instrumentations (
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dashboards (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    document TEXT NOT NULL
 );
 """
 
@@ -74,6 +79,44 @@ class SQLiteStore:
         with self._lock, self._db:
             self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                              "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    # -- dashboards: one JSON document per row, validated by the API --------------------------
+
+    def list_dashboards(self) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, document FROM dashboards ORDER BY id").fetchall()
+        return [{**json.loads(doc), "id": i} for i, doc in rows]
+
+    def get_dashboard(self, dashboard_id: int) -> dict | None:
+        with self._lock:
+            row = self._db.execute("SELECT document FROM dashboards WHERE id = ?",
+                                   (dashboard_id,)).fetchone()
+        return {**json.loads(row[0]), "id": dashboard_id} if row else None
+
+    def create_dashboard(self, doc: dict) -> dict:
+        now = time.time()
+        stored = {**doc, "created": now, "updated": now}
+        stored.pop("id", None)
+        with self._lock, self._db:
+            cur = self._db.execute("INSERT INTO dashboards (document) VALUES (?)", (json.dumps(stored),))
+        return {**stored, "id": cur.lastrowid}
+
+    def update_dashboard(self, dashboard_id: int, doc: dict) -> dict | None:
+        with self._lock, self._db:
+            row = self._db.execute("SELECT document FROM dashboards WHERE id = ?",
+                                   (dashboard_id,)).fetchone()
+            if row is None:
+                return None
+            stored = {**doc, "created": json.loads(row[0])["created"], "updated": time.time()}
+            stored.pop("id", None)
+            self._db.execute("UPDATE dashboards SET document = ? WHERE id = ?",
+                             (json.dumps(stored), dashboard_id))
+        return {**stored, "id": dashboard_id}
+
+    def delete_dashboard(self, dashboard_id: int) -> bool:
+        with self._lock, self._db:
+            cur = self._db.execute("DELETE FROM dashboards WHERE id = ?", (dashboard_id,))
+        return cur.rowcount > 0
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,186 @@
+"""Named dashboards: arrangements of panels, saved in the store.
+
+``GET /api/v1/dashboards`` lists them, ``POST`` creates one (201), and
+``GET``/``PUT``/``DELETE /api/v1/dashboards/{id}`` read, replace and delete one.
+
+A dashboard document is::
+
+    {"name": "web tier",                         # 1-100 characters, unique
+     "panels": [                                 # at most MAX_PANELS, in display order
+        {"instrumentation": 7,                   # an existing instrumentation id
+         "options": {"width": 1,                 # 1 or 2 grid columns
+                     "chart": "stacked",         # "stacked" or "lines" (breakdowns)
+                     "coloring": "rank",         # "rank" or "linear" (heatmaps)
+                     "overlays": ["avg", "p99"], # lines over a heatmap: avg, pNN(.N)
+                     "selected": ["nginx"],      # keys drawn in their own hue
+                     "ymin": 0, "ymax": 100}}]}  # a zoomed heatmap axis
+
+``options`` and each of its keys are optional. The server answers with the
+document plus ``id``, ``created`` and ``updated`` (epoch seconds). Every
+document is validated strictly: an unknown key, a wrong type or an unknown
+instrumentation is an error naming the field (``panels[2].options.width``),
+and changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fastapi import APIRouter, Body, Response
+
+from fleetscope.model.errors import InputError, NotFound
+from fleetscope.store.base import Store
+
+MAX_NAME = 100
+MAX_PANELS = 64
+MAX_SELECTED = 16
+MAX_KEY = 256
+CHARTS = ("stacked", "lines")
+COLORINGS = ("rank", "linear")
+_OVERLAY = re.compile(r"^(avg|p(100|[1-9]?\d(\.\d{1,3})?))$")
+
+
+def _object(value: object, field: str, allowed: set[str]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InputError(field, "must be a JSON object")
+    for key in value:
+        if key not in allowed:
+            where = f"{field}.{key}" if field != "body" else str(key)
+            raise InputError(where, f"unknown field (allowed: {', '.join(sorted(allowed))})")
+    return value
+
+
+def _choice(value: object, field: str, choices: tuple) -> Any:
+    if value not in choices or isinstance(value, bool):
+        raise InputError(field, f"must be one of {', '.join(map(str, choices))}")
+    return value
+
+
+def _finite(value: object, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InputError(field, "must be a finite number")
+    return value
+
+
+def _strings(value: object, field: str, limit: int, check: Callable[[str], bool] = bool) -> list[str]:
+    if not isinstance(value, list):
+        raise InputError(field, "must be a list of strings")
+    if len(value) > limit:
+        raise InputError(field, f"at most {limit} entries")
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not check(item):
+            raise InputError(f"{field}[{i}]", "is not valid here")
+    if len(set(value)) != len(value):
+        raise InputError(field, "must not repeat an entry")
+    return list(value)
+
+
+def validate_options(value: object, field: str) -> dict:
+    """Check one panel's ``options`` and return them as plain JSON."""
+    opts = _object(value, field, {"width", "chart", "coloring", "overlays", "selected", "ymin", "ymax"})
+    out: dict[str, Any] = {}
+    if "width" in opts:
+        out["width"] = _choice(opts["width"], f"{field}.width", (1, 2))
+    if "chart" in opts:
+        out["chart"] = _choice(opts["chart"], f"{field}.chart", CHARTS)
+    if "coloring" in opts:
+        out["coloring"] = _choice(opts["coloring"], f"{field}.coloring", COLORINGS)
+    if "overlays" in opts:
+        out["overlays"] = _strings(opts["overlays"], f"{field}.overlays", 8,
+                                   lambda s: bool(_OVERLAY.match(s)))
+    if "selected" in opts:
+        out["selected"] = _strings(opts["selected"], f"{field}.selected", MAX_SELECTED,
+                                   lambda s: 0 < len(s) <= MAX_KEY)
+    for name in ("ymin", "ymax"):
+        if name in opts and opts[name] is not None:
+            out[name] = _finite(opts[name], f"{field}.{name}")
+    if "ymin" in out and "ymax" in out and out["ymax"] <= out["ymin"]:
+        raise InputError(f"{field}.ymax", "must be greater than ymin")
+    if ("ymin" in out) != ("ymax" in out):
+        raise InputError(f"{field}.{'ymax' if 'ymin' in out else 'ymin'}",
+                         "ymin and ymax go together (a zoomed axis)")
+    return out
+
+
+def validate_dashboard(body: object, exists: Callable[[int], bool]) -> dict:
+    """Check a whole document; ``exists(id)`` says whether an instrumentation exists.
+
+    Returns ``{"name", "panels"}`` normalised (``options`` always present).
+    """
+    if not isinstance(body, Mapping):
+        raise InputError("body", "the body must be a JSON object", 400)
+    doc = _object(body, "body", {"name", "panels", "id", "created", "updated"})
+    name = doc.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise InputError("name", "is required (a non-empty string)")
+    name = name.strip()
+    if len(name) > MAX_NAME:
+        raise InputError("name", f"at most {MAX_NAME} characters")
+    panels = doc.get("panels", [])
+    if not isinstance(panels, list):
+        raise InputError("panels", "must be a list of panels")
+    if len(panels) > MAX_PANELS:
+        raise InputError("panels", f"at most {MAX_PANELS} panels")
+    out = []
+    for i, panel in enumerate(panels):
+        where = f"panels[{i}]"
+        p = _object(panel, where, {"instrumentation", "options"})
+        inst = p.get("instrumentation")
+        if isinstance(inst, bool) or not isinstance(inst, int) or inst <= 0:
+            raise InputError(f"{where}.instrumentation", "must be an instrumentation id (a positive integer)")
+        if not exists(inst):
+            raise InputError(f"{where}.instrumentation", f"no instrumentation {inst}")
+        out.append({"instrumentation": inst,
+                    "options": validate_options(p.get("options", {}), f"{where}.options")})
+    return {"name": name, "panels": out}
+
+
+def build_router(store: Store, exists: Callable[[int], bool]) -> APIRouter:
+    """The ``/api/v1/dashboards`` routes over ``store``; ``exists`` checks instrumentation ids."""
+    r = APIRouter(prefix="/api/v1/dashboards", tags=["dashboards"])
+
+    def unique(name: str, except_id: int | None = None) -> None:
+        for d in store.list_dashboards():
+            if d["name"] == name and d["id"] != except_id:
+                raise InputError("name", f"dashboard {d['id']} is already called {name!r}", 409)
+
+    def found(dashboard_id: int) -> dict:
+        doc = store.get_dashboard(dashboard_id)
+        if doc is None:
+            raise NotFound("id", f"no dashboard {dashboard_id}")
+        return doc
+
+    @r.get("", summary="Every dashboard")
+    def list_dashboards() -> dict:
+        return {"dashboards": store.list_dashboards()}
+
+    @r.post("", status_code=201, summary="Create a dashboard")
+    def create_dashboard(body: Any = Body(...)) -> dict:
+        doc = validate_dashboard(body, exists)
+        unique(doc["name"])
+        return store.create_dashboard(doc)
+
+    @r.get("/{id}", summary="One dashboard")
+    def get_dashboard(id: int) -> dict:
+        return found(id)
+
+    @r.put("/{id}", summary="Replace a dashboard's name and panels")
+    def update_dashboard(id: int, body: Any = Body(...)) -> dict:
+        found(id)
+        doc = validate_dashboard(body, exists)
+        unique(doc["name"], id)
+        updated = store.update_dashboard(id, doc)
+        if updated is None:  # deleted meanwhile
+            raise NotFound("id", f"no dashboard {id}")
+        return updated
+
+    @r.delete("/{id}", status_code=204, summary="Delete a dashboard")
+    def delete_dashboard(id: int) -> Response:
+        if not store.delete_dashboard(id):
+            raise NotFound("id", f"no dashboard {id}")
+        return Response(status_code=204)
+
+    return r
