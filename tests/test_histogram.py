@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -166,6 +167,7 @@ def test_constructor_validates():
     for bad in (-1.0, math.nan, math.inf):
         with pytest.raises(ValueError):
             Histogram(3, bad)
+    assert type(Histogram(np.int64(2)).schema) is int  # numpy ints are fine
 
 
 def test_many_buckets_downscale():
@@ -389,7 +391,6 @@ def test_quantile_interpolation():
     z = Histogram(zero_threshold=1.0)
     z.record(0.5, 2)
     assert z.quantile(0.5) == 0.5  # linear in the zero bucket
-    assert Histogram(zero_threshold=0.0).quantile(0.5) != Histogram().quantile(0.5)  # NaN
 
 
 def test_quantile_edges():

@@ -10,6 +10,7 @@ import typer
 from platformdirs import user_data_dir
 
 from fleetscope import __version__
+from fleetscope.cli_client import register
 
 DEFAULT_PORT = 7070
 DEFAULT_HOST = "127.0.0.1"
@@ -67,9 +68,4 @@ def serve(
                 timeout_graceful_shutdown=5)
 
 
-try:
-    from fleetscope.cli_client import register
-except ImportError:  # pragma: no cover - only while the client commands are being written
-    register = None
-if register is not None:
-    register(app)
+register(app)

@@ -128,9 +128,7 @@ class Api:
         """Send one request; the decoded JSON answer, or None for an empty one (204)."""
         # Absent parameters are left out so that the server's defaults apply.
         query = {k: v for k, v in (params or {}).items() if v is not None}
-        response = self._client.request(
-            method, path, params=query, json=body
-        )
+        response = self._client.request(method, path, params=query, json=body)
         if response.is_error:
             raise error_from_response(response)
         if not response.content:
@@ -264,6 +262,11 @@ def format_duration(seconds: float | None) -> str:
         if n:
             parts.append(f"{n}{suffix}")
     return "".join(parts)
+
+
+def format_idle_max(seconds: float | None) -> str:
+    """An idle_max for people: 0 means the instrumentation never expires."""
+    return "never" if seconds == 0 else format_duration(seconds)
 
 
 def format_time(t: float | None, granularity: int = 1) -> str:
@@ -601,7 +604,7 @@ def instrumentation_table(inst: Mapping[str, Any]) -> Table:
         "unit": unit_type(inst["unit"]).name if inst.get("unit") else "-",
         "granularity": format_duration(inst.get("granularity")),
         "retention": format_duration(inst.get("retention")),
-        "idle_max": format_duration(inst.get("idle_max")),
+        "idle_max": format_idle_max(inst.get("idle_max")),
         "persist": _yes_no(inst.get("persist")),
         "created": _timestamp(inst.get("created")),
     }
@@ -629,9 +632,8 @@ def instrumentations_table(insts: Sequence[Mapping[str, Any]]) -> Table:
             metric_name(inst),
             ", ".join(map(str, inst.get("decomposition") or ())) or "-",
             inst.get("predicate_text") or "-",
-            " / ".join(
-                format_duration(inst.get(k)) for k in ("granularity", "retention", "idle_max")
-            ),
+            " / ".join((format_duration(inst.get("granularity")), format_duration(inst.get("retention")),
+                        format_idle_max(inst.get("idle_max")))),
             _yes_no(inst.get("persist")),
         )
     return table

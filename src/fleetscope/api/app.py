@@ -14,8 +14,8 @@ from fleetscope import __version__
 from fleetscope.aggregator.aggregator import Aggregator
 from fleetscope.api import dashboards, errors, heatmap, queries, stream
 from fleetscope.api.control import ControlPlane
-from fleetscope.model.errors import InputError
 from fleetscope.model import predicate as predicates
+from fleetscope.model.errors import InputError
 from fleetscope.model.instrumentation import Instrumentation, validate_spec
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -59,6 +59,7 @@ RangeStart = Annotated[int | None, Query(description="epoch seconds of the first
 RangeEnd = Annotated[int | None, Query(description="epoch seconds where the range ends")]
 RangeDuration = Annotated[int | None, Query(description="seconds per data point (multiple of granularity)")]
 RangePoints = Annotated[int | None, Query(description="number of data points (an array is returned)")]
+HeatmapColumns = Annotated[int | None, Query(description="number of columns (default: one per slot)")]
 
 
 def build_router(svc: Services) -> APIRouter:
@@ -180,7 +181,7 @@ def build_router(svc: Services) -> APIRouter:
         start_time: RangeStart = None,
         end_time: RangeEnd = None,
         duration: Annotated[int | None, Query(description="seconds covered (default 60 slots)")] = None,
-        ndatapoints: Annotated[int | None, Query(description="number of columns (default one per slot)")] = None,
+        ndatapoints: HeatmapColumns = None,
         width: int | None = None,
         height: int | None = None,
         ymin: float = 0.0,

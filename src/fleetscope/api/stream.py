@@ -138,8 +138,11 @@ class EventStream(Response):
     media_type = "text/event-stream"
 
     def __init__(self, body: AsyncIterator[str]) -> None:
-        super().__init__(headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+        # Like StreamingResponse: no body attribute, so no content-length header.
+        self.status_code = 200
+        self.background = None
         self.body_iterator = body
+        self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with anyio.create_task_group() as tg:

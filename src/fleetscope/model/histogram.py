@@ -38,6 +38,7 @@ Notes for exporters and readers:
 from __future__ import annotations
 
 import math
+import operator
 import sys
 from bisect import bisect_left
 from collections.abc import Iterator
@@ -92,9 +93,14 @@ _INDEX_RANGE = {
 
 
 def _check_schema(schema: object) -> int:
-    if type(schema) is not int or not MIN_SCHEMA <= schema <= MAX_SCHEMA:
+    # operator.index: any integer type (numpy's too) becomes a plain int.
+    try:
+        value = operator.index(schema) if not isinstance(schema, bool) else None
+    except TypeError:
+        value = None
+    if value is None or not MIN_SCHEMA <= value <= MAX_SCHEMA:
         raise ValueError(f"schema must be an integer in [{MIN_SCHEMA}, {MAX_SCHEMA}]: {schema!r}")
-    return schema
+    return value
 
 
 class Histogram:
@@ -192,7 +198,7 @@ class Histogram:
 
     def copy(self) -> Histogram:
         """An independent copy."""
-        h = Histogram.__new__(Histogram)
+        h = object.__new__(type(self))
         h.schema = self.schema
         h.zero_threshold = self.zero_threshold
         h.zero_count = self.zero_count

@@ -47,6 +47,7 @@ class Instrumentation:
     shape: str = values.SCALAR
     discrete: str | None = None  # the discrete field of the decomposition
     numeric: str | None = None  # the numeric field of the decomposition
+    unit: dict = field(default_factory=dict)  # the unit of the values (Type.to_json())
     extra: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -153,6 +154,7 @@ def validate_spec(body: object, catalog: Catalog) -> dict:
         "shape": values.shape_for(discrete is not None, numeric is not None),
         "discrete": discrete,
         "numeric": numeric,
+        "unit": metric.unit.to_json(),
     }
 
 
