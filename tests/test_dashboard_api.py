@@ -209,7 +209,6 @@ def test_stream_ends_promptly_when_the_server_stops(fresh_server: Server) -> Non
         started = time.monotonic()
         fresh_server.stop()
         stopped = time.monotonic() - started
-        assert fresh_server.proc.returncode == 0
         # uvicorn would wait 5 s (its graceful timeout) for a stream that did not end by itself.
         assert stopped < 4.5, f"the server took {stopped:.1f} s to stop with a stream open"
         for _ in lines:  # the stream ends cleanly

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import socket
+import tomllib
 from pathlib import Path
 
 import typer
@@ -66,6 +69,103 @@ def serve(
     typer.echo(f"fleetscope {__version__} serving at http://{host}:{port}/ (data in {data_dir})")
     uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False,
                 timeout_graceful_shutdown=5)
+
+
+def _load_config(path: Path | None, section: str) -> dict:
+    """The ``[section]`` table of a TOML config file (top-level keys apply to every section)."""
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        typer.echo(f"error: config: cannot read {path}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    common = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    return {**common, **data.get(section, {})}
+
+
+def _setting(value, config: dict, key: str, default=None):
+    """A flag or environment variable wins over the config file, which wins over the default."""
+    return value if value is not None else config.get(key, default)
+
+
+def _labels(pairs: list[str]) -> dict[str, str]:
+    labels = {}
+    for pair in pairs:
+        key, sep, val = pair.partition("=")
+        if not sep or not key.isidentifier() or not val:
+            typer.echo(f"error: label: {pair!r} is not key=value (key a plain name)", err=True)
+            raise typer.Exit(1)
+        labels[key] = val
+    return labels
+
+
+def _run_until_signalled(main) -> None:
+    """Run ``main(stop_event)`` on a new event loop; SIGTERM and SIGINT set the event."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+@app.command()
+def agent(
+    bus: str = typer.Option(None, envvar="FLEETSCOPE_BUS", help="NATS URL, e.g. nats://nats1:4222."),
+    hostname: str = typer.Option(None, envvar="FLEETSCOPE_HOSTNAME", help="Host name to report."),
+    label: list[str] = typer.Option([], help="A host label key=value, usable as a field (repeatable)."),
+    creds: str = typer.Option(None, envvar="FLEETSCOPE_NATS_CREDS", help="NATS credentials file."),
+    user: str = typer.Option(None, envvar="FLEETSCOPE_NATS_USER", help="NATS user."),
+    password: str = typer.Option(None, envvar="FLEETSCOPE_NATS_PASSWORD", help="NATS password."),
+    token: str = typer.Option(None, envvar="FLEETSCOPE_NATS_TOKEN", help="NATS token."),
+    tls_ca: str = typer.Option(None, envvar="FLEETSCOPE_TLS_CA", help="CA certificate for TLS."),
+    tls_cert: str = typer.Option(None, envvar="FLEETSCOPE_TLS_CERT", help="Client certificate."),
+    tls_key: str = typer.Option(None, envvar="FLEETSCOPE_TLS_KEY", help="Client key."),
+    buffer: str = typer.Option(None, envvar="FLEETSCOPE_BUFFER",
+                               help="Memory for batches while the bus is away, e.g. 64MiB."),
+    config: Path = typer.Option(None, envvar="FLEETSCOPE_CONFIG", help="TOML file ([agent] table)."),
+    log_level: str = typer.Option("info", help="debug, info, warning or error."),
+) -> None:
+    """Collect on this host and publish to the fleet's bus (NATS)."""
+    from fleetscope.agent.agent import Agent
+    from fleetscope.bus.base import connect_bus
+    from fleetscope.model.errors import InputError
+    from fleetscope.model.types import BYTES, parse_quantity
+    from fleetscope.sources.registry import local_sources
+
+    cfg = _load_config(config, "agent")
+    url = _setting(bus, cfg, "bus", "nats://127.0.0.1:4222")
+    options = {k: _setting(v, cfg, k) for k, v in (
+        ("creds", creds), ("user", user), ("password", password), ("token", token),
+        ("tls_ca", tls_ca), ("tls_cert", tls_cert), ("tls_key", tls_key))}
+    try:
+        transport = connect_bus(url, **options)
+        max_bytes = int(parse_quantity(str(_setting(buffer, cfg, "buffer", "64MiB")), BYTES, "buffer"))
+    except InputError as exc:
+        typer.echo(f"error: {exc.field}: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    labels = {**cfg.get("labels", {}), **_labels(label)}
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    collector = Agent(transport, local_sources(), hostname=_setting(hostname, cfg, "hostname"),
+                      labels=labels, buffer_bytes=max_bytes)
+
+    async def main(stop: asyncio.Event) -> None:
+        task = asyncio.get_running_loop().create_task(collector.run())
+        await stop.wait()
+        collector.stop()
+        try:
+            await asyncio.wait_for(task, 5)
+        except TimeoutError:  # still waiting for the bus at start: nothing to flush
+            task.cancel()
+        collector.close()
+        await transport.close()
+
+    typer.echo(f"fleetscope agent {__version__} on {collector.hostname}, bus {url}")
+    _run_until_signalled(main)
 
 
 register(app)

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 
 from fleetscope import __version__
 from fleetscope.agent.evaluate import plan_for
+from fleetscope.agent.outbox import DEFAULT_MAX_BYTES, Outbox
 from fleetscope.bus import messages as m
-from fleetscope.bus.base import Bus, Msg
+from fleetscope.bus.base import Bus, BusUnavailable, Msg
 from fleetscope.model import predicate as predicates
 from fleetscope.model import values
 from fleetscope.model.errors import InputError
@@ -42,6 +43,7 @@ class Agent:
         hostname: str | None = None,
         labels: dict[str, str] | None = None,
         collect_in_thread: bool = False,
+        buffer_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.bus = bus
         self.sources = list(sources)
@@ -55,6 +57,8 @@ class Agent:
         self._plans: dict = {}
         self._constants = {"hostname": self.hostname, **self.labels}
         self._stopping = asyncio.Event()
+        self.outbox = Outbox(buffer_bytes)
+        self._bus_down = False
         self.ticks = 0
 
     # -- control ----------------------------------------------------------------------------
@@ -168,7 +172,9 @@ class Agent:
         await self.bus.subscribe(m.CTL_DISABLE, self._on_disable)
         while not await self.sync() and not self._stopping.is_set():
             log.info("waiting for the control plane")
-        await self.bus.publish(m.AGENT_STATUS, m.encode(self.status(with_metrics=True)))
+            await asyncio.sleep(0.5)
+        with contextlib.suppress(BusUnavailable):
+            await self.bus.publish(m.AGENT_STATUS, m.encode(self.status(with_metrics=True)))
         last_status = time.monotonic()
         while not self._stopping.is_set():
             now = time.time()
@@ -183,10 +189,27 @@ class Agent:
                     batch = await asyncio.to_thread(self.tick, time.time())
                 else:
                     batch = self.tick(time.time())
-                await self.bus.publish(f"{m.DATA}.{self.hostname}", m.encode(batch))
+                self.outbox.put(f"{m.DATA}.{self.hostname}", m.encode(batch))
+            await self._send()
             if time.monotonic() - last_status >= STATUS_EVERY:
-                await self.bus.publish(m.AGENT_STATUS, m.encode(self.status()))
+                with contextlib.suppress(BusUnavailable):
+                    await self.bus.publish(m.AGENT_STATUS, m.encode(self.status()))
                 last_status = time.monotonic()
+
+    async def _send(self) -> None:
+        """Send what waits in the outbox; after an outage, learn what changed meanwhile."""
+        if not await self.outbox.flush(self.bus):
+            if not self._bus_down:
+                log.warning("bus unavailable: buffering batches (%d bytes max)", self.outbox.max_bytes)
+                self.outbox.requeue_recent()
+            self._bus_down = True
+            return
+        if self._bus_down:
+            self._bus_down = False
+            log.info("bus back: %d batches sent, %d dropped so far", self.outbox.sent, self.outbox.dropped)
+            await self.sync()
+            with contextlib.suppress(BusUnavailable):
+                await self.bus.publish(m.AGENT_STATUS, m.encode(self.status(with_metrics=True)))
 
     def stop(self) -> None:
         self._stopping.set()

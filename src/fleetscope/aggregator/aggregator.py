@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from fleetscope.aggregator.window import Window
 from fleetscope.bus import messages as m
-from fleetscope.bus.base import Bus, Msg
+from fleetscope.bus.base import Bus, BusUnavailable, Msg
 from fleetscope.model import values
 from fleetscope.model.errors import InputError
 from fleetscope.model.instrumentation import Instrumentation
@@ -65,7 +65,7 @@ class Aggregator:
     async def sync(self, timeout: float = 2.0) -> bool:
         try:
             data = await self.bus.request(m.CTL_LIST, m.encode(m.ListRequest()), timeout)
-        except TimeoutError:
+        except (TimeoutError, BusUnavailable):
             return False
         answer = m.decode(data, m.InstrumentationList)
         listing = [Instrumentation.from_json(o) for o in answer.instrumentations]
@@ -122,6 +122,7 @@ class Aggregator:
     async def _housekeeping(self) -> None:
         while not await self.sync():
             log.info("aggregator waiting for the control plane")
+            await asyncio.sleep(0.5)
         while True:
             await asyncio.sleep(0.2)
             now = time.time()

@@ -70,6 +70,7 @@ BASE_SATURATION = 0.55  # ... never as saturated as a selected key
 KEY_SATURATION = 1.0
 MIN_SATURATION = 0.08  # the faintest non-empty cell must still differ from white
 VALUE = 0.95  # HSV brightness stays high everywhere
+_LEVELS = 255  # saturation steps per layer
 
 _TIDY_STEPS = (1.0, 2.0, 2.5, 5.0, 10.0)
 _LARGEST = 1e300  # an automatic ymax above this would not stay finite
@@ -259,21 +260,23 @@ def render_png(
 
     # Keys first, rest last: argmax picks the first of equals, so a key wins ties.
     keys = list(matrix.keys)
-    stack = np.stack([*(matrix.keys[k] for k in keys), matrix.counts])
+    layers = [*(matrix.keys[k] for k in keys), matrix.counts]
     hues = [(FIRST_HUE + HUE_STEP * order.index(k)) % 360 for k in keys] + [BASE_HUE]
-    top = np.array([KEY_SATURATION] * len(keys) + [BASE_SATURATION])
+    tops = [KEY_SATURATION] * len(keys) + [BASE_SATURATION]
 
-    norm = _normalise(stack, coloring)
-    winner = np.argmax(norm, axis=0)
-    best = np.take_along_axis(norm, winner[None], axis=0)[0]
-    sat = MIN_SATURATION + (top[winner] - MIN_SATURATION) * best
-    # For a fixed hue, HSV is linear in saturation: v * (1 - s * (1 - pure hue)).
-    pure = np.array([colorsys.hsv_to_rgb(h / 360.0, 1.0, 1.0) for h in hues])
-    rgb = VALUE * (1.0 - sat[..., None] * (1.0 - pure[winner]))
-    rgb[best <= 0] = 1.0  # empty cells and gaps: white
-
-    # (columns, rows, 3) -> image rows top to bottom = highest y first.
-    pixels = np.rint(rgb.transpose(1, 0, 2)[::-1] * 255).astype(np.uint8)
+    norm = _normalise(np.stack(layers) if keys else matrix.counts[None], coloring)
+    if keys:
+        winner = np.argmax(norm, axis=0)
+        best = np.take_along_axis(norm, winner[None], axis=0)[0]
+    else:
+        winner, best = 0, norm[0]
+    # Colour through a lookup table of LEVELS saturation steps per layer (level
+    # 0 = empty = white): the per-pixel work is one gather into uint8, not float
+    # arithmetic on three channels.
+    code = winner * (_LEVELS + 1) + np.ceil(best * _LEVELS).astype(np.intp)
+    lut = np.concatenate([_layer_colours(h, top) for h, top in zip(hues, tops, strict=True)])
+    # (columns, rows) -> image rows top to bottom = highest y first.
+    pixels = lut[code.T[::-1]]
     if ncols == 0:
         pixels = np.full((matrix.nbuckets, 1, 3), 255, dtype=np.uint8)
     image = Image.fromarray(np.ascontiguousarray(pixels))
@@ -415,23 +418,28 @@ def _unit_spread(lower: np.ndarray, upper: np.ndarray, edges: np.ndarray) -> _Un
 
 
 class _Spreader:
-    """Accumulates spread buckets: ``rows`` (ngroups, nrows), ``below``, ``above``."""
+    """Collects ``(cell, count)`` contributions of spread buckets and sums them
+    with one bincount: a single grid-sized allocation, since fresh pages are
+    what costs most here (page faults), more than the arithmetic."""
 
     def __init__(self, edges: np.ndarray, ngroups: int) -> None:
         self.edges = edges
         self.ngroups = ngroups
         self.nrows = len(edges) - 1
-        self.rows = np.zeros(ngroups * self.nrows)
+        self.cells: list[np.ndarray] = []  # flat cell = group * nrows + row
+        self.weights: list[np.ndarray] = []
         self.below = np.zeros(ngroups)
         self.above = np.zeros(ngroups)
-        # Rows covered whole by a range get its density: a step up at first + 1
-        # and down at last, integrated at the end (one cumsum for all groups).
-        self.steps: np.ndarray | None = None
 
     def add(self, unit: _Unit, group: np.ndarray, u: np.ndarray, count: np.ndarray) -> None:
         """Add ``count[k]`` of range ``u[k]`` of ``unit`` to group ``group[k]``."""
-        nrows, size = self.nrows, self.rows.size
-        self.rows += _sum_by(group * nrows + unit.first[u], count * unit.w_first[u], size)
+        nrows = self.nrows
+        cell = group * nrows
+        cell += unit.first[u]
+        weight = unit.w_first[u]
+        weight *= count
+        self.cells.append(cell)
+        self.weights.append(weight)
         if unit.below.any():
             self.below += _sum_by(group, count * unit.below[u], self.ngroups)
         if unit.above.any():
@@ -439,26 +447,27 @@ class _Spreader:
         if not unit.many.any():
             return
         m = np.flatnonzero(unit.many[u])
+        g, u, c = group[m], u[m], count[m]
+        first, last = unit.first[u], unit.last[u]
+        self.cells.append(g * nrows + last)
+        self.weights.append(c * unit.w_last[u])
+        # Rows strictly between first and last are covered whole: one entry each.
+        whole = last - first - 1
+        m = np.flatnonzero(whole > 0)
         if not m.size:
             return
-        g, u, c = group[m], u[m], count[m]
-        self.rows += _sum_by(g * nrows + unit.last[u], c * unit.w_last[u], size)
-        stride = nrows + 1
-        if self.steps is None:
-            self.steps = np.zeros(self.ngroups * stride)
-        d = c * unit.density[u]
-        self.steps += _sum_by(g * stride + unit.first[u] + 1, d, self.steps.size)
-        self.steps -= _sum_by(g * stride + unit.last[u], d, self.steps.size)
+        reps = whole[m]
+        start = np.repeat(first[m] + 1 - np.cumsum(reps) + reps, reps)
+        row = start + np.arange(int(reps.sum()))  # first + 1, ..., last - 1 per bucket
+        self.cells.append(np.repeat(g[m] * nrows, reps) + row)
+        self.weights.append(np.repeat(c[m] * unit.density[u[m]], reps) * np.diff(self.edges)[row])
 
     def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows = self.rows.reshape(self.ngroups, self.nrows)
-        if self.steps is not None:
-            steps = self.steps.reshape(self.ngroups, self.nrows + 1)
-            level = np.cumsum(steps, axis=1)[:, : self.nrows]
-            # The running sum leaves rounding residue where the level is back to 0.
-            level[level <= 1e-9 * np.abs(steps).max(axis=1, keepdims=True)] = 0.0
-            rows += level * np.diff(self.edges)
-        return rows, self.below, self.above
+        """``(rows, below, above)``, rows of shape ``(ngroups, nrows)``."""
+        cells = self.cells[0] if len(self.cells) == 1 else np.concatenate(self.cells or [[]])
+        weights = self.weights[0] if len(self.weights) == 1 else np.concatenate(self.weights or [[]])
+        rows = _sum_by(cells.astype(np.intp, copy=False), weights, self.ngroups * self.nrows)
+        return rows.reshape(self.ngroups, self.nrows), self.below, self.above
 
 
 class _Buckets(NamedTuple):
@@ -564,6 +573,18 @@ def _auto_ymax(largest: float, ymin: float) -> float:
 
 
 # --- colour ------------------------------------------------------------------------
+
+
+def _layer_colours(hue: float, top: float) -> np.ndarray:
+    """``(_LEVELS + 1, 3)`` uint8 RGB: white, then saturation rising to ``top``.
+
+    For a fixed hue, HSV is linear in saturation: ``v * (1 - s * (1 - pure))``.
+    """
+    pure = np.array(colorsys.hsv_to_rgb(hue / 360.0, 1.0, 1.0))
+    sat = MIN_SATURATION + (top - MIN_SATURATION) * np.arange(_LEVELS + 1) / _LEVELS
+    rgb = VALUE * (1.0 - sat[:, None] * (1.0 - pure))
+    rgb[0] = 1.0
+    return np.rint(rgb * 255).astype(np.uint8)
 
 
 def _normalise(stack: np.ndarray, coloring: str) -> np.ndarray:

@@ -10,6 +10,10 @@ from collections.abc import Awaitable, Callable
 from typing import NamedTuple, Protocol
 
 
+class BusUnavailable(ConnectionError):
+    """The bus cannot take a message now (disconnected); the caller keeps it and retries."""
+
+
 class Msg(NamedTuple):
     subject: str
     data: bytes
@@ -31,7 +35,8 @@ class Bus(Protocol):
         ...
 
     async def publish(self, subject: str, data: bytes) -> None:
-        """Send ``data`` to every subscriber of ``subject`` (one per queue group)."""
+        """Send ``data`` to every subscriber of ``subject`` (one per queue group);
+        :class:`BusUnavailable` when disconnected."""
         ...
 
     async def subscribe(self, subject: str, handler: Handler, queue: str | None = None) -> Subscription:
@@ -59,12 +64,17 @@ def subject_matches(pattern: str, subject: str) -> bool:
     return len(p) == len(s)
 
 
-def connect_bus(url: str) -> Bus:
-    """The transport for ``url``: ``memory://`` (in-process) or ``nats://host:port``."""
+def connect_bus(url: str, **options: str | None) -> Bus:
+    """The transport for ``url``: ``memory://`` (in-process) or ``nats://host:port`` (``tls://``
+    too); ``options`` are NATS credentials and TLS files (see :class:`fleetscope.bus.nats.NatsOptions`)."""
     from fleetscope.model.errors import InputError
 
     if url.startswith("memory:"):
         from fleetscope.bus.memory import MemoryBus
 
         return MemoryBus()
-    raise InputError("bus", f"unsupported bus URL {url!r} (use memory://)")
+    if url.startswith(("nats://", "tls://")):
+        from fleetscope.bus.nats import NatsBus, NatsOptions
+
+        return NatsBus(NatsOptions(url=url, **options))
+    raise InputError("bus", f"unsupported bus URL {url!r} (use nats://host:4222)", 400)

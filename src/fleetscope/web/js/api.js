@@ -1,0 +1,78 @@
+// The public HTTP API, and nothing else: every request the page makes goes through here.
+
+const BASE = "/api/v1";
+
+/** An answer other than 2xx: `field` names the input at fault (API errors are {error: {code, message, field}}). */
+export class ApiError extends Error {
+  constructor(status, { code = "error", message = "request failed", field = null } = {}) {
+    super(field ? `${field}: ${message}` : message);
+    this.status = status;
+    this.code = code;
+    this.field = field;
+    this.detail = message;
+  }
+}
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params || {})) {
+    if (v !== undefined && v !== null && v !== "") q.set(k, Array.isArray(v) ? v.join(",") : v);
+  }
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+async function request(method, path, { params, body, signal } = {}) {
+  let resp;
+  try {
+    resp = await fetch(BASE + path + query(params), {
+      method,
+      signal,
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new ApiError(0, { code: "network", message: "the server cannot be reached" });
+  }
+  if (resp.status === 204) return null;
+  let data = null;
+  try {
+    data = await resp.json();
+  } catch {
+    if (resp.ok) throw new ApiError(resp.status, { message: "the answer is not JSON" });
+  }
+  if (!resp.ok) throw new ApiError(resp.status, (data && data.error) || { message: resp.statusText });
+  return data;
+}
+
+const get = (path, params, signal) => request("GET", path, { params, signal });
+const inst = (id) => `/instrumentations/${id}`;
+
+export const api = {
+  metrics: () => get("/metrics").then((d) => d.metrics),
+  instrumentations: () => get("/instrumentations").then((d) => d.instrumentations),
+  create: (body) => request("POST", "/instrumentations", { body }),
+  validate: (body, signal) => request("POST", "/instrumentations/validate", { body, signal }),
+  update: (id, body) => request("PATCH", inst(id), { body }),
+  remove: (id) => request("DELETE", inst(id)),
+  values: (id, params, signal) => get(`${inst(id)}/value`, params, signal),
+  heatmap: (id, params, signal) => get(`${inst(id)}/heatmap`, { format: "json", ...params }, signal),
+  details: (id, params, signal) => get(`${inst(id)}/heatmap/details`, params, signal),
+  percentiles: (id, params, signal) => get(`${inst(id)}/percentiles`, params, signal),
+  average: (id, params, signal) => get(`${inst(id)}/average`, params, signal),
+  dashboards: () => get("/dashboards").then((d) => d.dashboards),
+  dashboard: (id) => get(`/dashboards/${id}`),
+  createDashboard: (doc) => request("POST", "/dashboards", { body: doc }),
+  saveDashboard: (id, doc) => request("PUT", `/dashboards/${id}`, { body: doc }),
+  deleteDashboard: (id) => request("DELETE", `/dashboards/${id}`),
+  healthy: async () => {
+    try {
+      return (await fetch("/healthz", { cache: "no-store" })).ok;
+    } catch {
+      return false;
+    }
+  },
+};
+
+export const streamUrl = (ids) => `${BASE}/stream?ids=${ids.join(",")}`;

@@ -1,0 +1,137 @@
+// Canvas plumbing shared by the charts: sizing for the device pixel ratio, theme colours, axes.
+
+import { cssVar } from "./color.js";
+import { formatTick, timeTicks, valueTicks } from "./format.js";
+import { frameThrottle, h } from "./dom.js";
+
+export const MARGIN = { left: 58, right: 10, top: 8, bottom: 20 };
+
+/** The theme's chart colours, read from CSS variables. */
+export function themeColors() {
+  return {
+    text: cssVar("--text"),
+    muted: cssVar("--muted"),
+    grid: cssVar("--grid"),
+    axis: cssVar("--border-strong"),
+    panel: cssVar("--panel"),
+    accent: cssVar("--accent"),
+    font: `11px ${cssVar("--font-mono") || "monospace"}`,
+  };
+}
+
+/**
+ * A canvas filling `container`, redrawn (at most once a frame) when resized or asked to.
+ * Subclasses implement draw(ctx, width, height) in CSS pixels.
+ */
+export class CanvasView {
+  constructor(container) {
+    this.container = container;
+    this.canvas = h("canvas.chart-canvas");
+    container.append(this.canvas);
+    this.ctx = this.canvas.getContext("2d");
+    this.width = 0;
+    this.height = 0;
+    this.requestDraw = frameThrottle(() => this.paint());
+    this.observer = new ResizeObserver(() => this.resize());
+    this.observer.observe(container);
+  }
+
+  resize() {
+    const { width, height } = this.container.getBoundingClientRect();
+    const dpr = window.devicePixelRatio || 1;
+    if (width === this.width && height === this.height && this.dpr === dpr) return;
+    this.width = width;
+    this.height = height;
+    this.dpr = dpr;
+    this.canvas.width = Math.max(1, Math.round(width * dpr));
+    this.canvas.height = Math.max(1, Math.round(height * dpr));
+    this.canvas.style.width = `${width}px`;
+    this.canvas.style.height = `${height}px`;
+    this.paint();
+  }
+
+  /** Draw now (synchronously). */
+  paint() {
+    if (!this.width || !this.height) return;
+    const ctx = this.ctx;
+    ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
+    ctx.clearRect(0, 0, this.width, this.height);
+    this.draw(ctx, this.width, this.height);
+  }
+
+  /** The plot area inside the axes: {x0, x1, y0 (top), y1 (bottom), w, h}. */
+  area(margin = MARGIN) {
+    const x0 = margin.left;
+    const x1 = Math.max(x0 + 10, this.width - margin.right);
+    const y0 = margin.top;
+    const y1 = Math.max(y0 + 10, this.height - margin.bottom);
+    return { x0, x1, y0, y1, w: x1 - x0, h: y1 - y0 };
+  }
+
+  /** Mouse position relative to the canvas, in CSS pixels. */
+  pointer(event) {
+    const r = this.canvas.getBoundingClientRect();
+    return { x: event.clientX - r.left, y: event.clientY - r.top };
+  }
+
+  destroy() {
+    this.observer.disconnect();
+  }
+}
+
+/** Vertical grid and time labels along the bottom of `a` for [start, end). */
+export function drawTimeAxis(ctx, a, start, end, c) {
+  const { ticks, step } = timeTicks(start, end, a.w);
+  const x = (t) => a.x0 + ((t - start) / (end - start)) * a.w;
+  ctx.font = c.font;
+  ctx.textBaseline = "top";
+  ctx.textAlign = "center";
+  ctx.lineWidth = 1;
+  for (const t of ticks) {
+    const px = Math.round(x(t)) + 0.5;
+    ctx.strokeStyle = c.grid;
+    ctx.beginPath();
+    ctx.moveTo(px, a.y0);
+    ctx.lineTo(px, a.y1);
+    ctx.stroke();
+    ctx.fillStyle = c.muted;
+    const label = formatTick(t, step);
+    const w = ctx.measureText(label).width / 2;
+    if (px - w > a.x0 - 20 && px + w < a.x1 + 8) ctx.fillText(label, px, a.y1 + 5);
+  }
+  ctx.strokeStyle = c.axis;
+  ctx.beginPath();
+  ctx.moveTo(a.x0, a.y1 + 0.5);
+  ctx.lineTo(a.x1, a.y1 + 0.5);
+  ctx.stroke();
+}
+
+/** Horizontal grid and value labels along the left of `a` for [lo, hi] in `unit`. */
+export function drawValueAxis(ctx, a, lo, hi, unit, c, rate = false) {
+  const y = (v) => a.y1 - ((v - lo) / (hi - lo)) * a.h;
+  const ticks = valueTicks(lo, hi, unit, Math.max(2, Math.floor(a.h / 40)));
+  ctx.font = c.font;
+  ctx.textBaseline = "middle";
+  ctx.textAlign = "right";
+  ctx.lineWidth = 1;
+  for (const { value, label } of ticks) {
+    const py = Math.round(y(value)) + 0.5;
+    if (py < a.y0 - 1 || py > a.y1 + 1) continue;
+    ctx.strokeStyle = c.grid;
+    ctx.beginPath();
+    ctx.moveTo(a.x0, py);
+    ctx.lineTo(a.x1, py);
+    ctx.stroke();
+    ctx.fillStyle = c.muted;
+    ctx.fillText(rate && value !== 0 ? `${label}/s` : label, a.x0 - 6, Math.min(Math.max(py, a.y0 + 5), a.y1 - 4));
+  }
+  return ticks;
+}
+
+/** A tidy top for an axis from 0 that holds `max`: the first tick at or above it. */
+export function tidyTop(max, unit) {
+  if (!(max > 0)) return 1;
+  const ticks = valueTicks(0, max, unit, 4);
+  const step = ticks.length > 1 ? ticks[1].value - ticks[0].value : max;
+  return Math.ceil(max / step - 1e-9) * step;
+}

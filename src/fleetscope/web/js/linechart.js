@@ -1,0 +1,161 @@
+// Line and stacked-area charts of time series on a canvas, with a hover crosshair.
+
+import { CanvasView, drawTimeAxis, drawValueAxis, themeColors, tidyTop } from "./chart.js";
+
+/**
+ * data: {start, end, step, times: [t], series: [{key, color, values: [number|null]}], unit, rate}
+ * style: {stacked, highlight: key|null, isolate: key|null}
+ * onHover(index|null) is called as the pointer moves over a point.
+ */
+export class LineChart extends CanvasView {
+  constructor(container, { onHover } = {}) {
+    super(container);
+    this.data = null;
+    this.style = { stacked: true, highlight: null, isolate: null };
+    this.hoverIndex = null;
+    this.onHover = onHover || (() => {});
+    this.canvas.addEventListener("mousemove", (e) => this.hover(e));
+    this.canvas.addEventListener("mouseleave", () => this.setHover(null));
+  }
+
+  setData(data, style) {
+    this.data = data;
+    if (style) this.style = { ...this.style, ...style };
+    this.requestDraw();
+  }
+
+  setHover(index) {
+    if (index === this.hoverIndex) return;
+    this.hoverIndex = index;
+    this.onHover(index);
+    this.requestDraw();
+  }
+
+  hover(event) {
+    const d = this.data;
+    if (!d || !d.times.length) return;
+    const a = this.area();
+    const { x } = this.pointer(event);
+    if (x < a.x0 || x > a.x1) return this.setHover(null);
+    const t = d.start + ((x - a.x0) / a.w) * (d.end - d.start);
+    const i = Math.round((t - d.times[0] - d.step / 2) / d.step);
+    this.setHover(i >= 0 && i < d.times.length ? i : null);
+  }
+
+  /** The series drawn, bottom first, and the y extent. */
+  visible() {
+    const { series } = this.data;
+    const shown = this.style.isolate ? series.filter((s) => s.key === this.style.isolate) : series;
+    const n = this.data.times.length;
+    let max = 0;
+    let stacks = null;
+    if (this.style.stacked) {
+      stacks = [];
+      const acc = new Float64Array(n);
+      for (const s of shown) {
+        const top = new Array(n);
+        for (let i = 0; i < n; i++) {
+          const v = s.values[i];
+          if (v === null || v === undefined) top[i] = null;
+          else {
+            acc[i] += v;
+            top[i] = acc[i];
+            if (acc[i] > max) max = acc[i];
+          }
+        }
+        stacks.push(top);
+      }
+    } else {
+      for (const s of shown) for (const v of s.values) if (v > max) max = v;
+    }
+    return { shown, stacks, max };
+  }
+
+  draw(ctx) {
+    const d = this.data;
+    if (!d) return;
+    const c = themeColors();
+    const a = this.area();
+    const { shown, stacks, max } = this.visible();
+    const top = tidyTop(max, d.unit);
+    const x = (i) => a.x0 + ((d.times[i] + d.step / 2 - d.start) / (d.end - d.start)) * a.w;
+    const y = (v) => a.y1 - (v / top) * a.h;
+    drawValueAxis(ctx, a, 0, top, d.unit, c, d.rate);
+    drawTimeAxis(ctx, a, d.start, d.end, c);
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(a.x0, a.y0 - 2, a.w, a.h + 2);
+    ctx.clip();
+    const hl = this.style.highlight;
+    shown.forEach((s, k) => {
+      const dim = hl !== null && hl !== s.key;
+      const values = stacks ? stacks[k] : s.values;
+      const below = stacks && k > 0 ? stacks[k - 1] : null;
+      if (stacks || shown.length === 1) {
+        ctx.globalAlpha = dim ? 0.08 : hl === s.key ? 0.55 : stacks ? 0.32 : 0.16;
+        ctx.fillStyle = s.color;
+        fillBetween(ctx, values, below, x, y);
+      }
+      ctx.globalAlpha = dim ? 0.25 : 1;
+      ctx.strokeStyle = s.color;
+      ctx.lineWidth = hl === s.key ? 2.2 : 1.4;
+      strokeLine(ctx, values, x, y);
+    });
+    ctx.globalAlpha = 1;
+    ctx.restore();
+    if (this.hoverIndex !== null && this.hoverIndex < d.times.length) {
+      const px = Math.round(x(this.hoverIndex)) + 0.5;
+      ctx.strokeStyle = c.muted;
+      ctx.setLineDash([3, 3]);
+      ctx.beginPath();
+      ctx.moveTo(px, a.y0);
+      ctx.lineTo(px, a.y1);
+      ctx.stroke();
+      ctx.setLineDash([]);
+      shown.forEach((s, k) => {
+        const v = (stacks ? stacks[k] : s.values)[this.hoverIndex];
+        if (v === null || v === undefined) return;
+        ctx.fillStyle = s.color;
+        ctx.beginPath();
+        ctx.arc(px, y(v), 3, 0, 2 * Math.PI);
+        ctx.fill();
+      });
+    }
+  }
+}
+
+/** Runs of consecutive non-null points: [[i0, i1], ...]. */
+function runs(values) {
+  const out = [];
+  let from = -1;
+  for (let i = 0; i <= values.length; i++) {
+    const ok = i < values.length && values[i] !== null && values[i] !== undefined;
+    if (ok && from < 0) from = i;
+    if (!ok && from >= 0) {
+      out.push([from, i - 1]);
+      from = -1;
+    }
+  }
+  return out;
+}
+
+function strokeLine(ctx, values, x, y) {
+  ctx.beginPath();
+  for (const [i0, i1] of runs(values)) {
+    ctx.moveTo(x(i0), y(values[i0]));
+    if (i0 === i1) ctx.lineTo(x(i0) + 1, y(values[i0]));
+    for (let i = i0 + 1; i <= i1; i++) ctx.lineTo(x(i), y(values[i]));
+  }
+  ctx.stroke();
+}
+
+function fillBetween(ctx, values, below, x, y) {
+  for (const [i0, i1] of runs(values)) {
+    ctx.beginPath();
+    ctx.moveTo(x(i0), y(values[i0]));
+    for (let i = i0 + 1; i <= i1; i++) ctx.lineTo(x(i), y(values[i]));
+    for (let i = i1; i >= i0; i--) ctx.lineTo(x(i), y(below ? below[i] ?? 0 : 0));
+    ctx.closePath();
+    ctx.fill();
+  }
+}

@@ -1,0 +1,101 @@
+// The time range every panel shows: live (follows the present) or fixed, with a span.
+
+import { formatDuration, formatTime } from "./format.js";
+
+export const PRESETS = [["5m", 300], ["1h", 3600], ["24h", 86400]];
+const NICE_STEPS = [1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 21600,
+  43200, 86400];
+export const TARGET_POINTS = 300;
+
+/** Seconds per data point for `span` seconds at granularity `g`: a tidy step, a multiple of g. */
+export function stepFor(span, g = 1, target = TARGET_POINTS) {
+  const raw = span / target;
+  const nice = NICE_STEPS.find((s) => s >= raw) || Math.ceil(raw);
+  return Math.max(g, Math.ceil(nice / g) * g);
+}
+
+/**
+ * The shared time state. `live`: panels end at the latest data and follow it.
+ * Otherwise they show [end - span, end). Listeners get the state after every change.
+ */
+export class TimeRange extends EventTarget {
+  constructor() {
+    super();
+    this.live = true;
+    this.span = 300;
+    this.end = null; // epoch seconds when not live
+  }
+
+  get start() {
+    return (this.end ?? Math.floor(Date.now() / 1000)) - this.span;
+  }
+
+  changed() {
+    this.dispatchEvent(new Event("change"));
+  }
+
+  setSpan(span) {
+    this.span = span;
+    if (!this.live) this.end = Math.min(this.end, Math.floor(Date.now() / 1000));
+    this.changed();
+  }
+
+  goLive() {
+    this.live = true;
+    this.end = null;
+    this.changed();
+  }
+
+  /** Freeze at `end` (default: now). */
+  pause(end = Math.floor(Date.now() / 1000)) {
+    this.live = false;
+    this.end = end;
+    this.changed();
+  }
+
+  setRange(start, end) {
+    this.live = false;
+    this.span = Math.max(60, end - start);
+    this.end = end;
+    this.changed();
+  }
+
+  /** Move by half a span back (-1) or forward (+1); forward past the present goes live. */
+  pan(direction) {
+    const now = Math.floor(Date.now() / 1000);
+    const end = (this.live ? now : this.end) + (direction * this.span) / 2;
+    if (end >= now) this.goLive();
+    else this.pause(Math.round(end));
+  }
+
+  describe() {
+    if (this.live) return `last ${formatDuration(this.span)}, live`;
+    return `${formatTime(this.end - this.span)} – ${formatTime(this.end).slice(11)}`;
+  }
+
+  /** URL parameters that reproduce this range. */
+  toParams(q) {
+    q.delete("range");
+    q.delete("from");
+    q.delete("to");
+    if (this.live) {
+      if (this.span !== 300) q.set("range", String(this.span));
+    } else {
+      q.set("from", String(this.end - this.span));
+      q.set("to", String(this.end));
+    }
+  }
+
+  fromParams(q) {
+    const from = Number(q.get("from"));
+    const to = Number(q.get("to"));
+    const range = Number(q.get("range"));
+    if (from > 0 && to > from) {
+      this.live = false;
+      this.span = to - from;
+      this.end = to;
+    } else if (range >= 60) {
+      this.span = Math.min(range, 30 * 86400);
+    }
+  }
+}

@@ -1,0 +1,147 @@
+"""The NATS transport against a real nats-server, and an agent process riding out a bus outage."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetscope.aggregator.aggregator import Aggregator
+from fleetscope.api.control import ControlPlane
+from fleetscope.bus.base import BusUnavailable, Msg, connect_bus
+from fleetscope.bus.nats import NatsBus, NatsOptions
+from fleetscope.model.errors import InputError
+from fleetscope.sources.registry import catalog, local_sources
+from fleetscope.store.base import open_store
+from tests.nats_server import NatsServer
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+def test_publish_subscribe_queue_and_request(nats_server: NatsServer) -> None:
+    async def scenario() -> tuple[list[bytes], list[list[bytes]], bytes]:
+        a, b = NatsBus(NatsOptions(nats_server.url)), NatsBus(NatsOptions(nats_server.url))
+        await a.connect()
+        await b.connect()
+        plain: list[bytes] = []
+        members: list[list[bytes]] = [[], []]
+
+        async def on_plain(msg: Msg) -> None:
+            plain.append(msg.data)
+
+        await b.subscribe("fleetscope.data.>", on_plain)
+        for box in members:
+            async def on_member(msg: Msg, box: list[bytes] = box) -> None:
+                box.append(msg.data)
+
+            await b.subscribe("work", on_member, queue="workers")
+
+        async def echo(msg: Msg) -> None:
+            await b.publish(msg.reply, msg.data[::-1])
+
+        await b.subscribe("echo", echo)
+        await b.nc.flush()
+        for i in range(20):
+            await a.publish("fleetscope.data.h1", str(i).encode())
+            await a.publish("work", str(i).encode())
+        answer = await a.request("echo", b"abc", timeout=2)
+        await a.nc.flush()
+        await asyncio.sleep(0.3)
+        await a.close()
+        await b.close()
+        return plain, members, answer
+
+    plain, members, answer = asyncio.run(scenario())
+    assert plain == [str(i).encode() for i in range(20)]
+    assert sorted(int(x) for box in members for x in box) == list(range(20))
+    assert answer == b"cba"
+
+
+def test_publish_while_disconnected_raises_bus_unavailable(nats_server: NatsServer) -> None:
+    async def scenario() -> bool:
+        bus = NatsBus(NatsOptions(nats_server.url))
+        await bus.connect()
+        nats_server.stop()
+        for _ in range(100):
+            if not bus.connected:
+                break
+            await asyncio.sleep(0.05)
+        try:
+            await bus.publish("x", b"y")
+            raised = False
+        except BusUnavailable:
+            raised = True
+        await bus.close()
+        return raised
+
+    assert asyncio.run(scenario())
+
+
+def test_bad_bus_urls_are_named() -> None:
+    with pytest.raises(InputError) as err:
+        connect_bus("kafka://somewhere")
+    assert err.value.field == "bus"
+
+
+def test_agent_buffers_through_a_bus_outage(nats_server: NatsServer, tmp_path: Path) -> None:
+    """A real `fleetscope agent` keeps collecting while nats-server is down and delivers it all after."""
+
+    async def scenario() -> tuple[list[int], int, int]:
+        bus = NatsBus(NatsOptions(nats_server.url))
+        await bus.connect()
+        store = open_store(f"sqlite:///{tmp_path / 'defs.db'}")
+        control = ControlPlane(store, bus, catalog(local_sources()))
+        aggregator = Aggregator(bus)
+        await control.start()
+        await aggregator.start()
+        inst = await control.create({"module": "cpu", "stat": "usage", "retention": 600})
+        exe = Path(sys.executable).parent / "fleetscope"
+        log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115 - closed below
+        agent = subprocess.Popen([str(exe), "agent", "--bus", nats_server.url, "--hostname", "outage-a"],
+                                 stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+        try:
+            window = None
+            for _ in range(150):  # a few seconds of data before the outage
+                window = aggregator.window(inst.id)
+                if window and len(window.points(0, 2**40)) >= 3:
+                    break
+                await asyncio.sleep(0.1)
+            assert window and len(window.points(0, 2**40)) >= 3, "data flows over NATS"
+            down_from = int(time.time())
+            nats_server.stop()
+            await asyncio.sleep(6)
+            nats_server.start()
+            down_to = int(time.time())
+            # Wait for the agent to reconnect and flush its buffer, and for slots to be final.
+            for _ in range(150):
+                starts = {p.start_time for p in window.points(down_from - 2, down_to + 3)}
+                if set(range(down_from - 2, down_to + 3)) <= starts:
+                    break
+                await asyncio.sleep(0.1)
+            starts = sorted(p.start_time for p in window.points(down_from - 2, down_to + 3))
+            sources = max(p.nsources for p in window.points(0, 2**40))
+            return starts, down_from, down_to, sources
+        finally:
+            agent.terminate()
+            agent.wait(10)
+            log.close()
+            await aggregator.stop()
+            await control.stop()
+            await bus.close()
+            store.close()
+
+    starts, down_from, down_to, sources = asyncio.run(scenario())
+    assert starts == list(range(down_from - 2, down_to + 3)), (
+        f"every second of the outage arrived: {starts} for {down_from}..{down_to}")
+    assert sources == 1, "nothing was counted twice (one host, at most one source per slot)"
