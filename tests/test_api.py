@@ -276,3 +276,20 @@ def test_definitions_survive_a_restart(fresh_server: Server) -> None:
         assert len(insts) == ndefaults + 1, "defaults are created once, not again on restart"
         assert c.get(f"{API}/instrumentations/{mine['id']}").json() == mine
         wait_for(lambda: c.get(f"{API}/instrumentations/{mine['id']}/value").json()["value"] is not None)
+
+
+def test_hosts_lists_the_local_agent(client: httpx.Client) -> None:
+    import socket
+
+    from fleetscope import __version__
+
+    def local():
+        hosts = client.get(f"{API}/hosts").json()["hosts"]
+        return next((h for h in hosts if h["hostname"] == socket.gethostname() and h["instrumentations"]),
+                    None)
+
+    host = wait_for(local, timeout=15)
+    assert host["status"] == "online"
+    assert host["version"] == __version__
+    assert abs(host["clock_offset"]) < 1.0, "same clock in one process"
+    assert default_id(client, "cpu.usage", ["mode"]) in host["instrumentations"]

@@ -15,6 +15,7 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -727,3 +728,22 @@ class TestErrorsFromServer:
     )
     def test_unknown_id(self, run: Run, before: list[str], after: list[str]) -> None:
         assert_error(run(*before, "987654", *after), r"^error: id: .*987654")
+
+
+
+def test_hosts_command_lists_this_machine(server: Server) -> None:
+    exe = str(VENV_BIN / "fleetscope")
+    deadline = time.monotonic() + 15
+    while True:
+        out = subprocess.run([exe, "hosts", "--url", server.url, "--json"], capture_output=True,
+                             text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        hosts = json.loads(out.stdout)["hosts"]
+        if any(h["hostname"] == socket.gethostname() and h["instrumentations"] for h in hosts):
+            break
+        assert time.monotonic() < deadline, hosts
+        time.sleep(0.5)
+    table = subprocess.run([exe, "hosts", "--url", server.url], capture_output=True, text=True,
+                           timeout=30, env={**os.environ, "COLUMNS": "200"})
+    assert table.returncode == 0
+    assert socket.gethostname() in table.stdout and "online" in table.stdout

@@ -144,6 +144,9 @@ class Api:
     def instrumentations(self) -> list[dict]:
         return _field(self.request("GET", "/instrumentations"), "instrumentations", list)
 
+    def hosts(self) -> list[dict]:
+        return _field(self.request("GET", "/hosts"), "hosts", list)
+
     def instrumentation(self, inst_id: int) -> dict:
         return _expect(self.request("GET", f"/instrumentations/{inst_id}"), dict)
 
@@ -767,6 +770,37 @@ def metrics(url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:
             _console().print(metrics_table(found))
 
 
+def hosts_table(hosts: Sequence[Mapping[str, Any]]) -> Table:
+    """One row per agent: status, last report, version, clock offset, instrumentations, warnings."""
+    table = Table()
+    for name, justify in (("host", "left"), ("status", "left"), ("last report", "left"),
+                          ("version", "left"), ("clock offset", "right"), ("instrumentations", "left"),
+                          ("warnings", "left")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for h in hosts:
+        warnings = "; ".join(f"{k}: {v}" for k, v in (h.get("warnings") or {}).items()) or "-"
+        table.add_row(
+            str(h.get("hostname")),
+            str(h.get("status")),
+            format_time(h.get("last_report")),
+            str(h.get("version", "-")),
+            f"{h['clock_offset']:+.3f} s" if isinstance(h.get("clock_offset"), int | float) else "-",
+            ", ".join(map(str, h.get("instrumentations") or ())) or "-",
+            warnings,
+        )
+    return table
+
+
+def hosts(url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:
+    """List the agents: online, stale or gone, with what they run and their warnings."""
+    with reporting_errors(url), Api(url) as api:
+        found = api.hosts()
+        if as_json:
+            _print_json({"hosts": found})
+        else:
+            _console().print(hosts_table(found))
+
+
 def _settings(retention: str | None, idle_max: str | None, persist: bool | None) -> dict:
     """The retention/idle_max/persist members of a request body, durations in seconds."""
     body: dict[str, Any] = {}
@@ -999,6 +1033,7 @@ def _frame_source(api: Api, inst: Mapping[str, Any]) -> Callable[[], RenderableT
 def register(app: typer.Typer) -> None:
     """Add the client commands to ``app`` (the ``fleetscope`` Typer app)."""
     app.command("metrics")(metrics)
+    app.command("hosts")(hosts)
     inst = typer.Typer(
         help="Create, list, show, update and delete instrumentations.", no_args_is_help=True
     )

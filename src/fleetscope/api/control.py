@@ -16,7 +16,7 @@ from fleetscope.bus import messages as m
 from fleetscope.bus.base import Bus, Msg
 from fleetscope.model.errors import InputError, NotFound
 from fleetscope.model.instrumentation import Instrumentation, validate_spec, validate_update
-from fleetscope.model.metrics import Catalog
+from fleetscope.model.metrics import Catalog, Metric
 from fleetscope.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,9 @@ DEFAULT_INSTRUMENTATIONS = (
 )
 DEFAULT_OPTIONS = {"retention": 3600, "idle_max": 0, "persist": True}
 IDLE_CHECK_EVERY = 5.0
+# Agents report their status every few seconds (agent.STATUS_EVERY = 5 s).
+ONLINE_WITHIN = 15.0
+GONE_AFTER = 60.0
 
 
 class ControlPlane:
@@ -42,7 +45,8 @@ class ControlPlane:
         self.store = store
         self.bus = bus
         self.catalog = catalog
-        self.hosts: dict[str, m.AgentStatus] = {}
+        self.hosts: dict[str, tuple[m.AgentStatus, float]] = {}  # host -> (last status, received at)
+        self.bad_messages = 0
         self._last_access: dict[int, float] = {}
         self._task: asyncio.Task | None = None
 
@@ -112,8 +116,34 @@ class ControlPlane:
         try:
             status = m.decode(msg.data, m.AgentStatus)
         except InputError:
+            self.bad_messages += 1
             return
-        self.hosts[status.host] = status
+        self.hosts[status.host] = (status, time.time())
+        for obj in status.metrics:  # an agent's catalogue, sent when it starts
+            try:
+                self.catalog.add(Metric.from_json(obj))
+            except InputError:
+                self.bad_messages += 1
+
+    def host_list(self, now: float | None = None) -> list[dict]:
+        """Every agent heard from: status (online, stale, gone), last report, version, clock offset
+        (the agent's clock minus ours, in seconds), its instrumentations and their warnings."""
+        now = time.time() if now is None else now
+        out = []
+        for name, (status, received) in sorted(self.hosts.items()):
+            age = now - received
+            state = "online" if age < ONLINE_WITHIN else "stale" if age < GONE_AFTER else "gone"
+            out.append({
+                "hostname": name,
+                "status": state,
+                "last_report": received,
+                "version": status.version,
+                "clock_offset": round(status.time - received, 3),
+                "labels": status.labels,
+                "instrumentations": status.running,
+                "warnings": status.warnings,
+            })
+        return out
 
     async def start(self) -> None:
         await self.bus.connect()

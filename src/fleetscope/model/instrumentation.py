@@ -14,6 +14,7 @@ from fleetscope.model import predicate as predicates
 from fleetscope.model import values
 from fleetscope.model.errors import InputError
 from fleetscope.model.metrics import DISCRETE, NUMERIC, Catalog, Metric
+from fleetscope.model.tiers import validate_retention
 from fleetscope.model.types import parse_duration
 
 DEFAULT_GRANULARITY = 1
@@ -25,8 +26,8 @@ MAX_RETENTION = 86400
 MAX_IDLE_MAX = 366 * 86400
 
 CREATE_FIELDS = {"module", "stat", "metric", "predicate", "decomposition", "granularity",
-                 "retention", "idle_max", "persist"}
-UPDATE_FIELDS = ("retention", "idle_max", "persist")
+                 "retention", "idle_max", "persist", "history"}
+UPDATE_FIELDS = ("retention", "idle_max", "persist", "history")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class Instrumentation:
     discrete: str | None = None  # the discrete field of the decomposition
     numeric: str | None = None  # the numeric field of the decomposition
     unit: dict = field(default_factory=dict)  # the unit of the values (Type.to_json())
+    # Retention of the history tiers, {tier: seconds}, for the tiers not left to the global setting.
+    history: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -155,6 +158,7 @@ def validate_spec(body: object, catalog: Catalog) -> dict:
         "discrete": discrete,
         "numeric": numeric,
         "unit": metric.unit.to_json(),
+        "history": validate_retention(body.get("history", {})),
     }
 
 
@@ -164,7 +168,8 @@ def validate_update(body: object, current: Instrumentation) -> dict:
         raise InputError(None, "the body must be a JSON object", status=400)
     for name in body:
         if name not in UPDATE_FIELDS:
-            raise InputError(name, "cannot be changed after creation (only retention, idle_max, persist)")
+            raise InputError(name, "cannot be changed after creation "
+                             "(only retention, idle_max, persist, history)")
     changes: dict = {}
     if "retention" in body:
         changes["retention"] = _positive_int(body["retention"], "retention",
@@ -173,4 +178,6 @@ def validate_update(body: object, current: Instrumentation) -> dict:
         changes["idle_max"] = _positive_int(body["idle_max"], "idle_max", 0, MAX_IDLE_MAX)
     if "persist" in body:
         changes["persist"] = _bool(body["persist"], "persist")
+    if "history" in body:
+        changes["history"] = validate_retention(body["history"])
     return changes

@@ -8,6 +8,7 @@ has the discrete field ``hostname``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -18,6 +19,7 @@ DISCRETE = "discrete"
 NUMERIC = "numeric"
 INTERVAL = "interval"
 POINT = "point"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 class Field(NamedTuple):
@@ -30,6 +32,14 @@ class Field(NamedTuple):
 
     def to_json(self) -> dict:
         return {"name": self.name, "kind": self.kind, "label": self.label, "type": self.type.to_json()}
+
+    @classmethod
+    def from_json(cls, obj: object, where: str = "field") -> Field:
+        if not isinstance(obj, dict) or not _NAME.fullmatch(str(obj.get("name", ""))) \
+                or obj.get("kind") not in (DISCRETE, NUMERIC):
+            raise InputError(where, "must be {'name', 'kind': discrete|numeric, 'label', 'type'}")
+        return cls(obj["name"], obj["kind"], str(obj.get("label", obj["name"])),
+                   Type.from_json(obj.get("type", {"base": "number"}), where))
 
 
 HOSTNAME = Field("hostname", DISCRETE, "host name")
@@ -56,6 +66,18 @@ class Metric(NamedTuple):
                 return f
         known = ", ".join(f.name for f in self.fields)
         raise InputError(where, f"{self.name} has no field {name!r} (fields: {known})")
+
+    @classmethod
+    def from_json(cls, obj: object, where: str = "metric") -> Metric:
+        """Validate and build a metric sent by an agent (its catalogue)."""
+        names = ("module", "stat")
+        if not isinstance(obj, dict) or not all(_NAME.fullmatch(str(obj.get(k, ""))) for k in names):
+            raise InputError(where, "must have a 'module' and a 'stat' made of letters, digits and _")
+        if obj.get("kind") not in (INTERVAL, POINT) or not isinstance(obj.get("fields"), list):
+            raise InputError(where, "must have a kind (interval|point) and a list of fields")
+        fields = tuple(Field.from_json(f, where) for f in obj["fields"])
+        unit = Type.from_json(obj.get("unit"), where)
+        return cls(obj["module"], obj["stat"], str(obj.get("label", "")), unit, obj["kind"], fields)
 
     def to_json(self) -> dict:
         return {

@@ -45,6 +45,13 @@ class Type(NamedTuple):
     def to_json(self) -> dict:
         return {"base": self.base, "power": self.power, "name": self.name}
 
+    @classmethod
+    def from_json(cls, obj: object, field: str = "type") -> Type:
+        valid = isinstance(obj, dict) and obj.get("base") in BASES and isinstance(obj.get("power", 0), int)
+        if not valid:
+            raise InputError(field, f"must be a unit {{'base': one of {BASES}, 'power': int}}")
+        return cls(obj["base"], obj.get("power", 0))
+
 
 NUMBER = Type("number")
 PERCENT = Type("percent")

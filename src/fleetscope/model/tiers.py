@@ -1,0 +1,92 @@
+"""History tiers: per second, per minute, per hour, each kept for its own retention.
+
+The raw tier ("second") holds the instrumentation's slots as they were final
+(its resolution is the granularity); "minute" and "hour" hold exact rollups
+of the tier below. A tier is only kept when it is coarser than the
+granularity (an instrumentation of 60 s slots has no minute tier of its own).
+Retention is set globally (``fleetscope serve --history``) and per
+instrumentation (``"history": {"minute": "90d"}``); a coarser tier always keeps
+at least as long as a finer one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from fleetscope.model.errors import InputError
+from fleetscope.model.types import parse_duration
+
+NAMES = ("second", "minute", "hour")
+RESOLUTIONS = (1, 60, 3600)  # the raw tier's resolution is really the granularity
+DEFAULT_RETENTION = {"second": 7 * 86400, "minute": 30 * 86400, "hour": 365 * 86400}
+MAX_RETENTION = 10 * 366 * 86400
+# Seconds of data in one finished chunk, per tier level (raw: times the granularity).
+SPANS = (3600, 86400, 30 * 86400)
+
+
+class Tier(NamedTuple):
+    """One tier of one instrumentation."""
+
+    level: int  # 0 raw, 1 minute, 2 hour: the key in the store
+    name: str
+    resolution: int  # seconds per point
+    retention: int  # seconds kept
+    span: int  # seconds per finished chunk
+
+
+def parse_retention(value: object, field: str = "history") -> dict[str, int]:
+    """``{"second": "7d", ...}`` or ``"second=7d,minute=30d"`` as ``{name: seconds}`` (only the
+    tiers given). InputError naming ``field.tier`` for an unknown tier or a bad duration."""
+    if isinstance(value, str):
+        items = {}
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            name, sep, amount = part.partition("=")
+            if not sep:
+                raise InputError(field, f"{part!r} is not tier=duration (e.g. 'second=7d,minute=30d')")
+            items[name.strip()] = amount.strip()
+        value = items
+    if not isinstance(value, Mapping):
+        raise InputError(field, "must be an object {tier: duration} with tiers second, minute, hour")
+    out = {}
+    for name, amount in value.items():
+        if name not in NAMES:
+            raise InputError(f"{field}.{name}", f"unknown tier (tiers: {', '.join(NAMES)})")
+        if isinstance(amount, bool) or not isinstance(amount, int | float | str):
+            raise InputError(f"{field}.{name}", "must be a duration such as '7d'")
+        seconds = parse_duration(amount, f"{field}.{name}")
+        low = RESOLUTIONS[NAMES.index(name)] * 60
+        if not low <= seconds <= MAX_RETENTION:
+            raise InputError(f"{field}.{name}", f"must be between {low} s and {MAX_RETENTION // 86400} days")
+        out[name] = seconds
+    return out
+
+
+def validate_retention(value: object, defaults: Mapping[str, int] = DEFAULT_RETENTION,
+                       field: str = "history") -> dict[str, int]:
+    """:func:`parse_retention`, and check that together with ``defaults`` for the tiers not
+    given no coarser tier keeps less than a finer one. Returns only the tiers given."""
+    given = parse_retention(value, field)
+    merged = {**defaults, **given}
+    for finer, coarser in zip(NAMES, NAMES[1:], strict=False):
+        if merged[coarser] < merged[finer]:
+            blame = coarser if coarser in given else finer
+            raise InputError(f"{field}.{blame}", f"the {coarser} tier must be kept at least as long as the "
+                             f"{finer} tier ({merged[coarser]} s < {merged[finer]} s)")
+    return given
+
+
+def tiers_for(granularity: int, overrides: Mapping[str, int] | None = None,
+              defaults: Mapping[str, int] = DEFAULT_RETENTION) -> tuple[Tier, ...]:
+    """The tiers of an instrumentation, finest first, with their effective retention."""
+    retention = {**defaults, **(overrides or {})}
+    out: list[Tier] = []
+    kept = 0
+    for level, name in enumerate(NAMES):
+        resolution = granularity if level == 0 else RESOLUTIONS[level]
+        if level and resolution <= granularity:
+            continue
+        kept = max(kept, retention[name])  # a coarser tier keeps at least as long
+        span = SPANS[level] * (granularity if level == 0 else 1)
+        out.append(Tier(level, name, resolution, kept, span))
+    return tuple(out)
