@@ -3,6 +3,7 @@ small additions for the page (create-body validation, heatmap columns, cell deta
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -43,6 +44,14 @@ def read_events(client: httpx.Client, url: str, want: int, timeout: float = 10.0
 
 
 # -- dashboards ----------------------------------------------------------------------------------
+
+
+def test_new_routes_are_in_the_openapi_document(client: httpx.Client) -> None:
+    paths = client.get(f"{API}/openapi.json").json()["paths"]
+    for path in ("/dashboards", "/dashboards/{id}", "/stream", "/instrumentations/{id}/stream",
+                 "/instrumentations/validate"):
+        assert f"{API}{path}" in paths
+    assert "text/event-stream" in paths[f"{API}/stream"]["get"]["responses"]["200"]["content"]
 
 
 def test_dashboard_crud_round_trip(client: httpx.Client) -> None:
@@ -200,6 +209,37 @@ def test_stream_rejects_bad_requests(client: httpx.Client, url: str, status: int
     assert_error(client.get(url), status, field)
 
 
+def test_hub_fans_out_once_encoded_points_and_bounds_each_queue() -> None:
+    from fleetscope.api.stream import Hub, Subscription
+    from fleetscope.model.instrumentation import Instrumentation
+    from fleetscope.model.series import DataPoint
+
+    inst = Instrumentation(id=3, module="cpu", stat="usage", predicate={}, decomposition=("mode",),
+                           granularity=1, retention=60, idle_max=0, persist=False, created=0.0,
+                           shape="discrete", discrete="mode")
+    hub = Hub()
+    mine, other = hub.subscribe([3, 4]), hub.subscribe([4])
+    small = Subscription([3], maxsize=2)
+    hub.subscriptions.add(small)
+    for t in range(5):
+        hub.publish(inst, DataPoint(100 + t, 1, {"user": 0.5}, 1, 1))
+    assert len(mine.events) == 5 and not other.events
+    assert mine.events[-1] is small.events[-1], "encoded once for every subscriber"
+    assert small.overflowed and [e.split("\n")[1] for e in small.events] == ["id: 103", "id: 104"]
+    event = mine.events[0]
+    assert event.startswith("event: value\nid: 100\ndata: ") and event.endswith("\n\n")
+    assert json.loads(event.split("data: ")[1]) == {"instrumentation": 3, "start_time": 100, "duration": 1,
+                                                     "value": {"user": 0.5}, "nsources": 1, "expected": 1,
+                                                     "revised": False}
+    got = asyncio.run(mine.get(0.01))
+    assert len(got) == 5 and not mine.events
+    started = time.monotonic()
+    assert asyncio.run(mine.get(0.05)) == [] and time.monotonic() - started >= 0.04
+    hub.unsubscribe(mine)
+    hub.publish(inst, DataPoint(200, 1, {"user": 1.0}, 1, 1))
+    assert not mine.events
+
+
 def test_stream_ends_promptly_when_the_server_stops(fresh_server: Server) -> None:
     with httpx.Client(base_url=fresh_server.url, timeout=20) as c, \
             c.stream("GET", f"{API}/stream?ids=1") as resp:
@@ -274,3 +314,5 @@ def test_heatmap_columns_and_details_of_wider_columns(client: httpx.Client) -> N
                  "ndatapoints")
     assert_error(client.get(f"{API}/instrumentations/{heat}/heatmap/details",
                             params={"t": start, "duration": 0, "ymin": 0, "ymax": 1}), 422, "duration")
+    assert_error(client.get(f"{API}/instrumentations/{heat}/heatmap/details",
+                            params={"t": -5, "ymin": 0, "ymax": 1}), 422, "t")

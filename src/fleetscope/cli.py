@@ -48,8 +48,14 @@ def serve(
     data_dir: Path = typer.Option(Path(user_data_dir("fleetscope")), help="Where the store lives."),
     hostname: str = typer.Option(None, help="Host name to report (default: this machine's)."),
     log_level: str = typer.Option("warning", help="debug, info, warning or error."),
+    store: str = typer.Option(None, help="Store URL: sqlite:///path/to/file.db or "
+                              "postgresql://user@host/dbname (default: SQLite in the data dir)."),
+    history: str = typer.Option(None, help="Retention of the history tiers, e.g. "
+                                "'second=7d,minute=30d,hour=1y' (these are the defaults)."),
+    flush_every: float = typer.Option(5.0, help="Seconds between writes of new history to the store "
+                                      "(a crash loses at most these)."),
 ) -> None:
-    """Run everything on this host: agent, aggregator, SQLite store, API and dashboard."""
+    """Run everything on this host: agent, aggregator, store, API and dashboard."""
     import uvicorn
 
     from fleetscope.api.embedded import embedded_app
@@ -65,7 +71,19 @@ def serve(
             typer.echo(f"error: port: cannot listen on {host}:{port}: {exc.strerror}", err=True)
             raise typer.Exit(1) from None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    application = embedded_app(data_dir, hostname)
+    from fleetscope.model.errors import InputError
+    from fleetscope.model.tiers import DEFAULT_RETENTION, validate_retention
+    from fleetscope.store.history import HistoryConfig
+
+    try:
+        if not 0.1 <= flush_every <= 3600:
+            raise InputError("flush-every", "must be between 0.1 and 3600 seconds")
+        retention = {**DEFAULT_RETENTION, **validate_retention(history or {}, field="history")}
+        application = embedded_app(data_dir, hostname, store,
+                                   HistoryConfig(retention=retention, flush_every=flush_every))
+    except InputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"fleetscope {__version__} serving at http://{host}:{port}/ (data in {data_dir})")
     uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False,
                 timeout_graceful_shutdown=5)

@@ -1030,6 +1030,93 @@ def _frame_source(api: Api, inst: Mapping[str, Any]) -> Callable[[], RenderableT
     return frame
 
 
+# --------------------------------------------------------------------------- history
+
+EXPORT_FORMATS = ("csv", "json", "openmetrics")
+
+
+def export(
+    inst_id: InstId,
+    since: Annotated[str, typer.Option(help="How far back: 1h, 7d, 30d.")] = "1h",
+    fmt: Annotated[str, typer.Option("--format",
+                                     help="csv, json (one object per line) or openmetrics.")] = "csv",
+    step: Annotated[int | None, typer.Option(help="Seconds per point (default: the finest history tier "
+                                             "that holds the range).", show_default=False)] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write to this file, not stdout.",
+                                               show_default=False)] = None,
+    url: Url = DEFAULT_URL,
+) -> None:
+    """Export an instrumentation's data over the last --since, from the history and the live window."""
+    with reporting_errors(url):
+        if fmt not in EXPORT_FORMATS:
+            raise InputError("format", f"must be one of {', '.join(EXPORT_FORMATS)}")
+        params = {k: v for k, v in {"since": since, "format": fmt, "step": step}.items() if v is not None}
+        target = f"{url.rstrip('/')}{API_PREFIX}/instrumentations/{inst_id}/export"
+        # Streamed: an export of weeks of per-second data never sits in memory whole.
+        with httpx.stream("GET", target, params=params, timeout=httpx.Timeout(10.0, read=None)) as response:
+            if response.is_error:
+                response.read()
+                raise error_from_response(response)
+            with open(output or "/dev/stdout", "w", encoding="utf-8") as out:
+                for text in response.iter_text():
+                    out.write(text)
+
+
+def store_stats(
+    url: Url = DEFAULT_URL,
+    store: Annotated[str | None, typer.Option("--store", help="Read this store directly "
+                                              "(sqlite:///path or postgresql://...) instead of asking "
+                                              "a server.", show_default=False)] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Per instrumentation and history tier: points, bytes on disk, bytes per sample, oldest and newest."""
+    with reporting_errors(url):
+        if store:
+            from fleetscope.store.base import open_store
+            from fleetscope.store.history import History
+
+            opened = open_store(store)
+            try:
+                body = History(opened).report()
+            finally:
+                opened.close()
+        else:
+            with Api(url) as api:
+                body = _expect(api.request("GET", "/store/stats"), dict)
+        if as_json:
+            _print_json(body)
+            return
+        _console().print(store_stats_table(body))
+
+
+def store_stats_table(body: Mapping[str, Any]) -> Table:
+    """The table of ``fleetscope store stats`` from the API's answer."""
+    table = Table(title=f"history: {body.get('samples', 0):,} samples, {_bytes(body.get('disk_bytes'))} "
+                        f"on disk ({body.get('bytes_per_sample') or '-'} B/sample)", title_justify="left")
+    for name, right in (("id", True), ("metric", False), ("tier", False), ("points", True),
+                        ("samples", True), ("bytes", True), ("B/sample", True), ("oldest", False),
+                        ("newest", False)):
+        table.add_column(name, justify="right" if right else "left", no_wrap=name != "metric")
+    for row in body.get("tiers", []):
+        metric = row.get("metric") or "(deleted)"
+        if row.get("decomposition"):
+            metric += " by " + ",".join(row["decomposition"])
+        table.add_row(str(row["inst_id"]), metric, row["tier"], f"{row['points']:,}", f"{row['samples']:,}",
+                      _bytes(row["bytes"]), f"{row['bytes_per_sample']:.3f}",
+                      _timestamp(row["oldest"], "%m-%d %H:%M"), _timestamp(row["newest"], "%m-%d %H:%M"))
+    return table
+
+
+def _bytes(n: Any) -> str:
+    if not isinstance(n, int | float):
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
 def register(app: typer.Typer) -> None:
     """Add the client commands to ``app`` (the ``fleetscope`` Typer app)."""
     app.command("metrics")(metrics)
@@ -1045,3 +1132,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(inst, name="inst")
     app.command("value")(value)
     app.command("watch")(watch)
+    app.command("export")(export)
+    store = typer.Typer(help="The history store.", no_args_is_help=True)
+    store.command("stats")(store_stats)
+    app.add_typer(store, name="store")

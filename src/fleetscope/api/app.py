@@ -13,10 +13,12 @@ from pydantic import BaseModel, ConfigDict
 from fleetscope import __version__
 from fleetscope.aggregator.aggregator import Aggregator
 from fleetscope.api import dashboards, errors, heatmap, queries, stream
+from fleetscope.api import history as history_api
 from fleetscope.api.control import ControlPlane
 from fleetscope.model import predicate as predicates
 from fleetscope.model.errors import InputError
 from fleetscope.model.instrumentation import Instrumentation, validate_spec
+from fleetscope.store.history import History
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
@@ -36,6 +38,7 @@ class InstrumentationCreate(BaseModel):
     retention: Seconds | None = None
     idle_max: Seconds | None = None
     persist: bool | None = None
+    history: dict[str, Any] | str | None = None  # retention per history tier: {"minute": "90d"}
 
 
 class InstrumentationUpdate(BaseModel):
@@ -45,14 +48,16 @@ class InstrumentationUpdate(BaseModel):
     retention: Seconds | None = None
     idle_max: Seconds | None = None
     persist: bool | None = None
+    history: dict[str, Any] | str | None = None
 
 
 class Services:
-    """What the API reads from: the control plane and the real-time window."""
+    """What the API reads from: the control plane, the real-time window and the history."""
 
-    def __init__(self, control: ControlPlane, aggregator: Aggregator) -> None:
+    def __init__(self, control: ControlPlane, aggregator: Aggregator, history: History | None = None) -> None:
         self.control = control
         self.aggregator = aggregator
+        self.history = history
 
 
 RangeStart = Annotated[int | None, Query(description="epoch seconds of the first point")]
@@ -75,12 +80,16 @@ def build_router(svc: Services) -> APIRouter:
         window = aggregator.window(inst.id)
         latest = window.latest() if window else None
         rng = queries.resolve_range(inst, latest, start_time, end_time, duration, ndatapoints,
-                                    default_points)
-        return rng, queries.data_points(inst, window, rng, aggregator.topk)
+                                    default_points, tiers=queries.tiers_of(inst, svc.history))
+        return rng, queries.data_points(inst, window, rng, aggregator.topk, svc.history)
 
     @r.get("/metrics", summary="Metrics, their fields and units (discovery)")
     def list_metrics() -> dict:
         return {"metrics": [mt.to_json() for mt in control.catalog]}
+
+    @r.get("/hosts", summary="Every agent: status, last report, version, clock offset, instrumentations")
+    def list_hosts() -> dict:
+        return {"hosts": control.host_list()}
 
     @r.get("/instrumentations", summary="Every instrumentation")
     def list_instrumentations() -> dict:
@@ -114,28 +123,29 @@ def build_router(svc: Services) -> APIRouter:
     def value(id: int, start_time: RangeStart = None, end_time: RangeEnd = None,
               duration: RangeDuration = None, ndatapoints: RangePoints = None) -> Any:
         inst = used(id)
-        _, pts = points(inst, start_time, end_time, duration, ndatapoints)
-        out = [p.to_json(inst.shape) for p in pts]
+        rng, pts = points(inst, start_time, end_time, duration, ndatapoints)
+        res = queries.resolution(inst, rng, svc.history)  # the tier that answered
+        out = [{**p.to_json(inst.shape), "resolution": res} for p in pts]
         as_array = ndatapoints is not None or (start_time is not None and end_time is not None)
         return out if as_array else out[-1]
 
     def distribution_points(id, start_time, end_time, duration, ndatapoints):
         inst = used(id)
         queries.require_distribution(inst)
-        _, pts = points(inst, start_time, end_time, duration, ndatapoints)
-        return inst, pts
+        rng, pts = points(inst, start_time, end_time, duration, ndatapoints)
+        return inst, pts, queries.resolution(inst, rng, svc.history)
 
     @r.get("/instrumentations/{id}/percentiles", summary="Percentiles estimated from the buckets")
     def percentiles(id: int, q: str = "0.5,0.9,0.99", start_time: RangeStart = None,
                     end_time: RangeEnd = None, duration: RangeDuration = None,
                     ndatapoints: RangePoints = None) -> Any:
         qs = queries.parse_quantiles(q)
-        inst, pts = distribution_points(id, start_time, end_time, duration, ndatapoints)
+        inst, pts, res = distribution_points(id, start_time, end_time, duration, ndatapoints)
         out = []
         for p in pts:
             h = queries.histogram_of(p.value, inst.shape)
-            out.append({"start_time": p.start_time, "duration": p.duration, "nsources": p.nsources,
-                        "expected": p.expected, "count": h.count if h else 0,
+            out.append({"start_time": p.start_time, "duration": p.duration, "resolution": res,
+                        "nsources": p.nsources, "expected": p.expected, "count": h.count if h else 0,
                         "percentiles": {f"{x:g}": queries.finite_or_none(h.quantile(x)) if h else None
                                         for x in qs}})
         return out if ndatapoints is not None or end_time is not None else out[-1]
@@ -143,36 +153,25 @@ def build_router(svc: Services) -> APIRouter:
     @r.get("/instrumentations/{id}/average", summary="Average estimated from the buckets")
     def average(id: int, start_time: RangeStart = None, end_time: RangeEnd = None,
                 duration: RangeDuration = None, ndatapoints: RangePoints = None) -> Any:
-        inst, pts = distribution_points(id, start_time, end_time, duration, ndatapoints)
+        inst, pts, res = distribution_points(id, start_time, end_time, duration, ndatapoints)
         out = []
         for p in pts:
             h = queries.histogram_of(p.value, inst.shape)
-            out.append({"start_time": p.start_time, "duration": p.duration, "nsources": p.nsources,
-                        "expected": p.expected, "count": h.count if h else 0,
+            out.append({"start_time": p.start_time, "duration": p.duration, "resolution": res,
+                        "nsources": p.nsources, "expected": p.expected, "count": h.count if h else 0,
                         "average": queries.finite_or_none(h.mean()) if h else None})
         return out if ndatapoints is not None or end_time is not None else out[-1]
 
-    def heatmap_columns(id: int, start_time, end_time, duration, ndatapoints=None):
+    def heatmap_columns(id: int, start_time, end_time, duration, ndatapoints=None, step=None):
         inst = used(id)
         queries.require_distribution(inst)
-        span = duration if duration is not None else 60 * inst.granularity
-        if span <= 0:
-            raise InputError("duration", "must be positive")
         window = aggregator.window(inst.id)
         latest = window.latest() if window else None
-        npoints = max(1, span // inst.granularity)
-        step = None
-        if ndatapoints is not None:  # fewer, wider columns: each spans a multiple of the granularity
-            if not 1 <= ndatapoints <= queries.MAX_POINTS:
-                raise InputError("ndatapoints", f"must be between 1 and {queries.MAX_POINTS}")
-            g = inst.granularity
-            if start_time is None or end_time is None:
-                step = max(g, -(-span // (ndatapoints * g)) * g)
-                npoints = -(-span // step)
-        both = end_time is not None and start_time is not None
-        rng = queries.resolve_range(inst, latest, start_time, end_time, step,
-                                    ndatapoints if both else npoints, npoints)
-        pts = queries.data_points(inst, window, rng, aggregator.topk)
+        # Columns of `step` seconds, else at most `ndatapoints` (default queries.HEATMAP_COLUMNS),
+        # from the finest history tier that holds the range.
+        rng = queries.heatmap_range(inst, latest, start_time, end_time, duration, step, ndatapoints,
+                                    tiers=queries.tiers_of(inst, svc.history))
+        pts = queries.data_points(inst, window, rng, aggregator.topk, svc.history)
         return inst, rng, [p.value for p in pts]
 
     @r.get("/instrumentations/{id}/heatmap", summary="Heatmap: JSON matrix or PNG")
@@ -182,6 +181,8 @@ def build_router(svc: Services) -> APIRouter:
         end_time: RangeEnd = None,
         duration: Annotated[int | None, Query(description="seconds covered (default 60 slots)")] = None,
         ndatapoints: HeatmapColumns = None,
+        step: Annotated[int | None, Query(description="seconds per column (default: what fits "
+                                          "ndatapoints columns)")] = None,
         width: int | None = None,
         height: int | None = None,
         ymin: float = 0.0,
@@ -194,7 +195,7 @@ def build_router(svc: Services) -> APIRouter:
         scale: Literal["linear", "log"] = "linear",
         format: Literal["json", "png"] = "json",
     ) -> Any:
-        inst, rng, columns = heatmap_columns(id, start_time, end_time, duration, ndatapoints)
+        inst, rng, columns = heatmap_columns(id, start_time, end_time, duration, ndatapoints, step)
         keys = [k for k in selected.split(",") if k]
         matrix = heatmap.heatmap_matrix(columns, ymin=ymin, ymax=ymax, nbuckets=nbuckets,
                                         selected=keys, isolate=isolate, exclude=exclude,
@@ -205,6 +206,7 @@ def build_router(svc: Services) -> APIRouter:
             return Response(png, media_type="image/png")
         body = matrix.to_json(rng.times())
         body.update({"start_time": rng.start, "duration": rng.n * rng.duration, "step": rng.duration,
+                     "resolution": queries.resolution(inst, rng, svc.history),
                      "unit": _numeric_unit(control, inst)})
         return body
 
@@ -216,10 +218,14 @@ def build_router(svc: Services) -> APIRouter:
         queries.require_distribution(inst)
         if ymax <= ymin:
             raise InputError("ymax", "must be greater than ymin")
+        if t < 0:
+            raise InputError("t", "must not be negative")
         window = aggregator.window(inst.id)
-        rng = queries.resolve_range(inst, None, start_time=t, duration=duration, ndatapoints=1)
-        pts = queries.data_points(inst, window, rng, aggregator.topk)
-        return heatmap.cell_details([p.value for p in pts], rng.times(), rng.start, ymin, ymax)
+        rng = queries.resolve_range(inst, None, start_time=t, duration=duration, ndatapoints=1,
+                                    tiers=queries.tiers_of(inst, svc.history))
+        pts = queries.data_points(inst, window, rng, aggregator.topk, svc.history)
+        details = heatmap.cell_details([p.value for p in pts], rng.times(), rng.start, ymin, ymax)
+        return {**details, "step": rng.duration, "resolution": queries.resolution(inst, rng, svc.history)}
 
     return r
 
@@ -245,6 +251,7 @@ def create_app(svc: Services, lifespan=None) -> FastAPI:
     errors.install(app)
     app.include_router(build_router(svc))
     app.include_router(stream.build_router(svc.control, svc.aggregator))
+    app.include_router(history_api.build_router(svc))
     app.include_router(dashboards.build_router(
         svc.control.store, lambda i: svc.control.store.get_instrumentation(i) is not None))
 

@@ -1,7 +1,8 @@
 """`fleetscope serve`: every part in one process on one host.
 
-A local agent, the memory bus, an aggregator, the SQLite store, the control
-plane and the API with the dashboard, started and stopped together.
+A local agent, the memory bus, an aggregator, the store (SQLite in the data
+directory unless a store URL says otherwise) with the history writer, the
+control plane and the API with the dashboard, started and stopped together.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,21 +23,38 @@ from fleetscope.api.control import ControlPlane
 from fleetscope.bus.memory import MemoryBus
 from fleetscope.sources.registry import local_sources
 from fleetscope.store.base import open_store
+from fleetscope.store.history import History, HistoryConfig
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "fleetscope.db"
 
 
-def embedded_app(data_dir: Path, hostname: str | None = None) -> FastAPI:
-    """The whole of fleetscope for one host, as an ASGI app whose lifespan runs the loop."""
+def embedded_app(data_dir: Path, hostname: str | None = None, store_url: str | None = None,
+                 history_config: HistoryConfig | None = None) -> FastAPI:
+    """The whole of fleetscope for one host, as an ASGI app whose lifespan runs the loop.
+
+    ``store_url`` (default: ``sqlite:///<data_dir>/fleetscope.db``) is opened at once, so a
+    bad one fails here with an InputError naming ``store``.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(f"sqlite:///{data_dir / DB_NAME}")
+    store = open_store(store_url or f"sqlite:///{data_dir / DB_NAME}")
     bus = MemoryBus()
     # Collection runs in a worker thread so a slow /proc read never delays an API answer.
     agent = Agent(bus, local_sources(), hostname=hostname, collect_in_thread=True)
     aggregator = Aggregator(bus)
     control = ControlPlane(store, bus, agent.catalog)
+    history = History(store, (history_config or HistoryConfig())._replace(topk=aggregator.topk))
+    aggregator.listeners.append(history.record)  # persisted instrumentations only
+
+    async def keep_history() -> None:
+        # Flush the head and compact every few seconds, off the event loop.
+        while True:
+            await asyncio.sleep(history.config.flush_every)
+            try:
+                await asyncio.to_thread(history.maintain)
+            except Exception:
+                log.exception("history maintenance failed (retried in %ss)", history.config.flush_every)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -43,6 +62,7 @@ def embedded_app(data_dir: Path, hostname: str | None = None) -> FastAPI:
         await control.ensure_defaults()
         await aggregator.start()
         agent_task = asyncio.get_running_loop().create_task(agent.run())
+        history_task = asyncio.get_running_loop().create_task(keep_history())
         try:
             yield
         finally:
@@ -51,10 +71,20 @@ def embedded_app(data_dir: Path, hostname: str | None = None) -> FastAPI:
                 await agent_task
             agent.close()
             await aggregator.stop()
+            history_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await history_task
+            # Nothing more will arrive: finish the pending slots and write everything down.
+            for window in list(aggregator.windows.values()):
+                window.expire(time.time() + aggregator.grace + window.inst.granularity)
+            try:
+                await asyncio.to_thread(history.flush)
+            except Exception:
+                log.exception("could not flush the history on shutdown")
             await control.stop()
             await bus.close()
             store.close()
 
-    app = create_app(Services(control, aggregator), lifespan=lifespan)
+    app = create_app(Services(control, aggregator, history), lifespan=lifespan)
     app.state.agent = agent
     return app

@@ -144,7 +144,7 @@ def tidy_max(x: float) -> float:
         candidate = float(f"{m * 10.0**k:.12g}")
         if candidate >= x:
             return candidate
-    return float(f"{10.0 ** (k + 2):.12g}")  # only if log10 rounded k too low
+    raise AssertionError("unreachable: the last step, 10 * 10**k, is > x")
 
 
 def heatmap_matrix(
@@ -164,7 +164,7 @@ def heatmap_matrix(
     histograms. ``selected`` keys get a matrix each and are left out of
     ``counts``; ``isolate`` leaves ``counts`` empty (only selected keys drawn);
     ``exclude`` draws no key layers and leaves the selected keys out of
-    ``counts``. Keys of plain-histogram columns never match a selection.
+    ``counts``. A plain-histogram column has no keys: it is all rest.
     """
     nbuckets = _integer(nbuckets, "nbuckets", 1, MAX_NBUCKETS)
     ymin = _number(ymin, "ymin")
@@ -283,7 +283,7 @@ def render_png(
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.NEAREST)
     out = io.BytesIO()
-    image.save(out, format="PNG")
+    image.save(out, format="PNG", compress_level=3)  # 2x faster than 6, 5 % larger
     return out.getvalue()
 
 
@@ -359,7 +359,8 @@ def percentile_lines(columns: Sequence[Column], qs: Iterable[float]) -> dict[str
 
 def average_line(columns: Sequence[Column]) -> list[float | None]:
     """``Histogram.mean()`` per column (dict columns merged first); ``None`` for gaps."""
-    return [None if h is None else _finite(h.mean()) for h in map(_merged, columns)]
+    merged = [_merged(col, ci) for ci, col in enumerate(columns)]
+    return [None if h is None else _finite(h.mean()) for h in merged]
 
 
 # --- spreading buckets over rows -------------------------------------------------
@@ -606,7 +607,7 @@ def _normalise(stack: np.ndarray, coloring: str) -> np.ndarray:
 # --- small helpers -------------------------------------------------------------------
 
 
-def _merged(col: Column, ci: int = 0) -> Histogram | None:
+def _merged(col: Column, ci: int) -> Histogram | None:
     """One histogram for a column (a dict's histograms merged); None for gaps."""
     if col is None or isinstance(col, Histogram):
         return col

@@ -1,14 +1,26 @@
-"""Answering range questions from the real-time window.
+"""Answering range questions from the real-time window and the history tiers.
 
 Every value-like endpoint takes the same range parameters; :func:`resolve_range`
 turns them into ``(start, duration, n)``: ``n`` consecutive data points of
-``duration`` seconds starting at ``start``, aligned to the granularity.
+``duration`` seconds (the step) starting at ``start``. :func:`data_points`
+answers them: from the window alone for an instrumentation that is not
+persisted, else from the history tier whose resolution divides the step (the
+coarsest such: rollups are exact, so it answers the same, faster), merged with
+the window (the window wins where both hold a slot; nothing is counted twice).
+
+Which tier: the step is ``duration`` when given (then it is kept as asked, and
+a range older than the retention of every tier it can be read from is an
+error), else the smallest step that fits the range in ``ndatapoints`` points,
+rounded up to a multiple of the coarsest tier not coarser than it, and to the
+finest tier that still holds the range's start. Points are aligned to that
+tier's resolution, and responses say which resolution answered.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from fleetscope.aggregator.window import Window
@@ -16,9 +28,12 @@ from fleetscope.model import values
 from fleetscope.model.errors import InputError
 from fleetscope.model.histogram import Histogram
 from fleetscope.model.instrumentation import Instrumentation
-from fleetscope.model.series import DataPoint, rollup
+from fleetscope.model.series import DataPoint
+from fleetscope.model.tiers import SPANS, Tier
+from fleetscope.store import chunks
 
 MAX_POINTS = 10_000
+HEATMAP_COLUMNS = 1000  # columns of a heatmap when the request does not say
 
 
 class Range(NamedTuple):
@@ -32,6 +47,52 @@ class Range(NamedTuple):
 
     def times(self) -> list[int]:
         return [self.start + i * self.duration for i in range(self.n)]
+
+
+def window_tiers(inst: Instrumentation) -> tuple[Tier, ...]:
+    """The one "tier" of an instrumentation that is not persisted: its real-time window."""
+    return (Tier(0, "second", inst.granularity, 1 << 62, SPANS[0] * inst.granularity),)
+
+
+def tiers_of(inst: Instrumentation, history) -> tuple[Tier, ...]:
+    """The tiers a range of ``inst`` can be read from (``history``: a History or None)."""
+    if history is None or not inst.persist:
+        return window_tiers(inst)
+    return history.tiers(inst)
+
+
+def tier_for(tiers: Sequence[Tier], step: int) -> Tier:
+    """The tier that answers points of ``step`` seconds: the coarsest whose resolution divides it."""
+    return max((t for t in tiers if step % t.resolution == 0), key=lambda t: t.resolution)
+
+
+def resolution(inst: Instrumentation, rng: Range, history) -> int:
+    """The resolution (seconds) of the data that answers ``rng``."""
+    return tier_for(tiers_of(inst, history), rng.duration).resolution
+
+
+def _days(seconds: int) -> str:
+    return f"{seconds // 86400} days" if seconds % 86400 == 0 else f"{seconds} s"
+
+
+def fit_step(tiers: Sequence[Tier], step: int, start: int, now: float, strict: bool,
+              field: str) -> tuple[Tier, int]:
+    """The tier for points of ``step`` seconds from ``start``, and the step, rounded up when
+    it may be (``strict`` False) to that tier's resolution."""
+    if not strict:
+        r = max(t.resolution for t in tiers if t.resolution <= step)
+        step = -(-step // r) * r
+    tier = tier_for(tiers, step)
+    if start < now - tier.retention:
+        covering = next((t for t in tiers if start >= now - t.retention), None)
+        if covering is not None and covering.resolution > tier.resolution:
+            if strict:
+                raise InputError(field, f"{tier.name} history is kept for {_days(tier.retention)} and this "
+                                 f"range starts earlier: use a step that is a multiple of "
+                                 f"{covering.resolution} s (the {covering.name} tier)")
+            step = -(-step // covering.resolution) * covering.resolution
+            tier = tier_for(tiers, step)
+    return tier, step
 
 
 def _nonneg_int(value: int | None, name: str) -> int | None:
@@ -48,54 +109,119 @@ def resolve_range(
     duration: int | None = None,
     ndatapoints: int | None = None,
     default_points: int = 1,
+    tiers: Sequence[Tier] | None = None,
+    now: float | None = None,
 ) -> Range:
     """The data points a request asks for.
 
     ``duration`` (default: the granularity) is the span of each point and must
     be a multiple of the granularity. With ``start_time`` and ``end_time`` the
-    points cover that range; with one of them, ``ndatapoints`` points start or
-    end there; with neither, they end with the latest final slot.
+    points cover that range (at most ``ndatapoints`` of them when given); with
+    one of them, ``ndatapoints`` points start or end there; with neither, they
+    end with the latest final slot. ``tiers`` (default: the real-time window
+    only) and ``now`` decide the resolution, see the module docstring.
     """
     g = inst.granularity
+    tiers = tiers or window_tiers(inst)
+    now = time.time() if now is None else now
     _nonneg_int(start_time, "start_time")
     _nonneg_int(end_time, "end_time")
-    if duration is None:
-        duration = g
-    if duration <= 0 or duration % g:
+    strict = duration is not None
+    step = g if duration is None else duration
+    if step <= 0 or step % g:
         raise InputError("duration", f"must be a positive multiple of the granularity ({g} s)")
     if ndatapoints is not None and not 1 <= ndatapoints <= MAX_POINTS:
         raise InputError("ndatapoints", f"must be between 1 and {MAX_POINTS}")
     if start_time is not None and end_time is not None:
         if end_time <= start_time:
             raise InputError("end_time", "must be after start_time")
-        start = start_time - start_time % g
-        span = end_time - start
         if ndatapoints is not None:
-            duration = max(duration, math.ceil(span / ndatapoints / g) * g)
-        n = math.ceil(span / duration)
+            needed = math.ceil((end_time - start_time + start_time % g) / ndatapoints / g) * g
+            strict = strict and needed <= step
+            step = max(step, needed)
+        for _ in range(8):
+            tier, step = fit_step(tiers, step, start_time, now, strict, "duration")
+            start = start_time - start_time % tier.resolution
+            n = math.ceil((end_time - start) / step)
+            if ndatapoints is None or n <= ndatapoints or strict:
+                break
+            step += tier.resolution  # aligning the start added a point: widen the step
         if n > MAX_POINTS:
-            raise InputError("end_time", f"the range holds more than {MAX_POINTS} points of {duration} s")
-        return Range(start, duration, n)
+            raise InputError("end_time", f"the range holds more than {MAX_POINTS} points of {step} s "
+                             "(ask for fewer with ndatapoints, or a longer duration)")
+        return Range(start, step, n)
     n = ndatapoints or default_points
     if start_time is not None:
-        return Range(start_time - start_time % g, duration, n)
+        tier, step = fit_step(tiers, step, start_time, now, strict, "duration")
+        return Range(start_time - start_time % tier.resolution, step, n)
     if end_time is None:
-        end_time = latest + g if latest is not None else int(time.time()) // g * g
-    end = end_time - end_time % g
-    return Range(end - n * duration, duration, n)
+        end_time = latest + g if latest is not None else int(now) // g * g
+    for _ in range(4):  # a coarser tier may be needed for the earlier start a wider step gives
+        tier, wider = fit_step(tiers, step, end_time - n * step, now, strict, "duration")
+        if wider == step:
+            break
+        step = wider
+    end = end_time - end_time % tier.resolution
+    return Range(end - n * step, step, n)
 
 
-def data_points(inst: Instrumentation, window: Window | None, rng: Range, topk: int) -> list[DataPoint]:
+def heatmap_range(
+    inst: Instrumentation,
+    latest: int | None,
+    start_time: int | None,
+    end_time: int | None,
+    span: int | None,
+    step: int | None,
+    ncolumns: int | None,
+    tiers: Sequence[Tier] | None = None,
+    now: float | None = None,
+) -> Range:
+    """The columns of a heatmap: over ``[start_time, end_time)``, or ``span`` seconds (default
+    60 slots) ending with the latest slot (or at ``end_time``, or from ``start_time``); one
+    column per ``step`` seconds, else at most ``ncolumns`` (default :data:`HEATMAP_COLUMNS`)."""
+    g = inst.granularity
+    ncolumns = HEATMAP_COLUMNS if ncolumns is None else ncolumns
+    if start_time is not None and end_time is not None:
+        return resolve_range(inst, latest, start_time, end_time, step, ncolumns, tiers=tiers, now=now)
+    tiers = tiers or window_tiers(inst)
+    now = time.time() if now is None else now
+    span = 60 * g if span is None else span
+    if span <= 0:
+        raise InputError("duration", "must be positive")
+    if not 1 <= ncolumns <= MAX_POINTS:
+        raise InputError("ndatapoints", f"must be between 1 and {MAX_POINTS}")
+    if step is not None and (step <= 0 or step % g):
+        raise InputError("step", f"must be a positive multiple of the granularity ({g} s)")
+    if start_time is None and end_time is None:
+        end_time = latest + g if latest is not None else int(now) // g * g
+    first = start_time if start_time is not None else max(0, end_time - span)
+    wanted = step if step is not None else math.ceil(span / ncolumns / g) * g
+    tier, step = fit_step(tiers, wanted, first, now, step is not None, "step")
+    n = math.ceil(span / step)
+    if n > MAX_POINTS:
+        raise InputError("step", f"{span} s in steps of {step} s is more than {MAX_POINTS} columns")
+    if start_time is not None:
+        return Range(start_time - start_time % tier.resolution, step, n)
+    # Whole columns ending with the last complete step of the tier.
+    end = end_time - end_time % tier.resolution
+    return Range(end - n * step, step, n)
+
+
+def data_points(inst: Instrumentation, window: Window | None, rng: Range, topk: int,
+                history=None, now: float | None = None) -> list[DataPoint]:
     """One data point per step of ``rng``; gaps have ``value`` None."""
+    tiers = tiers_of(inst, history)
+    tier = tier_for(tiers, rng.duration)
     finals = window.points(rng.start, rng.end) if window else []
-    if rng.duration == inst.granularity:
-        by_start = {p.start_time: p for p in finals}
-        return [by_start.get(t) or DataPoint(t, rng.duration, None, 0, 0) for t in rng.times()]
-    out = []
-    for t in rng.times():
-        inside = [p for p in finals if t <= p.start_time < t + rng.duration]
-        out.append(rollup(inside, t, rng.duration, inst.kind, inst.shape, topk))
-    return out
+    if len(tiers) == 1 and tier.retention >= 1 << 62:  # the window alone
+        block = chunks.from_points(finals, inst.shape)
+    else:
+        window_from = min(window.slots) if window and window.slots else None
+        block = history.read(inst, tier, rng.start, rng.end, now, finals, window_from)
+    if rng.duration != tier.resolution:
+        block = chunks.rollup(block, inst.shape, rng.start, rng.duration, topk)
+    found = {p.start_time: p for p in chunks.to_points(block, inst.shape, inst.kind, rng.duration)}
+    return [found.get(t) or DataPoint(t, rng.duration, None, 0, 0) for t in rng.times()]
 
 
 def require_distribution(inst: Instrumentation) -> None:

@@ -241,14 +241,17 @@ def build_router(control: ControlPlane, aggregator: Aggregator, hub: Hub | None 
             control.touch(inst_id)
         return EventStream(events(ids, parse_last_event_id(last_event_id)))
 
-    @r.get("/stream", summary="Live values of several instrumentations (server-sent events)",
-           response_class=EventStream)
+    sse = {"status_code": 200, "response_class": EventStream,
+           "responses": {200: {"description": "`event: value` per final data point, as it is finalised",
+                               "content": {"text/event-stream": {}}}}}
+
+    @r.get("/stream", summary="Live values of several instrumentations (server-sent events)", **sse)
     async def stream_many(ids: str = Query(..., description="comma-separated ids"),
                           last_event_id: str | None = Header(None)) -> EventStream:
         return open_stream(parse_ids(ids), last_event_id)
 
     @r.get("/instrumentations/{id}/stream", summary="Live values of one instrumentation (server-sent events)",
-           response_class=EventStream)
+           **sse)
     async def stream_one(id: int, last_event_id: str | None = Header(None)) -> EventStream:
         if id <= 0:
             raise InputError("id", "must be a positive integer")

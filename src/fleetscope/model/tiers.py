@@ -11,7 +11,9 @@ at least as long as a finer one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from itertools import pairwise
 from typing import NamedTuple
 
 from fleetscope.model.errors import InputError
@@ -37,7 +39,8 @@ class Tier(NamedTuple):
 
 def parse_retention(value: object, field: str = "history") -> dict[str, int]:
     """``{"second": "7d", ...}`` or ``"second=7d,minute=30d"`` as ``{name: seconds}`` (only the
-    tiers given). InputError naming ``field.tier`` for an unknown tier or a bad duration."""
+    tiers given; durations as :func:`parse_duration` reads them, or years: ``"1y"`` is 365
+    days). InputError naming ``field.tier`` for an unknown tier or a bad duration."""
     if isinstance(value, str):
         items = {}
         for part in filter(None, (p.strip() for p in value.split(","))):
@@ -54,10 +57,10 @@ def parse_retention(value: object, field: str = "history") -> dict[str, int]:
             raise InputError(f"{field}.{name}", f"unknown tier (tiers: {', '.join(NAMES)})")
         if isinstance(amount, bool) or not isinstance(amount, int | float | str):
             raise InputError(f"{field}.{name}", "must be a duration such as '7d'")
-        seconds = parse_duration(amount, f"{field}.{name}")
-        low = RESOLUTIONS[NAMES.index(name)] * 60
-        if not low <= seconds <= MAX_RETENTION:
-            raise InputError(f"{field}.{name}", f"must be between {low} s and {MAX_RETENTION // 86400} days")
+        years = re.fullmatch(r"\s*(\d+)\s*y\s*", amount) if isinstance(amount, str) else None
+        seconds = int(years[1]) * 365 * 86400 if years else parse_duration(amount, f"{field}.{name}")
+        if not 60 <= seconds <= MAX_RETENTION:
+            raise InputError(f"{field}.{name}", f"must be between 60 s and {MAX_RETENTION // 86400} days")
         out[name] = seconds
     return out
 
@@ -68,7 +71,7 @@ def validate_retention(value: object, defaults: Mapping[str, int] = DEFAULT_RETE
     given no coarser tier keeps less than a finer one. Returns only the tiers given."""
     given = parse_retention(value, field)
     merged = {**defaults, **given}
-    for finer, coarser in zip(NAMES, NAMES[1:], strict=False):
+    for finer, coarser in pairwise(NAMES):
         if merged[coarser] < merged[finer]:
             blame = coarser if coarser in given else finer
             raise InputError(f"{field}.{blame}", f"the {coarser} tier must be kept at least as long as the "

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
+from itertools import chain, compress
 from typing import NamedTuple
 
 import msgspec
@@ -161,12 +162,18 @@ def from_points(points: Sequence[DataPoint], shape: str, counts: Sequence[int] |
         vals = np.array([p.value for p, _ in pts], float).reshape(len(pts), 1)
         return Block(times, cnt, nsrc, exp, rev, ("",), vals, None)
     if shape == values.DISCRETE:
-        keys = sorted({key for p, _ in pts for key in p.value})
+        found: set[str] = set()
+        for p, _ in pts:
+            found.update(p.value)
+        keys = sorted(found)
         col = {key: j for j, key in enumerate(keys)}
         vals = _nan((len(pts), len(keys)))
-        for r, (p, _) in enumerate(pts):
-            for key, x in p.value.items():
-                vals[r, col[key]] = x
+        # One pass of C-level iteration per column: this is the hot path of every query
+        # that reads the real-time window.
+        dicts = [p.value for p, _ in pts]
+        cols = np.fromiter(map(col.__getitem__, chain.from_iterable(dicts)), np.int64)
+        xs = np.fromiter(chain.from_iterable(d.values() for d in dicts), float, len(cols))
+        vals[np.repeat(np.arange(len(dicts)), [len(d) for d in dicts]), cols] = xs
         return Block(times, cnt, nsrc, exp, rev, tuple(keys), vals, None)
     if shape == values.HISTOGRAM:
         cells = [(r, 0, p.value) for r, (p, _) in enumerate(pts)]
@@ -186,27 +193,35 @@ def _cells(block: Block, rows: Sequence[int] | None = None) -> dict[int, dict[in
     out: dict[int, dict[int, Histogram]] = {}
     if hs.count.size == 0:
         return out
-    key_start = np.searchsorted(hs.bucket_key, np.arange(len(block.keys) + 1))
-    idx = hs.bucket_index.tolist()
-    wanted = range(block.n) if rows is None else rows
-    for r in wanted:
-        present = np.flatnonzero(~np.isnan(hs.count[r]))
-        if not len(present):
-            continue
-        row = hs.buckets[r]
-        per: dict[int, Histogram] = {}
-        for j in present.tolist():
-            h = Histogram.__new__(Histogram)
-            h.schema = int(hs.schema[r, j])
-            h.zero_threshold = float(hs.zero_threshold[r, j])
-            h.zero_count = float(hs.zero_count[r, j])
-            h.count = float(hs.count[r, j])
-            h.sum = float(hs.sum[r, j])
-            a, b = key_start[j], key_start[j + 1]
-            seg = row[a:b].tolist()
-            h.buckets = {idx[a + m]: c for m, c in enumerate(seg) if c == c}
-            per[j] = h
-        out[r] = per
+    k = len(block.keys)
+    if rows is not None:
+        sub = take(block, np.asarray(rows, np.int64))
+        return {int(rows[r]): per for r, per in _cells(sub).items()}
+    # Every non-empty bucket in row-major order: within a row grouped by key, then by index,
+    # so each histogram's buckets are one slice of these lists.
+    rr, cc = np.nonzero(~np.isnan(hs.buckets))
+    counts = hs.buckets[rr, cc].tolist()
+    index = hs.bucket_index[cc].tolist()
+    cell_of_bucket = rr * k + hs.bucket_key[cc]
+    er, ek = np.nonzero(~np.isnan(hs.count))
+    cells = er * k + ek
+    lo = np.searchsorted(cell_of_bucket, cells, "left").tolist()
+    hi = np.searchsorted(cell_of_bucket, cells, "right").tolist()
+    fields = [a[er, ek].tolist() for a in (hs.schema, hs.zero_threshold, hs.zero_count, hs.count, hs.sum)]
+    new = Histogram.__new__
+    for e, (r, j) in enumerate(zip(er.tolist(), ek.tolist(), strict=True)):
+        h = new(Histogram)
+        h.schema = int(fields[0][e])
+        h.zero_threshold = fields[1][e]
+        h.zero_count = fields[2][e]
+        h.count = fields[3][e]
+        h.sum = fields[4][e]
+        a, b = lo[e], hi[e]
+        h.buckets = dict(zip(index[a:b], counts[a:b], strict=True))
+        per = out.get(r)
+        if per is None:
+            per = out[r] = {}
+        per[j] = h
     return out
 
 
@@ -217,10 +232,9 @@ def row_values(block: Block, shape: str) -> list[values.Value]:
     if shape == values.SCALAR:
         return block.values[:, 0].tolist() if n else []
     if shape == values.DISCRETE:
-        out = []
-        for row in block.values.tolist():
-            out.append({key: x for key, x in zip(keys, row, strict=True) if x == x})
-        return out
+        present = (~np.isnan(block.values)).tolist()
+        return [dict(compress(zip(keys, row, strict=True), mask))
+                for row, mask in zip(block.values.tolist(), present, strict=True)]
     cells = _cells(block)
     if shape == values.HISTOGRAM:
         return [cells[r][0] if r in cells else Histogram() for r in range(n)]
@@ -376,13 +390,13 @@ def rollup(block: Block, shape: str, start: int, step: int, topk: int | None) ->
         sums[~present] = np.nan
         out = Block(times, counts, nsrc, exp, rev, block.keys, sums, None)
         if topk is not None and shape == values.DISCRETE:
-            out = _fold_numbers(out, topk)
+            out = fold_numbers(out, topk)
         return compact_columns(out)
     return _rollup_hists(block, shape, heads, Block(times, counts, nsrc, exp, rev, block.keys, None, None),
                          topk)
 
 
-def _fold_numbers(block: Block, k: int) -> Block:
+def fold_numbers(block: Block, k: int) -> Block:
     """``values.fold_top_k`` on every row, vectorised."""
     vals = block.values
     present = ~np.isnan(vals)
@@ -408,7 +422,11 @@ def _fold_numbers(block: Block, k: int) -> Block:
     kept = (rank < k) & subp
     rest = subp & ~kept
     other = np.where(kept[:, o], sub[:, o], 0.0)
-    folded = np.array([math.fsum(row[m]) for row, m in zip(sub, rest, strict=True)])
+    restv = np.where(rest, sub, 0.0)
+    if np.array_equal(restv, np.rint(restv)) and np.abs(restv).sum(axis=1).max() < _EXACT_INT:
+        folded = restv.sum(axis=1)  # whole numbers: any order of addition is exact
+    else:  # correctly rounded, as values.fold_top_k does
+        folded = np.array([math.fsum(row[m]) for row, m in zip(sub, rest, strict=True)])
     sub = np.where(kept, sub, np.nan)
     sub[:, o] = other + folded
     vals[over] = sub
@@ -436,8 +454,10 @@ def _rollup_hists(block: Block, shape: str, heads: np.ndarray, out: Block, topk:
             bpresent = np.logical_or.reduceat(~np.isnan(hs.buckets), heads, axis=0)
             buckets = np.add.reduceat(np.nan_to_num(hs.buckets, nan=0.0), heads, axis=0)
             buckets[~bpresent] = np.nan
-            nb = np.zeros((ng, k), np.int64)
-            np.add.at(nb.T, hs.bucket_key, bpresent.T)
+            # buckets per (step, key): columns are grouped by key
+            csum = np.concatenate([np.zeros((ng, 1), np.int64), np.cumsum(bpresent, axis=1)], axis=1)
+            edges = np.searchsorted(hs.bucket_key, np.arange(k + 1))
+            nb = csum[:, edges[1:]] - csum[:, edges[:-1]]
         else:
             buckets = np.zeros((ng, 0))
             nb = np.zeros((ng, k), np.int64)
@@ -490,7 +510,8 @@ def _zigzag(a: np.ndarray) -> np.ndarray:
 
 
 def _unzigzag(u: np.ndarray) -> np.ndarray:
-    return (u >> np.uint64(1)).view(np.int64) ^ -(u & np.uint64(1)).view(np.int64)
+    signed = np.ascontiguousarray(u).view(np.int64)
+    return (np.ascontiguousarray(u) >> np.uint64(1)).view(np.int64) ^ -(signed & 1)
 
 
 def _varints(u: np.ndarray) -> bytes:
@@ -525,56 +546,111 @@ def _unvarints(buf: bytes, count: int) -> np.ndarray:
     return np.bitwise_or.reduceat(parts, starts)
 
 
-def _bits(x: np.ndarray) -> np.ndarray:
-    """Approximate varint cost of zigzagged ints (to choose raw or delta)."""
-    return np.frexp(np.abs(x).astype(float) * 2 + 1)[1]
+def _planes(u: np.ndarray, present: np.ndarray, size: int) -> bytes:
+    """The present values of ``u`` (columns as rows: ``[c, n]``) column by column, ``size``
+    bytes each, as byte planes."""
+    stream = u.ravel() if present.all() else u[present]
+    dtype = np.dtype(f"<u{size}")
+    return np.ascontiguousarray(stream.astype(dtype)).view(np.uint8).reshape(-1, size).T.tobytes()
+
+
+def _unplanes(data: bytes, present: np.ndarray, size: int) -> np.ndarray:
+    """The inverse of :func:`_planes`: ``[c, n]`` uint64 with zeros where absent."""
+    count = int(present.sum())
+    planes = np.frombuffer(data, np.uint8)
+    if planes.size != count * size:
+        raise ValueError("corrupt chunk: column sizes do not match")
+    stream = np.ascontiguousarray(planes.reshape(size, count).T).view(f"<u{size}").ravel()
+    if count == present.size:
+        return stream.astype(np.uint64).reshape(present.shape)
+    out = np.zeros(present.shape, np.uint64)
+    out[present] = stream
+    return out
+
+
+def _decimals(sample: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Per row of ``sample``, the fewest decimals (0..MAX_DECIMALS) that hold its values
+    exactly, or -1; rows not ``allowed`` get -1."""
+    out = np.full(sample.shape[0], -1, np.int64)
+    todo = allowed.copy()
+    for k in range(MAX_DECIMALS + 1):
+        if not todo.any():
+            break
+        s = 10.0 ** k
+        with np.errstate(over="ignore", invalid="ignore"):
+            iv = np.rint(sample * s)
+            ok = todo & (np.abs(iv) < _EXACT_INT).all(axis=1) & (iv / s == sample).all(axis=1)
+        out[ok] = k
+        todo &= ~ok
+    return out
 
 
 def _encode_matrix(m: np.ndarray) -> dict:
-    """Encode a float matrix column by column (NaN: absent), see the module docstring."""
+    """Encode a float matrix column by column (NaN: absent), see the module docstring.
+
+    Works on the transpose (one row per column, contiguous): a column's values are then
+    neighbours in memory, as they are in the encoding.
+    """
     n, c = m.shape
-    present = ~np.isnan(m)
+    cols = np.ascontiguousarray(m.T)
+    present = ~np.isnan(cols)
     out: dict = {"n": n, "c": c}
-    if not present.all():
-        out["p"] = np.packbits(present.T.ravel()).tobytes()
+    everything = bool(present.all())
+    if not everything:
+        out["p"] = np.packbits(present.ravel()).tobytes()
     if not c or not n:
         return out
-    z = np.where(present, m, 0.0)
-    # Forward-fill absent values so a delta spans only present ones.
-    idx = np.where(present, np.arange(n)[:, None], 0)
-    np.maximum.accumulate(idx, axis=0, out=idx)
-    filled = np.take_along_axis(z, idx, axis=0)
+    z = np.where(present, cols, 0.0)
+    if everything:
+        filled = z
+    else:
+        # Forward-fill absent values so that a delta spans only present ones.
+        idx = np.where(present, np.arange(n)[None, :], 0)
+        np.maximum.accumulate(idx, axis=1, out=idx)
+        filled = np.take_along_axis(z, idx, axis=1)
     decimals = np.full(c, -1, np.int64)
-    todo = ~(np.signbit(z) & (z == 0)).any(axis=0)
-    ints = np.zeros((n, c), np.int64)
+    ints = np.zeros((c, n), np.int64)
+    # The fewest decimals that represent a column exactly: guessed on its first values (so
+    # that columns of arbitrary doubles cost one pass, not one per candidate), then checked.
+    guess = _decimals(filled[:, :16], ~(np.signbit(z) & (z == 0)).any(axis=1))
     for k in range(MAX_DECIMALS + 1):
-        cols = np.flatnonzero(todo)
-        if not len(cols):
-            break
+        rows = np.flatnonzero((guess >= 0) & (guess <= k) & (decimals < 0))
+        if not len(rows):
+            if not ((guess >= 0) & (decimals < 0)).any():
+                break
+            continue
         s = 10.0 ** k
-        sub = filled[:, cols]
-        iv = np.rint(sub * s)
-        ok = (np.abs(iv) < _EXACT_INT).all(axis=0) & (iv / s == sub).all(axis=0)
-        good = cols[ok]
+        sub = filled[rows]
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values simply do not qualify
+            iv = np.rint(sub * s)
+            ok = (np.abs(iv) < _EXACT_INT).all(axis=1) & (iv / s == sub).all(axis=1)
+        good = rows[ok]
         decimals[good] = k
-        ints[:, good] = iv[:, ok].astype(np.int64)
-        todo[good] = False
+        ints[good] = iv[ok].astype(np.int64)
     is_int = decimals >= 0
     out["k"] = (decimals + 1).astype(np.uint8).tobytes()
     if is_int.any():
-        ic = ints[:, is_int]
-        ip = present[:, is_int]
-        delta = np.diff(ic, axis=0, prepend=0)
-        use_delta = np.where(ip, _bits(delta), 0).sum(axis=0) <= np.where(ip, _bits(ic), 0).sum(axis=0)
-        chosen = np.where(use_delta[None, :], delta, ic)
+        ic = ints[is_int]
+        ip = present[is_int]
+        delta = np.diff(ic, axis=1, prepend=0)
+        # Delta-encode a column when that makes its numbers smaller (L1: cheap, and close enough
+        # to the size the compressor achieves).
+        use_delta = (np.abs(np.where(ip, delta, 0)).sum(axis=1, dtype=float)
+                     <= np.abs(np.where(ip, ic, 0)).sum(axis=1, dtype=float))
+        chosen = _zigzag(np.where(use_delta[:, None], delta, ic))
         out["d"] = np.packbits(use_delta).tobytes()
-        out["i"] = _varints(_zigzag(chosen.T[ip.T]))
+        # Each column in the narrowest of 1, 2, 4 or 8 bytes, columns of one width
+        # together, split into byte planes: high planes are mostly zeros, which zlib packs.
+        top = np.where(ip, chosen, np.uint64(0)).max(axis=1)
+        width = np.select([top < 1 << 8, top < 1 << 16, top < 1 << 32], [0, 1, 2], 3).astype(np.uint8)
+        out["w"] = width.tobytes()
+        out["i"] = [_planes(chosen[width == w], ip[width == w], 1 << w) for w in range(4)]
     if (~is_int).any():
-        fc = filled[:, ~is_int]
-        fp = present[:, ~is_int]
+        fc = filled[~is_int]
+        fp = present[~is_int]
         raw = fc.view(np.uint64)
-        xored = raw ^ np.vstack([np.zeros((1, raw.shape[1]), np.uint64), raw[:-1]])
-        stream = np.ascontiguousarray(xored.T[fp.T])
+        xored = raw ^ np.concatenate([np.zeros((raw.shape[0], 1), np.uint64), raw[:, :-1]], axis=1)
+        stream = np.ascontiguousarray(xored[fp])
         out["f"] = stream.view(np.uint8).reshape(-1, 8).T.tobytes()
     return out
 
@@ -582,43 +658,51 @@ def _encode_matrix(m: np.ndarray) -> dict:
 def _decode_matrix(d: dict) -> np.ndarray:
     n, c = d["n"], d["c"]
     if "p" in d:
-        present = np.unpackbits(np.frombuffer(d["p"], np.uint8), count=n * c).reshape(c, n).T.astype(bool)
+        present = np.unpackbits(np.frombuffer(d["p"], np.uint8), count=n * c).reshape(c, n).view(bool)
     else:
-        present = np.ones((n, c), bool)
-    m = _nan((n, c))
+        present = np.ones((c, n), bool)
+    cols = np.full((c, n), np.nan)
     if not c or not n:
-        return m
+        return cols.T
     decimals = np.frombuffer(d["k"], np.uint8).astype(np.int64) - 1
     is_int = decimals >= 0
     if is_int.any():
-        ip = present[:, is_int]
-        count = int(ip.sum())
-        stream = _unzigzag(_unvarints(d["i"], count))
-        ic = np.zeros(ip.shape, np.int64)
-        ic.T[ip.T] = stream
-        use_delta = np.unpackbits(np.frombuffer(d["d"], np.uint8), count=ip.shape[1]).astype(bool)
+        ip = present[is_int]
+        width = np.frombuffer(d["w"], np.uint8)
+        zz = np.zeros(ip.shape, np.uint64)
+        for w in range(4):
+            sel = width == w
+            if sel.any():
+                zz[sel] = _unplanes(d["i"][w], ip[sel], 1 << w)
+        ic = _unzigzag(zz)
+        use_delta = np.unpackbits(np.frombuffer(d["d"], np.uint8), count=ip.shape[0]).view(bool)
         # Absent cells hold 0: a delta carries over them, so cumulate the deltas as they are.
-        ic[:, use_delta] = np.cumsum(ic[:, use_delta], axis=0)
-        scale = 10.0 ** decimals[is_int]
-        vals = ic / scale[None, :]
-        vals[~ip] = np.nan
-        m[:, is_int] = vals
+        if use_delta.all():
+            np.cumsum(ic, axis=1, out=ic)
+        elif use_delta.any():
+            ic[use_delta] = np.cumsum(ic[use_delta], axis=1)
+        vals = ic / (10.0 ** decimals[is_int])[:, None]
+        if not ip.all():
+            vals[~ip] = np.nan
+        cols[is_int] = vals
     if (~is_int).any():
-        fp = present[:, ~is_int]
+        fp = present[~is_int]
         count = int(fp.sum())
-        planes = np.frombuffer(d["f"], np.uint8).reshape(8, count)
-        xored = np.ascontiguousarray(planes.T).view(np.uint64).ravel()
+        planes = np.frombuffer(d["f"], np.uint8)
+        if planes.size != count * 8:
+            raise ValueError("corrupt chunk: column sizes do not match")
+        xored = np.ascontiguousarray(planes.reshape(8, count).T).view(np.uint64).ravel()
         # Undo the XOR with the previous present value of the same column: a prefix XOR
         # over the whole stream, reset at each column start.
         prefix = np.bitwise_xor.accumulate(xored) if count else xored
-        per_col = fp.sum(axis=0)
+        per_col = fp.sum(axis=1)
         starts = np.cumsum(per_col) - per_col
         before = np.where(starts > 0, prefix[np.maximum(starts - 1, 0)], np.uint64(0))
         raw = prefix ^ np.repeat(before, per_col)
-        fc = _nan(fp.shape)
-        fc.T[fp.T] = raw.view(np.float64)
-        m[:, ~is_int] = fc
-    return m
+        fc = np.full(fp.shape, np.nan)
+        fc[fp] = raw.view(np.float64)
+        cols[~is_int] = fc
+    return cols.T
 
 
 def encode(block: Block, level: int = 6) -> bytes:
@@ -639,13 +723,21 @@ def encode(block: Block, level: int = 6) -> bytes:
 
 
 def decode(data: bytes) -> Block:
-    """The block a chunk holds. ValueError if the bytes are not a chunk of this format."""
+    """The block a chunk holds. ValueError ("corrupt chunk: ...") if the bytes are not a chunk
+    of this format."""
     try:
         doc = msgspec.msgpack.decode(zlib.decompress(data))
     except (zlib.error, msgspec.DecodeError) as exc:
         raise ValueError(f"corrupt chunk: {exc}") from None
     if not isinstance(doc, dict) or doc.get("v") != FORMAT:
         raise ValueError("corrupt chunk: unknown format")
+    try:
+        return _decode_doc(doc)
+    except (KeyError, TypeError, IndexError, ValueError) as exc:
+        raise ValueError(f"corrupt chunk: {exc!r}") from None
+
+
+def _decode_doc(doc: dict) -> Block:
     meta = _decode_matrix(doc["meta"])
     times, counts, nsrc, exp, rev = (meta[:, i].astype(np.int64) for i in range(5))
     keys = tuple(doc["keys"])

@@ -106,16 +106,30 @@ export function drawTimeAxis(ctx, a, start, end, c) {
   ctx.stroke();
 }
 
-/** Horizontal grid and value labels along the left of `a` for [lo, hi] in `unit`. */
-export function drawValueAxis(ctx, a, lo, hi, unit, c, rate = false) {
+/** Ticks for a value axis over [lo, hi] on a plot `height` pixels high. */
+export function axisTicks(lo, hi, unit, height) {
+  return valueTicks(lo, hi, unit, Math.max(2, Math.floor(height / 40)));
+}
+
+const tickLabel = (t, rate) => (rate && t.value !== 0 ? `${t.label}/s` : t.label);
+
+/** The left margin that fits the labels of `ticks`. */
+export function axisWidth(ctx, ticks, c, rate = false) {
+  ctx.font = c.font;
+  let w = 0;
+  for (const t of ticks) w = Math.max(w, ctx.measureText(tickLabel(t, rate)).width);
+  return Math.ceil(Math.max(24, w) + 12);
+}
+
+/** Horizontal grid and value labels along the left of `a` for [lo, hi]. */
+export function drawValueAxis(ctx, a, lo, hi, ticks, c, rate = false) {
   const y = (v) => a.y1 - ((v - lo) / (hi - lo)) * a.h;
-  const ticks = valueTicks(lo, hi, unit, Math.max(2, Math.floor(a.h / 40)));
   ctx.font = c.font;
   ctx.textBaseline = "middle";
   ctx.textAlign = "right";
   ctx.lineWidth = 1;
-  for (const { value, label } of ticks) {
-    const py = Math.round(y(value)) + 0.5;
+  for (const t of ticks) {
+    const py = Math.round(y(t.value)) + 0.5;
     if (py < a.y0 - 1 || py > a.y1 + 1) continue;
     ctx.strokeStyle = c.grid;
     ctx.beginPath();
@@ -123,9 +137,8 @@ export function drawValueAxis(ctx, a, lo, hi, unit, c, rate = false) {
     ctx.lineTo(a.x1, py);
     ctx.stroke();
     ctx.fillStyle = c.muted;
-    ctx.fillText(rate && value !== 0 ? `${label}/s` : label, a.x0 - 6, Math.min(Math.max(py, a.y0 + 5), a.y1 - 4));
+    ctx.fillText(tickLabel(t, rate), a.x0 - 6, Math.min(Math.max(py, a.y0 + 5), a.y1 - 4));
   }
-  return ticks;
 }
 
 /** A tidy top for an axis from 0 that holds `max`: the first tick at or above it. */

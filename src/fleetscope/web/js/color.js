@@ -1,8 +1,18 @@
 // Colours: the theme's CSS variables, series palettes, and the appliance's heatmap hues.
 
-/** The current value of a CSS custom property on <html>. */
+// Reading computed styles forces a style recalculation: the values are read once per theme.
+let cache = null;
+
+/** The current value of a CSS custom property on <html> (cached until the theme changes). */
 export function cssVar(name) {
-  return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  if (!cache) cache = new Map();
+  if (!cache.has(name)) cache.set(name, getComputedStyle(document.documentElement).getPropertyValue(name).trim());
+  return cache.get(name);
+}
+
+/** Forget the cached theme values (the theme or the system setting changed). */
+export function themeChanged() {
+  cache = null;
 }
 
 export const isDark = () => cssVar("--scheme") === "dark";
@@ -43,4 +53,4 @@ export const rgbCss = ([r, g, b]) => `rgb(${r}, ${g}, ${b})`;
 
 /** A CSS colour for a selected key's swatch (the hue at full strength). */
 export const keyColor = (i) => rgbCss(hsv(keyHue(i), 0.85, isDark() ? 0.95 : 0.9));
-export const baseColor = () => rgbCss(hsv(BASE_HUE, 0.55, isDark() ? 0.85 : 0.8));
+export const baseColor = (underKeys = false) => rgbCss(hsv(BASE_HUE, underKeys ? 0.2 : 0.55, isDark() ? 0.75 : 0.8));

@@ -40,6 +40,7 @@ export function scaleFor(unit, magnitude) {
 /** `value` in `unit`, short: "1.5 GiB", "12 ms", "3.2 %", "1.2k"; rate adds "/s". */
 export function formatValue(value, unit, { rate = false, n = 3 } = {}) {
   if (value === null || value === undefined || Number.isNaN(value)) return "–";
+  if (value === 0) return "0";
   const { div, suffix } = scaleFor(unit, value);
   return `${digits(value / div, n)}${suffix}${rate ? "/s" : ""}`;
 }
@@ -66,12 +67,12 @@ export function valueTicks(lo, hi, unit, count = 4) {
   return out;
 }
 
-const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+const TIME_STEPS = [1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
   172800, 604800];
 const tzOffset = () => -new Date().getTimezoneOffset() * 60;
 
 /** Time ticks (epoch seconds) between start and end, at least `minGap` pixels apart over `px`. */
-export function timeTicks(start, end, px, minGap = 90) {
+export function timeTicks(start, end, px, minGap = 80) {
   const span = end - start;
   const want = Math.max(1, Math.floor(px / minGap));
   const step = TIME_STEPS.find((s) => span / s <= want) || TIME_STEPS.at(-1);

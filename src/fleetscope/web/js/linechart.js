@@ -1,6 +1,6 @@
 // Line and stacked-area charts of time series on a canvas, with a hover crosshair.
 
-import { CanvasView, drawTimeAxis, drawValueAxis, themeColors, tidyTop } from "./chart.js";
+import { CanvasView, MARGIN, axisTicks, axisWidth, drawTimeAxis, drawValueAxis, themeColors, tidyTop } from "./chart.js";
 
 /**
  * data: {start, end, step, times: [t], series: [{key, color, values: [number|null]}], unit, rate}
@@ -34,7 +34,7 @@ export class LineChart extends CanvasView {
   hover(event) {
     const d = this.data;
     if (!d || !d.times.length) return;
-    const a = this.area();
+    const a = this.a || this.area();
     const { x } = this.pointer(event);
     if (x < a.x0 || x > a.x1) return this.setHover(null);
     const t = d.start + ((x - a.x0) / a.w) * (d.end - d.start);
@@ -45,7 +45,9 @@ export class LineChart extends CanvasView {
   /** The series drawn, bottom first, and the y extent. */
   visible() {
     const { series } = this.data;
-    const shown = this.style.isolate ? series.filter((s) => s.key === this.style.isolate) : series;
+    // Keys that stayed at zero add nothing but clutter on top of a stack.
+    const shown = series.filter((s) => (this.style.isolate ? s.key === this.style.isolate
+      : series.length === 1 || s.values.some((v) => v > 0)));
     const n = this.data.times.length;
     let max = 0;
     let stacks = null;
@@ -75,12 +77,14 @@ export class LineChart extends CanvasView {
     const d = this.data;
     if (!d) return;
     const c = themeColors();
-    const a = this.area();
     const { shown, stacks, max } = this.visible();
     const top = tidyTop(max, d.unit);
+    const ticks = axisTicks(0, top, d.unit, this.height - MARGIN.top - MARGIN.bottom);
+    const a = this.area({ ...MARGIN, left: axisWidth(ctx, ticks, c, d.rate) });
+    this.a = a;
     const x = (i) => a.x0 + ((d.times[i] + d.step / 2 - d.start) / (d.end - d.start)) * a.w;
     const y = (v) => a.y1 - (v / top) * a.h;
-    drawValueAxis(ctx, a, 0, top, d.unit, c, d.rate);
+    drawValueAxis(ctx, a, 0, top, ticks, c, d.rate);
     drawTimeAxis(ctx, a, d.start, d.end, c);
     ctx.save();
     ctx.beginPath();

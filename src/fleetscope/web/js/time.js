@@ -2,7 +2,6 @@
 
 import { formatDuration, formatTime } from "./format.js";
 
-export const PRESETS = [["5m", 300], ["1h", 3600], ["24h", 86400]];
 const NICE_STEPS = [1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 21600,
   43200, 86400];
 export const TARGET_POINTS = 300;
@@ -70,7 +69,11 @@ export class TimeRange extends EventTarget {
 
   describe() {
     if (this.live) return `last ${formatDuration(this.span)}, live`;
-    return `${formatTime(this.end - this.span)} – ${formatTime(this.end).slice(11)}`;
+    const from = formatTime(this.end - this.span);
+    const to = formatTime(this.end);
+    const today = formatTime(Date.now() / 1000).slice(0, 10);
+    const day = (t) => (t.slice(0, 10) === today ? t.slice(11) : `${t.slice(5, 10)} ${t.slice(11, 16)}`);
+    return `${day(from)} – ${from.slice(0, 10) === to.slice(0, 10) ? to.slice(11) : day(to)}`;
   }
 
   /** URL parameters that reproduce this range. */

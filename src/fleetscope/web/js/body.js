@@ -1,0 +1,90 @@
+// What every panel body shares: the range it shows and how live points extend it.
+
+import { stepFor } from "./time.js";
+
+/**
+ * A panel's chart and the data behind it. Subclasses implement fetch(range, signal) (which
+ * may correct range.step and range.n to what the API answered: history can be coarser),
+ * fetchNext(from, step) (one data point or column starting at `from`), accept(point)
+ * (a per-slot point from the stream when step == granularity) and draw().
+ */
+export class Body {
+  constructor(panel) {
+    this.panel = panel;
+    this.inst = panel.inst;
+    this.controller = null;
+    this.fetchingNext = false;
+    this.range = null;
+  }
+
+  /** The range to ask for: {live, step, n, start, end} (start/end only when not live). */
+  wanted() {
+    const time = this.panel.app.time;
+    const g = this.inst.granularity;
+    const step = stepFor(time.span, g);
+    const n = Math.max(1, Math.ceil(time.span / step));
+    if (time.live) return { live: true, step, n, span: n * step };
+    const end = Math.ceil(time.end / step) * step;
+    return { live: false, step, n, span: n * step, start: end - n * step, end };
+  }
+
+  async load() {
+    this.controller?.abort();
+    const controller = new AbortController();
+    this.controller = controller;
+    const range = this.wanted();
+    try {
+      await this.fetch(range, controller.signal);
+      if (controller.signal.aborted) return;
+      this.range = range;
+      this.panel.setError(null);
+      this.draw();
+    } catch (err) {
+      if (err.name !== "AbortError") this.panel.setError(err);
+    }
+  }
+
+  /** Start times of the points shown, oldest first. */
+  get times() {
+    return [];
+  }
+
+  /** The end of the last point shown (where the next one starts). */
+  get end() {
+    const t = this.times;
+    return t.length ? t.at(-1) + this.range.step : null;
+  }
+
+  /** A final point from the stream; only called in live mode. */
+  onPoint(point) {
+    if (!this.range || !this.range.live) return;
+    const g = this.inst.granularity;
+    const t = point.start_time;
+    const end = this.end;
+    if (end === null) return void this.load();
+    if (this.range.step === g) {
+      if (t === end || (t < end && t >= this.times[0])) this.accept(point);
+      else if (t > end) this.load(); // missed some: reload the range
+      return;
+    }
+    if (t + g >= end + this.range.step && !this.fetchingNext) {
+      this.fetchingNext = true;
+      this.fetchNext(end, this.range.step)
+        .then(() => this.draw())
+        .catch((err) => err.name !== "AbortError" && this.panel.setError(err))
+        .finally(() => {
+          this.fetchingNext = false;
+        });
+    }
+  }
+
+  /** Drop points older than the range (after appending). */
+  trim(arrays) {
+    const extra = this.times.length - this.range.n;
+    if (extra > 0) for (const a of arrays) a.splice(0, extra);
+  }
+
+  destroy() {
+    this.controller?.abort();
+  }
+}

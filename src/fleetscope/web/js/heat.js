@@ -1,0 +1,345 @@
+// Panels of distributions: a heatmap from the API's JSON matrix, with hover details,
+// key selection from a cell, vertical drag to zoom, and average/percentile lines.
+
+import { api } from "./api.js";
+import { Body } from "./body.js";
+import { baseColor, keyColor } from "./color.js";
+import { debounce, fill, h } from "./dom.js";
+import { formatCount, formatTime, formatValue } from "./format.js";
+import { HeatmapChart } from "./heatmap.js";
+
+export const NBUCKETS = 100;
+export const OVERLAYS = ["avg", "p50", "p90", "p99"];
+const RESCALE_EVERY = 60; // live columns between automatic rescales of the y axis
+
+const quantile = (name) => Number(name.slice(1)) / 100;
+
+export class HeatBody extends Body {
+  constructor(panel) {
+    super(panel);
+    this.m = null;
+    this.overlays = {};
+    this.pinned = null;
+    this.hover = null;
+    this.details = new Map();
+    this.sinceRescale = 0;
+    this.chart = new HeatmapChart(panel.chartEl, {
+      onHover: (cell) => this.hovered(cell),
+      onClick: (cell) => this.pin(cell),
+      onZoom: (lo, hi) => this.zoom(lo, hi),
+    });
+    this.fetchDetails = debounce((cell) => this.loadDetails(cell), 120);
+    this.toolbar();
+  }
+
+  get times() {
+    return this.m ? this.m.times : [];
+  }
+
+  get options() {
+    return this.panel.options;
+  }
+
+  get selected() {
+    return this.options.selected || [];
+  }
+
+  get zoomed() {
+    return this.options.ymin !== undefined && this.options.ymax !== undefined;
+  }
+
+  toolbar() {
+    const o = this.options;
+    const coloring = o.coloring || "rank";
+    const overlays = new Set(o.overlays || []);
+    const seg = (label, value, title) => h("button.seg", {
+      "aria-pressed": String(coloring === value), title,
+      onclick: () => {
+        this.panel.setOption("coloring", value);
+        this.toolbar();
+        this.chart.setData(this.m, { coloring: value });
+      },
+    }, label);
+    fill(this.panel.toolsEl,
+      h("div.segmented", { role: "group", "aria-label": "colouring" },
+        seg("Rank", "rank", "colour by rank: structure at every level"),
+        seg("Linear", "linear", "colour by count: where the mass is")),
+      h("div.segmented", { role: "group", "aria-label": "lines over the map" }, OVERLAYS.map((name) =>
+        h("button.seg", {
+          "aria-pressed": String(overlays.has(name)), dataset: { overlay: name },
+          title: name === "avg" ? "draw the average" : `draw the ${name.slice(1)}th percentile`,
+          onclick: () => {
+            const next = new Set(o.overlays || []);
+            if (next.has(name)) next.delete(name);
+            else next.add(name);
+            this.panel.setOption("overlays", OVERLAYS.filter((x) => next.has(x)));
+            this.toolbar();
+            this.loadOverlays().then(() => this.draw());
+          },
+        }, name))),
+      this.zoomed ? h("button.btn.small", { dataset: { testid: "reset-zoom" }, onclick: () => this.resetZoom() },
+        "Reset zoom") : null);
+  }
+
+  params(r) {
+    const p = { nbuckets: NBUCKETS, selected: this.selected.join(",") };
+    if (this.zoomed) Object.assign(p, { ymin: this.options.ymin, ymax: this.options.ymax });
+    return r.live ? { ...p, duration: r.span, ndatapoints: r.n }
+      : { ...p, start_time: r.start, end_time: r.end, ndatapoints: r.n };
+  }
+
+  async fetch(r, signal) {
+    const m = await api.heatmap(this.inst.id, this.params(r), signal);
+    if (m.times.length) Object.assign(r, { step: m.step, n: m.times.length }); // as answered (history tiers)
+    this.m = m;
+    this.sinceRescale = 0;
+    this.details.clear();
+    if (this.pinned) this.panel.tipEl.classList.remove("show", "pinned");
+    this.pinned = null;
+    this.chart.pinned = null;
+    await this.loadOverlays(signal);
+  }
+
+  /** Average and percentile lines over the columns shown. */
+  async loadOverlays(signal) {
+    const m = this.m;
+    const wanted = this.options.overlays || [];
+    this.overlays = {};
+    if (!m || !wanted.length || !m.times.length) return;
+    const span = { start_time: m.start_time, end_time: m.start_time + m.times.length * m.step,
+      ndatapoints: m.times.length };
+    Object.assign(this.overlays, await this.overlayValues(span, wanted, signal));
+  }
+
+  async overlayValues(span, wanted, signal) {
+    const out = {};
+    const qs = wanted.filter((n) => n !== "avg");
+    const [pct, avg] = await Promise.all([
+      qs.length ? api.percentiles(this.inst.id, { ...span, q: qs.map(quantile).join(",") }, signal) : null,
+      wanted.includes("avg") ? api.average(this.inst.id, span, signal) : null,
+    ]);
+    if (avg) out.avg = avg.map((p) => p.average);
+    for (const name of qs) {
+      const key = String(quantile(name));
+      out[name] = pct.map((p) => p.percentiles[key] ?? null);
+    }
+    return out;
+  }
+
+  /** One more column starting at `from` (live), with the same axis and selection. */
+  async column(from, step) {
+    const m = this.m;
+    const p = { start_time: from, end_time: from + step, ndatapoints: 1, nbuckets: m.nbuckets, ymin: m.ymin,
+      ymax: m.ymax, selected: this.selected.join(",") };
+    const wanted = this.options.overlays || [];
+    const [col, ov] = await Promise.all([api.heatmap(this.inst.id, p),
+      wanted.length ? this.overlayValues({ start_time: from, end_time: from + step, ndatapoints: 1 }, wanted)
+        : {}]);
+    if (this.m !== m || this.end !== from) return; // reloaded meanwhile
+    m.times.push(col.times[0]);
+    m.counts.push(col.counts[0]);
+    for (const k of Object.keys(m.keys)) m.keys[k].push(col.keys[k] ? col.keys[k][0] : new Array(m.nbuckets).fill(0));
+    m.present.push(col.present[0]);
+    m.clipped_below.push(col.clipped_below[0]);
+    m.clipped_above.push(col.clipped_above[0]);
+    const arrays = [m.times, m.counts, ...Object.values(m.keys), m.present, m.clipped_below, m.clipped_above];
+    for (const name of wanted) {
+      this.overlays[name] = this.overlays[name] || new Array(m.times.length - 1).fill(null);
+      this.overlays[name].push(ov[name] ? ov[name][0] : null);
+      arrays.push(this.overlays[name]);
+    }
+    this.trim(arrays);
+    m.start_time = m.times[0];
+    this.sinceRescale++;
+    if (!this.zoomed && (col.clipped_above[0] > 0 || this.sinceRescale >= RESCALE_EVERY)) {
+      this.load(); // the data outgrew (or may have shrunk under) the automatic axis
+    }
+  }
+
+  fetchNext(from, step) {
+    return this.column(from, step);
+  }
+
+  accept(point) {
+    if (point.start_time !== this.end) {
+      // Late data for a column shown empty (a new instrumentation catching up): reload.
+      const i = this.m.times.indexOf(point.start_time);
+      if (i >= 0 && !this.m.present[i] && point.value !== null) this.load();
+      return; // otherwise a revision, picked up by the next reload
+    }
+    if (this.fetchingNext) return;
+    this.fetchingNext = true;
+    this.column(point.start_time, this.range.step)
+      .then(() => this.draw())
+      .catch((err) => err.name !== "AbortError" && this.panel.setError(err))
+      .finally(() => {
+        this.fetchingNext = false;
+      });
+  }
+
+  draw() {
+    const m = this.m;
+    if (!m) return;
+    this.chart.setData(m, { coloring: this.options.coloring || "rank", order: this.selected,
+      overlays: this.overlays });
+    const present = m.times.filter((t, i) => m.present[i]);
+    this.panel.setPoints(present.length, present.at(-1));
+    if (!this.range.live || !this.panel.valueEl.textContent) {
+      const i = m.present.lastIndexOf(true);
+      let n = i < 0 ? 0 : m.clipped_below[i] + m.clipped_above[i] + m.counts[i].reduce((a, b) => a + b, 0);
+      for (const k of Object.keys(m.keys)) if (i >= 0) n += m.keys[k][i].reduce((a, b) => a + b, 0);
+      this.panel.valueEl.textContent = i < 0 ? "" : `n ${formatCount(n)}`;
+    }
+    this.legendRows();
+    this.panel.firstDraw();
+  }
+
+  legendRows() {
+    const m = this.m;
+    const unit = this.panel.unit;
+    const i = this.hover ? this.hover.col : m.times.length - 1;
+    const rows = [];
+    for (const name of this.options.overlays || []) {
+      const v = this.overlays[name]?.[i];
+      rows.push(h("li.legend-row.static", {}, h("span.k", {}, name), h("span.v", {}, formatValue(v, unit))));
+    }
+    fill(this.panel.legendEl,
+      h("div.legend-head", {}, h("span", {}, "axis"), h("span.v", {}, `${formatValue(m.ymin, unit)} – ${formatValue(m.ymax, unit)}`)),
+      rows.length ? h("ul.legend-list", {}, rows) : null,
+      this.inst.discrete ? h("div.legend-sub", {}, this.selected.length ? "selected keys" : `click a cell to pick ${this.inst.discrete} values`) : null,
+      h("ul.legend-list", {}, this.selected.map((key, n) => h("li.legend-row", { dataset: { key } },
+        h("span.swatch", { style: { background: keyColor(n) } }), h("span.k", {}, key),
+        h("button.x", { title: `stop drawing ${key} apart`, onclick: () => this.select(key, false) }, "×")))),
+      this.selected.length ? h("div.legend-row.static", {}, h("span.swatch", { style: { background: baseColor(true) } }),
+        h("span.k", {}, "everything else")) : null,
+      h("div.legend-hint", {}, this.zoomed ? "zoomed: drag again to narrow" : "drag up or down to zoom"));
+  }
+
+  hovered(cell) {
+    this.hover = cell;
+    this.legendRows();
+    if (this.pinned) return;
+    if (!cell) return void this.panel.tipEl.classList.remove("show");
+    this.showTip(cell, false);
+    if (this.inst.discrete && cell.count > 0) this.fetchDetails(cell);
+  }
+
+  cellKey(cell) {
+    return `${cell.time}:${cell.row}`;
+  }
+
+  async loadDetails(cell) {
+    const id = this.cellKey(cell);
+    if (this.details.has(id)) return;
+    try {
+      const d = await api.details(this.inst.id, { t: cell.time, duration: cell.step, ymin: cell.lo, ymax: cell.hi });
+      this.details.set(id, d);
+      const shown = this.pinned || this.hover;
+      if (shown && this.cellKey(shown) === id) this.showTip(shown, Boolean(this.pinned));
+    } catch (err) {
+      if (err.status) this.details.set(id, { error: err.message });
+    }
+  }
+
+  /** The tooltip of a cell: time, value range, count, and counts by key once loaded. */
+  showTip(cell, pinned) {
+    const unit = this.panel.unit;
+    const tip = this.panel.tipEl;
+    const d = this.details.get(this.cellKey(cell));
+    const byKey = [];
+    if (this.inst.discrete && cell.count > 0) {
+      if (!d) byKey.push(h("div.tip-empty", {}, `counts by ${this.inst.discrete}…`));
+      else if (d.error) byKey.push(h("div.tip-empty", {}, d.error));
+      else {
+        const entries = Object.entries(d.keys).slice(0, 10);
+        byKey.push(h("div.tip-sub", {}, `by ${this.inst.discrete}${pinned ? " (click to select)" : " (click the cell to pick)"}`),
+          h("table.tip-table", {}, entries.map(([k, v]) => h("tr", {},
+            h("td.k", {}, pinned ? h("button.linklike", {
+              dataset: { key: k }, onclick: () => this.select(k, !this.selected.includes(k)),
+            }, (this.selected.includes(k) ? "✓ " : "") + k) : k),
+            h("td.v", {}, formatCount(v))))),
+          Object.keys(d.keys).length > 10 ? h("div.tip-empty", {}, `and ${Object.keys(d.keys).length - 10} more`) : null);
+      }
+    }
+    const layers = Object.entries(cell.layers).filter(([, v]) => v > 0);
+    fill(tip,
+      pinned ? h("button.tip-close", { title: "close", onclick: () => this.pin(null) }, "×") : null,
+      h("div.tip-time", {}, formatTime(cell.time), cell.step > 1 ? ` (+${cell.step} s)` : ""),
+      h("div.tip-range", {}, `${formatValue(cell.lo, unit)} to ${formatValue(cell.hi, unit)}`),
+      h("div.tip-count", {}, cell.present ? `count ${formatCount(cell.count)}` : "no data"),
+      layers.length ? h("table.tip-table", {}, layers.map(([k, v]) => h("tr", {},
+        h("td", {}, h("span.swatch", { style: { background: keyColor(this.selected.indexOf(k)) } })),
+        h("td.k", {}, k), h("td.v", {}, formatCount(v))))) : null,
+      byKey);
+    tip.classList.toggle("pinned", pinned);
+    tip.classList.add("show");
+    const a = this.chart.area();
+    const m = this.m;
+    this.panel.placeTip(a.x0 + ((cell.col + 1) / m.times.length) * a.w + 8,
+      a.y1 - ((cell.row + 1) / m.nbuckets) * a.h);
+  }
+
+  pin(cell) {
+    this.pinned = cell && (!this.pinned || this.cellKey(cell) !== this.cellKey(this.pinned)) ? cell : null;
+    this.chart.pinned = this.pinned;
+    this.chart.requestDraw();
+    this.panel.selectionChanged();
+    if (!this.pinned) return void this.panel.tipEl.classList.remove("show", "pinned");
+    this.showTip(cell, true);
+    if (this.inst.discrete && cell.count > 0) this.loadDetails(cell);
+  }
+
+  select(key, on) {
+    const next = this.selected.filter((k) => k !== key);
+    if (on) next.push(key);
+    this.panel.setOption("selected", next);
+    this.panel.selectionChanged();
+    this.load();
+  }
+
+  zoom(lo, hi) {
+    const tidy = (v) => Number(v.toPrecision(4));
+    const [a, b] = [tidy(lo), tidy(hi)];
+    if (!(b > a)) return;
+    this.panel.setOption("ymin", a);
+    this.panel.setOption("ymax", b);
+    this.toolbar();
+    this.panel.selectionChanged();
+    this.load();
+  }
+
+  resetZoom() {
+    this.panel.setOption("ymin", undefined);
+    this.panel.setOption("ymax", undefined);
+    this.toolbar();
+    this.panel.selectionChanged();
+    this.load();
+  }
+
+  /** What a drill-down filters to: {key, lo, hi} (any of them may be missing), or null. */
+  selection() {
+    const out = {};
+    if (this.inst.discrete && this.selected.length) out.key = this.selected[0];
+    if (this.zoomed) Object.assign(out, { lo: this.options.ymin, hi: this.options.ymax });
+    else if (this.pinned) Object.assign(out, { lo: Number(this.pinned.lo.toPrecision(6)), hi: Number(this.pinned.hi.toPrecision(6)) });
+    return Object.keys(out).length ? out : null;
+  }
+
+  headline(point) {
+    if (point.value === null) return null;
+    const v = point.value;
+    const count = this.inst.shape === "histogram" ? v.count
+      : Object.values(v).reduce((a, x) => a + x.count, 0);
+    return `n ${formatCount(count)}`;
+  }
+
+  redrawTheme() {
+    this.chart.render();
+    this.legendRows();
+  }
+
+  destroy() {
+    super.destroy();
+    this.chart.destroy();
+  }
+}

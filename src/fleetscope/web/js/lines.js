@@ -1,0 +1,239 @@
+// Panels of values and discrete breakdowns: a line chart or stacked areas of the top keys,
+// with a legend of current values (click: highlight, double-click: isolate).
+
+import { api } from "./api.js";
+import { Body } from "./body.js";
+import { cssVar, seriesColor } from "./color.js";
+import { h, fill } from "./dom.js";
+import { formatTime, formatValue } from "./format.js";
+import { LineChart } from "./linechart.js";
+
+export const TOP_KEYS = 8;
+export const REST = "(rest)";
+const OTHER = "(other)";
+
+export class LineBody extends Body {
+  constructor(panel) {
+    super(panel);
+    this.discrete = this.inst.shape === "discrete";
+    this.pts = [];
+    this.highlight = null;
+    this.isolate = null;
+    this.hoverIndex = null;
+    this.colors = new Map();
+    this.chart = new LineChart(panel.chartEl, { onHover: (i) => this.hovered(i) });
+    this.legend = panel.legendEl;
+    panel.el.classList.toggle("no-legend", !this.discrete);
+    this.toolbar();
+  }
+
+  get times() {
+    return this.pts.map((p) => p.start_time);
+  }
+
+  get options() {
+    return this.panel.options;
+  }
+
+  toolbar() {
+    if (!this.discrete) return;
+    const stacked = (this.options.chart || "stacked") === "stacked";
+    const seg = (label, value, on) => h("button.seg", {
+      "aria-pressed": String(on), onclick: () => {
+        this.panel.setOption("chart", value);
+        this.toolbar();
+        this.draw();
+      },
+    }, label);
+    fill(this.panel.toolsEl, h("div.segmented", { role: "group", "aria-label": "chart style" },
+      seg("Stacked", "stacked", stacked), seg("Lines", "lines", !stacked)),
+    this.isolate ? h("button.chip", { title: "show every key", onclick: () => this.setIsolate(null) },
+      `only ${this.isolate} ×`) : null);
+  }
+
+  async fetch(r, signal) {
+    const params = r.live ? { ndatapoints: r.n, duration: r.step }
+      : { start_time: r.start, end_time: r.end, duration: r.step };
+    const pts = await api.values(this.inst.id, params, signal);
+    this.pts = Array.isArray(pts) ? pts : [pts];
+    if (this.pts.length) Object.assign(r, { step: this.pts[0].duration, n: this.pts.length }); // as answered
+  }
+
+  async fetchNext(from, step) {
+    const p = await api.values(this.inst.id, { start_time: from, duration: step });
+    if (this.pts.length && p.start_time === this.end) {
+      this.pts.push(p);
+      this.trim([this.pts]);
+    }
+  }
+
+  accept(point) {
+    const i = this.pts.findIndex((p) => p.start_time === point.start_time);
+    if (i >= 0) this.pts[i] = point;
+    else {
+      this.pts.push(point);
+      this.trim([this.pts]);
+    }
+    this.draw();
+  }
+
+  /** Per-second rates for interval metrics (summed over a point's duration), levels as they are. */
+  scale(p) {
+    return this.inst.kind === "interval" ? p.duration : 1;
+  }
+
+  colorOf(key) {
+    if (!this.colors.has(key)) this.colors.set(key, this.colors.size);
+    return seriesColor(this.colors.get(key));
+  }
+
+  /** Series of the top keys (by total over the range) and the rest; or the one value. */
+  series() {
+    const pts = this.pts;
+    if (!this.discrete) {
+      return [{ key: "value", label: "value", color: seriesColor(0),
+        values: pts.map((p) => (p.value === null ? null : p.value / this.scale(p))) }];
+    }
+    const totals = new Map();
+    for (const p of pts) {
+      if (!p.value) continue;
+      for (const [k, v] of Object.entries(p.value)) totals.set(k, (totals.get(k) || 0) + v);
+    }
+    const ranked = [...totals.entries()].filter(([k]) => k !== OTHER).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+    const top = ranked.slice(0, TOP_KEYS).map(([k]) => k);
+    for (const k of top) this.colorOf(k);
+    const inTop = new Set(top);
+    const out = top.map((key) => ({ key, label: key, color: this.colorOf(key),
+      values: pts.map((p) => (p.value === null ? null : (p.value[key] || 0) / this.scale(p))) }));
+    const restKeys = [...totals.keys()].filter((k) => !inTop.has(k));
+    if (restKeys.length) {
+      out.push({ key: REST, label: `${REST} ${restKeys.length} key${restKeys.length > 1 ? "s" : ""}`,
+        color: cssVar("--rest"),
+        values: pts.map((p) => {
+          if (p.value === null) return null;
+          let s = 0;
+          for (const [k, v] of Object.entries(p.value)) if (!inTop.has(k)) s += v;
+          return s / this.scale(p);
+        }) });
+    }
+    return out;
+  }
+
+  draw() {
+    if (!this.range) return;
+    const unit = this.panel.unit;
+    const rate = this.inst.kind === "interval";
+    this.current = this.series();
+    if (this.highlight && !this.current.some((s) => s.key === this.highlight)) this.highlight = null;
+    const start = this.pts.length ? this.pts[0].start_time : 0;
+    const end = start + this.range.n * this.range.step;
+    this.chart.setData({ start, end, step: this.range.step, times: this.times, series: this.current, unit, rate },
+      { stacked: this.discrete && (this.options.chart || "stacked") === "stacked", highlight: this.highlight,
+        isolate: this.isolate });
+    const present = this.pts.filter((p) => p.value !== null);
+    this.panel.setPoints(present.length, present.at(-1)?.start_time);
+    if (!this.range.live || !this.panel.valueEl.textContent) this.panel.valueEl.textContent = present.length ? this.headline(present.at(-1)) : "";
+    this.legendRows();
+    this.panel.firstDraw();
+  }
+
+  /** The index whose values the legend shows: the hovered one, else the latest with data. */
+  shownIndex() {
+    if (this.hoverIndex !== null) return this.hoverIndex;
+    for (let i = this.pts.length - 1; i >= 0; i--) if (this.pts[i].value !== null) return i;
+    return null;
+  }
+
+  hovered(i) {
+    this.hoverIndex = i;
+    this.legendRows();
+    const tip = this.panel.tipEl;
+    if (i === null || !this.current) return void tip.classList.remove("show");
+    const p = this.pts[i];
+    const unit = this.panel.unit;
+    const rate = this.inst.kind === "interval";
+    const rows = this.current.filter((s) => !this.isolate || s.key === this.isolate)
+      .map((s) => ({ s, v: s.values[i] }))
+      .filter(({ v }) => v !== null && v !== undefined)
+      .sort((a, b) => b.v - a.v);
+    fill(tip, h("div.tip-time", {}, formatTime(p.start_time), p.duration > 1 ? ` (+${p.duration} s)` : ""),
+      p.value === null ? h("div.tip-empty", {}, "no data") : h("table.tip-table", {}, rows.map(({ s, v }) =>
+        h("tr", {}, h("td", {}, h("span.swatch", { style: { background: s.color } })), h("td.k", {}, s.label),
+          h("td.v", {}, formatValue(v, unit, { rate }))))));
+    tip.classList.add("show");
+    const a = this.chart.a || this.chart.area();
+    const x = a.x0 + ((p.start_time + p.duration / 2 - this.pts[0].start_time) / (this.range.n * this.range.step)) * a.w;
+    this.panel.placeTip(x, a.y0 + 4);
+  }
+
+  legendRows() {
+    if (!this.discrete || !this.current) return;
+    const i = this.shownIndex();
+    const unit = this.panel.unit;
+    const rate = this.inst.kind === "interval";
+    const total = i === null || this.pts[i].value === null ? null
+      : Object.values(this.pts[i].value).reduce((a, b) => a + b, 0) / this.scale(this.pts[i]);
+    fill(this.legend,
+      h("div.legend-head", {}, h("span", {}, i !== null && this.hoverIndex !== null ? formatTime(this.pts[i].start_time).slice(11) : "now"),
+        h("span.v", {}, formatValue(total, unit, { rate }))),
+      h("ul.legend-list", {}, this.current.map((s) => {
+        const v = i === null ? null : s.values[i];
+        return h("li.legend-row", {
+          class: [s.key === this.highlight ? "hl" : "", this.highlight && s.key !== this.highlight ? "dim" : "",
+            this.isolate === s.key ? "iso" : "", this.isolate && this.isolate !== s.key ? "dim" : ""].join(" ").trim(),
+          title: `${s.label}: click to highlight, double-click to show only this key`,
+          dataset: { key: s.key },
+          tabindex: 0,
+          onkeydown: (e) => {
+            if (e.key === "Enter" || e.key === " ") {
+              e.preventDefault();
+              if (e.shiftKey) this.setIsolate(this.isolate === s.key ? null : s.key);
+              else this.setHighlight(this.highlight === s.key ? null : s.key);
+            }
+          },
+          onclick: () => this.setHighlight(this.highlight === s.key ? null : s.key),
+          ondblclick: () => this.setIsolate(this.isolate === s.key ? null : s.key),
+        }, h("span.swatch", { style: { background: s.color } }), h("span.k", {}, s.label),
+        h("span.v", {}, formatValue(v, unit, { rate })));
+      })));
+  }
+
+  setHighlight(key) {
+    this.highlight = key;
+    this.panel.selectionChanged();
+    this.chart.setData(this.chart.data, { highlight: key });
+    this.legendRows();
+  }
+
+  setIsolate(key) {
+    this.isolate = key;
+    if (key) this.highlight = key;
+    this.panel.selectionChanged();
+    this.toolbar();
+    this.chart.setData(this.chart.data, { isolate: key, highlight: this.highlight });
+    this.legendRows();
+  }
+
+  /** The key a drill-down filters to, or null. */
+  selection() {
+    const key = this.isolate || this.highlight;
+    if (!key || key === REST || key === OTHER) return null;
+    return { key };
+  }
+
+  /** The value shown big in the header for a live point. */
+  headline(point) {
+    if (point.value === null) return null;
+    const v = this.discrete ? Object.values(point.value).reduce((a, b) => a + b, 0) : point.value;
+    return formatValue(v / this.scale(point), this.panel.unit, { rate: this.inst.kind === "interval" });
+  }
+
+  redrawTheme() {
+    this.draw();
+  }
+
+  destroy() {
+    super.destroy();
+    this.chart.destroy();
+  }
+}

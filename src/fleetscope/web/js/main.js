@@ -1,0 +1,496 @@
+// The dashboard application: loads metrics, instrumentations and dashboards, keeps the panels
+// live through one event stream, and follows the time range, the URL and the theme.
+
+import { api } from "./api.js";
+import { themeChanged } from "./color.js";
+import { $, $$, debounce, fill, h } from "./dom.js";
+import { fromLocalInput, toLocalInput } from "./format.js";
+import { InstrumentationForm } from "./form.js";
+import { openMenu } from "./menu.js";
+import { Panel, missingPanel } from "./panel.js";
+import { LiveStream } from "./stream.js";
+import { TimeRange } from "./time.js";
+
+const ALL = { id: null, name: "All instrumentations" };
+const THEMES = ["auto", "light", "dark"];
+let uid = 0;
+
+class App {
+  constructor() {
+    this.metrics = new Map();
+    this.insts = new Map();
+    this.dashboards = [];
+    this.board = { ...ALL, panels: [] };
+    this.allOrder = [];
+    this.allOptions = new Map();
+    this.panels = [];
+    this.online = true;
+    this.firstChart = null;
+    this.time = new TimeRange();
+    this.formInstance = null;
+    this.stream = new LiveStream({
+      onValue: (p) => this.onValue(p),
+      onDown: () => this.connectionLost(),
+      onUp: () => this.setConn("live"),
+      onOverflow: () => this.reloadPanels(),
+      onGone: () => this.sync(),
+    });
+    this.save = debounce(() => this.saveBoard(), 500);
+  }
+
+  /** The create/change drawer, built when first needed (it is not part of the first screen). */
+  get form() {
+    if (!this.formInstance) this.formInstance = new InstrumentationForm(this);
+    return this.formInstance;
+  }
+
+  // -- start ---------------------------------------------------------------------------------
+
+  async boot() {
+    this.time.fromParams(new URLSearchParams(location.search));
+    this.bindControls();
+    this.applyTheme();
+    this.time.addEventListener("change", () => this.timeChanged());
+    window.addEventListener("popstate", () => this.sync());
+    this.renderTime();
+    try {
+      await this.sync();
+    } catch (err) {
+      if (err.status === 0) this.connectionLost();
+      else this.toast(err.message, "error");
+    }
+  }
+
+  /** (Re)load everything from the server and show the dashboard the URL names. */
+  async sync() {
+    const q = new URLSearchParams(location.search);
+    const wanted = Number(q.get("dashboard")) || null;
+    const [metrics, insts, boards] = await this.firstAnswers();
+    this.metrics = new Map(metrics.map((m) => [m.name, m]));
+    this.insts = new Map(insts.map((i) => [i.id, i]));
+    this.dashboards = boards;
+    const known = new Set(this.insts.keys());
+    this.allOrder = [...this.allOrder.filter((id) => known.has(id)),
+      ...insts.map((i) => i.id).filter((id) => !this.allOrder.includes(id))];
+    let board = { ...ALL };
+    if (wanted !== null) {
+      const found = boards.find((b) => b.id === wanted);
+      if (found) board = structuredClone(found);
+      else this.toast(`There is no dashboard ${wanted}: showing all instrumentations.`, "error");
+    }
+    this.show(board);
+    this.setConn("live");
+  }
+
+  /** Metrics, instrumentations and dashboards: requested by index.html on the first load. */
+  async firstAnswers() {
+    const boot = window.fleetscopeBoot;
+    window.fleetscopeBoot = null;
+    if (boot) {
+      try {
+        const [m, i, d] = await boot;
+        return [m.metrics, i.instrumentations, d.dashboards];
+      } catch { /* ask again below, with the API's errors */ }
+    }
+    return Promise.all([api.metrics(), api.instrumentations(), api.dashboards()]);
+  }
+
+  // -- dashboards ------------------------------------------------------------------------------
+
+  allSlots() {
+    return this.allOrder.map((id) => {
+      if (!this.allOptions.has(id)) this.allOptions.set(id, {});
+      return { uid: ++uid, instrumentation: id, options: this.allOptions.get(id) };
+    });
+  }
+
+  show(board) {
+    for (const p of this.panels) p.destroy();
+    this.board = board.id === null ? { ...ALL, panels: this.allSlots() }
+      : { ...board, panels: board.panels.map((s) => ({ uid: ++uid, instrumentation: s.instrumentation,
+        options: { ...(s.options || {}) } })) };
+    this.panels = this.board.panels.map((slot) => this.makePanel(slot));
+    const grid = $("#grid");
+    fill(grid, this.panels.map((p) => p.el));
+    if (!this.panels.length) {
+      grid.append(h("div.empty-board", {},
+        h("p", {}, this.board.id === null ? "No instrumentations yet." : "This dashboard has no panels yet."),
+        h("button.btn.primary", { onclick: () => this.form.openCreate() }, "New instrumentation")));
+    }
+    this.renderBoards();
+    this.reloadPanels();
+    this.openStream();
+    document.title = this.board.id === null ? "fleetscope" : `${this.board.name} · fleetscope`;
+  }
+
+  makePanel(slot) {
+    const inst = this.insts.get(slot.instrumentation);
+    return inst ? new Panel(this, slot, inst) : missingPanel(this, slot);
+  }
+
+  renderBoards() {
+    const sel = $("#board");
+    fill(sel, h("option", { value: "" }, ALL.name),
+      this.dashboards.map((b) => h("option", { value: String(b.id) }, b.name)));
+    sel.value = this.board.id === null ? "" : String(this.board.id);
+    $("#save-state").textContent = "";
+  }
+
+  /** The dashboard as the API stores it (panels of deleted instrumentations left out). */
+  document(name = this.board.name) {
+    return { name, panels: this.board.panels.filter((s) => this.insts.has(s.instrumentation))
+      .map((s) => ({ instrumentation: s.instrumentation, options: s.options })) };
+  }
+
+  boardChanged() {
+    if (this.board.id !== null) {
+      $("#save-state").textContent = "saving…";
+      this.save();
+    }
+  }
+
+  async saveBoard() {
+    if (this.board.id === null) return;
+    try {
+      const saved = await api.saveDashboard(this.board.id, this.document());
+      this.dashboards = this.dashboards.map((b) => (b.id === saved.id ? saved : b));
+      $("#save-state").textContent = "saved";
+    } catch (err) {
+      $("#save-state").textContent = "";
+      this.toast(`Not saved: ${err.message}`, "error");
+    }
+  }
+
+  async saveAs() {
+    const name = await this.ask("Save dashboard", "Name", this.board.id === null ? "" : `${this.board.name} (copy)`, "Save");
+    if (name === null) return;
+    try {
+      const created = await api.createDashboard(this.document(name));
+      this.dashboards.push(created);
+      this.navigate(created.id);
+      this.toast(`Saved “${created.name}”. Its address shows it to anyone.`);
+    } catch (err) {
+      this.toast(err.message, "error");
+      if (err.status === 409 || err.field === "name") this.saveAs();
+    }
+  }
+
+  async rename() {
+    const name = await this.ask("Rename dashboard", "Name", this.board.name, "Rename");
+    if (name === null) return;
+    try {
+      const saved = await api.saveDashboard(this.board.id, this.document(name));
+      this.board.name = saved.name;
+      this.dashboards = this.dashboards.map((b) => (b.id === saved.id ? saved : b));
+      this.renderBoards();
+    } catch (err) {
+      this.toast(err.message, "error");
+    }
+  }
+
+  async deleteBoard() {
+    if (!(await this.confirm(`Delete the dashboard “${this.board.name}”?`, "Its instrumentations stay.", "Delete"))) return;
+    try {
+      await api.deleteDashboard(this.board.id);
+      this.dashboards = this.dashboards.filter((b) => b.id !== this.board.id);
+      this.navigate(null);
+    } catch (err) {
+      this.toast(err.message, "error");
+    }
+  }
+
+  async copyLink() {
+    try {
+      await navigator.clipboard.writeText(location.href);
+      this.toast("Link copied.");
+    } catch {
+      await this.ask("Link to this view", "Copy it from here", location.href, "Done");
+    }
+  }
+
+  navigate(id) {
+    const q = new URLSearchParams(location.search);
+    if (id === null) q.delete("dashboard");
+    else q.set("dashboard", String(id));
+    history.pushState(null, "", `${location.pathname}${q.size ? `?${q}` : ""}`);
+    this.sync();
+  }
+
+  // -- panels ----------------------------------------------------------------------------------
+
+  reloadPanels() {
+    for (const p of this.panels) p.load();
+  }
+
+  openStream() {
+    const ids = this.panels.filter((p) => p.inst).map((p) => p.inst.id);
+    if (!this.stream.sameAs(ids)) this.stream.open(ids);
+  }
+
+  onValue(point) {
+    if (!this.time.live) return;
+    for (const p of this.panels) if (p.inst && p.inst.id === point.instrumentation) p.onPoint(point);
+  }
+
+  /** Put a new instrumentation on the dashboard (after the panel it was drilled from). */
+  addPanel(inst, { after = null } = {}) {
+    this.insts.set(inst.id, inst);
+    const options = {};
+    const slot = { uid: ++uid, instrumentation: inst.id, options };
+    if (this.board.id === null) {
+      this.allOptions.set(inst.id, options);
+      const at = after ? this.allOrder.indexOf(after.instrumentation) + 1 : this.allOrder.length;
+      this.allOrder.splice(at || this.allOrder.length, 0, inst.id);
+    }
+    const index = after ? this.board.panels.indexOf(after) + 1 : this.board.panels.length;
+    this.board.panels.splice(index || this.board.panels.length, 0, slot);
+    const panel = this.makePanel(slot);
+    const next = this.panels[index];
+    this.panels.splice(index, 0, panel);
+    $(".empty-board")?.remove();
+    $("#grid").insertBefore(panel.el, next ? next.el : null);
+    panel.load();
+    this.openStream();
+    this.boardChanged();
+    panel.el.classList.add("fresh");
+    panel.el.scrollIntoView({ block: "nearest", behavior: "smooth" });
+    setTimeout(() => panel.el.classList.remove("fresh"), 1600);
+    return panel;
+  }
+
+  removeSlot(slot) {
+    const i = this.board.panels.indexOf(slot);
+    if (i < 0) return;
+    this.board.panels.splice(i, 1);
+    const [panel] = this.panels.splice(i, 1);
+    panel.destroy();
+    this.openStream();
+    this.boardChanged();
+  }
+
+  removePanel(panel) {
+    this.removeSlot(panel.slot);
+  }
+
+  async deleteInstrumentation(panel) {
+    const inst = panel.inst;
+    const ok = await this.confirm(`Delete instrumentation ${inst.id}?`,
+      `${inst.metric}${inst.decomposition.length ? ` by ${inst.decomposition.join(", ")}` : ""}: it stops collecting ` +
+      "and leaves every dashboard.", "Delete");
+    if (!ok) return;
+    try {
+      await api.remove(inst.id);
+    } catch (err) {
+      if (err.status !== 404) return this.toast(err.message, "error");
+    }
+    this.insts.delete(inst.id);
+    this.allOrder = this.allOrder.filter((id) => id !== inst.id);
+    for (const slot of this.board.panels.filter((s) => s.instrumentation === inst.id)) this.removeSlot(slot);
+    this.toast(`Instrumentation ${inst.id} deleted.`);
+  }
+
+  instrumentationChanged(inst) {
+    this.insts.set(inst.id, inst);
+    this.panels = this.panels.map((p) => {
+      if (!p.inst || p.inst.id !== inst.id) return p;
+      const fresh = this.makePanel(p.slot);
+      p.el.replaceWith(fresh.el);
+      p.destroy();
+      fresh.load();
+      return fresh;
+    });
+    this.toast(`Instrumentation ${inst.id} changed.`);
+  }
+
+  panelDrawn() {
+    if (this.firstChart !== null) return;
+    this.firstChart = performance.now();
+    performance.mark("fleetscope:first-chart");
+    document.documentElement.dataset.ready = "true";
+  }
+
+  // -- time ------------------------------------------------------------------------------------
+
+  timeChanged() {
+    const q = new URLSearchParams(location.search);
+    this.time.toParams(q);
+    history.replaceState(null, "", `${location.pathname}${q.size ? `?${q}` : ""}`);
+    this.renderTime();
+    this.reloadPanels();
+  }
+
+  renderTime() {
+    const t = this.time;
+    for (const b of $$("#presets .seg[data-span]")) {
+      b.setAttribute("aria-pressed", String(Number(b.dataset.span) === t.span));
+    }
+    $("#custom-btn").setAttribute("aria-pressed", String(!t.live && ![60, 300, 3600, 86400].includes(t.span)));
+    const live = $("#live-btn");
+    live.textContent = t.live ? "Pause" : "Live";
+    live.title = t.live ? "stop following the present" : "follow the present";
+    live.classList.toggle("paused", !t.live);
+    $("#range-label").textContent = t.live ? "" : t.describe();
+    $("#range-label").title = t.describe();
+    document.documentElement.classList.toggle("is-paused", !t.live);
+    this.setConn(this.online ? "live" : "down");
+  }
+
+  bindControls() {
+    for (const b of $$("#presets .seg[data-span]")) {
+      b.addEventListener("click", () => {
+        $("#custom-range").hidden = true;
+        this.time.span = Number(b.dataset.span);
+        if (this.time.live) this.time.changed();
+        else this.time.pause(Math.min(this.time.end, Math.floor(Date.now() / 1000)));
+      });
+    }
+    $("#custom-btn").addEventListener("click", () => {
+      const form = $("#custom-range");
+      form.hidden = !form.hidden;
+      $("#range-from").value = toLocalInput(this.time.start);
+      $("#range-to").value = toLocalInput(this.time.end ?? Math.floor(Date.now() / 1000));
+    });
+    $("#custom-range").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const from = fromLocalInput($("#range-from").value);
+      const to = fromLocalInput($("#range-to").value);
+      if (!(to > from)) return this.toast("The range must end after it starts.", "error");
+      $("#custom-range").hidden = true;
+      this.time.setRange(from, to);
+    });
+    $("#range-cancel").addEventListener("click", () => {
+      $("#custom-range").hidden = true;
+    });
+    $("#live-btn").addEventListener("click", () => (this.time.live ? this.time.pause() : this.time.goLive()));
+    $("#pan-back").addEventListener("click", () => this.time.pan(-1));
+    $("#pan-fwd").addEventListener("click", () => this.time.pan(1));
+    $("#new-inst").addEventListener("click", () => this.form.openCreate());
+    $("#save-as").addEventListener("click", () => this.saveAs());
+    $("#board").addEventListener("change", (e) => this.navigate(e.target.value ? Number(e.target.value) : null));
+    $("#board-menu").addEventListener("click", (e) => {
+      const saved = this.board.id !== null;
+      openMenu(e.currentTarget, [
+        { label: "Save as new dashboard…", onSelect: () => this.saveAs() },
+        { label: "Rename…", disabled: !saved, onSelect: () => this.rename() },
+        { label: "Copy link", hint: "this dashboard and range", onSelect: () => this.copyLink() },
+        { label: "Delete dashboard", disabled: !saved, onSelect: () => this.deleteBoard() },
+      ], { align: "left" });
+    });
+    $("#theme-btn").addEventListener("click", () => {
+      const now = document.documentElement.dataset.theme || "auto";
+      const next = THEMES[(THEMES.indexOf(now) + 1) % THEMES.length];
+      try {
+        localStorage.setItem("fleetscope.theme", next);
+      } catch { /* private mode: the choice lasts for this page */ }
+      document.documentElement.dataset.theme = next;
+      this.applyTheme();
+    });
+    matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => this.applyTheme());
+  }
+
+  applyTheme() {
+    themeChanged();
+    const theme = document.documentElement.dataset.theme || "auto";
+    const btn = $("#theme-btn");
+    btn.textContent = { auto: "◐", light: "☀", dark: "☾" }[theme];
+    btn.title = `theme: ${theme === "auto" ? "follows the system" : theme} (click to change)`;
+    for (const p of this.panels) p.redrawTheme();
+  }
+
+  // -- connection ------------------------------------------------------------------------------
+
+  setConn(state) {
+    const el = $("#conn");
+    const paused = !this.time.live;
+    const s = state === "down" ? "down" : paused ? "paused" : "live";
+    el.dataset.state = s;
+    $(".conn-text", el).textContent = { down: "offline", paused: "paused", live: "live" }[s];
+  }
+
+  /** The server went away: say so, and come back by ourselves when it answers again. */
+  async connectionLost() {
+    if (!this.online || this.checking) return;
+    this.stream.close();
+    // A stream can also fail while the server is fine (an instrumentation deleted elsewhere):
+    // then reload what the page shows, without crying wolf.
+    this.checking = true;
+    const up = await api.healthy();
+    this.checking = false;
+    if (up) {
+      try {
+        await this.sync();
+        return;
+      } catch { /* it went away after all */ }
+    }
+    if (!this.online) return;
+    this.online = false;
+    $("#banner").hidden = false;
+    this.setConn("down");
+    const attempt = async (delay) => {
+      if (await api.healthy()) {
+        try {
+          await this.sync();
+          this.online = true;
+          $("#banner").hidden = true;
+          this.setConn("live");
+          this.toast("Reconnected.");
+          return;
+        } catch { /* not ready yet */ }
+      }
+      setTimeout(() => attempt(Math.min(delay * 1.5, 5000)), delay);
+    };
+    setTimeout(() => attempt(500), 300);
+  }
+
+  // -- small UI ----------------------------------------------------------------------------------
+
+  toast(message, kind = "info") {
+    const el = h("div.toast", { class: kind, role: kind === "error" ? "alert" : "status" }, message);
+    $("#toasts").append(el);
+    setTimeout(() => el.classList.add("out"), kind === "error" ? 6000 : 3000);
+    setTimeout(() => el.remove(), kind === "error" ? 6400 : 3400);
+  }
+
+  /** A modal asking for a line of text; resolves to it, or null if cancelled. */
+  ask(title, label, value, action) {
+    const dialog = $("#dialog");
+    const input = h("input", { id: "dialog-input", value, autocomplete: "off", required: true, maxLength: 100 });
+    return new Promise((resolve) => {
+      fill(dialog, h("form", { method: "dialog", onsubmit: (e) => {
+        e.preventDefault();
+        const v = input.value.trim();
+        if (!v) return;
+        dialog.close();
+        resolve(v);
+      } },
+      h("h2", {}, title), h("label.form-row", {}, h("span.form-label", {}, label), input),
+      h("div.form-actions", {}, h("button.btn", { type: "button", onclick: () => {
+        dialog.close();
+        resolve(null);
+      } }, "Cancel"), h("button.btn.primary", { type: "submit", id: "dialog-ok" }, action))));
+      dialog.onclose = () => resolve(null);
+      dialog.showModal();
+      input.select();
+    });
+  }
+
+  /** A modal yes/no question; resolves to true when confirmed. */
+  confirm(title, text, action) {
+    const dialog = $("#dialog");
+    return new Promise((resolve) => {
+      const done = (v) => {
+        dialog.close();
+        resolve(v);
+      };
+      fill(dialog, h("h2", {}, title), h("p", {}, text), h("div.form-actions", {},
+        h("button.btn", { type: "button", onclick: () => done(false) }, "Cancel"),
+        h("button.btn.danger", { type: "button", id: "dialog-ok", onclick: () => done(true) }, action)));
+      dialog.onclose = () => resolve(false);
+      dialog.showModal();
+    });
+  }
+}
+
+const app = new App();
+window.fleetscope = app; // for the browser tests and the benchmark
+app.boot();

@@ -1,0 +1,236 @@
+// A panel: one instrumentation on the dashboard, with its header, chart, legend and actions.
+
+import { api } from "./api.js";
+import { h } from "./dom.js";
+import { formatDuration } from "./format.js";
+import { HeatBody } from "./heat.js";
+import { LineBody } from "./lines.js";
+import { openMenu } from "./menu.js";
+
+const DISTRIBUTIONS = new Set(["histogram", "discrete_histogram"]);
+
+/** A readable title: "CPU time by mode", "process CPU time: utilization by execname". */
+export function titleOf(inst, metric) {
+  const label = metric ? metric.label : inst.metric;
+  const cap = label.charAt(0).toUpperCase() + label.slice(1);
+  if (inst.numeric && inst.discrete) return `${cap}: ${inst.numeric} by ${inst.discrete}`;
+  if (inst.numeric) return `${cap}: ${inst.numeric}`;
+  if (inst.discrete) return `${cap} by ${inst.discrete}`;
+  return cap;
+}
+
+/** JSON predicate `a and b and ...`, flattening nested ands and dropping empty ones. */
+export function conjunction(...preds) {
+  const parts = [];
+  for (const p of preds) {
+    if (!p || !Object.keys(p).length) continue;
+    if (p.and) parts.push(...p.and);
+    else parts.push(p);
+  }
+  if (!parts.length) return {};
+  return parts.length === 1 ? parts[0] : { and: parts };
+}
+
+export class Panel {
+  /** slot: {uid, instrumentation, options} in the dashboard. */
+  constructor(app, slot, inst) {
+    this.app = app;
+    this.slot = slot;
+    this.inst = inst;
+    this.metric = app.metrics.get(inst.metric);
+    this.drawn = false;
+    this.build();
+    this.body = DISTRIBUTIONS.has(inst.shape) ? new HeatBody(this) : new LineBody(this);
+  }
+
+  get options() {
+    return this.slot.options;
+  }
+
+  /** The unit of the values drawn: the numeric field's for heatmaps, else the metric's. */
+  get unit() {
+    if (!this.metric) return { base: "number", power: 0, name: "number" };
+    if (this.inst.numeric) return this.metric.fields.find((f) => f.name === this.inst.numeric)?.type || this.metric.unit;
+    return this.metric.unit;
+  }
+
+  build() {
+    const inst = this.inst;
+    const where = inst.predicate_text ? `where ${inst.predicate_text}` : "no filter";
+    this.valueEl = h("span.current", { title: "latest value" }, "");
+    this.drillBtn = h("button.btn.small.drill", {
+      title: "new instrumentation: this metric, filtered to the selection, broken down by another field",
+      "aria-haspopup": "menu", onclick: () => this.drillMenu(),
+    }, "Drill down");
+    this.menuBtn = h("button.btn.small.icon", { title: "panel actions", "aria-label": "panel actions",
+      "aria-haspopup": "menu", onclick: () => this.actionsMenu() }, "⋯");
+    this.toolsEl = h("div.tools");
+    this.chartEl = h("div.chart");
+    this.emptyEl = h("div.empty", {}, "");
+    this.tipEl = h("div.tip", { role: "tooltip" });
+    this.legendEl = h("aside.legend");
+    this.el = h("section.panel", { dataset: { instId: inst.id, state: "loading", points: "0" },
+      "aria-label": titleOf(inst, this.metric) },
+    h("header.panel-head", {},
+      h("h2.panel-title", { title: `instrumentation ${inst.id}` }, titleOf(inst, this.metric)),
+      h("div.head-actions", {}, this.valueEl, this.drillBtn, this.menuBtn),
+      h("div.panel-sub", {},
+        h("code", {}, inst.metric), h("span.where", { title: where }, where),
+        h("span.timing", {}, `${formatDuration(inst.granularity)} · keeps ${formatDuration(inst.retention)}`)),
+      this.toolsEl),
+    h("div.panel-main", {}, h("div.chart-wrap", {}, this.chartEl, this.emptyEl, this.tipEl), this.legendEl));
+    this.el.classList.toggle("wide", this.options.width === 2);
+    this.chartEl.addEventListener("mouseleave", () => {
+      if (!this.tipEl.classList.contains("pinned")) this.tipEl.classList.remove("show");
+    });
+  }
+
+  load() {
+    return this.body.load();
+  }
+
+  onPoint(point) {
+    if (this.app.time.live) {
+      const text = this.body.headline(point);
+      if (text !== null) this.valueEl.textContent = text;
+    }
+    this.body.onPoint(point);
+  }
+
+  setOption(name, value) {
+    if (value === undefined) delete this.slot.options[name];
+    else this.slot.options[name] = value;
+    this.app.boardChanged();
+  }
+
+  setPoints(n, last) {
+    this.el.dataset.points = String(n);
+    this.el.dataset.state = n ? "ready" : "empty";
+    if (last !== undefined) this.el.dataset.last = String(last);
+    const live = this.app.time.live;
+    this.emptyEl.textContent = n ? "" : live ? "Waiting for data…" : "No data in this range";
+    this.emptyEl.classList.toggle("show", !n);
+  }
+
+  setError(err) {
+    if (!err) {
+      this.el.classList.remove("has-error");
+      return;
+    }
+    this.el.classList.add("has-error");
+    this.el.dataset.state = "error";
+    this.emptyEl.textContent = err.status === 404 ? "This instrumentation no longer exists." : err.message;
+    this.emptyEl.classList.add("show");
+    if (err.status === 0) this.app.connectionLost();
+  }
+
+  firstDraw() {
+    if (this.drawn || this.el.dataset.state !== "ready") return;
+    this.drawn = true;
+    this.app.panelDrawn(this);
+  }
+
+  placeTip(x, y) {
+    const tip = this.tipEl;
+    const wrap = this.chartEl.getBoundingClientRect();
+    const w = tip.offsetWidth;
+    const hgt = tip.offsetHeight;
+    let left = x;
+    if (left + w > wrap.width) left = Math.max(0, x - w - 24);
+    const top = Math.max(0, Math.min(y, wrap.height - hgt));
+    tip.style.left = `${left}px`;
+    tip.style.top = `${top}px`;
+  }
+
+  selectionChanged() {
+    const sel = this.body.selection();
+    this.drillBtn.classList.toggle("has-selection", Boolean(sel));
+  }
+
+  /** Fields a drill-down can break down by, as [{label, decomposition}]. */
+  drillChoices() {
+    const inst = this.inst;
+    if (!this.metric) return [];
+    const discrete = this.metric.fields.filter((f) => f.kind === "discrete" && f.name !== inst.discrete);
+    if (inst.numeric) {
+      return discrete.map((f) => ({ label: `${inst.numeric} by ${f.name}`, decomposition: [f.name, inst.numeric] }));
+    }
+    const numeric = this.metric.fields.filter((f) => f.kind === "numeric");
+    return [...discrete.map((f) => ({ label: `by ${f.name}`, decomposition: [f.name] })),
+      ...numeric.map((f) => ({ label: `distribution of ${f.name}`, decomposition: [f.name] }))];
+  }
+
+  /** The predicate a drill-down adds for the current selection, and its text. */
+  drillFilter() {
+    const sel = this.body.selection();
+    const inst = this.inst;
+    const parts = [];
+    const text = [];
+    if (sel?.key !== undefined) {
+      parts.push({ eq: [inst.discrete, sel.key] });
+      text.push(`${inst.discrete} == "${sel.key}"`);
+    }
+    if (sel?.lo !== undefined) {
+      parts.push({ ge: [inst.numeric, sel.lo] }, { lt: [inst.numeric, sel.hi] });
+      text.push(`${inst.numeric} >= ${sel.lo} and ${inst.numeric} < ${sel.hi}`);
+    }
+    return { predicate: conjunction(inst.predicate, ...parts), text: text.join(" and ") };
+  }
+
+  drillMenu() {
+    const { text } = this.drillFilter();
+    const choices = this.drillChoices();
+    const how = this.inst.numeric ? "select a key or zoom to a range" : "click a key in the legend";
+    openMenu(this.drillBtn, [
+      { heading: text ? `Where ${text}` : "No selection" },
+      text ? null : { text: `Breaks down everything; to filter, ${how} first.` },
+      ...choices.map((c) => ({ label: c.label, testid: `drill-${c.decomposition[0]}`, onSelect: () => this.drill(c) })),
+      choices.length ? null : { text: "No other field to break down by." },
+    ].filter(Boolean));
+  }
+
+  async drill(choice) {
+    const { predicate } = this.drillFilter();
+    const inst = this.inst;
+    try {
+      const created = await api.create({ module: inst.module, stat: inst.stat, predicate,
+        decomposition: choice.decomposition, granularity: inst.granularity, retention: inst.retention });
+      this.app.addPanel(created, { after: this.slot });
+    } catch (err) {
+      this.app.toast(`Drill-down failed: ${err.message}`, "error");
+    }
+  }
+
+  actionsMenu() {
+    const saved = this.app.board.id !== null;
+    const wide = this.options.width === 2;
+    openMenu(this.menuBtn, [
+      { label: "Change retention…", testid: "edit", onSelect: () => this.app.form.edit(this.inst) },
+      { label: wide ? "Narrow" : "Wide", hint: wide ? "one column" : "two columns", onSelect: () => {
+        this.setOption("width", wide ? undefined : 2);
+        this.el.classList.toggle("wide", !wide);
+      } },
+      saved ? { label: "Remove from dashboard", testid: "remove", onSelect: () => this.app.removePanel(this) } : null,
+      { label: "Delete instrumentation", testid: "delete", onSelect: () => this.app.deleteInstrumentation(this) },
+    ].filter(Boolean));
+  }
+
+  redrawTheme() {
+    this.body.redrawTheme();
+  }
+
+  destroy() {
+    this.body.destroy();
+    this.el.remove();
+  }
+}
+
+/** A placeholder for a dashboard slot whose instrumentation is gone. */
+export function missingPanel(app, slot) {
+  const el = h("section.panel.missing", { dataset: { instId: slot.instrumentation, state: "missing" } },
+    h("header.panel-head", {}, h("h2.panel-title", {}, `Instrumentation ${slot.instrumentation}`),
+      h("div.panel-sub", {}, "no longer exists (deleted, or expired unused); the next save drops it")),
+    h("div.missing-body", {}, h("button.btn", { onclick: () => app.removeSlot(slot) }, "Remove from dashboard")));
+  return { el, slot, inst: null, load() {}, onPoint() {}, redrawTheme() {}, destroy() { el.remove(); } };
+}
+
