@@ -108,3 +108,19 @@ def test_aggregator_counts_bad_partials_without_failing() -> None:
     assert agg.dropped["malformed_value"] == 1
     assert agg.dropped["unknown_instrumentation"] == 1
     assert agg.window(1).points(T0, T0 + 1)[0].value == pytest.approx(2.0)
+
+
+def test_skewed_clocks_are_corrected_to_the_aggregators_slots() -> None:
+    agg = Aggregator(MemoryBus())
+    agg.enable(inst(shape=values.SCALAR))
+    now = T0 + 10.2
+    for k in range(5):  # the agent's clock runs 3.4 s ahead; transit jitter of a few ms
+        agg.observe_clock("skewed", now + 3.4 + 0.001 * k, now)
+        agg.observe_clock("exact", now + 0.01, now)
+    assert agg.clock_offset("skewed") == pytest.approx(3.402, abs=0.01)
+    assert (agg.clock_correction("skewed"), agg.clock_correction("exact")) == (3, 0)
+    # Both hosts measure our second T0+9; the skewed one calls it T0+12.
+    agg.add_batch(m.Batch("skewed", T0 + 12, now + 3.4, [m.Partial(1, 1.0)]), now=now)
+    agg.add_batch(m.Batch("exact", T0 + 9, now, [m.Partial(1, 2.0)]), now=now)
+    points = agg.window(1).points(T0, T0 + 20)
+    assert [(p.start_time, p.value, p.nsources) for p in points] == [(T0 + 9, 3.0, 2)]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import statistics
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 
 from fleetscope.aggregator.window import Window
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TOPK = 50
 DEFAULT_GRACE = 1.5  # seconds after a slot's end before it is final without every source
+CLOCK_READINGS = 12  # status messages (one every few seconds) in a host's clock estimate
+CLOCK_WARN = 2.0  # seconds of offset that deserve a warning in the log
 
 Listener = Callable[[Instrumentation, DataPoint], None]
 
@@ -35,6 +38,8 @@ class Aggregator:
         self.windows: dict[int, Window] = {}
         self.listeners: list[Listener] = []
         self.dropped: Counter[str] = Counter()
+        self._clock_readings: dict[str, deque[float]] = {}
+        self._clock_warned: set[str] = set()
         self._task: asyncio.Task | None = None
 
     # -- instrumentations -------------------------------------------------------------------
@@ -86,6 +91,7 @@ class Aggregator:
         self.add_batch(batch, time.time())
 
     def add_batch(self, batch: m.Batch, now: float) -> None:
+        tick = batch.time - self.clock_correction(batch.host)
         for partial in batch.partials:
             window = self.windows.get(partial.id)
             if window is None:
@@ -96,7 +102,39 @@ class Aggregator:
             except InputError:
                 self.dropped["malformed_value"] += 1
                 continue
-            window.add(batch.host, batch.time, value, now)
+            window.add(batch.host, tick, value, now)
+
+    # -- clocks -----------------------------------------------------------------------------
+
+    async def _on_status(self, msg: Msg) -> None:
+        try:
+            status = m.decode(msg.data, m.AgentStatus)
+        except InputError:
+            self.dropped["bad_status"] += 1
+            return
+        self.observe_clock(status.host, status.time, time.time())
+
+    def observe_clock(self, host: str, agent_time: float, now: float) -> None:
+        """Record one reading of ``host``'s clock (status messages are sent live, never buffered,
+        so their age is the clock offset plus a transit time of milliseconds)."""
+        readings = self._clock_readings.setdefault(host, deque(maxlen=CLOCK_READINGS))
+        readings.append(agent_time - now)
+        offset = self.clock_offset(host)
+        if abs(offset) >= CLOCK_WARN and host not in self._clock_warned:
+            self._clock_warned.add(host)
+            log.warning("clock of %s is %+.1f s off: its ticks are moved by %+d s", host, offset,
+                        -self.clock_correction(host))
+
+    def clock_offset(self, host: str) -> float:
+        """The median offset of ``host``'s clock from ours (positive: the agent is ahead)."""
+        readings = self._clock_readings.get(host)
+        return statistics.median(readings) if readings else 0.0
+
+    def clock_correction(self, host: str) -> int:
+        """Whole seconds to subtract from ``host``'s ticks so that each lands in the slot of our
+        clock it overlaps most; no correction for offsets under half a second."""
+        offset = self.clock_offset(host)
+        return round(offset) if abs(offset) >= 0.5 else 0
 
     def _notify(self, inst: Instrumentation, point: DataPoint) -> None:
         for listener in self.listeners:
@@ -117,6 +155,7 @@ class Aggregator:
         await self.bus.subscribe(m.CTL_ENABLE, self._on_enable)
         await self.bus.subscribe(m.CTL_DISABLE, self._on_disable)
         await self.bus.subscribe(f"{m.DATA}.>", self._on_batch)
+        await self.bus.subscribe(m.AGENT_STATUS, self._on_status)
         self._task = asyncio.get_running_loop().create_task(self._housekeeping())
 
     async def _housekeeping(self) -> None:
