@@ -145,3 +145,70 @@ def test_agent_buffers_through_a_bus_outage(nats_server: NatsServer, tmp_path: P
     assert starts == list(range(down_from - 2, down_to + 3)), (
         f"every second of the outage arrived: {starts} for {down_from}..{down_to}")
     assert sources == 1, "nothing was counted twice (one host, at most one source per slot)"
+
+
+def test_host_limited_instrumentations_reach_only_matching_agents(nats_server: NatsServer,
+                                                                  tmp_path: Path) -> None:
+    """Two real agents; an instrumentation limited to one of them by hostname, another by label."""
+
+    async def scenario() -> dict[str, set[str]]:
+        bus = NatsBus(NatsOptions(nats_server.url))
+        await bus.connect()
+        store = open_store(f"sqlite:///{tmp_path / 'defs.db'}")
+        control = ControlPlane(store, bus, catalog(local_sources()))
+        aggregator = Aggregator(bus)
+        await control.start()
+        await aggregator.start()
+        exe = Path(sys.executable).parent / "fleetscope"
+        agents = [subprocess.Popen([str(exe), "agent", "--bus", nats_server.url, "--hostname", name,
+                                    "--label", f"role={role}"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+                  for name, role in (("lim-a", "web"), ("lim-b", "db"))]
+        try:
+            for _ in range(100):  # both agents announced themselves
+                if {"lim-a", "lim-b"} <= set(control.known_hosts):
+                    break
+                await asyncio.sleep(0.1)
+            by_host = await control.create({"module": "cpu", "stat": "usage", "decomposition": ["hostname"],
+                                            "predicate": 'hostname == "lim-a"'})
+            by_label = await control.create({"module": "cpu", "stat": "usage", "decomposition": ["hostname"],
+                                             "predicate": 'role == "db"'})
+            everywhere = await control.create({"module": "cpu", "stat": "usage",
+                                               "decomposition": ["hostname"]})
+            for _ in range(150):
+                if (seen_keys(aggregator, by_host.id) and seen_keys(aggregator, by_label.id)
+                        and len(seen_keys(aggregator, everywhere.id)) == 2):
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(2)  # an agent wrongly running one would have reported by now
+            return {name: seen_keys(aggregator, inst.id) for name, inst in
+                    (("by_host", by_host), ("by_label", by_label), ("everywhere", everywhere))}
+        finally:
+            for a in agents:
+                a.terminate()
+                a.wait(10)
+            await aggregator.stop()
+            await control.stop()
+            await bus.close()
+            store.close()
+
+    seen = asyncio.run(scenario())
+    assert seen == {"by_host": {"lim-a"}, "by_label": {"lim-b"}, "everywhere": {"lim-a", "lim-b"}}
+
+
+def seen_keys(aggregator: Aggregator, inst_id: int) -> set[str]:
+    keys: set[str] = set()
+    window = aggregator.window(inst_id)
+    for p in window.points(0, 2**40) if window else []:
+        keys |= set(p.value)
+    return keys
+
+
+def test_agent_refuses_bad_hostnames_and_labels() -> None:
+    exe = Path(sys.executable).parent / "fleetscope"
+    for args, field in ((["--hostname", "bad host"], "hostname"), (["--label", "mode=x"], "label"),
+                        (["--label", "novalue"], "label"), (["--buffer", "lots"], "buffer")):
+        out = subprocess.run([str(exe), "agent", "--bus", "nats://127.0.0.1:1", *args], capture_output=True,
+                             text=True, timeout=30)
+        assert out.returncode == 1, out
+        assert out.stderr.startswith(f"error: {field}:"), out.stderr

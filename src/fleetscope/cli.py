@@ -168,8 +168,12 @@ def agent(
         raise typer.Exit(1) from None
     labels = {**cfg.get("labels", {}), **_labels(label)}
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    collector = Agent(transport, local_sources(), hostname=_setting(hostname, cfg, "hostname"),
-                      labels=labels, buffer_bytes=max_bytes)
+    try:
+        collector = Agent(transport, local_sources(), hostname=_setting(hostname, cfg, "hostname"),
+                          labels=labels, buffer_bytes=max_bytes)
+    except InputError as exc:
+        typer.echo(f"error: {exc.field}: {exc.message}", err=True)
+        raise typer.Exit(1) from None
 
     async def main(stop: asyncio.Event) -> None:
         task = asyncio.get_running_loop().create_task(collector.run())

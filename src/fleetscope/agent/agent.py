@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 import socket
 import time
 from collections.abc import Sequence
@@ -25,12 +26,16 @@ from fleetscope.model import predicate as predicates
 from fleetscope.model import values
 from fleetscope.model.errors import InputError
 from fleetscope.model.instrumentation import Instrumentation
-from fleetscope.model.metrics import Catalog
+from fleetscope.model.metrics import Catalog, with_labels
 from fleetscope.sources.base import Rows, Source
 
 log = logging.getLogger(__name__)
 
 STATUS_EVERY = 5.0  # seconds between status messages
+# Ask for the whole list again now and then: heals any message missed in a race with the
+# control plane learning of this host.
+RESYNC_EVERY = 30.0
+HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}")
 
 
 class Agent:
@@ -48,9 +53,16 @@ class Agent:
         self.bus = bus
         self.sources = list(sources)
         self.hostname = hostname or socket.gethostname()
+        if not HOSTNAME.fullmatch(self.hostname):
+            raise InputError("hostname", f"{self.hostname!r} is not a host name "
+                             "(letters, digits, '.', '-', '_')")
         self.labels = dict(labels or {})
         self.collect_in_thread = collect_in_thread
-        self.catalog = Catalog(mt for s in self.sources for mt in s.metrics())
+        fields = {f.name for s in self.sources for mt in s.metrics() for f in mt.fields}
+        for key in self.labels:
+            if key in fields:
+                raise InputError("label", f"{key!r} is already a field of a metric; choose another name")
+        self.catalog = Catalog(with_labels(mt, self.labels) for s in self.sources for mt in s.metrics())
         self._source_of = {mt.name: s for s in self.sources for mt in s.metrics()}
         self.instrumentations: dict[int, Instrumentation] = {}
         self.warnings: dict[int, str] = {}
@@ -66,12 +78,7 @@ class Agent:
     def applies(self, inst: Instrumentation) -> bool:
         """Whether ``inst`` can match anything on this host (its metric exists here and its
         predicate does not fold to false given this host's name and labels)."""
-        if inst.metric not in self.catalog:
-            return False
-        host_fields = set(self._constants)
-        if not predicates.fields_of(inst.predicate) <= host_fields:
-            return True
-        return compile_predicate_constant(inst.predicate, self._constants) is not False
+        return inst.metric in self.catalog and predicates.may_match(inst.predicate, self._constants)
 
     def enable(self, inst: Instrumentation) -> None:
         if self.applies(inst):
@@ -100,7 +107,8 @@ class Agent:
     async def sync(self, timeout: float = 2.0) -> bool:
         """Ask the control plane for every instrumentation; True when it answered."""
         try:
-            data = await self.bus.request(m.CTL_LIST, m.encode(m.ListRequest(self.hostname)), timeout)
+            ask = m.ListRequest(self.hostname, self.labels)
+            data = await self.bus.request(m.CTL_LIST, m.encode(ask), timeout)
         except TimeoutError:
             return False
         listing = m.decode(data, m.InstrumentationList)
@@ -168,14 +176,14 @@ class Agent:
     async def run(self) -> None:
         """Connect, learn the instrumentations, then tick once a second until :meth:`stop`."""
         await self.bus.connect()
-        await self.bus.subscribe(m.CTL_ENABLE, self._on_enable)
+        await self.bus.subscribe(m.agent_subject(self.hostname), self._on_enable)
         await self.bus.subscribe(m.CTL_DISABLE, self._on_disable)
         while not await self.sync() and not self._stopping.is_set():
             log.info("waiting for the control plane")
             await asyncio.sleep(0.5)
         with contextlib.suppress(BusUnavailable):
             await self.bus.publish(m.AGENT_STATUS, m.encode(self.status(with_metrics=True)))
-        last_status = time.monotonic()
+        last_status = last_sync = time.monotonic()
         while not self._stopping.is_set():
             now = time.time()
             # Tick just after each wall-clock second so every host measures the same slot.
@@ -195,6 +203,9 @@ class Agent:
                 with contextlib.suppress(BusUnavailable):
                     await self.bus.publish(m.AGENT_STATUS, m.encode(self.status()))
                 last_status = time.monotonic()
+            if time.monotonic() - last_sync >= RESYNC_EVERY and not self._bus_down:
+                await self.sync()
+                last_sync = time.monotonic()
 
     async def _send(self) -> None:
         """Send what waits in the outbox; after an outage, learn what changed meanwhile."""
@@ -219,7 +230,3 @@ class Agent:
         for source in self.sources:
             source.close()
 
-
-def compile_predicate_constant(pred: dict, constants: dict[str, str]) -> bool | object:
-    """Fold a predicate that mentions only host fields; True/False, or a function if it cannot fold."""
-    return predicates.compile_predicate(pred, (), constants)

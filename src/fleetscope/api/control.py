@@ -14,6 +14,7 @@ import time
 
 from fleetscope.bus import messages as m
 from fleetscope.bus.base import Bus, Msg
+from fleetscope.model import predicate as predicates
 from fleetscope.model.errors import InputError, NotFound
 from fleetscope.model.instrumentation import Instrumentation, validate_spec, validate_update
 from fleetscope.model.metrics import Catalog, Metric
@@ -46,6 +47,7 @@ class ControlPlane:
         self.bus = bus
         self.catalog = catalog
         self.hosts: dict[str, tuple[m.AgentStatus, float]] = {}  # host -> (last status, received at)
+        self.known_hosts: dict[str, dict[str, str]] = {}  # agents to send instrumentations to
         self.bad_messages = 0
         self._last_access: dict[int, float] = {}
         self._task: asyncio.Task | None = None
@@ -87,7 +89,16 @@ class ControlPlane:
         self._last_access[inst_id] = time.time()
 
     async def _announce(self, inst: Instrumentation) -> None:
-        await self.bus.publish(m.CTL_ENABLE, m.encode(m.InstrumentationMsg(inst.to_json())))
+        """Tell the aggregators and API servers, and each known agent that may match it."""
+        data = m.encode(m.InstrumentationMsg(inst.to_json()))
+        await self.bus.publish(m.CTL_ENABLE, data)
+        for host, labels in list(self.known_hosts.items()):
+            if self._may_run(inst, host, labels):
+                await self.bus.publish(m.agent_subject(host), data)
+
+    @staticmethod
+    def _may_run(inst: Instrumentation, host: str, labels: dict[str, str]) -> bool:
+        return predicates.may_match(inst.predicate, {**labels, "hostname": host})
 
     async def ensure_defaults(self) -> list[Instrumentation]:
         """Create the default instrumentations once per store (not again if a user deleted them)."""
@@ -106,10 +117,15 @@ class ControlPlane:
         if not msg.reply:
             return
         try:
-            m.decode(msg.data, m.ListRequest)
+            ask = m.decode(msg.data, m.ListRequest)
         except InputError:
+            self.bad_messages += 1
             return
-        listing = m.InstrumentationList([i.to_json() for i in self.list()])
+        insts = self.list()
+        if ask.host is not None:  # an agent: only what it may match, and remember it
+            self.known_hosts[ask.host] = ask.labels
+            insts = [i for i in insts if self._may_run(i, ask.host, ask.labels)]
+        listing = m.InstrumentationList([i.to_json() for i in insts])
         await self.bus.publish(msg.reply, m.encode(listing))
 
     async def _on_status(self, msg: Msg) -> None:
@@ -119,6 +135,7 @@ class ControlPlane:
             self.bad_messages += 1
             return
         self.hosts[status.host] = (status, time.time())
+        self.known_hosts[status.host] = status.labels
         for obj in status.metrics:  # an agent's catalogue, sent when it starts
             try:
                 self.catalog.add(Metric.from_json(obj))

@@ -15,7 +15,8 @@ from fleetscope.model.errors import InputError
 
 PREFIX = "fleetscope"
 DATA = f"{PREFIX}.data"  # DATA.<hostname>: one Batch per host per tick
-CTL_ENABLE = f"{PREFIX}.ctl.enable"  # InstrumentationMsg: start or change
+CTL_ENABLE = f"{PREFIX}.ctl.enable"  # InstrumentationMsg: start or change (aggregators, API servers)
+CTL_AGENT = f"{PREFIX}.ctl.agent"  # CTL_AGENT.<hostname>: InstrumentationMsg for the agents it may match
 CTL_DISABLE = f"{PREFIX}.ctl.disable"  # DisableMsg
 CTL_LIST = f"{PREFIX}.ctl.list"  # request: ListRequest -> InstrumentationList
 AGENT_STATUS = f"{PREFIX}.agent.status"  # AgentStatus, on start and every few seconds
@@ -50,6 +51,7 @@ class DisableMsg(msgspec.Struct):
 
 class ListRequest(msgspec.Struct):
     host: str | None = None  # the asking agent, or None for an aggregator
+    labels: dict[str, str] = {}  # the asking agent's labels
 
 
 class InstrumentationList(msgspec.Struct):
@@ -64,6 +66,11 @@ class AgentStatus(msgspec.Struct):
     running: list[int] = []
     warnings: dict[str, str] = {}  # instrumentation id (str) -> last warning
     labels: dict[str, str] = {}
+
+
+def agent_subject(hostname: str) -> str:
+    """Where the control plane sends the instrumentations meant for ``hostname``."""
+    return f"{CTL_AGENT}.{hostname}"
 
 
 _encoder = msgspec.msgpack.Encoder()

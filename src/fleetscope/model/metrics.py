@@ -91,6 +91,13 @@ class Metric(NamedTuple):
         }
 
 
+def with_labels(m: Metric, labels: Iterable[str]) -> Metric:
+    """``m`` with a discrete field per host label (``--label role=web`` makes ``role`` a field)."""
+    names = {f.name for f in m.fields}
+    extra = tuple(Field(k, DISCRETE, f"host label {k}") for k in sorted(labels) if k not in names)
+    return m._replace(fields=m.fields + extra) if extra else m
+
+
 def metric(module: str, stat: str, label: str, unit: Type, kind: str, *fields: Field) -> Metric:
     """Build a metric; ``hostname`` is added as its first field."""
     return Metric(module, stat, label, unit, kind, (HOSTNAME, *fields))
@@ -105,6 +112,12 @@ class Catalog:
             self.add(m)
 
     def add(self, m: Metric) -> None:
+        """Add a metric; one already known gains the fields it lacked (hosts with different
+        labels report the same metric with different label fields)."""
+        known = self._metrics.get(m.name)
+        if known is not None and known != m:
+            names = {f.name for f in known.fields}
+            m = known._replace(fields=known.fields + tuple(f for f in m.fields if f.name not in names))
         self._metrics[m.name] = m
 
     def get(self, module: str, stat: str) -> Metric:

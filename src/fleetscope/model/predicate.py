@@ -553,3 +553,11 @@ def compile_predicate(
     # 3-clause predicate; the call overhead per node is what a closure tree pays for.
     code = compile(f"lambda row: {source}", "<predicate>", "eval")
     return eval(code, compiler.namespace)
+
+
+def may_match(pred: Predicate, constants: Mapping[str, Any]) -> bool:
+    """Whether a validated predicate can hold on a host with these constant fields (its
+    ``hostname`` and labels): False only when the constants alone make it false, e.g.
+    ``hostname == "web1" and execname == "nginx"`` on host web2."""
+    columns = sorted(fields_of(pred) - set(constants))
+    return compile_predicate(pred, columns, constants) is not False
