@@ -55,7 +55,7 @@ def test_publish_subscribe_queue_and_request(nats_server: NatsServer) -> None:
         for i in range(20):
             await a.publish("fleetscope.data.h1", str(i).encode())
             await a.publish("work", str(i).encode())
-        answer = await a.request("echo", b"abc", timeout=2)
+        answer = await a.request("echo", b"abc", timeout=5)
         await a.nc.flush()
         await asyncio.sleep(0.3)
         await a.close()

@@ -10,7 +10,8 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 
-from fleetscope.aggregator.window import Window
+from fleetscope.aggregator.follow import Follower
+from fleetscope.aggregator.window import Window, to_message
 from fleetscope.bus import messages as m
 from fleetscope.bus.base import Bus, BusUnavailable, Msg
 from fleetscope.model import values
@@ -28,10 +29,12 @@ CLOCK_WARN = 2.0  # seconds of offset that deserve a warning in the log
 Listener = Callable[[Instrumentation, DataPoint], None]
 
 
-class Aggregator:
+class Aggregator(Follower):
     """Merges partials per instrumentation and slot; notifies listeners of final slots."""
 
-    def __init__(self, bus: Bus, topk: int = DEFAULT_TOPK, grace: float = DEFAULT_GRACE) -> None:
+    def __init__(self, bus: Bus, topk: int = DEFAULT_TOPK, grace: float = DEFAULT_GRACE,
+                 publish_finals: bool = False) -> None:
+        """``publish_finals``: send each final slot on the bus, for API servers in other processes."""
         self.bus = bus
         self.topk = topk
         self.grace = grace
@@ -41,6 +44,9 @@ class Aggregator:
         self._clock_readings: dict[str, deque[float]] = {}
         self._clock_warned: set[str] = set()
         self._task: asyncio.Task | None = None
+        self._sending: set[asyncio.Task] = set()
+        if publish_finals:
+            self.listeners.append(self._publish_final)
 
     # -- instrumentations -------------------------------------------------------------------
 
@@ -54,31 +60,8 @@ class Aggregator:
     def disable(self, inst_id: int) -> None:
         self.windows.pop(inst_id, None)
 
-    async def _on_enable(self, msg: Msg) -> None:
-        try:
-            self.enable(Instrumentation.from_json(m.decode(msg.data, m.InstrumentationMsg).instrumentation))
-        except (InputError, KeyError, TypeError) as exc:
-            self.dropped["bad_control"] += 1
-            log.warning("dropped a bad enable message: %s", exc)
-
-    async def _on_disable(self, msg: Msg) -> None:
-        try:
-            self.disable(m.decode(msg.data, m.DisableMsg).id)
-        except InputError:
-            self.dropped["bad_control"] += 1
-
-    async def sync(self, timeout: float = 2.0) -> bool:
-        try:
-            data = await self.bus.request(m.CTL_LIST, m.encode(m.ListRequest()), timeout)
-        except (TimeoutError, BusUnavailable):
-            return False
-        answer = m.decode(data, m.InstrumentationList)
-        listing = [Instrumentation.from_json(o) for o in answer.instrumentations]
-        for inst_id in set(self.windows) - {i.id for i in listing}:
-            self.disable(inst_id)
-        for inst in listing:
-            self.enable(inst)
-        return True
+    def following(self) -> set[int]:
+        return set(self.windows)
 
     # -- data -------------------------------------------------------------------------------
 
@@ -136,6 +119,28 @@ class Aggregator:
         offset = self.clock_offset(host)
         return round(offset) if abs(offset) >= 0.5 else 0
 
+    def _publish_final(self, inst: Instrumentation, point: DataPoint) -> None:
+        data = m.encode(to_message(inst.id, point, inst.shape))
+        task = asyncio.get_running_loop().create_task(self._send(f"{m.FINAL}.{inst.id}", data))
+        self._sending.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, subject: str, data: bytes) -> None:
+        with contextlib.suppress(BusUnavailable):  # an API server that missed it backfills
+            await self.bus.publish(subject, data)
+
+    async def _on_window_request(self, msg: Msg) -> None:
+        """Answer an API server's backfill with this aggregator's final points of one instrumentation."""
+        try:
+            window = self.windows.get(int(msg.subject.rsplit(".", 1)[1]))
+        except ValueError:
+            return
+        if window is None or not msg.reply:
+            return  # another aggregator holds it
+        shape = window.inst.shape
+        points = [to_message(window.inst.id, p, shape) for p in window.points(0, 2**62)]
+        await self._send(msg.reply, m.encode(m.FinalPoints(points)))
+
     def _notify(self, inst: Instrumentation, point: DataPoint) -> None:
         for listener in self.listeners:
             try:
@@ -152,16 +157,14 @@ class Aggregator:
 
     async def start(self) -> None:
         await self.bus.connect()
-        await self.bus.subscribe(m.CTL_ENABLE, self._on_enable)
-        await self.bus.subscribe(m.CTL_DISABLE, self._on_disable)
+        await self.follow()
         await self.bus.subscribe(f"{m.DATA}.>", self._on_batch)
         await self.bus.subscribe(m.AGENT_STATUS, self._on_status)
+        await self.bus.subscribe(f"{m.WINDOW}.*", self._on_window_request)
         self._task = asyncio.get_running_loop().create_task(self._housekeeping())
 
     async def _housekeeping(self) -> None:
-        while not await self.sync():
-            log.info("aggregator waiting for the control plane")
-            await asyncio.sleep(0.5)
+        await self.sync_until_answered()
         while True:
             await asyncio.sleep(0.2)
             now = time.time()

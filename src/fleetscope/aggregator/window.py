@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from fleetscope.bus import messages as m
 from fleetscope.model import values
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.model.metrics import POINT
@@ -108,3 +109,15 @@ class Window:
         """The final data points with ``start <= start_time < end``, oldest first."""
         return [slot.final for s, slot in sorted(self.slots.items())
                 if start <= s < end and slot.final is not None]
+
+
+def to_message(inst_id: int, point: DataPoint, shape: str) -> m.FinalPoint:
+    """A final data point as it travels to API servers."""
+    return m.FinalPoint(inst_id, point.start_time, point.duration, values.encode(point.value, shape),
+                        point.nsources, point.expected, point.revised)
+
+
+def from_message(msg: m.FinalPoint, shape: str) -> DataPoint:
+    """Validate a point from the bus (InputError when its value does not fit the shape)."""
+    value = values.decode(msg.value, shape, "value")
+    return DataPoint(msg.start_time, msg.duration, value, msg.nsources, msg.expected, msg.revised)

@@ -20,6 +20,8 @@ CTL_AGENT = f"{PREFIX}.ctl.agent"  # CTL_AGENT.<hostname>: InstrumentationMsg fo
 CTL_DISABLE = f"{PREFIX}.ctl.disable"  # DisableMsg
 CTL_LIST = f"{PREFIX}.ctl.list"  # request: ListRequest -> InstrumentationList
 AGENT_STATUS = f"{PREFIX}.agent.status"  # AgentStatus, on start and every few seconds
+FINAL = f"{PREFIX}.final"  # FINAL.<id>: FinalPoint, each final or revised slot, for API servers
+WINDOW = f"{PREFIX}.window"  # WINDOW.<id>: request -> FinalPoints, the owning aggregator's window
 
 MAX_MESSAGE = 8 << 20
 
@@ -66,6 +68,22 @@ class AgentStatus(msgspec.Struct):
     running: list[int] = []
     warnings: dict[str, str] = {}  # instrumentation id (str) -> last warning
     labels: dict[str, str] = {}
+
+
+class FinalPoint(msgspec.Struct, array_like=True):
+    """One final (or revised) data point of an instrumentation's real-time window."""
+
+    id: int
+    start_time: int
+    duration: int
+    value: Any  # fleetscope.model.values.encode() form
+    nsources: int
+    expected: int
+    revised: bool = False
+
+
+class FinalPoints(msgspec.Struct):
+    points: list[FinalPoint]
 
 
 def agent_subject(hostname: str) -> str:
