@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test lint bench clean system-deps test-deps
+.PHONY: run test lint bench bench-store clean system-deps test-deps
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-venv; }
@@ -35,6 +35,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/agent_overhead.py
 	$(BIN)/python bench/api_latency.py
 	$(BIN)/python bench/dashboard.py
+
+# The history store: 30 days of per-second data for 20 instrumentations, compared with a
+# Prometheus TSDB built by promtool (installs Debian's prometheus package when missing). Slow.
+bench-store: $(STAMP)
+	$(BIN)/python bench/store.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

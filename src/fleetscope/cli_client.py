@@ -1090,20 +1090,24 @@ def store_stats(
 
 
 def store_stats_table(body: Mapping[str, Any]) -> Table:
-    """The table of ``fleetscope store stats`` from the API's answer."""
+    """The table of ``fleetscope store stats`` from the API's answer (fits 80 columns)."""
+    from rich import box
+
     table = Table(title=f"history: {body.get('samples', 0):,} samples, {_bytes(body.get('disk_bytes'))} "
-                        f"on disk ({body.get('bytes_per_sample') or '-'} B/sample)", title_justify="left")
-    for name, right in (("id", True), ("metric", False), ("tier", False), ("points", True),
-                        ("samples", True), ("bytes", True), ("B/sample", True), ("oldest", False),
-                        ("newest", False)):
-        table.add_column(name, justify="right" if right else "left", no_wrap=name != "metric")
+                        f"on disk ({body.get('bytes_per_sample') or '-'} B/sample)", title_justify="left",
+                  box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("metric", ratio=1, min_width=12, overflow="fold")
+    for name in ("tier", "points", "bytes", "B/sample", "oldest", "newest"):
+        table.add_column(name, justify="left" if name in ("tier", "oldest", "newest") else "right",
+                         no_wrap=True)
     for row in body.get("tiers", []):
         metric = row.get("metric") or "(deleted)"
         if row.get("decomposition"):
             metric += " by " + ",".join(row["decomposition"])
-        table.add_row(str(row["inst_id"]), metric, row["tier"], f"{row['points']:,}", f"{row['samples']:,}",
-                      _bytes(row["bytes"]), f"{row['bytes_per_sample']:.3f}",
-                      _timestamp(row["oldest"], "%m-%d %H:%M"), _timestamp(row["newest"], "%m-%d %H:%M"))
+        table.add_row(str(row["inst_id"]), metric, row["tier"], f"{row['points']:,}", _bytes(row["bytes"]),
+                      f"{row['bytes_per_sample']:.3f}", _timestamp(row["oldest"], "%m-%d %H:%M"),
+                      _timestamp(row["newest"], "%m-%d %H:%M"))
     return table
 
 

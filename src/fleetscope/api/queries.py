@@ -213,7 +213,7 @@ def data_points(inst: Instrumentation, window: Window | None, rng: Range, topk: 
     tiers = tiers_of(inst, history)
     tier = tier_for(tiers, rng.duration)
     finals = window.points(rng.start, rng.end) if window else []
-    if len(tiers) == 1 and tier.retention >= 1 << 62:  # the window alone
+    if history is None or not inst.persist:  # the window alone
         block = chunks.from_points(finals, inst.shape)
     else:
         window_from = min(window.slots) if window and window.slots else None

@@ -55,7 +55,9 @@ class PostgresStore(SQLStore):
 
     def _connect(self) -> psycopg.Connection:
         try:
-            return psycopg.connect(self.url, connect_timeout=10)
+            # Autocommit: statements outside a `transaction()` block (VACUUM) run on their own,
+            # and the connection never sits idle inside a transaction.
+            return psycopg.connect(self.url, connect_timeout=10, autocommit=True)
         except psycopg.OperationalError as exc:
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "cannot connect"
             raise InputError("store", f"cannot open {_redact(self.url)}: {reason}", 400) from None
@@ -78,11 +80,7 @@ class PostgresStore(SQLStore):
         # VACUUM cannot run inside a transaction. It makes the space of deleted rows
         # reusable (and gives back empty pages at the end of a table).
         with self._lock:
-            self._conn.autocommit = True
-            try:
-                self._conn.execute("VACUUM chunks")
-            finally:
-                self._conn.autocommit = False
+            self._conn.execute("VACUUM chunks")
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,110 @@
+"""Export formats (CSV, JSON Lines, OpenMetrics) and heatmap range validation, without a server."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+
+import pytest
+
+from fleetscope.api import export, queries
+from fleetscope.model import values
+from fleetscope.model.errors import InputError
+from fleetscope.model.histogram import Histogram
+from fleetscope.model.instrumentation import Instrumentation
+from fleetscope.model.series import DataPoint
+
+T0 = 1_700_000_000
+
+
+def inst(shape: str, discrete: str | None = None, numeric: str | None = None) -> Instrumentation:
+    return Instrumentation(id=7, module="app", stat="http_requests", predicate={},
+                           decomposition=tuple(x for x in (discrete, numeric) if x), granularity=1,
+                           retention=600, idle_max=0, persist=True, created=0.0, shape=shape,
+                           discrete=discrete, numeric=numeric)
+
+
+def hist(*xs: float) -> Histogram:
+    h = Histogram()
+    for x in xs:
+        h.record(x)
+    return h
+
+
+def text(i: Instrumentation, points: list[DataPoint], fmt: str) -> str:
+    return "".join(export.export_lines(i, points, fmt))
+
+
+def test_csv_and_json_of_breakdowns() -> None:
+    i = inst(values.DISCRETE, "route")
+    points = [DataPoint(T0, 1, {"/a": 1.5, 'we"ird,key': 2.0}, 3, 4), DataPoint(T0 + 1, 1, None, 0, 4),
+              DataPoint(T0 + 2, 1, {"/a": 0.1 + 0.2}, 3, 3)]
+    rows = list(csv.DictReader(io.StringIO(text(i, points, "csv"))))
+    assert [(r["start_time"], r["key"], float(r["value"])) for r in rows] == [
+        (str(T0), "/a", 1.5), (str(T0), 'we"ird,key', 2.0), (str(T0 + 2), "/a", 0.1 + 0.2)]
+    assert rows[0]["nsources"] == "3" and rows[0]["expected"] == "4"
+    lines = [json.loads(x) for x in text(i, points, "json").splitlines()]
+    assert [p["value"] for p in lines] == [{"/a": 1.5, 'we"ird,key': 2.0}, {"/a": 0.1 + 0.2}], "gaps left out"
+
+
+def test_csv_of_histograms_has_one_row_per_bucket() -> None:
+    i = inst(values.HISTOGRAM, numeric="latency")
+    h = hist(0.0, 1.0, 1.0, 3.5)
+    rows = list(csv.DictReader(io.StringIO(text(i, [DataPoint(T0, 1, h, 1, 1)], "csv"))))
+    assert [float(r["bucket_count"]) for r in rows] == [1.0, 2.0, 1.0]
+    assert rows[0]["lower"] == "-Inf" and float(rows[0]["upper"]) == 0.0
+    assert {float(r["count"]) for r in rows} == {4.0} and {float(r["sum"]) for r in rows} == {5.5}
+    assert float(rows[1]["upper"]) == 1.0 and float(rows[2]["lower"]) < 3.5 <= float(rows[2]["upper"])
+
+
+def test_openmetrics_gauges_and_gauge_histograms() -> None:
+    i = inst(values.DISCRETE_HISTOGRAM, "route", "latency")
+    points = [DataPoint(T0, 1, {"/a": hist(1.0, 2.0), 'q"\\x': hist(5.0)}, 1, 1)]
+    om = text(i, points, "openmetrics")
+    lines = om.splitlines()
+    assert lines[0] == "# TYPE fleetscope_app_http_requests gaugehistogram"
+    assert lines[-1] == "# EOF"
+    buckets = [line for line in lines if '_bucket{instrumentation="7",route="/a"' in line]
+    cum = [float(line.split()[-2]) for line in buckets]
+    assert cum == sorted(cum) and cum[-1] == 2.0 and buckets[-1].count('le="+Inf"') == 1
+    assert f'fleetscope_app_http_requests_gsum{{instrumentation="7",route="/a"}} 3.0 {T0}' in lines
+    assert 'route="q\\"\\\\x"' in om, "label values are escaped"
+    sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*\{[^}]*\} -?[0-9.e+Inf-]+ \d+$')
+    assert all(sample.match(line) for line in lines if not line.startswith("#"))
+    scalar = text(inst(values.SCALAR), [DataPoint(T0, 1, 2.5, 1, 1)], "openmetrics")
+    assert scalar.splitlines()[2] == f'fleetscope_app_http_requests{{instrumentation="7"}} 2.5 {T0}'
+    assert not math.isnan(float(scalar.splitlines()[2].split()[1]))
+
+
+def test_unknown_format_is_a_programming_error() -> None:
+    with pytest.raises(ValueError):
+        export.export_lines(inst(values.SCALAR), [], "xml")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"span": 0}, "duration"),
+        ({"span": 60, "ncolumns": 0}, "ndatapoints"),
+        ({"span": 60, "step": 0}, "step"),
+        ({"span": 10**6, "step": 1}, "step"),
+        ({"start_time": 100, "end_time": 50}, "end_time"),
+    ],
+)
+def test_heatmap_ranges_reject_bad_input(kwargs: dict, field: str) -> None:
+    i = inst(values.HISTOGRAM, numeric="latency")
+    args = {"start_time": None, "end_time": None, "span": None, "step": None, "ncolumns": None, **kwargs}
+    with pytest.raises(InputError) as err:
+        queries.heatmap_range(i, T0, **args, now=T0)
+    assert err.value.field == field
+
+
+def test_heatmap_ranges_end_with_whole_columns() -> None:
+    i = inst(values.HISTOGRAM, numeric="latency")
+    r = queries.heatmap_range(i, T0 + 36, None, None, 7200, None, 60, now=T0 + 40)
+    assert (r.duration, r.n, r.end) == (120, 60, T0 + 37)
+    r = queries.heatmap_range(i, None, T0, None, 600, 10, None, now=T0 + 40)
+    assert (r.start, r.duration, r.n) == (T0, 10, 60)
