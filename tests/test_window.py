@@ -124,3 +124,18 @@ def test_skewed_clocks_are_corrected_to_the_aggregators_slots() -> None:
     agg.add_batch(m.Batch("exact", T0 + 9, now, [m.Partial(1, 2.0)]), now=now)
     points = agg.window(1).points(T0, T0 + 20)
     assert [(p.start_time, p.value, p.nsources) for p in points] == [(T0 + 9, 3.0, 2)]
+
+
+def test_an_aggregator_keeps_windows_only_for_its_shard() -> None:
+    agg = Aggregator(MemoryBus())
+    for i in (1, 2, 3):
+        agg.enable(inst(shape=values.SCALAR, inst_id=i))
+    agg.own({1, 3})
+    assert set(agg.windows) == {1, 3} and agg.following() == {1, 2, 3}
+    agg.add_batch(m.Batch("a", T0, T0 + 1.0, [m.Partial(i, float(i)) for i in (1, 2, 3)]), now=T0 + 1.1)
+    assert agg.dropped["unknown_instrumentation"] == 0, "another shard's partials are not errors"
+    assert agg.window(2) is None
+    agg.own({2})  # a rebalance: 1 and 3 moved away, 2 came here
+    assert set(agg.windows) == {2}
+    agg.enable(inst(shape=values.SCALAR, inst_id=4))  # created meanwhile, not ours
+    assert set(agg.windows) == {2}

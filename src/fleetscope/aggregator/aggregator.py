@@ -38,7 +38,9 @@ class Aggregator(Follower):
         self.bus = bus
         self.topk = topk
         self.grace = grace
-        self.windows: dict[int, Window] = {}
+        self.windows: dict[int, Window] = {}  # the owned instrumentations
+        self.known: dict[int, Instrumentation] = {}  # every instrumentation of the control plane
+        self.owned: set[int] | None = None  # None: everything (one aggregator); else a shard
         self.listeners: list[Listener] = []
         self.dropped: Counter[str] = Counter()
         self._clock_readings: dict[str, deque[float]] = {}
@@ -51,6 +53,9 @@ class Aggregator(Follower):
     # -- instrumentations -------------------------------------------------------------------
 
     def enable(self, inst: Instrumentation) -> None:
+        self.known[inst.id] = inst
+        if self.owned is not None and inst.id not in self.owned:
+            return
         window = self.windows.get(inst.id)
         if window is None:
             self.windows[inst.id] = Window(inst, self.topk, self.grace, self._notify)
@@ -58,10 +63,21 @@ class Aggregator(Follower):
             window.inst = inst  # retention, idle_max or persist changed
 
     def disable(self, inst_id: int) -> None:
+        self.known.pop(inst_id, None)
         self.windows.pop(inst_id, None)
 
     def following(self) -> set[int]:
-        return set(self.windows)
+        return set(self.known)
+
+    def own(self, ids: set[int]) -> None:
+        """Aggregate only ``ids`` from now on (this aggregator's shard): windows are made for
+        newly owned instrumentations and dropped for those another aggregator took over."""
+        self.owned = set(ids)
+        for inst_id in set(self.windows) - self.owned:
+            del self.windows[inst_id]
+        for inst_id in self.owned & set(self.known):
+            if inst_id not in self.windows:
+                self.enable(self.known[inst_id])
 
     # -- data -------------------------------------------------------------------------------
 
@@ -78,8 +94,9 @@ class Aggregator(Follower):
         for partial in batch.partials:
             window = self.windows.get(partial.id)
             if window is None:
-                self.dropped["unknown_instrumentation"] += 1
-                continue
+                if partial.id not in self.known:
+                    self.dropped["unknown_instrumentation"] += 1
+                continue  # another aggregator's shard
             try:
                 value = values.decode(partial.value, window.inst.shape)
             except InputError:
