@@ -8,6 +8,7 @@ import signal
 import socket
 import tomllib
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from platformdirs import user_data_dir
@@ -54,6 +55,13 @@ def serve(
                                 "'second=7d,minute=30d,hour=1y' (these are the defaults)."),
     flush_every: float = typer.Option(5.0, help="Seconds between writes of new history to the store "
                                       "(a crash loses at most these)."),
+    statsd: str = typer.Option(None, help="Receive StatsD (UDP and TCP) at [HOST:]PORT, e.g. 8125."),
+    statsd_prefix: str = typer.Option("app", help="Module of the metrics received over StatsD."),
+    otlp: str = typer.Option(None, help="Receive OpenTelemetry metrics over OTLP/HTTP at [HOST:]PORT, "
+                             "e.g. 4318 (POST /v1/metrics, protobuf or JSON)."),
+    otlp_prefix: str = typer.Option("otel", help="Module of the metrics received over OTLP."),
+    scrape: list[str] = typer.Option([], help="Scrape Prometheus/OpenMetrics text at URL[,interval "
+                                     "seconds] (default 10 s; repeatable)."),
 ) -> None:
     """Run everything on this host: agent, aggregator, store, API and dashboard."""
     import uvicorn
@@ -80,7 +88,10 @@ def serve(
             raise InputError("flush-every", "must be between 0.1 and 3600 seconds")
         retention = {**DEFAULT_RETENTION, **validate_retention(history or {}, field="history")}
         application = embedded_app(data_dir, hostname, store,
-                                   HistoryConfig(retention=retention, flush_every=flush_every))
+                                   HistoryConfig(retention=retention, flush_every=flush_every),
+                                   statsd=_statsd_config(statsd, statsd_prefix),
+                                   otlp=_otlp_config(otlp, otlp_prefix),
+                                   scrape=_scrape_targets(scrape))
     except InputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -118,6 +129,43 @@ def _labels(pairs: list[str]) -> dict[str, str]:
     return labels
 
 
+def _statsd_config(address: str | None, prefix: str):
+    """The StatsD listener of ``--statsd [HOST:]PORT`` (None when not asked for);
+    InputError naming ``statsd`` or ``statsd-prefix`` if either is bad."""
+    if address is None:
+        return None
+    from fleetscope.model.errors import InputError
+    from fleetscope.sources.statsd import StatsdConfig, parse_address
+    from fleetscope.sources.statsd_parse import sanitize
+
+    host, port = parse_address(address)
+    if not prefix or sanitize(prefix) != prefix:
+        raise InputError("statsd-prefix", f"{prefix!r} is not a plain name (letters, digits, _)")
+    return StatsdConfig(host=host, port=port, prefix=prefix)
+
+
+def _otlp_config(address: str | None, prefix: str):
+    """The OTLP receiver of ``--otlp [HOST:]PORT`` (None when not asked for)."""
+    if address is None:
+        return None
+    from fleetscope.model.errors import InputError
+    from fleetscope.sources.otlp import OtlpConfig
+    from fleetscope.sources.statsd import parse_address
+    from fleetscope.sources.statsd_parse import sanitize
+
+    host, port = parse_address(address, "otlp")
+    if not prefix or sanitize(prefix) != prefix:
+        raise InputError("otlp-prefix", f"{prefix!r} is not a plain name (letters, digits, _)")
+    return OtlpConfig(host=host, port=port, prefix=prefix)
+
+
+def _scrape_targets(texts: list[str]) -> list:
+    """The targets of ``--scrape URL[,interval]`` (InputError naming ``scrape`` if one is bad)."""
+    from fleetscope.sources.scrape import parse_target
+
+    return [parse_target(t) for t in texts]
+
+
 def _run_until_signalled(main) -> None:
     """Run ``main(stop_event)`` on a new event loop; SIGTERM and SIGINT set the event."""
 
@@ -147,6 +195,14 @@ def agent(
                                help="Memory for batches while the bus is away, e.g. 64MiB."),
     config: Path = typer.Option(None, envvar="FLEETSCOPE_CONFIG", help="TOML file ([agent] table)."),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
+    statsd: str = typer.Option(None, envvar="FLEETSCOPE_STATSD",
+                               help="Receive StatsD (UDP and TCP) at [HOST:]PORT, e.g. 8125."),
+    statsd_prefix: str = typer.Option(None, help="Module of the metrics received over StatsD (app)."),
+    otlp: str = typer.Option(None, envvar="FLEETSCOPE_OTLP",
+                             help="Receive OTLP/HTTP metrics at [HOST:]PORT, e.g. 4318."),
+    otlp_prefix: str = typer.Option(None, help="Module of the metrics received over OTLP (otel)."),
+    scrape: list[str] = typer.Option([], help="Scrape Prometheus/OpenMetrics text at URL[,interval "
+                                     "seconds] (default 10 s; repeatable)."),
 ) -> None:
     """Collect on this host and publish to the fleet's bus (NATS)."""
     from fleetscope.agent.agent import Agent
@@ -163,14 +219,36 @@ def agent(
     try:
         transport = connect_bus(url, **options)
         max_bytes = int(parse_quantity(str(_setting(buffer, cfg, "buffer", "64MiB")), BYTES, "buffer"))
+        statsd_config = _statsd_config(_setting(statsd, cfg, "statsd"),
+                                       str(_setting(statsd_prefix, cfg, "statsd_prefix", "app")))
+        otlp_config = _otlp_config(_setting(otlp, cfg, "otlp"),
+                                   str(_setting(otlp_prefix, cfg, "otlp_prefix", "otel")))
+        targets = _scrape_targets(scrape or list(cfg.get("scrape", [])))
     except InputError as exc:
         typer.echo(f"error: {exc.field}: {exc.message}", err=True)
         raise typer.Exit(1) from None
     labels = {**cfg.get("labels", {}), **_labels(label)}
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        collector = Agent(transport, local_sources(), hostname=_setting(hostname, cfg, "hostname"),
+        from fleetscope.sources.selfmetrics import SelfSource
+
+        own = SelfSource(api=False)  # fleetscope.agent_tick
+        sources = [*local_sources(), own]
+        if statsd_config is not None:
+            from fleetscope.sources.statsd import StatsdSource
+
+            sources.append(StatsdSource(statsd_config))
+        if otlp_config is not None:
+            from fleetscope.sources.otlp import OtlpSource
+
+            sources.append(OtlpSource(otlp_config))
+        if targets:
+            from fleetscope.sources.scrape import ScrapeSource
+
+            sources.append(ScrapeSource(targets))
+        collector = Agent(transport, sources, hostname=_setting(hostname, cfg, "hostname"),
                           labels=labels, buffer_bytes=max_bytes)
+        collector.on_tick = own.record_tick
     except InputError as exc:
         typer.echo(f"error: {exc.field}: {exc.message}", err=True)
         raise typer.Exit(1) from None
@@ -188,6 +266,93 @@ def agent(
 
     typer.echo(f"fleetscope agent {__version__} on {collector.hostname}, bus {url}")
     _run_until_signalled(main)
+
+
+# -- fleet processes: options shared by `aggregator` and `api` ---------------------------------
+
+BusUrl = Annotated[str | None, typer.Option("--bus", envvar="FLEETSCOPE_BUS",
+                                            help="NATS URL, e.g. nats://nats1:4222.")]
+StoreUrl = Annotated[str | None, typer.Option("--store", envvar="FLEETSCOPE_STORE",
+                                              help="postgresql://user@host/db (or sqlite:///path).")]
+Creds = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_NATS_CREDS", help="NATS credentials file.")]
+User = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_NATS_USER", help="NATS user.")]
+Password = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_NATS_PASSWORD", help="NATS password.")]
+Token = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_NATS_TOKEN", help="NATS token.")]
+TlsCa = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_TLS_CA", help="CA certificate for TLS.")]
+TlsCert = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_TLS_CERT", help="Client certificate.")]
+TlsKey = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_TLS_KEY", help="Client key.")]
+Config = Annotated[Path | None, typer.Option(envvar="FLEETSCOPE_CONFIG", help="TOML config file.")]
+LogLevel = Annotated[str, typer.Option(help="debug, info, warning or error.")]
+
+
+def _fleet_parts(section: str, config: Path | None, bus: str | None, store: str | None,
+                 nats: dict[str, str | None]):
+    """The bus and the store of a fleet process, from flags, environment and config file."""
+    from fleetscope.bus.base import connect_bus
+    from fleetscope.model.errors import InputError
+    from fleetscope.store.base import open_store
+
+    cfg = _load_config(config, section)
+    url = _setting(bus, cfg, "bus", "nats://127.0.0.1:4222")
+    store_url = _setting(store, cfg, "store")
+    try:
+        if not store_url:
+            raise InputError("store", "is required: the shared store, e.g. postgresql://fleetscope@db/fleetscope")
+        transport = connect_bus(url, **{k: _setting(v, cfg, k) for k, v in nats.items()})
+        return transport, open_store(store_url), url
+    except InputError as exc:
+        typer.echo(f"error: {exc.field}: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def aggregator(
+    bus: BusUrl = None, store: StoreUrl = None, name: Annotated[str | None, typer.Option(
+        help="A name unique in the fleet (default host:pid).")] = None,
+    creds: Creds = None, user: User = None, password: Password = None, token: Token = None,
+    tls_ca: TlsCa = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
+    config: Config = None, log_level: LogLevel = "info",
+) -> None:
+    """Merge the agents' data (a share of the instrumentations) and write history to the store."""
+    from fleetscope.api.fleet import run_aggregator
+
+    transport, shared, url = _fleet_parts("aggregator", config, bus, store, {
+        "creds": creds, "user": user, "password": password, "token": token,
+        "tls_ca": tls_ca, "tls_cert": tls_cert, "tls_key": tls_key})
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    typer.echo(f"fleetscope aggregator {__version__}, bus {url}")
+
+    async def main(stop: asyncio.Event) -> None:
+        try:
+            await run_aggregator(transport, shared, stop, name)
+        finally:
+            await transport.close()
+            shared.close()
+
+    _run_until_signalled(main)
+
+
+@app.command()
+def api(
+    bus: BusUrl = None, store: StoreUrl = None,
+    port: Annotated[int, typer.Option(help="TCP port of the API and dashboard.")] = DEFAULT_PORT,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = DEFAULT_HOST,
+    creds: Creds = None, user: User = None, password: Password = None, token: Token = None,
+    tls_ca: TlsCa = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
+    config: Config = None, log_level: LogLevel = "warning",
+) -> None:
+    """Serve the API and the dashboard of a fleet (any number of these, behind a balancer)."""
+    import uvicorn
+
+    from fleetscope.api.fleet import api_app
+
+    transport, shared, url = _fleet_parts("api", config, bus, store, {
+        "creds": creds, "user": user, "password": password, "token": token,
+        "tls_ca": tls_ca, "tls_cert": tls_cert, "tls_key": tls_key})
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    typer.echo(f"fleetscope api {__version__} serving at http://{host}:{port}/ (bus {url})")
+    uvicorn.run(api_app(transport, shared), host=host, port=port, log_level=log_level, access_log=False,
+                timeout_graceful_shutdown=5)
 
 
 register(app)

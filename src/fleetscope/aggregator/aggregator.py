@@ -69,6 +69,9 @@ class Aggregator(Follower):
     def following(self) -> set[int]:
         return set(self.known)
 
+    async def _resync(self) -> None:
+        await self.sync()
+
     def own(self, ids: set[int]) -> None:
         """Aggregate only ``ids`` from now on (this aggregator's shard): windows are made for
         newly owned instrumentations and dropped for those another aggregator took over."""
@@ -173,6 +176,7 @@ class Aggregator(Follower):
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.bus.on_reconnect.append(self._resync)  # creates and deletes meanwhile were missed
         await self.bus.connect()
         await self.follow()
         await self.bus.subscribe(f"{m.DATA}.>", self._on_batch)

@@ -115,10 +115,18 @@ class Replica(Follower):
         for final in answer.points:
             with contextlib.suppress(InputError):
                 point = from_message(final, window.inst.shape)
-                window.slots.setdefault(point.start_time, point)  # a newer broadcast wins
+                # The aggregator's window is the authority: its answer is at least as new as any
+                # broadcast this replica received before asking (one publisher, in order).
+                window.put(point)
         return True
 
+    async def _after_reconnect(self) -> None:
+        """Finals published while this API server was cut off were missed: ask again."""
+        self._backfilled.clear()
+        await self.sync()
+
     async def start(self) -> None:
+        self.bus.on_reconnect.append(self._after_reconnect)
         await self.bus.connect()
         await self.follow()
         await self.bus.subscribe(f"{m.FINAL}.>", self._on_final)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 
@@ -31,9 +32,16 @@ DEFAULT_INSTRUMENTATIONS = (
     {"module": "net", "stat": "bytes", "decomposition": ["nic"]},
     {"module": "proc", "stat": "cpu", "decomposition": ["execname"]},
     {"module": "proc", "stat": "cpu", "decomposition": ["utilization"]},
+    # Only on hosts with containers (the cgroup source lists its metrics only then).
+    {"module": "container", "stat": "cpu", "decomposition": ["container"]},
+    {"module": "container", "stat": "memory", "decomposition": ["container"]},
+    # fleetscope's own API latency (`fleetscope serve`): a real latency heatmap from the start.
+    {"module": "fleetscope", "stat": "api_requests", "decomposition": ["latency"]},
 )
 DEFAULT_OPTIONS = {"retention": 3600, "idle_max": 0, "persist": True}
 IDLE_CHECK_EVERY = 5.0
+CATALOG_KEY = "catalog"  # meta key: the metrics learnt from agents, as JSON
+ACCESS_KEY = "last_access:"  # meta key prefix: when an instrumentation was last read
 # Agents report their status every few seconds (agent.STATUS_EVERY = 5 s).
 ONLINE_WITHIN = 15.0
 GONE_AFTER = 60.0
@@ -136,11 +144,15 @@ class ControlPlane:
             return
         self.hosts[status.host] = (status, time.time())
         self.known_hosts[status.host] = status.labels
+        before = {mt.name: mt for mt in self.catalog}
         for obj in status.metrics:  # an agent's catalogue, sent when it starts
             try:
                 self.catalog.add(Metric.from_json(obj))
             except InputError:
                 self.bad_messages += 1
+        if status.metrics and {mt.name: mt for mt in self.catalog} != before:
+            # Shared with API servers that start later, which have no agent of their own.
+            self.store.set_meta(CATALOG_KEY, json.dumps([mt.to_json() for mt in self.catalog]))
 
     def host_list(self, now: float | None = None) -> list[dict]:
         """Every agent heard from: status (online, stale, gone), last report, version, clock offset
@@ -162,7 +174,14 @@ class ControlPlane:
             })
         return out
 
+    def _load_catalog(self) -> None:
+        saved = self.store.get_meta(CATALOG_KEY)
+        for obj in json.loads(saved) if saved else []:
+            with contextlib.suppress(InputError):
+                self.catalog.add(Metric.from_json(obj))
+
     async def start(self) -> None:
+        self._load_catalog()
         await self.bus.connect()
         await self.bus.subscribe(m.CTL_LIST, self._on_list, queue="control")
         await self.bus.subscribe(m.AGENT_STATUS, self._on_status)
@@ -174,13 +193,31 @@ class ControlPlane:
     async def _expire_idle(self) -> None:
         while True:
             await asyncio.sleep(IDLE_CHECK_EVERY)
-            now = time.time()
-            for inst in self.list():
-                last = self._last_access.setdefault(inst.id, now)
-                if inst.idle_max and now - last > inst.idle_max:
-                    log.info("instrumentation %s unused for %ss: deleted", inst.id, inst.idle_max)
-                    with contextlib.suppress(NotFound):
-                        await self.delete(inst.id)
+            try:
+                await self.expire_idle(time.time())
+            except Exception:  # the store is away: try again at the next check
+                log.exception("idle check failed")
+
+    async def expire_idle(self, now: float) -> list[int]:
+        """Delete the instrumentations nobody read for ``idle_max`` seconds; their ids.
+
+        Several API servers may serve one store: each records in the store when it
+        last saw an instrumentation read, and the latest read of any of them counts.
+        """
+        expired = []
+        for inst in self.list():
+            key = f"{ACCESS_KEY}{inst.id}"
+            mine = self._last_access.setdefault(inst.id, now)
+            stored = self.store.get_meta(key)
+            last = max(mine, float(stored) if stored else 0.0)
+            if stored is None or mine > float(stored):
+                self.store.set_meta(key, repr(mine))
+            if inst.idle_max and now - last > inst.idle_max:
+                log.info("instrumentation %s unused for %ss: deleted", inst.id, inst.idle_max)
+                with contextlib.suppress(NotFound):
+                    await self.delete(inst.id)
+                    expired.append(inst.id)
+        return expired
 
     async def stop(self) -> None:
         if self._task:

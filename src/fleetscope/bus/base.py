@@ -30,6 +30,9 @@ class Subscription(Protocol):
 class Bus(Protocol):
     """What agents, aggregators and API servers need of a transport."""
 
+    # Called after the connection came back: messages published meanwhile were missed.
+    on_reconnect: list[Callable[[], Awaitable[None]]]
+
     async def connect(self) -> None:
         """Connect (idempotent)."""
         ...

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from fleetscope.bus.base import Handler, Msg, subject_matches
@@ -49,6 +50,7 @@ class MemoryBus:
         self._inbox = itertools.count()
         self._rr = itertools.count()
         self.dropped = 0
+        self.on_reconnect: list[Callable[[], Awaitable[None]]] = []  # never called: never disconnected
 
     async def connect(self) -> None:
         return None

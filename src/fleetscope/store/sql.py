@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
@@ -38,6 +39,15 @@ CREATE TABLE IF NOT EXISTS instrumentations (
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS aggregators (
+    name TEXT PRIMARY KEY,
+    seen {real} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leases (
+    inst_id BIGINT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires {real} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS dashboards (
     id {id},
@@ -117,6 +127,9 @@ class SQLStore:
     """Definitions, dashboards and history over SQL; see the module docstring."""
 
     ID_TYPE = "INTEGER PRIMARY KEY"
+    # Rounds of lease keeping run one at a time (their row locks would otherwise deadlock);
+    # SQLite serialises writers already.
+    LEASE_LOCK: str | None = None
     BLOB_TYPE = "BLOB"
     REAL_TYPE = "REAL"
 
@@ -174,6 +187,48 @@ class SQLStore:
         with self._tx() as db:
             db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    # -- leases: which aggregator aggregates which instrumentation (fleetscope.aggregator.shards) --
+
+    def keep_leases(self, name: str, inst_ids: Sequence[int], now: float, ttl: float) -> set[int]:
+        """One round for aggregator ``name``: heartbeat, renew its leases up to its fair share of
+        ``inst_ids`` (the rest given back), claim free or expired ones; the ids it holds now."""
+        with self._tx() as db:
+            if self.LEASE_LOCK:
+                db.execute(self.LEASE_LOCK)
+            db.execute("INSERT INTO aggregators (name, seen) VALUES (?, ?) "
+                       "ON CONFLICT (name) DO UPDATE SET seen = excluded.seen", (name, now))
+            db.execute("DELETE FROM aggregators WHERE seen < ?", (now - 100 * ttl,))
+            live = db.execute("SELECT COUNT(*) FROM aggregators WHERE seen > ?", (now - ttl,)).fetchone()[0]
+            wanted = set(inst_ids)
+            fair = -(-len(wanted) // max(1, int(live)))
+            held = sorted(int(r[0]) for r in db.execute(
+                "SELECT inst_id FROM leases WHERE owner = ? AND expires > ?", (name, now)).fetchall())
+            keep = [i for i in held if i in wanted][:fair]
+            for inst_id in set(held) - set(keep):  # over the share, or deleted meanwhile
+                db.execute("DELETE FROM leases WHERE inst_id = ? AND owner = ?", (inst_id, name))
+            for inst_id in keep:
+                db.execute("UPDATE leases SET expires = ? WHERE inst_id = ? AND owner = ?",
+                           (now + ttl, inst_id, name))
+            taken = {int(r[0]) for r in db.execute("SELECT inst_id FROM leases WHERE expires > ?",
+                                                   (now,)).fetchall()}
+            free = sorted(wanted - taken)
+            random.Random(name).shuffle(free)  # aggregators starting together try different ones first
+            for inst_id in free[: max(0, fair - len(keep))]:
+                # Atomic on both databases: only a missing or expired lease changes hands.
+                cur = db.execute(
+                    "INSERT INTO leases (inst_id, owner, expires) VALUES (?, ?, ?) "
+                    "ON CONFLICT (inst_id) DO UPDATE SET owner = excluded.owner, expires = excluded.expires "
+                    "WHERE leases.expires <= ?", (inst_id, name, now + ttl, now))
+                if cur.rowcount:
+                    keep.append(inst_id)
+        return set(keep)
+
+    def release_leases(self, name: str) -> None:
+        """Aggregator ``name`` stops: its instrumentations are free at once."""
+        with self._tx() as db:
+            db.execute("DELETE FROM leases WHERE owner = ?", (name,))
+            db.execute("DELETE FROM aggregators WHERE name = ?", (name,))
 
     # -- dashboards: one JSON document per row, validated by the API -----------------------------
 

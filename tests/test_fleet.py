@@ -1,0 +1,227 @@
+"""Fleet mode end to end: real nats-server, real PostgreSQL, two aggregators, two API servers and
+three agents as separate processes; failures of each kind, and what the operator sees."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import VENV_BIN, free_port
+from tests.nats_server import NatsServer
+from tests.store_backends import pg_url  # noqa: F401 - fixture
+
+API = "/api/v1"
+HOSTS = ("fleet-h1", "fleet-h2", "fleet-h3")
+NCPU = os.cpu_count() or 1
+
+
+class Proc:
+    """A fleetscope process of the fleet, with its log."""
+
+    def __init__(self, name: str, args: list[str], log_dir: Path) -> None:
+        self.name, self.args, self.log = name, args, log_dir / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Proc:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([str(VENV_BIN / "fleetscope"), *self.args], stdout=log,
+                                         stderr=subprocess.STDOUT)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Fleet:
+    def __init__(self, tmp: Path, store: str) -> None:
+        self.nats = NatsServer(tmp)
+        self.store = store
+        self.tmp = tmp
+        self.ports = [free_port(), free_port()]
+        bus = ["--bus", self.nats.url]
+        self.aggregators = [Proc(f"agg{i}", ["aggregator", *bus, "--store", store, "--name", f"agg{i}"], tmp)
+                            for i in (1, 2)]
+        self.apis = [Proc(f"api{i}", ["api", *bus, "--store", store, "--port", str(p)], tmp)
+                     for i, p in enumerate(self.ports, 1)]
+        self.agents = {h: Proc(h, ["agent", *bus, "--hostname", h, "--label", f"rack=r{i}"], tmp)
+                       for i, h in enumerate(HOSTS, 1)}
+
+    def url(self, i: int) -> str:
+        return f"http://127.0.0.1:{self.ports[i]}"
+
+    def processes(self) -> list[Proc]:
+        return [*self.aggregators, *self.apis, *self.agents.values()]
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.log.read_text()[-1500:]}" for p in self.processes()
+                         if p.log.exists())
+
+
+def wait_for(fn, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            last = exc
+        time.sleep(0.3)
+    raise AssertionError(f"{what}: not within {timeout} s (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Fleet]:  # noqa: F811
+    f = Fleet(tmp_path_factory.mktemp("fleet"), pg_url)
+    f.nats.start()
+    # Any order works; start the agents first, the API servers last.
+    for p in [*f.agents.values(), *f.aggregators, *f.apis]:
+        p.start()
+    try:
+        for i in (0, 1):
+            wait_for(lambda i=i: httpx.get(f.url(i) + "/healthz", timeout=2).status_code == 200, 30,
+                     f"api{i + 1} up")
+        wait_for(lambda: {h["hostname"] for h in httpx.get(f.url(0) + f"{API}/hosts").json()["hosts"]}
+                 >= set(HOSTS), 30, "every agent known to the API")
+        yield f
+    except BaseException:
+        print(f.logs())
+        raise
+    finally:
+        for p in f.processes():
+            p.stop()
+        f.nats.stop()
+
+
+def create(url: str, body: dict) -> dict:
+    resp = httpx.post(url + f"{API}/instrumentations", json=body, timeout=10)
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+def points(url: str, inst_id: int, n: int) -> list[dict]:
+    return httpx.get(url + f"{API}/instrumentations/{inst_id}/value", params={"ndatapoints": n},
+                     timeout=10).json()
+
+
+def complete(url: str, inst_id: int, n: int, nsources: int) -> list[dict] | None:
+    """The last ``n`` points if they all have data from ``nsources`` sources (an interval metric's
+    first tick on a host has no rows yet: its points are empty breakdowns)."""
+    pts = points(url, inst_id, n)
+    return pts if all(p["value"] and p["nsources"] == nsources for p in pts) else None
+
+
+def assert_not_double_counted(pts: list[dict]) -> None:
+    for p in pts:
+        if p["value"] is None:
+            continue
+        assert p["nsources"] <= len(HOSTS), p
+        for host, cpu in p["value"].items():
+            # Every agent runs on this machine: at most NCPU CPU seconds per second each.
+            assert cpu <= NCPU * 1.2, f"{host} counted twice at {p['start_time']}: {cpu}"
+
+
+def test_fleet_wide_values_through_either_api_server(fleet: Fleet) -> None:
+    inst = create(fleet.url(0), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"],
+                                 "persist": True})
+    pts = wait_for(lambda: complete(fleet.url(1), inst["id"], 3, 3), 20, "3 sources via the other API")
+    for p in pts:
+        assert set(p["value"]) == set(HOSTS)
+        assert p["expected"] == 3
+    assert_not_double_counted(pts)
+    # The metric catalogue came from the agents (API servers have no sources of their own).
+    names = {m["name"] for m in httpx.get(fleet.url(1) + f"{API}/metrics").json()["metrics"]}
+    assert {"cpu.usage", "proc.cpu"} <= names
+    hosts = httpx.get(fleet.url(1) + f"{API}/hosts").json()["hosts"]
+    status = {h["hostname"]: h["status"] for h in hosts if h["hostname"] in HOSTS}
+    assert status == dict.fromkeys(HOSTS, "online")
+
+
+def test_host_limited_instrumentations(fleet: Fleet) -> None:
+    by_name = create(fleet.url(1), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"],
+                                    "predicate": 'hostname == "fleet-h2"'})
+    by_label = create(fleet.url(0), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"],
+                                     "predicate": 'rack in ["r1", "r3"]'})
+    pts = wait_for(lambda: complete(fleet.url(0), by_name["id"], 3, 1), 20, "host-limited values")
+    assert all(set(p["value"]) == {"fleet-h2"} and p["expected"] == 1 for p in pts)
+    pts = wait_for(lambda: complete(fleet.url(1), by_label["id"], 3, 2), 20, "label-limited values")
+    assert all(set(p["value"]) == {"fleet-h1", "fleet-h3"} for p in pts)
+    hosts = {h["hostname"]: h for h in httpx.get(fleet.url(0) + f"{API}/hosts").json()["hosts"]}
+    wait_for(lambda: by_name["id"] in {h["hostname"]: h for h in httpx.get(
+        fleet.url(0) + f"{API}/hosts").json()["hosts"]}["fleet-h2"]["instrumentations"], 15, "h2 reports it")
+    hosts = {h["hostname"]: h for h in httpx.get(fleet.url(0) + f"{API}/hosts").json()["hosts"]}
+    assert by_name["id"] not in hosts["fleet-h1"]["instrumentations"], "h1 was never asked to run it"
+
+
+def test_killing_an_aggregator_moves_its_work_without_double_counting(fleet: Fleet) -> None:
+    inst = create(fleet.url(0), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"]})
+    wait_for(lambda: complete(fleet.url(0), inst["id"], 3, 3), 20, "values before the kill")
+    killed_at = time.time()
+    fleet.aggregators[0].stop(signal.SIGKILL)
+    try:
+        # Values continue within 10 s (lease time-out), whichever aggregator held it.
+        wait_for(lambda: points(fleet.url(0), inst["id"], 1)[0]["start_time"] > killed_at + 1
+                 and complete(fleet.url(0), inst["id"], 3, 3), 20, "values after the takeover")
+        pts = points(fleet.url(1), inst["id"], 30)
+        assert_not_double_counted(pts)
+        gap = [p for p in pts if p["value"] is None and p["start_time"] > killed_at - 1]
+        assert len(gap) <= 10, f"a visible gap of at most the takeover time: {len(gap)} s"
+    finally:
+        fleet.aggregators[0].start()
+
+
+def test_a_nats_outage_loses_nothing_from_the_agents_buffers(fleet: Fleet) -> None:
+    inst = create(fleet.url(0), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"]})
+    wait_for(lambda: complete(fleet.url(0), inst["id"], 3, 3), 30, "values before the outage")
+    down_from = int(time.time())
+    fleet.nats.stop()
+    time.sleep(30)
+    fleet.nats.start()
+    down_to = int(time.time())
+
+    def outage_complete():
+        pts = httpx.get(fleet.url(0) + f"{API}/instrumentations/{inst['id']}/value",
+                        params={"start_time": down_from, "end_time": down_to}, timeout=10).json()
+        return pts if all(p["nsources"] == 3 for p in pts) else None
+
+    pts = wait_for(outage_complete, 60, "every second of the outage from every agent")
+    assert len(pts) == down_to - down_from
+    assert_not_double_counted(pts)
+
+
+def test_an_agent_restart(fleet: Fleet) -> None:
+    inst = create(fleet.url(1), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"]})
+    wait_for(lambda: complete(fleet.url(1), inst["id"], 3, 3), 20, "values before the restart")
+    agent = fleet.agents["fleet-h3"]
+    agent.stop()
+    wait_for(lambda: points(fleet.url(1), inst["id"], 2)[-1]["expected"] == 2, 20,
+             "a stopped host is not expected any more")
+    agent.start()
+    wait_for(lambda: complete(fleet.url(1), inst["id"], 3, 3), 30, "the restarted agent reports again")
+
+
+def test_an_api_server_restart(fleet: Fleet) -> None:
+    inst = create(fleet.url(1), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"]})
+    wait_for(lambda: complete(fleet.url(1), inst["id"], 5, 3), 20, "values before the restart")
+    api = fleet.apis[1]
+    api.stop()
+    api.start()
+    wait_for(lambda: httpx.get(fleet.url(1) + "/healthz", timeout=2).status_code == 200, 30, "api2 back")
+    # The window before the restart is backfilled from the aggregators, and new values flow.
+    pts = wait_for(lambda: complete(fleet.url(1), inst["id"], 10, 3), 30, "values after the restart")
+    assert_not_double_counted(pts)
+    assert httpx.get(fleet.url(1) + f"{API}/instrumentations/{inst['id']}").json()["id"] == inst["id"]
