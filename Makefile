@@ -25,6 +25,7 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 test: $(STAMP) system-deps
+	@$(BIN)/python -c "import libvirt" 2>/dev/null || $(BIN)/pip install -q -e '.[test,vm]'
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest $(ARGS)
 

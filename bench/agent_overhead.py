@@ -7,6 +7,7 @@ the tool behind the reference figures in DESIGN.md; the floor agent
 
     .venv/bin/python bench/agent_overhead.py                 # 60 s after 10 s warm-up
     .venv/bin/python bench/agent_overhead.py --extra-procs 300
+    .venv/bin/python bench/agent_overhead.py --extra-procs 300 --cgroups 50   # as root
     .venv/bin/python bench/agent_overhead.py --seconds 20 --warmup 5 --no-floor
 """
 
@@ -42,6 +43,8 @@ def run_agent() -> None:
         bus = MemoryBus()
         agent = Agent(bus, local_sources())
         for i, spec in enumerate(DEFAULT_INSTRUMENTATIONS, start=1):
+            if f"{spec['module']}.{spec['stat']}" not in agent.catalog:
+                continue  # as ensure_defaults does: container defaults only on hosts with containers
             body = validate_spec({**spec, **DEFAULT_OPTIONS}, agent.catalog)
             agent.enable(Instrumentation(id=i, created=time.time(), **body))
 
@@ -66,12 +69,49 @@ def spawn(cmd: list[str]) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# The v1 hierarchies the container metrics read, and the v2 mount beside them.
+CGROUP_MOUNTS = ("cpu", "cpuacct", "memory", "pids", "blkio", "unified")
+
+
+def make_cgroups(n: int, procs: list[subprocess.Popen]) -> list[Path]:
+    """``n`` cgroups (as root) in every hierarchy of CGROUP_MOUNTS that exists, shaped like
+    systemd services; ``procs`` are spread over them. Returns the directories made."""
+    made = []
+    mounts = [CGROUP_ROOT / m for m in CGROUP_MOUNTS if (CGROUP_ROOT / m / "cgroup.procs").exists()]
+    for i in range(n):
+        dirs = []
+        for mount in mounts:
+            d = mount / f"fleetscope-bench-{os.getpid()}-{i}.service"
+            d.mkdir()
+            made.append(d)
+            dirs.append(d)
+        for p in procs[i::n]:
+            for d in dirs:
+                (d / "cgroup.procs").write_text(str(p.pid))
+    return made
+
+
+def remove_cgroups(dirs: list[Path]) -> None:
+    for d in dirs:
+        for _ in range(50):
+            try:
+                d.rmdir()
+                break
+            except OSError:
+                time.sleep(0.05)
+
+
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--extra-procs", type=int, default=0, help="start this many sleep processes first")
+    parser.add_argument("--cgroups", type=int, default=0,
+                        help="make this many cgroups (root) and spread the sleep processes over them")
     parser.add_argument("--no-floor", action="store_true", help="skip measuring floor.py")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -79,7 +119,9 @@ def main() -> None:
         run_agent()
         return
     sleepers = [spawn(["sleep", "100000"]) for _ in range(args.extra_procs)]
+    cgroups: list[Path] = []
     try:
+        cgroups = make_cgroups(args.cgroups, sleepers)
         rows = []
         agent = spawn([sys.executable, __file__, "--child"])
         try:
@@ -98,9 +140,10 @@ def main() -> None:
         for p in sleepers:
             p.kill()
             p.wait()
+        remove_cgroups(cgroups)
     nprocs = int(rows[0][1]["machine_procs_mean"])
     print(f"agent overhead at 1 Hz, default instrumentations, {args.seconds} s after {args.warmup} s "
-          f"warm-up, ~{nprocs} processes on the machine")
+          f"warm-up, ~{nprocs} processes on the machine, {args.cgroups} extra cgroups")
     print(f"{'what':<18} {'CPU % of one core':>18} {'RSS mean MB':>12} {'RSS peak MB':>12} {'PSS MB':>8}")
     for label, r in rows:
         print(f"{label:<18} {r['cpu_pct']:>18.2f} {r['rss_mean_mb']:>12.1f} {r['rss_peak_mb']:>12.1f} "

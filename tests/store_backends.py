@@ -28,23 +28,49 @@ def _with_db(url: str, name: str) -> str:
     return urlunparse(urlparse(url)._replace(path=f"/{name}"))
 
 
+_session: dict[str, object] = {"users": 0}  # one database per session, whichever module asks
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """The URL of a PostgreSQL database of this test session (created, then dropped)."""
     import psycopg
 
-    name = f"fleetscope_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {ADMIN_URL} ({exc}); start it with "
-                    "`make system-deps` or set FLEETSCOPE_TEST_POSTGRES", pytrace=False)
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+    if not _session["users"]:
+        name = f"fleetscope_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         try:
-            yield _with_db(ADMIN_URL, name)
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError as exc:
+            pytest.fail(f"PostgreSQL is not reachable at {ADMIN_URL} ({exc}); start it with "
+                        "`make system-deps` or set FLEETSCOPE_TEST_POSTGRES", pytrace=False)
+        _drop_stale(admin)
+        admin.execute(f'CREATE DATABASE "{name}"')
+        _session.update(admin=admin, name=name)
+    _session["users"] += 1
+    try:
+        yield _with_db(ADMIN_URL, str(_session["name"]))
+    finally:
+        _session["users"] -= 1
+        if not _session["users"]:
+            admin = _session["admin"]
+            admin.execute(f'DROP DATABASE IF EXISTS "{_session["name"]}" WITH (FORCE)')
+            admin.close()
+
+
+def _drop_stale(admin) -> None:
+    """Drop the databases of earlier sessions that died before their teardown."""
+    rows = admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'fleetscope_test_%'").fetchall()
+    for (db,) in rows:
+        parts = db.split("_")
+        if len(parts) == 4 and parts[2].isdigit():
+            try:
+                os.kill(int(parts[2]), 0)
+                continue  # its session is still running
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+            admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 def empty_pg(url: str) -> str:

@@ -146,9 +146,13 @@ def test_fleet_wide_values_through_either_api_server(fleet: Fleet) -> None:
     # The metric catalogue came from the agents (API servers have no sources of their own).
     names = {m["name"] for m in httpx.get(fleet.url(1) + f"{API}/metrics").json()["metrics"]}
     assert {"cpu.usage", "proc.cpu"} <= names
-    hosts = httpx.get(fleet.url(1) + f"{API}/hosts").json()["hosts"]
-    status = {h["hostname"]: h["status"] for h in hosts if h["hostname"] in HOSTS}
-    assert status == dict.fromkeys(HOSTS, "online")
+
+    def all_online() -> bool:
+        hosts = httpx.get(fleet.url(1) + f"{API}/hosts").json()["hosts"]
+        return {h["hostname"]: h["status"] for h in hosts if h["hostname"] in HOSTS} == dict.fromkeys(
+            HOSTS, "online")
+
+    wait_for(all_online, 20, "every agent online (status within the last 15 s)")
 
 
 def test_host_limited_instrumentations(fleet: Fleet) -> None:

@@ -212,3 +212,36 @@ def test_agent_refuses_bad_hostnames_and_labels() -> None:
                              text=True, timeout=30)
         assert out.returncode == 1, out
         assert out.stderr.startswith(f"error: {field}:"), out.stderr
+
+
+def test_agent_takes_its_settings_from_a_config_file_and_the_environment(nats_server: NatsServer,
+                                                                          tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(f'bus = "{nats_server.url}"\nbuffer = "8MiB"\n[agent]\n'
+                      'labels = {{ rack = "r12", tier = "web" }}\n'.replace("{{", "{").replace("}}", "}"))
+
+    async def scenario() -> dict[str, dict[str, str]]:
+        bus = NatsBus(NatsOptions(nats_server.url))
+        await bus.connect()
+        store = open_store(f"sqlite:///{tmp_path / 'defs.db'}")
+        control = ControlPlane(store, bus, catalog(local_sources()))
+        await control.start()
+        exe = Path(sys.executable).parent / "fleetscope"
+        agent = subprocess.Popen([str(exe), "agent", "--config", str(config)], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL,
+                                 env={**os.environ, "FLEETSCOPE_HOSTNAME": "from-env"})
+        try:
+            for _ in range(100):
+                if "from-env" in control.known_hosts:
+                    break
+                await asyncio.sleep(0.1)
+            return dict(control.known_hosts)
+        finally:
+            agent.terminate()
+            agent.wait(10)
+            await control.stop()
+            await bus.close()
+            store.close()
+
+    known = asyncio.run(scenario())
+    assert known.get("from-env") == {"rack": "r12", "tier": "web"}

@@ -64,6 +64,7 @@ def test_metrics_and_fields():
     fields = {m.name: (m.unit.name, m.kind, tuple(f.name for f in m.fields)) for m in METRICS}
     assert fields == {
         "cpu.usage": ("s", "interval", ("hostname", "cpu", "mode")),
+        "cpu.steal": ("s", "interval", ("hostname", "cpu")),
         "cpu.load": ("number", "point", ("hostname", "period")),
         "memory.used": ("bytes", "point", ("hostname", "type")),
         "disk.ops": ("number", "interval", ("hostname", "disk", "direction")),

@@ -32,8 +32,8 @@ def tick(src: ProcSource) -> tuple[dict, dict]:
     src.begin_tick(time.time())
     cpu = src.collect("proc.cpu")
     rss = src.collect("proc.rss")
-    assert cpu.columns == ("pid", "execname", "user", "cmd", "utilization")
-    assert rss.columns == ("pid", "execname", "user", "cmd", "rss")
+    assert cpu.columns == ("pid", "execname", "user", "cmd", "container", "vm", "utilization")
+    assert rss.columns == ("pid", "execname", "user", "cmd", "container", "vm", "rss")
     return {r[0]: r for r in cpu.rows}, {r[0]: r for r in rss.rows}
 
 
@@ -95,7 +95,7 @@ def test_first_tick_gives_no_cpu_rows(ticks):
 def test_busy_process_uses_one_cpu(ticks):
     busy = ticks["busy"]
     cpu, _ = ticks["second"]
-    pid, name, user, cmd, utilization, seconds = cpu[str(busy.pid)]
+    pid, name, user, cmd, _, _, utilization, seconds = cpu[str(busy.pid)]
     assert pid == str(busy.pid)
     ps = psutil.Process(busy.pid)
     assert name == ps.name()
@@ -110,9 +110,9 @@ def test_rss_of_a_200_mib_process(ticks):
     big = ticks["big"]
     _, rss = ticks["second"]
     row = rss[str(big.pid)]
-    assert row[4] == row[5]
-    assert row[5] == pytest.approx(psutil.Process(big.pid).memory_info().rss, rel=0.1)
-    assert row[5] >= 200 * MiB
+    assert row[-2] == row[-1]
+    assert row[-1] == pytest.approx(psutil.Process(big.pid).memory_info().rss, rel=0.1)
+    assert row[-1] >= 200 * MiB
 
 
 def test_process_exited_between_ticks_is_gone(ticks):
@@ -128,14 +128,14 @@ def test_process_started_between_ticks_counts_all_its_cpu(ticks):
     row = cpu[str(ticks["born"].pid)]
     assert row[1] == psutil.Process(ticks["born"].pid).name()
     # Busy for 0.3 s of wall time after start-up: all its CPU time falls in this tick.
-    assert row[5] * ticks["between"] == pytest.approx(ticks["born_cpu"], abs=0.05)
-    assert row[5] > 0
+    assert row[-1] * ticks["between"] == pytest.approx(ticks["born_cpu"], abs=0.05)
+    assert row[-1] > 0
 
 
 def test_idle_and_kernel_processes_have_rows(ticks):
     cpu, rss = ticks["second"]
     assert set(cpu) <= set(rss)
-    assert any(r[5] == 0.0 for r in cpu.values())
+    assert any(r[-1] == 0.0 for r in cpu.values())
     for pid, row in rss.items():
         assert row[0] == pid
         assert all(isinstance(v, str) for v in row[:4])
@@ -176,7 +176,7 @@ def test_without_kept_files():
         rate = (cpu_seconds(busy) - busy1) / (time.monotonic() - t1)
         assert open_fds() - fds == 5
         for cpu in rows:
-            assert cpu[str(busy.pid)][4] == pytest.approx(100 * rate, abs=10)
+            assert cpu[str(busy.pid)][-2] == pytest.approx(100 * rate, abs=10)
         for src in sources:
             src.close()
         assert open_fds() == fds
@@ -235,9 +235,11 @@ def test_parse_stat_and_names():
 def test_registry():
     sources = local_sources()
     try:
-        assert [s.name for s in sources] == ["host", "proc"]
+        assert [s.name for s in sources] == ["host", "proc", "cgroup", "libvirt"]
         names = {m.name for m in catalog(sources)}
         assert {"cpu.usage", "memory.used", "net.bytes", "proc.cpu", "proc.rss"} <= names
-        assert len(names) == 11
+        # container.* on hosts with containers (tests/test_cgroup.py), vm.* with libvirt
+        assert len({n for n in names if not n.startswith(("container.", "vm."))}) == 12
     finally:
-        sources[1].close()
+        for s in sources:
+            s.close()

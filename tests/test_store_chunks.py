@@ -60,7 +60,7 @@ def number_points(draw) -> list[DataPoint]:
 
 
 @given(number_points())
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_numbers_round_trip_bit_for_bit(points: list[DataPoint]) -> None:
     block = chunks.from_points(points, values.DISCRETE)
     back = chunks.decode(chunks.encode(block))

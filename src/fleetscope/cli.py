@@ -62,6 +62,10 @@ def serve(
     otlp_prefix: str = typer.Option("otel", help="Module of the metrics received over OTLP."),
     scrape: list[str] = typer.Option([], help="Scrape Prometheus/OpenMetrics text at URL[,interval "
                                      "seconds] (default 10 s; repeatable)."),
+    ingest_max_metrics: int = typer.Option(1000, help="StatsD, OTLP, scrape: at most this many metric "
+                                           "names per source (more are dropped and counted)."),
+    ingest_max_keys: int = typer.Option(1000, help="StatsD, OTLP, scrape: at most this many distinct "
+                                        "values per field of a metric (more are dropped and counted)."),
 ) -> None:
     """Run everything on this host: agent, aggregator, store, API and dashboard."""
     import uvicorn
@@ -86,12 +90,13 @@ def serve(
     try:
         if not 0.1 <= flush_every <= 3600:
             raise InputError("flush-every", "must be between 0.1 and 3600 seconds")
+        limits = _ingest_limits(ingest_max_metrics, ingest_max_keys)
         retention = {**DEFAULT_RETENTION, **validate_retention(history or {}, field="history")}
         application = embedded_app(data_dir, hostname, store,
                                    HistoryConfig(retention=retention, flush_every=flush_every),
-                                   statsd=_statsd_config(statsd, statsd_prefix),
-                                   otlp=_otlp_config(otlp, otlp_prefix),
-                                   scrape=_scrape_targets(scrape))
+                                   statsd=_limited(_statsd_config(statsd, statsd_prefix), limits),
+                                   otlp=_limited(_otlp_config(otlp, otlp_prefix), limits),
+                                   scrape=_scrape_targets(scrape), scrape_limits=limits)
     except InputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -129,6 +134,20 @@ def _labels(pairs: list[str]) -> dict[str, str]:
     return labels
 
 
+def _probe(field: str, host: str, port: int, *kinds: int) -> None:
+    """InputError naming ``field`` unless ``host:port`` can be bound (for each socket kind)."""
+    from fleetscope.model.errors import InputError
+
+    for kind in kinds:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise InputError(field, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 def _statsd_config(address: str | None, prefix: str):
     """The StatsD listener of ``--statsd [HOST:]PORT`` (None when not asked for);
     InputError naming ``statsd`` or ``statsd-prefix`` if either is bad."""
@@ -141,6 +160,7 @@ def _statsd_config(address: str | None, prefix: str):
     host, port = parse_address(address)
     if not prefix or sanitize(prefix) != prefix:
         raise InputError("statsd-prefix", f"{prefix!r} is not a plain name (letters, digits, _)")
+    _probe("statsd", host, port, socket.SOCK_STREAM, socket.SOCK_DGRAM)
     return StatsdConfig(host=host, port=port, prefix=prefix)
 
 
@@ -156,7 +176,24 @@ def _otlp_config(address: str | None, prefix: str):
     host, port = parse_address(address, "otlp")
     if not prefix or sanitize(prefix) != prefix:
         raise InputError("otlp-prefix", f"{prefix!r} is not a plain name (letters, digits, _)")
+    _probe("otlp", host, port, socket.SOCK_STREAM)
     return OtlpConfig(host=host, port=port, prefix=prefix)
+
+
+def _ingest_limits(max_metrics: int, max_keys: int) -> tuple[int, int]:
+    """``(names, keys per field)`` for the application sources; InputError if out of range."""
+    from fleetscope.model.errors import InputError
+
+    if not 1 <= max_metrics <= 1_000_000:
+        raise InputError("ingest-max-metrics", "must be between 1 and 1000000")
+    if not 1 <= max_keys <= 1_000_000:
+        raise InputError("ingest-max-keys", "must be between 1 and 1000000")
+    return max_metrics, max_keys
+
+
+def _limited(config, limits: tuple[int, int]):
+    """A StatsD or OTLP config with the caps of ``limits`` (None stays None)."""
+    return None if config is None else config._replace(max_metrics=limits[0], max_keys=limits[1])
 
 
 def _scrape_targets(texts: list[str]) -> list:
@@ -203,6 +240,10 @@ def agent(
     otlp_prefix: str = typer.Option(None, help="Module of the metrics received over OTLP (otel)."),
     scrape: list[str] = typer.Option([], help="Scrape Prometheus/OpenMetrics text at URL[,interval "
                                      "seconds] (default 10 s; repeatable)."),
+    ingest_max_metrics: int = typer.Option(None, help="StatsD, OTLP, scrape: at most this many metric "
+                                           "names per source (more are dropped and counted)."),
+    ingest_max_keys: int = typer.Option(None, help="StatsD, OTLP, scrape: at most this many distinct "
+                                        "values per field of a metric (more are dropped and counted)."),
 ) -> None:
     """Collect on this host and publish to the fleet's bus (NATS)."""
     from fleetscope.agent.agent import Agent
@@ -219,10 +260,13 @@ def agent(
     try:
         transport = connect_bus(url, **options)
         max_bytes = int(parse_quantity(str(_setting(buffer, cfg, "buffer", "64MiB")), BYTES, "buffer"))
-        statsd_config = _statsd_config(_setting(statsd, cfg, "statsd"),
-                                       str(_setting(statsd_prefix, cfg, "statsd_prefix", "app")))
-        otlp_config = _otlp_config(_setting(otlp, cfg, "otlp"),
-                                   str(_setting(otlp_prefix, cfg, "otlp_prefix", "otel")))
+        limits = _ingest_limits(int(_setting(ingest_max_metrics, cfg, "ingest_max_metrics", 1000)),
+                                int(_setting(ingest_max_keys, cfg, "ingest_max_keys", 1000)))
+        statsd_config = _limited(_statsd_config(_setting(statsd, cfg, "statsd"),
+                                                str(_setting(statsd_prefix, cfg, "statsd_prefix", "app"))),
+                                 limits)
+        otlp_config = _limited(_otlp_config(_setting(otlp, cfg, "otlp"),
+                                            str(_setting(otlp_prefix, cfg, "otlp_prefix", "otel"))), limits)
         targets = _scrape_targets(scrape or list(cfg.get("scrape", [])))
     except InputError as exc:
         typer.echo(f"error: {exc.field}: {exc.message}", err=True)
@@ -245,7 +289,7 @@ def agent(
         if targets:
             from fleetscope.sources.scrape import ScrapeSource
 
-            sources.append(ScrapeSource(targets))
+            sources.append(ScrapeSource(targets, max_metrics=limits[0], max_keys=limits[1]))
         collector = Agent(transport, sources, hostname=_setting(hostname, cfg, "hostname"),
                           labels=labels, buffer_bytes=max_bytes)
         collector.on_tick = own.record_tick

@@ -15,7 +15,7 @@ import math
 import re
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from fleetscope import __version__
 from fleetscope.agent.evaluate import plan_for
@@ -64,6 +64,8 @@ class Agent:
                 raise InputError("label", f"{key!r} is already a field of a metric; choose another name")
         self.catalog = Catalog(with_labels(mt, self.labels) for s in self.sources for mt in s.metrics())
         self._source_of = {mt.name: s for s in self.sources for mt in s.metrics()}
+        # Dynamic sources (StatsD) learn metrics at runtime and bump a `generation` counter.
+        self._generations = {id(s): getattr(s, "generation", None) for s in self.sources}
         self.instrumentations: dict[int, Instrumentation] = {}
         self.warnings: dict[int, str] = {}
         self._plans: dict = {}
@@ -72,6 +74,7 @@ class Agent:
         self.outbox = Outbox(buffer_bytes)
         self._bus_down = False
         self.ticks = 0
+        self.on_tick: Callable[[float], None] | None = None  # told each tick's duration (seconds)
 
     # -- control ----------------------------------------------------------------------------
 
@@ -128,6 +131,7 @@ class Agent:
     def tick(self, now: float) -> m.Batch:
         """Collect and evaluate every enabled instrumentation at wall-clock ``now``."""
         second = int(now)
+        started = time.perf_counter()
         for source in self.sources:
             source.begin_tick(now)
         rows_of: dict[str, Rows | Exception] = {}
@@ -147,7 +151,7 @@ class Agent:
                 continue
             try:
                 plan = plan_for(inst, rows, self._constants, self._plans)
-                value = plan.evaluate(rows.rows)
+                value = plan.evaluate(rows.rows, rows.weighted)
                 self.warnings.pop(inst.id, None)
                 partials.append(m.Partial(inst.id, values.encode(value, inst.shape)))
             except Exception as exc:
@@ -155,7 +159,32 @@ class Agent:
                 partials.append(m.Partial(inst.id, values.encode(values.empty(inst.shape), inst.shape),
                                           self.warnings[inst.id]))
         self.ticks += 1
+        if self.on_tick is not None:
+            self.on_tick(time.perf_counter() - started)
         return m.Batch(self.hostname, second - 1, time.time(), partials)
+
+    def refresh_catalog(self) -> bool:
+        """Add the metrics dynamic sources learnt since the last call; True if any changed."""
+        changed = False
+        for source in self.sources:
+            generation = getattr(source, "generation", None)
+            if generation is None or generation == self._generations.get(id(source)):
+                continue
+            self._generations[id(source)] = generation
+            for mt in source.metrics():
+                self.catalog.add(with_labels(mt, self.labels))
+                self._source_of[mt.name] = source
+            changed = True
+        return changed
+
+    async def _publish_catalog(self) -> None:
+        """Tell the control plane of new metrics, then ask again for the instrumentations
+        (some may use a metric this host did not know before)."""
+        with contextlib.suppress(BusUnavailable):
+            await self.bus.publish(m.AGENT_STATUS, m.encode(self.status(with_metrics=True)))
+        if not self._bus_down:
+            with contextlib.suppress(BusUnavailable):
+                await self.sync()
 
     def _warn(self, inst_id: int, text: str) -> None:
         if self.warnings.get(inst_id) != text:
@@ -175,6 +204,13 @@ class Agent:
 
     async def run(self) -> None:
         """Connect, learn the instrumentations, then tick once a second until :meth:`stop`."""
+        for source in self.sources:
+            start = getattr(source, "start", None)  # sources that listen (StatsD)
+            if start is not None:
+                try:
+                    await start()
+                except Exception as exc:  # a source that cannot listen never stops the agent
+                    log.error("source %s could not start: %s", getattr(source, "name", source), exc)
         await self.bus.connect()
         await self.bus.subscribe(m.agent_subject(self.hostname), self._on_enable)
         await self.bus.subscribe(m.CTL_DISABLE, self._on_disable)
@@ -192,6 +228,8 @@ class Agent:
                 await asyncio.wait_for(self._stopping.wait(), target - now)
             if self._stopping.is_set():
                 break
+            if self.refresh_catalog():
+                await self._publish_catalog()
             if self.instrumentations:
                 if self.collect_in_thread:
                     batch = await asyncio.to_thread(self.tick, time.time())

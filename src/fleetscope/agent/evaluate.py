@@ -35,8 +35,10 @@ class Plan:
         if inst.numeric is not None:
             self.numeric_at = columns.index(inst.numeric)
 
-    def evaluate(self, rows: list[tuple]) -> values.Value:
-        """The partial value of these rows: filtered by the predicate, decomposed."""
+    def evaluate(self, rows: list[tuple], weighted: bool = False) -> values.Value:
+        """The partial value of these rows: filtered by the predicate, decomposed.
+        ``weighted``: a numeric decomposition records each row's value with its
+        measure as weight (see :attr:`Rows.weighted`), else once per row."""
         match = self.match
         if match is False:
             return values.empty(self.shape)
@@ -45,11 +47,11 @@ class Plan:
         if shape == values.SCALAR:
             return float(sum(r[-1] for r in selected))
         if shape == values.HISTOGRAM:
-            return _histogram(selected, self.numeric_at)
+            return _histogram(selected, self.numeric_at, weighted)
         if self.constant_key is not None:
             if shape == values.DISCRETE:
                 return {self.constant_key: float(sum(r[-1] for r in selected))} if selected else {}
-            return {self.constant_key: _histogram(selected, self.numeric_at)} if selected else {}
+            return {self.constant_key: _histogram(selected, self.numeric_at, weighted)} if selected else {}
         at = self.discrete_at
         if shape == values.DISCRETE:
             out: dict[str, float] = {}
@@ -64,14 +66,18 @@ class Plan:
             h = hists.get(r[at])
             if h is None:
                 h = hists[r[at]] = Histogram()
-            h.record(r[n])
+            h.record(r[n], r[-1]) if weighted else h.record(r[n])
         return hists
 
 
-def _histogram(rows: list[tuple], at: int) -> Histogram:
+def _histogram(rows: list[tuple], at: int, weighted: bool = False) -> Histogram:
     h = Histogram()
-    for r in rows:
-        h.record(r[at])
+    if weighted:
+        for r in rows:
+            h.record(r[at], r[-1])
+    else:
+        for r in rows:
+            h.record(r[at])
     return h
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, FastAPI, Query, Response
+from fastapi import APIRouter, Body, FastAPI, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict
 
 from fleetscope import __version__
 from fleetscope.aggregator.aggregator import Aggregator
-from fleetscope.api import dashboards, errors, heatmap, queries, stream
+from fleetscope.api import dashboards, errors, exposition, heatmap, promproto, queries, stream
 from fleetscope.api import history as history_api
 from fleetscope.api.control import ControlPlane
 from fleetscope.model import predicate as predicates
@@ -193,7 +193,9 @@ def build_router(svc: Services) -> APIRouter:
         exclude: bool = False,
         coloring: Literal["rank", "linear"] = "rank",
         scale: Literal["linear", "log"] = "linear",
-        format: Literal["json", "png"] = "json",
+        format: Annotated[Literal["json", "png", "grafana"], Query(
+            description="json: the matrix; png: an image; grafana: Grafana heatmap cells "
+                        "[{xMin (epoch ms), yMin, yMax, count}] for the JSON/Infinity data source")] = "json",
     ) -> Any:
         inst, rng, columns = heatmap_columns(id, start_time, end_time, duration, ndatapoints, step)
         keys = [k for k in selected.split(",") if k]
@@ -204,6 +206,9 @@ def build_router(svc: Services) -> APIRouter:
             png = heatmap.render_png(matrix, width=width, height=height, coloring=coloring,
                                      selected_order=keys)
             return Response(png, media_type="image/png")
+        if format == "grafana":
+            return exposition.grafana_cells(matrix.edges(), rng.times(),
+                                            [matrix.counts, *matrix.keys.values()])
         body = matrix.to_json(rng.times())
         body.update({"start_time": rng.start, "duration": rng.n * rng.duration, "step": rng.duration,
                      "resolution": queries.resolution(inst, rng, svc.history),
@@ -254,6 +259,19 @@ def create_app(svc: Services, lifespan=None) -> FastAPI:
     app.include_router(history_api.build_router(svc))
     app.include_router(dashboards.build_router(
         svc.control.store, lambda i: svc.control.store.get_instrumentation(i) is not None))
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics(request: Request) -> Response:
+        """Every instrumentation's current value in the Prometheus text format, or
+        OpenMetrics, or the protobuf exposition with native histograms, as the scraper
+        asks: see api/exposition.py and api/promproto.py."""
+        accept = request.headers.get("accept")
+        samples = exposition.current_samples(svc.control.list(), svc.aggregator.window)
+        if promproto.wants_protobuf(accept):  # native histograms, exact
+            return Response(promproto.render(samples), media_type=promproto.CONTENT_TYPE)
+        om = exposition.wants_openmetrics(accept)
+        return Response(exposition.render(samples, om),
+                        media_type=exposition.OPENMETRICS if om else exposition.TEXT)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:

@@ -21,7 +21,11 @@ from fleetscope.aggregator.aggregator import Aggregator
 from fleetscope.api.app import Services, create_app
 from fleetscope.api.control import ControlPlane
 from fleetscope.bus.memory import MemoryBus
+from fleetscope.sources.otlp import OtlpConfig, OtlpSource
 from fleetscope.sources.registry import local_sources
+from fleetscope.sources.scrape import ScrapeSource, Target
+from fleetscope.sources.selfmetrics import MeasureRequests, SelfSource
+from fleetscope.sources.statsd import StatsdConfig, StatsdSource
 from fleetscope.store.base import open_store
 from fleetscope.store.history import History, HistoryConfig
 
@@ -31,17 +35,32 @@ DB_NAME = "fleetscope.db"
 
 
 def embedded_app(data_dir: Path, hostname: str | None = None, store_url: str | None = None,
-                 history_config: HistoryConfig | None = None) -> FastAPI:
+                 history_config: HistoryConfig | None = None,
+                 statsd: StatsdConfig | None = None, otlp: OtlpConfig | None = None,
+                 scrape: list[Target] | None = None,
+                 scrape_limits: tuple[int, int] = (1000, 1000)) -> FastAPI:
     """The whole of fleetscope for one host, as an ASGI app whose lifespan runs the loop.
 
+    ``statsd``: listen for StatsD there; ``otlp``: receive OTLP/HTTP there (off when None);
+    ``scrape``: Prometheus targets to scrape, with ``scrape_limits`` (names, keys per field).
     ``store_url`` (default: ``sqlite:///<data_dir>/fleetscope.db``) is opened at once, so a
     bad one fails here with an InputError naming ``store``.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(store_url or f"sqlite:///{data_dir / DB_NAME}")
     bus = MemoryBus()
+    sources = local_sources()
+    own = SelfSource()  # fleetscope.api_requests and fleetscope.agent_tick
+    sources.append(own)
+    if statsd is not None:  # a StatsD listener, started with the agent
+        sources.append(StatsdSource(statsd))
+    if otlp is not None:  # an OTLP/HTTP receiver, started with the agent
+        sources.append(OtlpSource(otlp))
+    if scrape:  # Prometheus targets, scraped from the agent's loop
+        sources.append(ScrapeSource(scrape, max_metrics=scrape_limits[0], max_keys=scrape_limits[1]))
     # Collection runs in a worker thread so a slow /proc read never delays an API answer.
-    agent = Agent(bus, local_sources(), hostname=hostname, collect_in_thread=True)
+    agent = Agent(bus, sources, hostname=hostname, collect_in_thread=True)
+    agent.on_tick = own.record_tick
     aggregator = Aggregator(bus)
     control = ControlPlane(store, bus, agent.catalog)
     history = History(store, (history_config or HistoryConfig())._replace(topk=aggregator.topk))
@@ -86,5 +105,6 @@ def embedded_app(data_dir: Path, hostname: str | None = None, store_url: str | N
             store.close()
 
     app = create_app(Services(control, aggregator, history), lifespan=lifespan)
+    app.add_middleware(MeasureRequests, source=own)
     app.state.agent = agent
     return app

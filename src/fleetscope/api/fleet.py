@@ -45,7 +45,9 @@ async def run_aggregator(bus: Bus, store: Store, stop: asyncio.Event, name: str 
     """Aggregate this process's share of the instrumentations until ``stop`` is set."""
     aggregator = Aggregator(bus, publish_finals=True)
     aggregator.own(set())  # nothing until the first lease round
-    history = History(store, (history_config or HistoryConfig())._replace(topk=aggregator.topk))
+    # Only the lease holder rolls up and compacts an instrumentation's history.
+    history = History(store, (history_config or HistoryConfig())._replace(topk=aggregator.topk),
+                      owns=lambda inst_id: aggregator.owned is None or inst_id in aggregator.owned)
     aggregator.listeners.append(history.record)  # persisted instrumentations only
     leases = LeaseKeeper(store, aggregator, name)
     await bus.connect()

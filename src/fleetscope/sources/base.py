@@ -22,10 +22,16 @@ class Rows(NamedTuple):
     values as ``str``, numeric values as numbers in the field's unit) followed by
     the measure: for an interval metric the activity per second since the
     previous tick, for a point metric the level now.
+
+    ``weighted`` rows are pre-aggregated (StatsD timers): each row stands for as
+    many observations of its numeric field as its measure says, so a numeric
+    decomposition records the row's value with the measure as weight instead of
+    once. (Unweighted rows are recorded once each, whatever their measure.)
     """
 
     columns: tuple[str, ...]
     rows: list[tuple]
+    weighted: bool = False
 
 
 class Source(Protocol):

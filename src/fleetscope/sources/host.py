@@ -221,6 +221,8 @@ ERROR_TYPE = Field("type", DISCRETE, "error type")
 
 METRICS = (
     metric("cpu", "usage", "CPU time", SECONDS, INTERVAL, CPU, MODE),
+    # Time the hypervisor gave this guest's virtual CPUs to others (the steal mode of cpu.usage).
+    metric("cpu", "steal", "CPU time stolen by the hypervisor", SECONDS, INTERVAL, CPU),
     metric("cpu", "load", "load average", NUMBER, POINT, PERIOD),
     metric("memory", "used", "memory", BYTES, POINT, MEMORY_TYPE),
     metric("disk", "ops", "disk operations", NUMBER, INTERVAL, DISK, DIRECTION),
@@ -236,6 +238,7 @@ COLUMNS = {m.name: tuple(f.name for f in m.fields[1:]) for m in METRICS}
 # The file each metric needs, by the name ``HostSource.reads`` counts it under.
 _FILES = {
     "cpu.usage": "stat",
+    "cpu.steal": "stat",
     "cpu.load": "loadavg",
     "memory.used": "meminfo",
     "disk.ops": "diskstats",
@@ -274,6 +277,17 @@ def _cpu_usage(cur: dict, old: dict, elapsed: float) -> list[tuple]:
         d[1] -= d[9]
         for mode, v in zip(CPU_MODES, d, strict=True):
             rows.append((cpu, mode, v * scale if v > 0 else 0.0))
+    return rows
+
+
+def _cpu_steal(cur: dict, old: dict, elapsed: float) -> list[tuple]:
+    scale = 1.0 / (CLOCK_TICKS * elapsed)
+    rows = []
+    for cpu, c in cur.items():
+        p = old.get(cpu)
+        if p is not None:
+            d = c.steal - p.steal
+            rows.append((cpu, d * scale if d > 0 else 0.0))
     return rows
 
 
@@ -328,6 +342,7 @@ def _disk_busy(cur: dict, old: dict, elapsed: float) -> list[tuple]:
 
 _INTERVAL = {
     "cpu.usage": _cpu_usage,
+    "cpu.steal": _cpu_steal,
     "disk.ops": _rates(((("read",), "read_count"), (("write",), "write_count"))),
     "disk.bytes": _rates(((("read",), "read_bytes"), (("write",), "write_bytes"))),
     "disk.busy": _disk_busy,

@@ -18,10 +18,16 @@ more cheaply than ``psutil.process_iter`` (which opens and parses ``stat`` and
   starttime) and cached until it exits: the executable name (psutil's rule: the
   15-character ``comm`` replaced by the base name of ``argv[0]`` when that
   starts with it), the user (real uid from ``/proc/<pid>/status``, looked up once
-  per uid) and the command line (``argv`` joined by spaces, cut to
+  per uid), the command line (``argv`` joined by spaces, cut to
   :data:`CMD_MAX` characters; ``[comm]`` when empty, as ps shows kernel threads
-  and zombies). They are resolved again when ``comm`` changes (an ``exec``); a
-  process that rewrites its own command line (setproctitle) keeps the first one.
+  and zombies), the container (``/proc/<pid>/cgroup`` resolved by
+  :mod:`fleetscope.sources.containers`, as the ``container.*`` metrics name it;
+  ``/`` for the host's own processes) and the virtual machine (``vm``: the guest
+  name of a QEMU/KVM process, from ``-name guest=NAME,...`` or ``-name NAME`` on
+  its command line, else the VM its cgroup belongs to; "" for other processes).
+  They are resolved again when ``comm`` changes (an ``exec``); a process that
+  rewrites its own command line (setproctitle) keeps the first one, and one
+  moved to another cgroup keeps its first container.
 
 A process that exits between the listing and its read is skipped. CPU time is
 reported for processes seen at both ticks, and in full for processes started
@@ -50,6 +56,7 @@ from fleetscope.model.errors import NotFound
 from fleetscope.model.metrics import DISCRETE, INTERVAL, NUMERIC, POINT, Field, Metric, metric
 from fleetscope.model.types import BYTES, PERCENT, SECONDS
 from fleetscope.sources.base import Rows
+from fleetscope.sources.containers import process_cgroup, resolve
 from fleetscope.sources.host import MAX_GAP, clock, read_file
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -63,11 +70,14 @@ USER = Field("user", DISCRETE, "user name")
 CMD = Field("cmd", DISCRETE, "command line")
 UTILIZATION = Field("utilization", NUMERIC, "CPU utilization", PERCENT)
 RSS = Field("rss", NUMERIC, "resident set size", BYTES)
+CONTAINER = Field("container", DISCRETE, "container")
+VM = Field("vm", DISCRETE, "virtual machine")
 
 METRICS = (
-    metric("proc", "cpu", "process CPU time", SECONDS, INTERVAL, PID, EXECNAME, USER, CMD,
-           UTILIZATION),
-    metric("proc", "rss", "process resident memory", BYTES, POINT, PID, EXECNAME, USER, CMD, RSS),
+    metric("proc", "cpu", "process CPU time", SECONDS, INTERVAL, PID, EXECNAME, USER, CMD, CONTAINER,
+           VM, UTILIZATION),
+    metric("proc", "rss", "process resident memory", BYTES, POINT, PID, EXECNAME, USER, CMD, CONTAINER,
+           VM, RSS),
 )
 COLUMNS = {m.name: tuple(f.name for f in m.fields[1:]) for m in METRICS}
 
@@ -120,6 +130,30 @@ def read_uid(pid: str, procfs: str = "/proc") -> int | None:
     return int(data[i + 5 :].split(None, 1)[0]) if i >= 0 else None
 
 
+def read_container(pid: str, procfs: str = "/proc") -> tuple[str, str]:
+    """The container name and VM name of process ``pid`` from its cgroup ("/" and "" if unknown)."""
+    try:
+        c = resolve(process_cgroup(read_file(f"{procfs}/{pid}/cgroup")))
+    except OSError:
+        return "/", ""
+    return c.name, c.vm
+
+
+def qemu_guest(argv: list[str]) -> str:
+    """The guest name of a QEMU process (``-name guest=NAME,...``, ``-name NAME[,...]``), or ""."""
+    prog = os.path.basename(argv[0]) if argv else ""
+    if "qemu" not in prog and "kvm" not in prog:
+        return ""
+    for i, a in enumerate(argv[:-1]):
+        if a in ("-name", "--name"):
+            parts = argv[i + 1].replace(",,", "\0").split(",")  # ",," escapes a comma
+            for part in parts:
+                if part.startswith("guest="):
+                    return part[6:].replace("\0", ",")
+            return "" if "=" in parts[0] else parts[0].replace("\0", ",")
+    return ""
+
+
 def execname(comm: str, argv: list[str]) -> str:
     """The executable name as psutil.Process.name() gives it: ``comm``, or the base name of
     ``argv[0]`` when ``comm`` is truncated and is the start of that name."""
@@ -154,7 +188,7 @@ class _Process:
         self.raw = b""
         self.stat: ProcStat | None = None
         self.comm: str | None = None  # comm the labels were resolved for
-        self.labels: tuple[str, str, str, str] = ("", "", "", "")
+        self.labels: tuple[str, ...] = ("", "", "", "", "", "")
         self.rss_row: tuple = ()
         self.zero_cpu_row: tuple = ()
         self.cpu_seen = -1  # the proc.cpu collection that last saw it
@@ -309,10 +343,13 @@ class ProcSource:
         if stat.comm != p.comm:  # new process, or it exec'd: resolve its names again
             argv = read_cmdline(pid, self.procfs)
             uid = read_uid(pid, self.procfs)
+            container, vm = read_container(pid, self.procfs)
             self.reads["cmdline"] += 1
             self.reads["status"] += 1
+            self.reads["cgroup"] += 1
             p.comm = stat.comm
-            p.labels = (pid, execname(stat.comm, argv), self._user(uid), command(stat.comm, argv))
+            p.labels = (pid, execname(stat.comm, argv), self._user(uid), command(stat.comm, argv),
+                        container, qemu_guest(argv) or vm)
             p.zero_cpu_row = (*p.labels, 0.0, 0.0)
         rss = stat.rss * PAGE_SIZE
         p.rss_row = (*p.labels, rss, rss)

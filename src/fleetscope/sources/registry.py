@@ -6,13 +6,16 @@ from collections.abc import Iterable
 
 from fleetscope.model.metrics import Catalog
 from fleetscope.sources.base import Source
+from fleetscope.sources.cgroup import CgroupSource
 from fleetscope.sources.host import HostSource
 from fleetscope.sources.proc import ProcSource
+from fleetscope.sources.virt import LibvirtSource
 
 
 def local_sources() -> list[Source]:
-    """A fresh instance of every source that reads this host: host counters and processes."""
-    return [HostSource(), ProcSource()]
+    """A fresh instance of every source that reads this host: host counters, processes,
+    containers (cgroups) and virtual machines (libvirt, when a daemon runs)."""
+    return [HostSource(), ProcSource(), CgroupSource(), LibvirtSource()]
 
 
 def catalog(sources: Iterable[Source]) -> Catalog:

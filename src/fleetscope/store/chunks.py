@@ -17,15 +17,19 @@ Values are stored as **sums**: a point metric's average is ``value / count``
 and is only formed when points are read (:func:`to_points`), so rollups of
 rollups stay exact (``(s1 + s2) / (c1 + c2)``, never an average of averages).
 
-A chunk is a Block encoded by :func:`encode`: every column of numbers goes
-through the same matrix encoder (:func:`_encode_matrix`): a column whose
-values are decimals of at most 12 digits after the point that round-trip
-exactly (byte counts, CPU ticks, histogram counts...) is stored as integers,
-raw or delta-encoded (whichever is smaller), zigzag + LEB128 varints; any
-other column as float64 XOR-ed with its previous value and split into byte
-planes (the Gorilla idea, left for the compressor to pack). Absent values cost
-one bit in a presence bitmap. The columns are packed with msgpack and
-compressed with zlib. Lossless: ``decode(encode(b))`` equals ``b`` bit for bit.
+A chunk is a Block encoded by :func:`encode`. Every matrix of numbers (the
+per-point columns, the values, the histogram fields, the bucket counts) goes
+through one column encoder (:func:`_encode_matrix`): a column whose values are
+decimals of at most 12 digits after the point that round-trip exactly (byte
+counts, CPU ticks, histogram counts...) is stored as integers, raw or
+delta-encoded (whichever is smaller), zigzagged, in the narrowest of 1, 2, 4 or
+8 bytes, split into byte planes; any other column as float64 XOR-ed with its
+previous value, split into byte planes (the Gorilla idea, left for the
+compressor to pack). Absent values cost one bit in a presence bitmap, so
+histograms are sparse: only non-empty buckets are stored, and the bucket
+indices of each key are delta-encoded varints. The whole is packed with
+msgpack and compressed with zlib. Lossless: ``decode(encode(b))`` equals ``b``
+bit for bit.
 """
 
 from __future__ import annotations

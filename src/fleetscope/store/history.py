@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict, defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import pairwise
 from typing import NamedTuple
 
@@ -44,6 +44,8 @@ from fleetscope.store.chunks import Block
 from fleetscope.store.sql import HistoryChange, NewChunk, TierStats
 
 log = logging.getLogger(__name__)
+
+MAX_HEAD_POINTS = 86400  # per instrumentation, kept in memory while the store cannot be written
 
 
 class HistoryConfig(NamedTuple):
@@ -79,9 +81,13 @@ class TierReport(NamedTuple):
 class History:
     """The history of every persisted instrumentation in one store."""
 
-    def __init__(self, store, config: HistoryConfig | None = None) -> None:
+    def __init__(self, store, config: HistoryConfig | None = None,
+                 owns: Callable[[int], bool] | None = None) -> None:
+        """``owns(inst_id)``: whether this process rolls up and compacts that instrumentation's
+        history (in a fleet, the aggregator holding its lease; default: every one)."""
         self.store = store
         self.config = config or HistoryConfig()
+        self.owns = owns
         self._head: dict[int, tuple[Instrumentation, dict[int, DataPoint]]] = {}
         self._lock = threading.Lock()  # the head
         self._maint = threading.Lock()  # one flush or compaction at a time
@@ -153,6 +159,11 @@ class History:
                     entry = self._head.setdefault(inst_id, (inst, {}))
                     for t, p in pts.items():
                         entry[1].setdefault(t, p)  # a newer point recorded meanwhile wins
+                    # While the store is away the head holds at most a day per instrumentation.
+                    excess = len(entry[1]) - MAX_HEAD_POINTS
+                    for t in sorted(entry[1])[:max(excess, 0)]:
+                        del entry[1][t]
+                        self.counters["dropped_points"] += 1
             self.counters["flush_errors"] += 1
             raise
         self.counters["points_written"] += npoints
@@ -194,6 +205,9 @@ class History:
             for inst_id, level, start in self.store.pending_rollups():
                 pending[inst_id].append((level, start))
             for inst in insts.values():
+                if self.owns is not None and not self.owns(inst.id):
+                    pending.pop(inst.id, None)  # its owner rolls it up (two would race)
+                    continue
                 tiers = self.tiers(inst)
                 self._rollup(inst, tiers, marks, now, report)
                 self._reroll(inst, tiers, marks, pending.pop(inst.id, []), report)

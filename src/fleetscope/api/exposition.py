@@ -1,0 +1,168 @@
+"""``GET /metrics``: the current value of every instrumentation, for Prometheus to scrape.
+
+Each instrumentation contributes the value of its latest final slot (nothing
+while it has none):
+
+* a number or a breakdown: a sample of the ``gauge`` family
+  ``fleetscope_<module>_<stat>`` (per second for interval metrics, a level for
+  point metrics);
+* a distribution: the family ``fleetscope_<module>_<stat>_<numeric field>``,
+  cumulative ``le`` buckets at the exponential bucket bounds (so nothing is
+  lost: every bound is a bucket bound of the layout; the zero bucket is
+  ``le="<zero threshold>"``), then ``+Inf``, sum and count. In the Prometheus
+  text format (0.0.4, the default) its type is ``histogram``; in OpenMetrics
+  (when the scraper's ``Accept`` asks for ``application/openmetrics-text``) it
+  is a ``gaugehistogram`` (``_gsum``, ``_gcount``), which is what it is: the
+  distribution of one slot, not a running total. Use ``histogram_quantile``
+  on the series itself, not on its ``rate()``.
+
+A scraper that asks for the protobuf exposition (Prometheus with native
+histograms enabled) gets distributions as exact native histograms instead: see
+:mod:`fleetscope.api.promproto`.
+
+Every sample has the label ``instrumentation`` (the id); a breakdown adds its
+discrete field as a label (``le`` and ``instrumentation`` become ``le_`` and
+``instrumentation_``). Names are sanitised to ``[a-zA-Z0-9_:]``. Samples carry
+no timestamp: Prometheus stamps them with the scrape time.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+from fleetscope.model import values
+from fleetscope.model.histogram import Histogram
+from fleetscope.model.instrumentation import Instrumentation
+
+TEXT = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+_NAME_BAD = re.compile(r"[^a-zA-Z0-9_:]")
+
+
+class Sample(NamedTuple):
+    """One instrumentation's current value: ``value`` of shape ``inst.shape``."""
+
+    inst: Instrumentation
+    value: values.Value
+
+
+def wants_openmetrics(accept: str | None) -> bool:
+    """Whether an ``Accept`` header asks for OpenMetrics text."""
+    return bool(accept) and "application/openmetrics-text" in accept
+
+
+def _num(x: float) -> str:
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "+Inf" if x > 0 else "-Inf"
+    return repr(float(x))
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def family_name(inst: Instrumentation) -> str:
+    """The name of the family ``inst`` belongs to."""
+    base = f"fleetscope_{inst.module}_{inst.stat}"
+    if inst.numeric:
+        base += f"_{inst.numeric}"
+    return _NAME_BAD.sub("_", base)
+
+
+def _label(inst: Instrumentation) -> str | None:
+    if inst.discrete is None:
+        return None
+    label = _NAME_BAD.sub("_", inst.discrete)
+    return f"{label}_" if label in ("le", "instrumentation") else label
+
+
+def _histogram_lines(name: str, labels: str, h: Histogram, om: bool) -> Iterator[str]:
+    sep = "," if labels else ""
+    cum = 0.0
+    if h.zero_count:
+        cum += h.zero_count
+        yield f'{name}_bucket{{{labels}{sep}le="{_num(h.zero_threshold)}"}} {_num(cum)}\n'
+    for i in sorted(h.buckets):
+        cum += h.buckets[i]
+        upper = h.bucket_bounds(i)[1]
+        if math.isinf(upper):
+            continue  # counted in +Inf
+        yield f'{name}_bucket{{{labels}{sep}le="{_num(upper)}"}} {_num(cum)}\n'
+    yield f'{name}_bucket{{{labels}{sep}le="+Inf"}} {_num(h.count)}\n'
+    g = "g" if om else ""
+    yield f"{name}_{g}sum{{{labels}}} {_num(h.sum)}\n"
+    yield f"{name}_{g}count{{{labels}}} {_num(h.count)}\n"
+
+
+def render(samples: Iterable[Sample], openmetrics: bool = False) -> str:
+    """The exposition of ``samples``: one family per name, families sorted by name."""
+    families: dict[str, list[Sample]] = {}
+    for s in samples:
+        families.setdefault(family_name(s.inst), []).append(s)
+    out: list[str] = []
+    for name in sorted(families):
+        members = families[name]
+        hist = members[0].inst.numeric is not None
+        kind = ("gaugehistogram" if openmetrics else "histogram") if hist else "gauge"
+        what = members[0].inst.metric + (f" by {members[0].inst.numeric}" if hist else "")
+        out.append(f"# HELP {name} fleetscope {_escape(what)}: current value of each instrumentation\n")
+        out.append(f"# TYPE {name} {kind}\n")
+        for s in sorted(members, key=lambda s: s.inst.id):
+            inst = s.inst
+            base = f'instrumentation="{inst.id}"'
+            label = _label(inst)
+            if inst.shape in (values.SCALAR, values.HISTOGRAM):
+                items = [("", s.value)]
+            else:
+                items = sorted(s.value.items())  # type: ignore[union-attr]
+            for key, v in items:
+                labels = base + (f',{label}="{_escape(key)}"' if label else "")
+                if hist:
+                    out.extend(_histogram_lines(name, labels, v, openmetrics))
+                else:
+                    out.append(f"{name}{{{labels}}} {_num(v)}\n")
+    if openmetrics:
+        out.append("# EOF\n")
+    return "".join(out)
+
+
+def current_samples(instrumentations: Iterable[Instrumentation], window_of) -> list[Sample]:
+    """The latest final value of each instrumentation that has one; ``window_of(id)`` gives
+    its real-time window (or None)."""
+    out = []
+    for inst in instrumentations:
+        window = window_of(inst.id)
+        latest = window.latest() if window is not None else None
+        if latest is None:
+            continue
+        for point in window.points(latest, latest + 1):
+            if point.value is not None:
+                out.append(Sample(inst, point.value))
+    return out
+
+
+def grafana_cells(edges, times, counts_layers) -> list[dict]:
+    """A heatmap as Grafana's "heatmap cells" frame, one object per non-empty cell:
+    ``{"xMin": column start in epoch milliseconds, "yMin", "yMax": the row's value range,
+    "count"}``, columns in time order, rows upwards. ``counts_layers`` are arrays of shape
+    ``(len(times), len(edges) - 1)`` (the rest and each drawn key), added up."""
+    out = []
+    total = None
+    for layer in counts_layers:
+        total = layer if total is None else total + layer
+    if total is None:
+        return out
+    lows = [float(x) for x in edges[:-1]]
+    highs = [float(x) for x in edges[1:]]
+    for col, t in enumerate(times):
+        row_counts = total[col]
+        x = int(t * 1000)
+        for j, c in enumerate(row_counts.tolist()):
+            if c > 0:
+                out.append({"xMin": x, "yMin": lows[j], "yMax": highs[j], "count": round(c, 6)})
+    return out

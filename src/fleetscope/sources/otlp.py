@@ -1,0 +1,408 @@
+"""OpenTelemetry metrics in: an OTLP/HTTP receiver (``POST /v1/metrics``, protobuf or
+JSON, optionally gzip) feeding the same per-tick accumulator as StatsD.
+
+Each OTel metric becomes ``<prefix>.<name>`` (prefix ``otel`` by default; ``.`` and
+other characters outside ``[A-Za-z0-9_]`` become ``_``). Its discrete fields are
+the resource attributes (except the SDK's own ``telemetry.*``; ``service.name``
+becomes ``service``) and the data point attributes, sanitised the same way,
+values as text.
+
+* monotonic sum: interval metric, the increase per second (cumulative points are
+  turned into deltas per series; the first point of a series counts whole, as
+  the increase since its start time);
+* gauge, non-monotonic sum: point metric, the last value;
+* histogram and exponential histogram: interval metric counting observations per
+  second, with the numeric field ``value`` in the metric's unit (``s``, ``ms``,
+  ``us``, ``ns``, ``By``; anything else is a plain number).
+
+Exponential histograms keep their bucket layout: an OTel bucket ``k`` at scale
+``s`` is Prometheus/fleetscope index ``k + 1`` at schema ``s``; its count is
+recorded at the bucket's upper bound, which lands in exactly the bucket that
+contains it at the agent's schema (3) whenever ``s >= 3`` (scales above 8 are
+first downscaled to 8, exactly), so bucket counts are exact. Below scale 3 a
+count lands at the bucket's upper bound (error within the source bucket).
+Negative buckets go to the zero bucket (fleetscope histograms hold values >= 0).
+Explicit-bucket histograms are converted: a bucket ``(lo, hi]`` counts at ``hi``
+(the overflow bucket at the last bound), so a value is reported within its
+source bucket, relative error under ``(hi - lo) / hi``. In both cases the
+histogram's ``sum`` is the sum of those representative values, not OTel's.
+
+Bad payloads (not protobuf / JSON of an ``ExportMetricsServiceRequest``, too
+large, bad gzip) are answered 400/413/415 and counted per reason in
+``fleetscope.otlp_dropped``, as are data points beyond the caps (see
+:mod:`fleetscope.sources.statsd`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import math
+import threading
+import zlib
+from typing import NamedTuple
+
+from fleetscope.model.histogram import bucket_upper
+from fleetscope.model.metrics import DISCRETE, INTERVAL, NUMERIC, POINT, Field, Metric, metric
+from fleetscope.model.types import BYTES, NUMBER, Type
+from fleetscope.sources.statsd import StatsdConfig, StatsdSource
+from fleetscope.sources.statsd_parse import MAX_NAME, MAX_TAG_VALUE, RESERVED, Event, sanitize
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 8 << 20
+_UNITS = {"s": Type("seconds", 0), "ms": Type("seconds", -3), "us": Type("seconds", -6),
+          "ns": Type("seconds", -9), "By": BYTES}
+_CUMULATIVE = 2  # AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+
+
+class OtlpConfig(NamedTuple):
+    """Where to listen and how much to accept."""
+
+    host: str = "127.0.0.1"
+    port: int = 4318
+    prefix: str = "otel"
+    max_metrics: int = 1000
+    max_fields: int = 24
+    max_keys: int = 1000
+
+
+class Decoded(NamedTuple):
+    """What one request brought: accepted and rejected data points, the reasons of the latter."""
+
+    accepted: int
+    rejected: int
+    reasons: list[str]
+
+
+def decode_request(body: bytes, content_type: str, content_encoding: str = ""):
+    """The ``ExportMetricsServiceRequest`` in ``body``; ValueError with a reason
+    (``gzip``, ``too_large``, ``protobuf``, ``json``, ``content_type``) if it is none."""
+    from google.protobuf import json_format
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    if content_encoding.strip().lower() == "gzip":
+        try:
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            body = d.decompress(body, MAX_BODY + 1)
+        except (zlib.error, gzip.BadGzipFile, EOFError):
+            raise ValueError("gzip") from None
+        if len(body) > MAX_BODY:
+            raise ValueError("too_large")
+    elif content_encoding.strip().lower() not in ("", "identity"):
+        raise ValueError("content_encoding")
+    request = ExportMetricsServiceRequest()
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "application/x-protobuf":
+        try:
+            request.ParseFromString(body)
+        except (DecodeError, RecursionError, ValueError):
+            raise ValueError("protobuf") from None
+    elif kind == "application/json":
+        try:
+            json_format.Parse(body.decode("utf-8"), request, ignore_unknown_fields=True)
+        except (json_format.ParseError, UnicodeDecodeError, RecursionError, ValueError, TypeError):
+            raise ValueError("json") from None
+    else:
+        raise ValueError("content_type")
+    return request
+
+
+def _text(value) -> str:
+    """An OTel AnyValue as text."""
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        return value.string_value
+    if which == "bool_value":
+        return "true" if value.bool_value else "false"
+    if which == "int_value":
+        return str(value.int_value)
+    if which == "double_value":
+        return repr(value.double_value)
+    if which == "array_value":
+        return "[" + ",".join(_text(v) for v in value.array_value.values) + "]"
+    return ""
+
+
+def _tags(attributes, out: dict[str, str]) -> str | None:
+    """Add ``attributes`` to ``out`` as fields; the drop reason if one cannot be a field."""
+    for kv in attributes:
+        if kv.key.startswith("telemetry."):
+            continue
+        key = "service" if kv.key == "service.name" else sanitize(kv.key)
+        if key in RESERVED:
+            key = "tag_" + key
+        text = _text(kv.value)
+        if not key or len(key) > MAX_NAME or len(text) > MAX_TAG_VALUE:
+            return "attribute"
+        out[key] = text
+    return None
+
+
+def _exp_upper(k: int, scale: int) -> float:
+    """A value inside OTel exponential bucket ``k`` at ``scale``: its upper bound,
+    computed at scale 8 at most (bounds nest exactly)."""
+    index = k + 1
+    if scale > 8:
+        index = ((index - 1) >> (scale - 8)) + 1
+        scale = 8
+    return bucket_upper(index, scale)
+
+
+def _shift(counts: dict[int, float], by: int) -> dict[int, float]:
+    """OTel bucket counts downscaled by ``by`` scales (index ``k`` -> ``k >> by``)."""
+    if not by:
+        return counts
+    out: dict[int, float] = {}
+    for k, n in counts.items():
+        out[k >> by] = out.get(k >> by, 0.0) + n
+    return out
+
+
+class OtlpSource(StatsdSource):
+    """A source of the metrics applications export over OTLP/HTTP."""
+
+    name = "otlp"
+    drop_stat = "otlp_dropped"
+
+    def __init__(self, config: OtlpConfig | None = None) -> None:
+        self.otlp = config or OtlpConfig()
+        c = self.otlp
+        super().__init__(StatsdConfig(c.host, c.port, c.prefix, c.max_metrics, c.max_fields, c.max_keys))
+        self._units: dict[str, Type] = {}
+        self._labels: dict[str, str] = {}
+        self._previous: dict[tuple, object] = {}  # cumulative series: last point
+        self._thread: threading.Thread | None = None
+        self._http = None
+
+    # -- decoding ---------------------------------------------------------------------------
+
+    def ingest_request(self, body: bytes, content_type: str, content_encoding: str = "") -> Decoded:
+        """Decode and accumulate one export request; ValueError (a reason) if undecodable."""
+        try:
+            request = decode_request(body, content_type, content_encoding)
+        except ValueError as exc:
+            with self._lock:
+                self._drop("http", str(exc))
+            raise
+        accepted = rejected = 0
+        reasons: list[str] = []
+        with self._lock:
+            for rm in request.resource_metrics:
+                base: dict[str, str] = {}
+                bad_resource = _tags(rm.resource.attributes, base)
+                for sm in rm.scope_metrics:
+                    for mt in sm.metrics:
+                        for reason in self._metric_points(mt, base, bad_resource):
+                            if reason:
+                                rejected += 1
+                                reasons.append(reason)
+                                self._drop("http", reason)
+                            else:
+                                accepted += 1
+        self.received += accepted
+        return Decoded(accepted, rejected, reasons)
+
+    def _metric_points(self, mt, base: dict[str, str], bad_resource: str | None):
+        """Accumulate the points of one OTel metric; yields None or a drop reason per point."""
+        which = mt.WhichOneof("data")
+        points = getattr(mt, which).data_points if which else ()
+        if not which or which == "summary":
+            for _ in points or (None,):
+                yield "unsupported"
+            return
+        stat = sanitize(mt.name.strip()) if mt.name.strip() else ""
+        if not stat or len(stat) > MAX_NAME:
+            for _ in points or (None,):
+                yield "name"
+            return
+        if which == "sum" and mt.sum.is_monotonic:
+            kind = "c"
+        elif which in ("sum", "gauge"):
+            kind = "g"
+        else:
+            kind = "h"
+            self._units.setdefault(stat, _UNITS.get(mt.unit, NUMBER))
+        self._labels.setdefault(stat, (mt.description or mt.name)[:200])
+        cumulative = which != "gauge" and getattr(mt, which).aggregation_temporality == _CUMULATIVE
+        for dp in points:
+            tags = dict(base)
+            reason = bad_resource or _tags(dp.attributes, tags)
+            if reason:
+                yield reason
+                continue
+            tagtuple = tuple(sorted(tags.items()))
+            try:
+                if which in ("sum", "gauge"):
+                    yield self._number(stat, kind, tagtuple, dp, cumulative)
+                elif which == "histogram":
+                    yield self._explicit(stat, tagtuple, dp, cumulative)
+                else:
+                    yield self._exponential(stat, tagtuple, dp, cumulative)
+            except (ValueError, OverflowError):
+                yield "value"
+
+    def _delta(self, key: tuple, start: int, current: dict, cumulative: bool) -> dict:
+        """The increase of ``current`` ({bucket: count} or {None: value}) since the previous
+        point of a cumulative series (everything on a first point or a reset)."""
+        if not cumulative:
+            return current
+        prev = self._previous.get(key)
+        self._previous[key] = (start, current)
+        if prev is None or prev[0] != start:
+            return current
+        before = prev[1]
+        delta = {k: v - before.get(k, 0.0) for k, v in current.items()}
+        if any(v < 0 for v in delta.values()):  # a reset that kept its start time
+            return current
+        return delta
+
+    def _number(self, stat: str, kind: str, tags: tuple, dp, cumulative: bool) -> str | None:
+        x = float(dp.as_double if dp.WhichOneof("value") == "as_double" else dp.as_int)
+        if not math.isfinite(x):
+            return "value"
+        if kind == "c":
+            x = self._delta((stat, tags), dp.start_time_unix_nano, {None: x}, cumulative)[None]
+        return self._add(Event(stat, kind, (x,), 1.0, tags))
+
+    def _weighted(self, stat: str, tags: tuple, counts: dict[float, float]) -> str | None:
+        reason = self._add(Event(stat, "h", (), 1.0, tags))  # registers the name and tags
+        if reason:
+            return reason
+        for value, n in counts.items():
+            if n > 0:
+                self._add(Event(stat, "h", (value,), 1.0, tags), weight=n)
+        return None
+
+    def _explicit(self, stat: str, tags: tuple, dp, cumulative: bool) -> str | None:
+        bounds = list(dp.explicit_bounds)
+        if len(dp.bucket_counts) not in (0, len(bounds) + 1):
+            return "value"
+        current: dict = {}
+        for i, n in enumerate(dp.bucket_counts):
+            if n:
+                at = bounds[i] if i < len(bounds) else (bounds[-1] if bounds else 0.0)
+                if not math.isfinite(at):
+                    return "value"
+                at = max(at, 0.0)
+                current[at] = current.get(at, 0.0) + float(n)
+        return self._weighted(stat, tags, self._delta((stat, tags), dp.start_time_unix_nano,
+                                                       current, cumulative))
+
+    def _exponential(self, stat: str, tags: tuple, dp, cumulative: bool) -> str | None:
+        if not -4 <= dp.scale <= 20:
+            return "scale"
+        scale = dp.scale
+        zero = float(dp.zero_count) + sum(float(n) for n in dp.negative.bucket_counts)
+        offset = dp.positive.offset
+        counts = {offset + j: float(n) for j, n in enumerate(dp.positive.bucket_counts) if n}
+        if cumulative:
+            # Deltas in bucket space at the coarser of the two scales (the SDK lowers its scale as
+            # the range grows): exact, as OTel indices downscale by a shift.
+            key = (stat, tags)
+            prev = self._previous.get(key)
+            self._previous[key] = (dp.start_time_unix_nano, scale, zero, counts)
+            if prev is not None and prev[0] == dp.start_time_unix_nano:
+                common = min(scale, prev[1])
+                now = _shift(counts, scale - common)
+                before = _shift(prev[3], prev[1] - common)
+                delta = {k: n - before.get(k, 0.0) for k, n in now.items()}
+                if zero >= prev[2] and all(k in now for k in before) and min(delta.values(), default=0) >= 0:
+                    scale, zero, counts = common, zero - prev[2], delta
+        current: dict = {0.0: zero} if zero else {}
+        for k, n in counts.items():
+            if n:
+                at = _exp_upper(k, scale)
+                if not math.isfinite(at):
+                    return "value"
+                current[at] = current.get(at, 0.0) + n
+        return self._weighted(stat, tags, current)
+
+    def _metric(self, stat: str, kind: str, keys) -> Metric:
+        prefix = self.config.prefix
+        label = f"OpenTelemetry {self._labels.get(stat, stat)}"
+        fields = [Field(k, DISCRETE, f"attribute {k}") for k in keys]
+        if kind == "c":
+            return metric(prefix, stat, label, NUMBER, INTERVAL, *fields)
+        if kind == "g":
+            return metric(prefix, stat, label, NUMBER, POINT, *fields)
+        unit = self._units.get(stat, NUMBER)
+        return metric(prefix, stat, f"{label}: observations", NUMBER, INTERVAL, *fields,
+                      Field("value", NUMERIC, "value", unit))
+
+    # -- listening --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Serve ``POST /v1/metrics`` on ``host:port`` from a thread of its own (port 0: any
+        free one, see :attr:`addresses`); returns once it listens."""
+        import socket
+
+        import uvicorn
+
+        sock = socket.socket(socket.AF_INET6 if ":" in self.otlp.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.otlp.host, self.otlp.port))
+        self.addresses = [sock.getsockname()[:2]]
+        config = uvicorn.Config(receiver_app(self), log_level="warning", access_log=False,
+                                lifespan="off")
+        self._http = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._http.run, kwargs={"sockets": [sock]},
+                                        name="otlp-receiver", daemon=True)
+        self._thread.start()
+        while not self._http.started and self._thread.is_alive():
+            await asyncio.sleep(0.02)
+        if not self._http.started:
+            raise OSError(f"OTLP receiver could not start on {self.otlp.host}:{self.otlp.port}")
+        self._janitor = asyncio.get_running_loop().create_task(self._forget_unread())
+
+    def close(self) -> None:
+        if self._janitor is not None:
+            self._janitor.cancel()
+            self._janitor = None
+        if self._http is not None:
+            self._http.should_exit = True
+            if self._thread is not None:
+                self._thread.join(5)
+            self._http = None
+
+
+def receiver_app(source: OtlpSource):
+    """The ASGI app of the receiver: ``POST /v1/metrics`` into ``source``."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    async def export(request: Request) -> Response:
+        size = int(request.headers.get("content-length") or 0)
+        if size > MAX_BODY:
+            with source._lock:
+                source._drop("http", "too_large")
+            return JSONResponse({"code": 3, "message": "body too large"}, status_code=413)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                with source._lock:
+                    source._drop("http", "too_large")
+                return JSONResponse({"code": 3, "message": "body too large"}, status_code=413)
+        ctype = request.headers.get("content-type", "")
+        try:
+            got = source.ingest_request(body, ctype, request.headers.get("content-encoding", ""))
+        except ValueError as exc:
+            status = 415 if str(exc) in ("content_type", "content_encoding") else 400
+            return JSONResponse({"code": 3, "message": f"bad request: {exc}"}, status_code=status)
+        answer = ExportMetricsServiceResponse()
+        if got.rejected:
+            answer.partial_success.rejected_data_points = got.rejected
+            answer.partial_success.error_message = "dropped: " + ", ".join(sorted(set(got.reasons)))
+        if ctype.startswith("application/json"):
+            from google.protobuf import json_format
+
+            return Response(json_format.MessageToJson(answer), media_type="application/json")
+        return Response(answer.SerializeToString(), media_type="application/x-protobuf")
+
+    return Starlette(routes=[Route("/v1/metrics", export, methods=["POST"])])

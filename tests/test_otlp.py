@@ -1,0 +1,268 @@
+"""OTLP/HTTP in: decoding (protobuf and JSON), cumulative to delta, exponential histograms
+kept exact, bad payloads counted, a fuzz, and a real program instrumented with the
+OpenTelemetry SDK exporting to a real `fleetscope serve --otlp`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
+from opentelemetry.sdk.metrics._internal.exponential_histogram.mapping.logarithm_mapping import (
+    LogarithmMapping,
+)
+
+from fleetscope.agent.evaluate import Plan
+from fleetscope.model.histogram import Histogram, bucket_index
+from fleetscope.model.instrumentation import Instrumentation, validate_spec
+from fleetscope.model.metrics import Catalog
+from fleetscope.sources.otlp import OtlpSource
+from tests import otlp_program
+from tests.conftest import Server, free_port
+from tests.test_api import API, wait_for
+
+PROTO = "application/x-protobuf"
+
+
+def _request(*metrics: pb.Metric, service: str = "svc") -> bytes:
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    rm.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value=service)))
+    rm.resource.attributes.append(KeyValue(key="telemetry.sdk.name", value=AnyValue(string_value="x")))
+    rm.scope_metrics.add().metrics.extend(metrics)
+    return req.SerializeToString()
+
+
+def _attrs(**kv) -> list[KeyValue]:
+    return [KeyValue(key=k.replace("_", "."), value=AnyValue(string_value=v)) for k, v in kv.items()]
+
+
+def _exp_point(xs: list[float], scale: int, start: int = 1) -> pb.ExponentialHistogramDataPoint:
+    counts: dict[int, int] = {}
+    zero = 0
+    for x in xs:
+        if x == 0:
+            zero += 1
+        else:
+            # The SDK's own mapping for scales above ours, ours (index - 1) otherwise.
+            k = LogarithmMapping(scale).map_to_index(x) if scale > 8 else bucket_index(x, scale) - 1
+            counts[k] = counts.get(k, 0) + 1
+    dp = pb.ExponentialHistogramDataPoint(scale=scale, zero_count=zero, count=len(xs), sum=sum(xs),
+                                          start_time_unix_nano=start)
+    if counts:
+        lo, hi = min(counts), max(counts)
+        dp.positive.offset = lo
+        dp.positive.bucket_counts.extend(counts.get(k, 0) for k in range(lo, hi + 1))
+    return dp
+
+
+def _evaluate(src: OtlpSource, body: dict):
+    src.begin_tick(1000.0)
+    inst = Instrumentation(id=1, created=0.0, **validate_spec(body, Catalog(src.metrics())))
+    rows = src.collect(inst.metric)
+    return Plan(inst, rows.columns, {"hostname": "h"}).evaluate(rows.rows, rows.weighted)
+
+
+WIDE = [0, 0.001, 0.75, 1, 1, 1.09, 2, 3.3, 10, 10, 99.5, 1000, 123456.0]
+NARROW = [1, 1.0000001, 1.0001, 1.0001, 1.01, 1.09, 1.5, 1.9999]  # a fine scale holds few doublings
+
+
+@pytest.mark.parametrize(("scale", "xs"), [(3, WIDE), (6, WIDE), (12, NARROW), (20, NARROW)])
+def test_exponential_histograms_are_exact(scale: int, xs: list[float]) -> None:
+    src = OtlpSource()
+    metric = pb.Metric(name="db.query.duration", unit="s", exponential_histogram=pb.ExponentialHistogram(
+        aggregation_temporality=pb.AGGREGATION_TEMPORALITY_DELTA, data_points=[_exp_point(xs, scale)]))
+    assert src.ingest_request(_request(metric), PROTO).accepted == 1
+    got = _evaluate(src, {"module": "otel", "stat": "db_query_duration", "decomposition": ["value"]})
+    want = Histogram()
+    for x in xs:
+        want.record(x)
+    assert got.count == want.count and got.zero_count == want.zero_count and got.buckets == want.buckets
+    unit = {m.name: m for m in src.metrics()}["otel.db_query_duration"].field("value").type
+    assert unit.name == "s"
+
+
+def test_cumulative_sums_become_deltas_and_attributes_fields() -> None:
+    src = OtlpSource()
+
+    def counter(value: float, start: int) -> bytes:
+        dp = pb.NumberDataPoint(as_int=int(value), start_time_unix_nano=start,
+                                attributes=_attrs(http_route="/a"))
+        return _request(pb.Metric(name="orders", sum=pb.Sum(
+            is_monotonic=True, aggregation_temporality=pb.AGGREGATION_TEMPORALITY_CUMULATIVE,
+            data_points=[dp])))
+
+    for value, start in ((5, 1), (8, 1), (8, 1), (3, 2)):  # +5, +3, +0, then a restart: +3
+        src.ingest_request(counter(value, start), PROTO)
+    metric = {m.name: m for m in src.metrics()}["otel.orders"]
+    assert [f.name for f in metric.fields] == ["hostname", "http_route", "service"]
+    assert metric.kind == "interval"
+    assert _evaluate(src, {"module": "otel", "stat": "orders", "decomposition": ["service"]}) == {"svc": 11.0}
+    gauge = pb.Metric(name="temp", gauge=pb.Gauge(data_points=[pb.NumberDataPoint(as_double=21.5)]))
+    src.ingest_request(_request(gauge), PROTO)
+    assert _evaluate(src, {"module": "otel", "stat": "temp"}) == 21.5
+
+
+def test_json_payload_and_explicit_buckets() -> None:
+    src = OtlpSource()
+    body = {"resourceMetrics": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "api"}}]},
+        "scopeMetrics": [{"metrics": [{"name": "http.server.duration", "unit": "ms", "histogram": {
+            "aggregationTemporality": 1, "dataPoints": [{
+                "startTimeUnixNano": "1", "timeUnixNano": "2", "count": "6", "sum": 1234.5,
+                "explicitBounds": [5, 10, 100], "bucketCounts": ["1", "2", "0", "3"],
+                "attributes": [{"key": "http.method", "value": {"stringValue": "GET"}}]}]}}]}]}]}
+    got = src.ingest_request(json.dumps(body).encode(), "application/json")
+    assert got == (1, 0, [])
+    h = _evaluate(src, {"module": "otel", "stat": "http_server_duration", "decomposition": ["value"]})
+    want = Histogram()
+    want.record(5, 1)
+    want.record(10, 2)
+    want.record(100, 3)  # the overflow bucket counts at the last bound
+    assert h == want
+
+
+@pytest.mark.parametrize(("body", "ctype", "reason"), [
+    (b"\x0a\xff\xff", PROTO, "protobuf"),
+    (b"{not json", "application/json", "json"),
+    (b'{"resourceMetrics": 3}', "application/json", "json"),
+    (b"", "text/plain", "content_type"),
+])
+def test_bad_payloads_are_refused_and_counted(body: bytes, ctype: str, reason: str) -> None:
+    src = OtlpSource()
+    with pytest.raises(ValueError, match=reason):
+        src.ingest_request(body, ctype)
+    assert src.dropped == {reason: 1}
+
+
+def test_bad_points_are_dropped_alone() -> None:
+    src = OtlpSource()
+    long_name = pb.Metric(name="x" * 100, gauge=pb.Gauge(data_points=[pb.NumberDataPoint(as_int=1)]))
+    summary = pb.Metric(name="s", summary=pb.Summary(data_points=[pb.SummaryDataPoint()]))
+    bad_scale = pb.Metric(name="e", exponential_histogram=pb.ExponentialHistogram(
+        data_points=[pb.ExponentialHistogramDataPoint(scale=-9)]))
+    good = pb.Metric(name="ok", gauge=pb.Gauge(data_points=[pb.NumberDataPoint(as_int=1)]))
+    got = src.ingest_request(_request(long_name, summary, bad_scale, good), PROTO)
+    assert got.accepted == 1 and sorted(got.reasons) == ["name", "scale", "unsupported"]
+    assert [m.name for m in src.metrics()] == ["fleetscope.otlp_dropped", "otel.ok"]
+
+
+_VALID = _request(
+    pb.Metric(name="a", sum=pb.Sum(is_monotonic=True, aggregation_temporality=2,
+                                   data_points=[pb.NumberDataPoint(as_double=3, attributes=_attrs(k="v"))])),
+    pb.Metric(name="b", exponential_histogram=pb.ExponentialHistogram(
+        data_points=[_exp_point([1, 2, 3], 5)])),
+    pb.Metric(name="c", histogram=pb.Histogram(data_points=[pb.HistogramDataPoint(
+        explicit_bounds=[1, 2], bucket_counts=[1, 0, 4])])))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_fuzz_mutated_protobuf_never_escapes(data) -> None:
+    body = bytearray(_VALID)
+    for _ in range(data.draw(st.integers(0, 6))):
+        i = data.draw(st.integers(0, len(body) - 1))
+        body[i] = data.draw(st.integers(0, 255))
+    body = bytes(body[:data.draw(st.integers(0, len(body)))])
+    src = OtlpSource()
+    with contextlib.suppress(ValueError):
+        src.ingest_request(body, PROTO)
+    src.begin_tick(1.0)
+    for m in src.metrics():
+        src.collect(m.name)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(
+                        st.sampled_from(["resourceMetrics", "scopeMetrics", "metrics", "name", "gauge",
+                                         "dataPoints", "asInt", "asDouble", "sum", "histogram"]),
+                        kids, max_size=3), max_leaves=20))
+def test_fuzz_json_never_escapes(doc) -> None:
+    src = OtlpSource()
+    with contextlib.suppress(ValueError):
+        src.ingest_request(json.dumps(doc).encode(), "application/json")
+
+
+@pytest.fixture
+def otlp_server(tmp_path: Path):
+    port = free_port()
+    srv = Server(tmp_path, free_port(), ["--otlp", f"127.0.0.1:{port}"]).start()
+    srv.otlp_url = f"http://127.0.0.1:{port}/v1/metrics"
+    yield srv
+    srv.stop()
+
+
+def _run_program(url: str) -> None:
+    subprocess.run([sys.executable, otlp_program.__file__, url], check=True, timeout=60)
+
+
+def test_real_sdk_exporter_end_to_end(otlp_server: Server) -> None:
+    url = otlp_server.otlp_url
+    _run_program(url)  # a first run: the metrics are discovered
+    with otlp_server.client() as c:
+        wanted = {"otel.checkout_latency", "otel.response_size", "otel.orders", "otel.queue_depth"}
+
+        def discovered():
+            ms = {m["name"]: m for m in c.get(f"{API}/metrics").json()["metrics"]}
+            return ms if wanted <= ms.keys() else None
+
+        names = wait_for(discovered, timeout=5)
+        fields = {f["name"]: f for f in names["otel.checkout_latency"]["fields"]}
+        assert {"service", "deployment_environment", "http_route", "value"} <= fields.keys()
+        assert fields["value"]["type"]["name"] == "ms"
+        specs = {
+            "lat": {"module": "otel", "stat": "checkout_latency", "decomposition": ["http_route", "value"]},
+            "size": {"module": "otel", "stat": "response_size", "decomposition": ["value"]},
+            "orders": {"module": "otel", "stat": "orders", "decomposition": ["http_route"],
+                       "predicate": {"eq": ["service", "shop"]}},
+        }
+        ids = {k: c.post(f"{API}/instrumentations", json=v).json()["id"] for k, v in specs.items()}
+        for i in ids.values():
+            wait_for(lambda i=i: [p for p in c.get(f"{API}/instrumentations/{i}/value",
+                                                   params={"ndatapoints": 3}).json() if p["nsources"]])
+        _run_program(url)  # a second process: a new cumulative series, counted from zero
+
+        def points(key: str) -> list:
+            return [p["value"] for p in c.get(f"{API}/instrumentations/{ids[key]}/value",
+                                              params={"ndatapoints": 60}).json() if p["value"]]
+
+        def orders():
+            total: dict[str, float] = {}
+            for v in points("orders"):
+                for k, x in v.items():
+                    total[k] = total.get(k, 0) + x
+            return total if total == otlp_program.ORDERS else None
+
+        wait_for(orders, timeout=10)
+        got: dict[str, Histogram] = {}
+        for v in points("lat"):
+            for route, h in v.items():
+                got.setdefault(route, Histogram()).merge(Histogram.from_json(h))
+        for route, xs in otlp_program.LATENCIES.items():
+            want = Histogram()
+            for x in xs:
+                want.record(x)
+            assert got[route].count == want.count and got[route].buckets == want.buckets, route
+        sizes = Histogram()
+        for v in points("size"):
+            sizes.merge(Histogram.from_json(v))
+        assert sizes.count == len(otlp_program.SIZES)
+        # Explicit buckets (the SDK's default bounds 0, 5, 10, 25, ... 10000): every value counts at
+        # its bucket's upper bound, the overflow bucket at the last bound.
+        want = Histogram()
+        for at in (0, 5, 25, 250, 5000, 10000, 10000):
+            want.record(at)
+        assert sizes == want
+        # Bad payloads are answered 4xx and do not disturb anything.
+        assert httpx.post(url, content=b"\x0a\xff", headers={"content-type": PROTO}).status_code == 400
+        assert httpx.post(url, content=b"x", headers={"content-type": "text/csv"}).status_code == 415
