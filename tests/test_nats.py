@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -245,3 +246,36 @@ def test_agent_takes_its_settings_from_a_config_file_and_the_environment(nats_se
 
     known = asyncio.run(scenario())
     assert known.get("from-env") == {"rack": "r12", "tier": "web"}
+
+
+def test_fleet_processes_start_before_the_bus_and_stop_cleanly(tmp_path: Path) -> None:
+    """`fleetscope api` serves from the store while NATS is not there yet; both it and an
+    aggregator waiting for the bus stop at once on SIGTERM."""
+    import httpx
+
+    from tests.conftest import free_port
+
+    exe = str(Path(sys.executable).parent / "fleetscope")
+    bus = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
+    store = f"sqlite:///{tmp_path / 'fleet.db'}"
+    port = free_port()
+    api = subprocess.Popen([exe, "api", "--bus", bus, "--store", store, "--port", str(port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    agg = subprocess.Popen([exe, "aggregator", "--bus", bus, "--store", store],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert httpx.get(url + "/api/v1/instrumentations").json() == {"instrumentations": []}
+        time.sleep(1)
+    finally:
+        for p in (api, agg):
+            p.terminate()
+        codes = [p.wait(10) for p in (api, agg)]  # TimeoutExpired if either hangs
+    # uvicorn shuts down gracefully and then re-raises the signal it caught.
+    assert codes[0] in (0, -signal.SIGTERM) and codes[1] == 0, codes

@@ -14,7 +14,7 @@ import logging
 import time
 
 from fleetscope.bus import messages as m
-from fleetscope.bus.base import Bus, Msg
+from fleetscope.bus.base import Bus, BusUnavailable, Msg
 from fleetscope.model import predicate as predicates
 from fleetscope.model.errors import InputError, NotFound
 from fleetscope.model.instrumentation import Instrumentation, validate_spec, validate_update
@@ -90,7 +90,7 @@ class ControlPlane:
         if not self.store.delete_instrumentation(inst_id):
             raise NotFound("id", f"no instrumentation {inst_id}")
         self._last_access.pop(inst_id, None)
-        await self.bus.publish(m.CTL_DISABLE, m.encode(m.DisableMsg(inst_id)))
+        await self._tell(m.CTL_DISABLE, m.encode(m.DisableMsg(inst_id)))
 
     def touch(self, inst_id: int) -> None:
         """Record a read of ``inst_id``: it is in use and must not expire."""
@@ -99,10 +99,18 @@ class ControlPlane:
     async def _announce(self, inst: Instrumentation) -> None:
         """Tell the aggregators and API servers, and each known agent that may match it."""
         data = m.encode(m.InstrumentationMsg(inst.to_json()))
-        await self.bus.publish(m.CTL_ENABLE, data)
+        await self._tell(m.CTL_ENABLE, data)
         for host, labels in list(self.known_hosts.items()):
             if self._may_run(inst, host, labels):
-                await self.bus.publish(m.agent_subject(host), data)
+                await self._tell(m.agent_subject(host), data)
+
+    async def _tell(self, subject: str, data: bytes) -> None:
+        """Publish a change; with the bus away the change is still stored, and agents and
+        aggregators learn it when they next ask for the whole list (on reconnect, and every 30 s)."""
+        try:
+            await self.bus.publish(subject, data)
+        except BusUnavailable:
+            log.warning("bus unavailable: %s will be learnt at the next resync", subject)
 
     @staticmethod
     def _may_run(inst: Instrumentation, host: str, labels: dict[str, str]) -> bool:
@@ -174,14 +182,15 @@ class ControlPlane:
             })
         return out
 
-    def _load_catalog(self) -> None:
+    def load_catalog(self) -> None:
+        """Learn the metrics the agents reported to any API server of this store."""
         saved = self.store.get_meta(CATALOG_KEY)
         for obj in json.loads(saved) if saved else []:
             with contextlib.suppress(InputError):
                 self.catalog.add(Metric.from_json(obj))
 
     async def start(self) -> None:
-        self._load_catalog()
+        self.load_catalog()
         await self.bus.connect()
         await self.bus.subscribe(m.CTL_LIST, self._on_list, queue="control")
         await self.bus.subscribe(m.AGENT_STATUS, self._on_status)

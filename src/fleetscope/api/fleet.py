@@ -50,7 +50,8 @@ async def run_aggregator(bus: Bus, store: Store, stop: asyncio.Event, name: str 
                       owns=lambda inst_id: aggregator.owned is None or inst_id in aggregator.owned)
     aggregator.listeners.append(history.record)  # persisted instrumentations only
     leases = LeaseKeeper(store, aggregator, name)
-    await bus.connect()
+    if not await until_connected(bus, stop):
+        return
     await aggregator.start()
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(leases.run()), loop.create_task(keep_history(history))]
@@ -68,6 +69,19 @@ async def run_aggregator(bus: Bus, store: Store, stop: asyncio.Event, name: str 
     await asyncio.to_thread(leases.release)
 
 
+async def until_connected(bus: Bus, stop: asyncio.Event) -> bool:
+    """Wait for the bus (it may start after us); False if ``stop`` came first."""
+    connecting = asyncio.ensure_future(bus.connect())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (connecting, stopping):
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return connecting.done() and not connecting.cancelled() and connecting.exception() is None
+
+
 def api_app(bus: Bus, store: Store, history_config: HistoryConfig | None = None) -> FastAPI:
     """An API server of a fleet: definitions and history from the shared store, live values
     from the replica; the metric catalogue is learnt from the agents."""
@@ -77,12 +91,22 @@ def api_app(bus: Bus, store: Store, history_config: HistoryConfig | None = None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await bus.connect()
-        await control.start()
-        await replica.start()
+        # Serve definitions and history from the store at once; live parts once the bus is there.
+        control.load_catalog()
+        stop = asyncio.Event()
+
+        async def connect_then_start() -> None:
+            if await until_connected(bus, stop):
+                await control.start()
+                await replica.start()
+
+        starting = asyncio.get_running_loop().create_task(connect_then_start())
         try:
             yield
         finally:
+            stop.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
             await replica.stop()
             await control.stop()
             await bus.close()
