@@ -75,8 +75,14 @@ def start_qemu(name_arg: str, cgroup_dirs: list[Path] = ()) -> subprocess.Popen:
         preexec_fn=enter, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-needs_qemu = pytest.mark.skipif(QEMU is None or os.geteuid() != 0,
-                                reason="needs qemu-system-x86_64 (make test installs it) and root")
+@pytest.fixture
+def _qemu_and_root() -> None:
+    # A missing prerequisite is a failure, not a skip: `make test` installs qemu and CI runs as root.
+    if QEMU is None or os.geteuid() != 0:
+        pytest.fail("needs qemu-system-x86_64 (make test installs it) and root", pytrace=False)
+
+
+needs_qemu = pytest.mark.usefixtures("_qemu_and_root")
 
 
 def wait_started(p: subprocess.Popen) -> None:
