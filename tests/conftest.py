@@ -18,6 +18,18 @@ import pytest
 VENV_BIN = Path(sys.executable).parent
 
 
+def wait_for(fn, timeout: float = 15.0, interval: float = 0.1):
+    """Call ``fn`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = fn()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last: {result!r})")
+        time.sleep(interval)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, wait_for
 
 API = "/api/v1"
 
 
-def wait_for(fn, timeout: float = 10.0, interval: float = 0.2):
-    """Call ``fn`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = fn()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last: {result!r})")
-        time.sleep(interval)
 
 
 def default_id(client: httpx.Client, metric: str, decomposition: list[str]) -> int:

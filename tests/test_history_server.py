@@ -17,7 +17,7 @@ import pytest
 
 from fleetscope.store.base import open_store
 from tests import store_backends
-from tests.conftest import VENV_BIN, Server, free_port
+from tests.conftest import VENV_BIN, Server, free_port, wait_for
 from tests.store_backends import BACKENDS, empty_pg
 
 pg_url = store_backends.pg_url  # the fixture
@@ -25,15 +25,6 @@ pg_url = store_backends.pg_url  # the fixture
 API = "/api/v1"
 
 
-def wait_for(fn, timeout: float = 15.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = fn()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last: {result!r})")
-        time.sleep(interval)
 
 
 def cpu_id(c: httpx.Client) -> int:

@@ -20,6 +20,7 @@ from fleetscope.agent.agent import Agent
 from fleetscope.aggregator.aggregator import Aggregator
 from fleetscope.api.app import Services, create_app
 from fleetscope.api.control import ControlPlane
+from fleetscope.api.fleet import keep_history
 from fleetscope.bus.memory import MemoryBus
 from fleetscope.sources.otlp import OtlpConfig, OtlpSource
 from fleetscope.sources.registry import local_sources
@@ -66,22 +67,13 @@ def embedded_app(data_dir: Path, hostname: str | None = None, store_url: str | N
     history = History(store, (history_config or HistoryConfig())._replace(topk=aggregator.topk))
     aggregator.listeners.append(history.record)  # persisted instrumentations only
 
-    async def keep_history() -> None:
-        # Flush the head and compact every few seconds, off the event loop.
-        while True:
-            await asyncio.sleep(history.config.flush_every)
-            try:
-                await asyncio.to_thread(history.maintain)
-            except Exception:
-                log.exception("history maintenance failed (retried in %ss)", history.config.flush_every)
-
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await control.start()
         await control.ensure_defaults()
         await aggregator.start()
         agent_task = asyncio.get_running_loop().create_task(agent.run())
-        history_task = asyncio.get_running_loop().create_task(keep_history())
+        history_task = asyncio.get_running_loop().create_task(keep_history(history))
         try:
             yield
         finally:
