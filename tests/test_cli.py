@@ -747,3 +747,17 @@ def test_hosts_command_lists_this_machine(server: Server) -> None:
                            timeout=30, env={**os.environ, "COLUMNS": "200"})
     assert table.returncode == 0
     assert socket.gethostname() in table.stdout and "online" in table.stdout
+
+
+def test_value_over_a_long_look_back_is_rolled_up(server: Server) -> None:
+    """`--since 7d` would be 604,800 one-second points: the server rolls them up to at most 500."""
+    exe = str(VENV_BIN / "fleetscope")
+    listing = subprocess.run([exe, "inst", "list", "--url", server.url, "--json"], capture_output=True,
+                             text=True, timeout=30)
+    first = json.loads(listing.stdout)["instrumentations"][0]["id"]
+    out = subprocess.run([exe, "value", str(first), "--since", "7d", "--json", "--url", server.url],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    points = json.loads(out.stdout)
+    assert 1 <= len(points) <= 500
+    assert points[0]["duration"] >= 7 * 86400 // 500

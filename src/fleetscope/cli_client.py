@@ -239,6 +239,9 @@ def predicate_arg(text: str) -> str | dict:
     return text
 
 
+MAX_ROWS = 500  # rows of `fleetscope value`; longer looks back are rolled up by the server
+
+
 def since_window(since: int, granularity: int, now: float) -> tuple[int, int]:
     """``(start_time, ndatapoints)`` covering the last ``since`` seconds at ``granularity``.
 
@@ -921,8 +924,11 @@ def value(
         with Api(url) as api:
             inst = api.instrumentation(inst_id)
             granularity = int(inst.get("granularity") or 1)
-            start, npoints = since_window(seconds, granularity, time.time())
-            window = {"start_time": start, "ndatapoints": npoints}
+            now = time.time()
+            start, npoints = since_window(seconds, granularity, now)
+            window: dict[str, int] = {"start_time": start, "ndatapoints": npoints}
+            if npoints > MAX_ROWS:  # a long look back: the server picks coarser points (history tiers)
+                window = {"start_time": start, "end_time": int(now), "ndatapoints": MAX_ROWS}
             answer = api.values(inst_id, **window)
             if as_json:
                 _print_json(answer)
