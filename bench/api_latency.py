@@ -11,40 +11,18 @@ client (one connection, keep-alive), as a dashboard would make them.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from serving import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 API = "/api/v1"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(data_dir: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    exe = Path(sys.executable).parent / "fleetscope"
-    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--data-dir", data_dir],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("fleetscope serve did not start")
 
 
 def percentile(samples: list[float], q: float) -> float:

@@ -30,6 +30,18 @@ def wait_for(fn, timeout: float = 15.0, interval: float = 0.1):
         time.sleep(interval)
 
 
+def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM) -> int | None:
+    """Send ``sig`` to a running ``proc`` and wait for it (killed after 15 s); its return code."""
+    if proc and proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode if proc else None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,14 +77,7 @@ class Server:
         raise RuntimeError(f"server did not start: {self.log.read_text()[-3000:]}")
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode if self.proc else None
+        return stop_process(self.proc, sig)
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10)

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import VENV_BIN, free_port
+from tests.conftest import VENV_BIN, free_port, stop_process
 from tests.nats_server import NatsServer
 from tests.store_backends import pg_url  # noqa: F401 - fixture
 
@@ -36,13 +36,7 @@ class Proc:
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, sig)
 
 
 class Fleet:

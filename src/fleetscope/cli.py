@@ -82,7 +82,7 @@ def serve(
         except OSError as exc:
             typer.echo(f"error: port: cannot listen on {host}:{port}: {exc.strerror}", err=True)
             raise typer.Exit(1) from None
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging(log_level)
     from fleetscope.model.errors import InputError
     from fleetscope.model.tiers import DEFAULT_RETENTION, validate_retention
     from fleetscope.store.history import HistoryConfig
@@ -121,6 +121,15 @@ def _load_config(path: Path | None, section: str) -> dict:
 def _setting(value, config: dict, key: str, default=None):
     """A flag or environment variable wins over the config file, which wins over the default."""
     return value if value is not None else config.get(key, default)
+
+
+def _nats_options(cfg: dict, **flags: str | None) -> dict[str, str | None]:
+    """NATS credentials and TLS files: each flag (or its environment variable), else the config file."""
+    return {key: _setting(value, cfg, key) for key, value in flags.items()}
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _labels(pairs: list[str]) -> dict[str, str]:
@@ -254,9 +263,8 @@ def agent(
 
     cfg = _load_config(config, "agent")
     url = _setting(bus, cfg, "bus", "nats://127.0.0.1:4222")
-    options = {k: _setting(v, cfg, k) for k, v in (
-        ("creds", creds), ("user", user), ("password", password), ("token", token),
-        ("tls_ca", tls_ca), ("tls_cert", tls_cert), ("tls_key", tls_key))}
+    options = _nats_options(cfg, creds=creds, user=user, password=password, token=token,
+                            tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
     try:
         transport = connect_bus(url, **options)
         max_bytes = int(parse_quantity(str(_setting(buffer, cfg, "buffer", "64MiB")), BYTES, "buffer"))
@@ -272,7 +280,7 @@ def agent(
         typer.echo(f"error: {exc.field}: {exc.message}", err=True)
         raise typer.Exit(1) from None
     labels = {**cfg.get("labels", {}), **_labels(label)}
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging(log_level)
     try:
         from fleetscope.sources.selfmetrics import SelfSource
 
@@ -330,7 +338,7 @@ LogLevel = Annotated[str, typer.Option(help="debug, info, warning or error.")]
 
 
 def _fleet_parts(section: str, config: Path | None, bus: str | None, store: str | None,
-                 nats: dict[str, str | None]):
+                 **nats: str | None):
     """The bus and the store of a fleet process, from flags, environment and config file."""
     from fleetscope.bus.base import connect_bus
     from fleetscope.model.errors import InputError
@@ -342,7 +350,7 @@ def _fleet_parts(section: str, config: Path | None, bus: str | None, store: str 
     try:
         if not store_url:
             raise InputError("store", "is required: the shared store, e.g. postgresql://fleetscope@db/fleetscope")
-        transport = connect_bus(url, **{k: _setting(v, cfg, k) for k, v in nats.items()})
+        transport = connect_bus(url, **_nats_options(cfg, **nats))
         return transport, open_store(store_url), url
     except InputError as exc:
         typer.echo(f"error: {exc.field}: {exc.message}", err=True)
@@ -360,10 +368,10 @@ def aggregator(
     """Merge the agents' data (a share of the instrumentations) and write history to the store."""
     from fleetscope.api.fleet import run_aggregator
 
-    transport, shared, url = _fleet_parts("aggregator", config, bus, store, {
-        "creds": creds, "user": user, "password": password, "token": token,
-        "tls_ca": tls_ca, "tls_cert": tls_cert, "tls_key": tls_key})
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    transport, shared, url = _fleet_parts("aggregator", config, bus, store, creds=creds, user=user,
+                                          password=password, token=token, tls_ca=tls_ca,
+                                          tls_cert=tls_cert, tls_key=tls_key)
+    _configure_logging(log_level)
     typer.echo(f"fleetscope aggregator {__version__}, bus {url}")
 
     async def main(stop: asyncio.Event) -> None:
@@ -390,10 +398,10 @@ def api(
 
     from fleetscope.api.fleet import api_app
 
-    transport, shared, url = _fleet_parts("api", config, bus, store, {
-        "creds": creds, "user": user, "password": password, "token": token,
-        "tls_ca": tls_ca, "tls_cert": tls_cert, "tls_key": tls_key})
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    transport, shared, url = _fleet_parts("api", config, bus, store, creds=creds, user=user,
+                                          password=password, token=token, tls_ca=tls_ca,
+                                          tls_cert=tls_cert, tls_key=tls_key)
+    _configure_logging(log_level)
     typer.echo(f"fleetscope api {__version__} serving at http://{host}:{port}/ (bus {url})")
     uvicorn.run(api_app(transport, shared), host=host, port=port, log_level=log_level, access_log=False,
                 timeout_graceful_shutdown=5)

@@ -215,13 +215,15 @@ class ControlPlane:
         """
         expired = []
         for inst in self.list():
+            if not inst.idle_max:
+                continue  # never expires: no read times to share
             key = f"{ACCESS_KEY}{inst.id}"
             mine = self._last_access.setdefault(inst.id, now)
             stored = self.store.get_meta(key)
             last = max(mine, float(stored) if stored else 0.0)
             if stored is None or mine > float(stored):
                 self.store.set_meta(key, repr(mine))
-            if inst.idle_max and now - last > inst.idle_max:
+            if now - last > inst.idle_max:
                 log.info("instrumentation %s unused for %ss: deleted", inst.id, inst.idle_max)
                 with contextlib.suppress(NotFound):
                     await self.delete(inst.id)
