@@ -16,15 +16,22 @@ def free_port() -> int:
 
 
 class NatsServer:
-    def __init__(self, log_dir: Path, port: int | None = None) -> None:
+    def __init__(self, log_dir: Path, port: int | None = None, listen: str = "127.0.0.1",
+                 max_payload: int | None = None, monitor: bool = False) -> None:
         self.port = port or free_port()
+        self.monitor_port = free_port() if monitor else None
+        self.listen = listen
         self.url = f"nats://127.0.0.1:{self.port}"
+        self.config = log_dir / f"nats-{self.port}.conf"
+        self.config.write_text(f"max_payload: {max_payload}\n" if max_payload else "")
         self.log = log_dir / f"nats-{self.port}.log"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> NatsServer:
         exe = shutil.which("nats-server") or "/usr/sbin/nats-server"
-        self.proc = subprocess.Popen([exe, "-a", "127.0.0.1", "-p", str(self.port), "-l", str(self.log)])
+        self.proc = subprocess.Popen([exe, "-c", str(self.config), "-a", self.listen, "-p", str(self.port),
+                                      "-l", str(self.log),
+                                      *(["-m", str(self.monitor_port)] if self.monitor_port else [])])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

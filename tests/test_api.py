@@ -282,3 +282,4 @@ def test_hosts_lists_the_local_agent(client: httpx.Client) -> None:
     assert host["version"] == __version__
     assert abs(host["clock_offset"]) < 1.0, "same clock in one process"
     assert default_id(client, "cpu.usage", ["mode"]) in host["instrumentations"]
+    assert host["buffer"] == {"queued": 0, "bytes": 0, "dropped": 0, "oversized": 0}, "nothing waits"

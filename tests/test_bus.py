@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from fleetscope.bus import messages as m
-from fleetscope.bus.base import Msg, subject_matches
+from fleetscope.bus.base import MessageTooLarge, Msg, subject_matches
 from fleetscope.bus.memory import MemoryBus
 from fleetscope.model.errors import InputError
 
@@ -127,3 +127,51 @@ def test_messages_round_trip_and_reject_garbage() -> None:
     with pytest.raises(InputError) as err:
         m.decode(b"\x00" * (m.MAX_MESSAGE + 1), m.Batch)
     assert "limit" in err.value.message
+
+
+def test_paged_answers_fit_the_bus_limit_and_skip_only_what_never_fits() -> None:
+    """An instrumentation list larger than the bus's limit comes in pages; an item larger than any
+    message is skipped, and paging goes on past it."""
+    items = [{"id": i, "text": "x" * (5000 if i == 7 else 40 * i)} for i in range(1, 31)]
+
+    async def scenario() -> tuple[list[int], int, int]:
+        bus = MemoryBus(max_message=1500)
+        asked = 0
+
+        async def answer(msg: Msg) -> None:
+            nonlocal asked
+            asked += 1
+            ask = m.decode(msg.data, m.ListRequest)
+            rest = [i for i in items if i["id"] > ask.after]
+            sent, consumed = m.page(rest, bus.max_payload)
+            nxt = rest[consumed - 1]["id"] if consumed < len(rest) else None
+            await bus.publish(msg.reply, m.encode(m.InstrumentationList(sent, nxt)))
+
+        await bus.subscribe(m.CTL_LIST, answer)
+        pages = await m.request_pages(bus, m.CTL_LIST, m.ListRequest(), m.InstrumentationList, "after", 1)
+        with pytest.raises(MessageTooLarge):
+            await bus.publish("x", b"0" * 1501)
+        return [o["id"] for p in pages for o in p.instrumentations], asked, len(pages)
+
+    ids, asked, npages = asyncio.run(scenario())
+    assert ids == [i for i in range(1, 31) if i != 7]
+    assert npages == asked > 5
+
+
+def test_a_batch_over_the_limit_splits_into_messages_that_add_up() -> None:
+    partials = [m.Partial(i, {"k" * 10: float(i)} if i != 3 else {"k" * 3000: 1.0}) for i in range(20)]
+    batch = m.Batch("h1", 100, 100.5, partials)
+    replaced = []
+
+    def oversized(p: m.Partial, size: int) -> m.Partial:
+        replaced.append((p.id, size))
+        return m.Partial(p.id, {}, "too large")
+
+    messages = m.encode_batch(batch, 300, oversized)
+    parts = [m.decode(d, m.Batch) for d in messages]
+    assert all(len(d) <= 300 for d in messages) and len(messages) > 1
+    assert [p.id for b in parts for p in b.partials] == list(range(20))
+    assert [r[0] for r in replaced] == [3] and replaced[0][1] > 3000
+    assert {(b.host, b.time) for b in parts} == {("h1", 100)}
+    assert m.encode_batch(m.Batch("h1", 1, 1.0, partials[:2]), 300, oversized) == [
+        m.encode(m.Batch("h1", 1, 1.0, partials[:2]))], "a small batch is one message, unchanged"

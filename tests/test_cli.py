@@ -746,7 +746,7 @@ def test_hosts_command_lists_this_machine(server: Server) -> None:
     table = subprocess.run([exe, "hosts", "--url", server.url], capture_output=True, text=True,
                            timeout=30, env={**os.environ, "COLUMNS": "200"})
     assert table.returncode == 0
-    assert socket.gethostname() in table.stdout and "online" in table.stdout
+    assert socket.gethostname() in table.stdout and "online" in table.stdout and "buffered" in table.stdout
 
 
 def test_value_over_a_long_look_back_is_rolled_up(server: Server) -> None:

@@ -1,11 +1,13 @@
 """Fleet mode end to end: real nats-server, real PostgreSQL, two aggregators, two API servers and
-three agents as separate processes; failures of each kind, and what the operator sees."""
+three agents as separate processes, each agent a host of its own on the network (its own network
+namespace and address); failures of each kind, and what the operator sees."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 
 from tests.conftest import VENV_BIN, free_port, stop_process
 from tests.nats_server import NatsServer
+from tests.netns import Host
 from tests.store_backends import pg_url  # noqa: F401 - fixture
 
 API = "/api/v1"
@@ -25,13 +28,15 @@ NCPU = os.cpu_count() or 1
 class Proc:
     """A fleetscope process of the fleet, with its log."""
 
-    def __init__(self, name: str, args: list[str], log_dir: Path) -> None:
+    def __init__(self, name: str, args: list[str], log_dir: Path, host: Host | None = None) -> None:
         self.name, self.args, self.log = name, args, log_dir / f"{name}.log"
+        self.host = host
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Proc:
+        cmd = [str(VENV_BIN / "fleetscope"), *self.args]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([str(VENV_BIN / "fleetscope"), *self.args], stdout=log,
+            self.proc = subprocess.Popen(self.host.command(cmd) if self.host else cmd, stdout=log,
                                          stderr=subprocess.STDOUT)
         return self
 
@@ -41,7 +46,8 @@ class Proc:
 
 class Fleet:
     def __init__(self, tmp: Path, store: str) -> None:
-        self.nats = NatsServer(tmp)
+        # Listening on every address: the agents reach it over their veth links.
+        self.nats = NatsServer(tmp, listen="0.0.0.0", monitor=True)
         self.store = store
         self.tmp = tmp
         self.ports = [free_port(), free_port()]
@@ -50,8 +56,10 @@ class Fleet:
                             for i in (1, 2)]
         self.apis = [Proc(f"api{i}", ["api", *bus, "--store", store, "--port", str(p)], tmp)
                      for i, p in enumerate(self.ports, 1)]
-        self.agents = {h: Proc(h, ["agent", *bus, "--hostname", h, "--label", f"rack=r{i}"], tmp)
-                       for i, h in enumerate(HOSTS, 1)}
+        self.hosts = {h: Host(i) for i, h in enumerate(HOSTS, 1)}
+        self.agents = {h: Proc(h, ["agent", "--bus", f"nats://{host.gateway}:{self.nats.port}",
+                                   "--hostname", h, "--label", f"rack=r{i}"], tmp, host)
+                       for i, (h, host) in enumerate(self.hosts.items(), 1)}
 
     def url(self, i: int) -> str:
         return f"http://127.0.0.1:{self.ports[i]}"
@@ -81,6 +89,8 @@ def wait_for(fn, timeout: float, what: str):
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Fleet]:  # noqa: F811
     f = Fleet(tmp_path_factory.mktemp("fleet"), pg_url)
+    for host in f.hosts.values():
+        host.create()
     f.nats.start()
     # Any order works; start the agents first, the API servers last.
     for p in [*f.agents.values(), *f.aggregators, *f.apis]:
@@ -99,6 +109,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Fle
         for p in f.processes():
             p.stop()
         f.nats.stop()
+        for host in f.hosts.values():
+            host.delete()
 
 
 def create(url: str, body: dict) -> dict:
@@ -147,6 +159,18 @@ def test_fleet_wide_values_through_either_api_server(fleet: Fleet) -> None:
             HOSTS, "online")
 
     wait_for(all_online, 20, "every agent online (status within the last 15 s)")
+
+
+def test_each_agent_is_a_host_of_its_own_on_the_network(fleet: Fleet) -> None:
+    """nats-server sees each agent connect from its own namespace's address, and nothing of the
+    machine's loopback is reachable from inside one."""
+    connz = httpx.get(f"http://127.0.0.1:{fleet.nats.monitor_port}/connz", timeout=5).json()
+    seen = {c.get("name", ""): c["ip"] for c in connz["connections"]}
+    assert {h: seen.get(f"fleetscope agent {h}") for h in HOSTS} == {
+        h: host.address for h, host in fleet.hosts.items()}
+    probe = "import socket,sys; s=socket.socket(); s.settimeout(2); sys.exit(s.connect_ex(('127.0.0.1', %d)))"
+    inside = subprocess.run(fleet.hosts["fleet-h1"].command([sys.executable, "-c", probe % fleet.ports[0]]))
+    assert inside.returncode != 0, "the API server on the machine's loopback is not reachable from a host"
 
 
 def test_host_limited_instrumentations(fleet: Fleet) -> None:
@@ -198,6 +222,9 @@ def test_a_nats_outage_loses_nothing_from_the_agents_buffers(fleet: Fleet) -> No
 
     pts = wait_for(outage_complete, 60, "every second of the outage from every agent")
     assert len(pts) == down_to - down_from
+    buffers = {h["hostname"]: h["buffer"] for h in httpx.get(fleet.url(0) + f"{API}/hosts").json()["hosts"]
+               if h["hostname"] in HOSTS}
+    assert all(b["dropped"] == 0 and b["queued"] <= 2 for b in buffers.values()), buffers
     assert_not_double_counted(pts)
 
 

@@ -8,13 +8,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from fleetscope.agent.agent import Agent
 from fleetscope.aggregator.aggregator import Aggregator
 from fleetscope.api.control import ControlPlane
+from fleetscope.bus import messages as m
 from fleetscope.bus.base import BusUnavailable, Msg, connect_bus
 from fleetscope.bus.nats import NatsBus, NatsOptions
 from fleetscope.model.errors import InputError
@@ -279,3 +282,60 @@ def test_fleet_processes_start_before_the_bus_and_stop_cleanly(tmp_path: Path) -
         codes = [p.wait(10) for p in (api, agg)]  # TimeoutExpired if either hangs
     # uvicorn shuts down gracefully and then re-raises the signal it caught.
     assert codes[0] in (0, -signal.SIGTERM) and codes[1] == 0, codes
+
+
+def test_batches_over_the_servers_size_limit_are_split_and_giant_values_refused(tmp_path: Path) -> None:
+    """A server with a 1 KB max_payload: the agent splits a tick's batch into messages under it
+    (every instrumentation still arrives); a value too large alone is replaced by a warning."""
+    server = NatsServer(tmp_path, max_payload=1024).start()
+
+    async def scenario() -> tuple:
+        bus, agent_bus = NatsBus(NatsOptions(server.url)), NatsBus(NatsOptions(server.url))
+        await bus.connect()
+        store = open_store(f"sqlite:///{tmp_path / 'defs.db'}")
+        control = ControlPlane(store, bus, catalog(local_sources()))
+        aggregator = Aggregator(bus)
+        await control.start()
+        await aggregator.start()
+        small = [await control.create({"module": "cpu", "stat": "usage", "decomposition": ["mode"]})
+                 for _ in range(16)]
+        giant = await control.create({"module": "proc", "stat": "rss", "decomposition": ["cmd"]})
+        per_tick: Counter[int] = Counter()
+
+        async def count(msg: Msg) -> None:
+            per_tick[m.decode(msg.data, m.Batch).time] += 1
+
+        await bus.subscribe(f"{m.DATA}.>", count)
+        agent = Agent(agent_bus, local_sources(), hostname="split-a")
+        task = asyncio.create_task(agent.run())
+        try:
+            complete = []
+            for _ in range(100):
+                await asyncio.sleep(0.1)
+                complete = [i.id for i in small if any(
+                    p.nsources == 1 and p.value for p in aggregator.window(i.id).points(0, 2**40))]
+                if len(complete) == len(small) and agent.outbox.oversized >= 2:
+                    break
+            giant_points = aggregator.window(giant.id).points(0, 2**40)
+            return (agent_bus.max_payload, complete, agent.outbox.stats(), agent.warnings.get(giant.id, ""),
+                    [p.value for p in giant_points if p.nsources], max(per_tick.values()))
+        finally:
+            agent.stop()
+            await task
+            agent.close()
+            await aggregator.stop()
+            await control.stop()
+            await agent_bus.close()
+            await bus.close()
+            store.close()
+
+    try:
+        limit, complete, stats, warning, giant_values, most_per_tick = asyncio.run(scenario())
+    finally:
+        server.stop()
+    assert limit == 1024, "the client learnt the server's limit"
+    assert len(complete) == 16, "every instrumentation of the split batches arrived, counted once"
+    assert stats["oversized"] >= 2 and stats["dropped"] == 0
+    assert "over the bus's 1024 byte message limit" in warning
+    assert all(v == {} for v in giant_values), "the giant value arrives as an empty one, not a wrong one"
+    assert most_per_tick >= 2, "a tick's batch was split into several messages"

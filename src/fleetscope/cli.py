@@ -265,8 +265,10 @@ def agent(
     url = _setting(bus, cfg, "bus", "nats://127.0.0.1:4222")
     options = _nats_options(cfg, creds=creds, user=user, password=password, token=token,
                             tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+    name = _setting(hostname, cfg, "hostname") or socket.gethostname()
     try:
-        transport = connect_bus(url, **options)
+        # The connection's name shows in the server's monitoring (connz): which host is which.
+        transport = connect_bus(url, name=f"fleetscope agent {name}", **options)
         max_bytes = int(parse_quantity(str(_setting(buffer, cfg, "buffer", "64MiB")), BYTES, "buffer"))
         limits = _ingest_limits(int(_setting(ingest_max_metrics, cfg, "ingest_max_metrics", 1000)),
                                 int(_setting(ingest_max_keys, cfg, "ingest_max_keys", 1000)))
@@ -350,7 +352,7 @@ def _fleet_parts(section: str, config: Path | None, bus: str | None, store: str 
     try:
         if not store_url:
             raise InputError("store", "is required: the shared store, e.g. postgresql://fleetscope@db/fleetscope")
-        transport = connect_bus(url, **_nats_options(cfg, **nats))
+        transport = connect_bus(url, name=f"fleetscope {section}", **_nats_options(cfg, **nats))
         return transport, open_store(store_url), url
     except InputError as exc:
         typer.echo(f"error: {exc.field}: {exc.message}", err=True)

@@ -774,11 +774,12 @@ def metrics(url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:
 
 
 def hosts_table(hosts: Sequence[Mapping[str, Any]]) -> Table:
-    """One row per agent: status, last report, version, clock offset, instrumentations, warnings."""
+    """One row per agent: status, last report, version, clock offset, buffered batches (and those
+    dropped), instrumentations, warnings."""
     table = Table()
     for name, justify in (("host", "left"), ("status", "left"), ("last report", "left"),
-                          ("version", "left"), ("clock offset", "right"), ("instrumentations", "left"),
-                          ("warnings", "left")):
+                          ("version", "left"), ("clock offset", "right"), ("buffered", "right"),
+                          ("instrumentations", "left"), ("warnings", "left")):
         table.add_column(name, justify=justify, overflow="fold")
     for h in hosts:
         warnings = "; ".join(f"{k}: {v}" for k, v in (h.get("warnings") or {}).items()) or "-"
@@ -788,10 +789,18 @@ def hosts_table(hosts: Sequence[Mapping[str, Any]]) -> Table:
             format_time(h.get("last_report")),
             str(h.get("version", "-")),
             f"{h['clock_offset']:+.3f} s" if isinstance(h.get("clock_offset"), int | float) else "-",
+            _buffered(h.get("buffer") or {}),
             ", ".join(map(str, h.get("instrumentations") or ())) or "-",
             warnings,
         )
     return table
+
+
+def _buffered(buffer: Mapping[str, int]) -> str:
+    """Batches waiting in an agent's outbox, and what it had to drop (overflow, over size)."""
+    text = str(buffer.get("queued", "-"))
+    lost = {k: buffer.get(k, 0) for k in ("dropped", "oversized") if buffer.get(k)}
+    return text + "".join(f", {n} {k}" for k, n in lost.items())
 
 
 def hosts(url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:

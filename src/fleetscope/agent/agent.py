@@ -17,11 +17,13 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 
+import msgspec
+
 from fleetscope import __version__
 from fleetscope.agent.evaluate import plan_for
 from fleetscope.agent.outbox import DEFAULT_MAX_BYTES, Outbox
 from fleetscope.bus import messages as m
-from fleetscope.bus.base import Bus, BusUnavailable, Msg
+from fleetscope.bus.base import Bus, BusUnavailable, MessageTooLarge, Msg
 from fleetscope.model import predicate as predicates
 from fleetscope.model import values
 from fleetscope.model.errors import InputError
@@ -68,6 +70,7 @@ class Agent:
         self._generations = {id(s): getattr(s, "generation", None) for s in self.sources}
         self.instrumentations: dict[int, Instrumentation] = {}
         self.warnings: dict[int, str] = {}
+        self._oversized_ids: set[int] = set()  # instrumentations whose value was ever too large
         self._plans: dict = {}
         self._constants = {"hostname": self.hostname, **self.labels}
         self._stopping = asyncio.Event()
@@ -110,13 +113,14 @@ class Agent:
     async def sync(self, timeout: float = 2.0) -> bool:
         """Ask the control plane for every instrumentation; True when it answered."""
         try:
-            ask = m.ListRequest(self.hostname, self.labels)
-            data = await self.bus.request(m.CTL_LIST, m.encode(ask), timeout)
-        except TimeoutError:
+            answers = await m.request_pages(self.bus, m.CTL_LIST, m.ListRequest(self.hostname, self.labels),
+                                            m.InstrumentationList, "after", timeout)
+        except (TimeoutError, InputError) as exc:
+            if isinstance(exc, InputError):
+                log.warning("dropped a bad instrumentation list: %s", exc)
             return False
-        listing = m.decode(data, m.InstrumentationList)
         wanted = {}
-        for obj in listing.instrumentations:
+        for obj in (o for a in answers for o in a.instrumentations):
             inst = Instrumentation.from_json(obj)
             if self.applies(inst):
                 wanted[inst.id] = inst
@@ -180,26 +184,55 @@ class Agent:
     async def _publish_catalog(self) -> None:
         """Tell the control plane of new metrics, then ask again for the instrumentations
         (some may use a metric this host did not know before)."""
-        with contextlib.suppress(BusUnavailable):
-            await self.bus.publish(m.AGENT_STATUS, m.encode(self.status(with_metrics=True)))
+        await self.publish_status(with_metrics=True)
         if not self._bus_down:
             with contextlib.suppress(BusUnavailable):
                 await self.sync()
 
-    def _warn(self, inst_id: int, text: str) -> None:
-        if self.warnings.get(inst_id) != text:
+    def _oversized(self, partial: m.Partial, size: int) -> m.Partial:
+        """An empty value with a warning, in place of one too large for the bus."""
+        inst = self.instrumentations.get(partial.id)
+        # Logged once per instrumentation: the tick clears warnings of values it could evaluate.
+        self._warn(partial.id, f"value of {size} bytes is over the bus's {self.bus.max_payload} byte "
+                   "message limit: not sent (narrow the decomposition or raise max_payload in NATS)",
+                   logged=partial.id in self._oversized_ids)
+        self._oversized_ids.add(partial.id)
+        value = values.encode(values.empty(inst.shape), inst.shape) if inst else None
+        self.outbox.oversized += 1
+        return m.Partial(partial.id, value, self.warnings[partial.id])
+
+    def _warn(self, inst_id: int, text: str, logged: bool = False) -> None:
+        if self.warnings.get(inst_id) != text and not logged:
             log.warning("instrumentation %s: %s", inst_id, text)
         self.warnings[inst_id] = text
 
-    def status(self, with_metrics: bool = False) -> m.AgentStatus:
+    async def publish_status(self, with_metrics: bool = False) -> None:
+        """Tell the control plane how this agent is; with its metric catalogue, in as many
+        messages as the bus's size limit needs (the control plane adds each part)."""
+        status = self.status()
+        if with_metrics:
+            metrics = [mt.to_json() for mt in self.catalog]
+            limit = self.bus.max_payload - len(m.encode(status))
+            while metrics:
+                part, consumed = m.page(metrics, limit)
+                await self._publish(m.AGENT_STATUS, m.encode(msgspec.structs.replace(status, metrics=part)))
+                metrics = metrics[consumed:]
+        else:
+            await self._publish(m.AGENT_STATUS, m.encode(status))
+
+    async def _publish(self, subject: str, data: bytes) -> None:
+        with contextlib.suppress(BusUnavailable, MessageTooLarge):  # status is sent again soon
+            await self.bus.publish(subject, data)
+
+    def status(self) -> m.AgentStatus:
         return m.AgentStatus(
             host=self.hostname,
             version=__version__,
             time=time.time(),
-            metrics=[mt.to_json() for mt in self.catalog] if with_metrics else [],
             running=sorted(self.instrumentations),
             warnings={str(k): v for k, v in self.warnings.items()},
             labels=self.labels,
+            buffer=self.outbox.stats(),
         )
 
     async def run(self) -> None:
@@ -217,8 +250,7 @@ class Agent:
         while not await self.sync() and not self._stopping.is_set():
             log.info("waiting for the control plane")
             await asyncio.sleep(0.5)
-        with contextlib.suppress(BusUnavailable):
-            await self.bus.publish(m.AGENT_STATUS, m.encode(self.status(with_metrics=True)))
+        await self.publish_status(with_metrics=True)
         last_status = last_sync = time.monotonic()
         while not self._stopping.is_set():
             now = time.time()
@@ -235,11 +267,11 @@ class Agent:
                     batch = await asyncio.to_thread(self.tick, time.time())
                 else:
                     batch = self.tick(time.time())
-                self.outbox.put(f"{m.DATA}.{self.hostname}", m.encode(batch))
+                for payload in m.encode_batch(batch, self.bus.max_payload, self._oversized):
+                    self.outbox.put(f"{m.DATA}.{self.hostname}", payload)
             await self._send()
             if time.monotonic() - last_status >= STATUS_EVERY:
-                with contextlib.suppress(BusUnavailable):
-                    await self.bus.publish(m.AGENT_STATUS, m.encode(self.status()))
+                await self.publish_status()
                 last_status = time.monotonic()
             if time.monotonic() - last_sync >= RESYNC_EVERY and not self._bus_down:
                 await self.sync()
@@ -257,8 +289,7 @@ class Agent:
             self._bus_down = False
             log.info("bus back: %d batches sent, %d dropped so far", self.outbox.sent, self.outbox.dropped)
             await self.sync()
-            with contextlib.suppress(BusUnavailable):
-                await self.bus.publish(m.AGENT_STATUS, m.encode(self.status(with_metrics=True)))
+            await self.publish_status(with_metrics=True)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from fleetscope.bus.base import Bus, BusUnavailable
+from fleetscope.bus.base import Bus, BusUnavailable, MessageTooLarge
 
 DEFAULT_MAX_BYTES = 64 << 20  # ten minutes of batches is a few MB on a busy host
 DEFAULT_RESEND = 10  # batches sent before an outage was noticed that are sent again
@@ -31,6 +31,7 @@ class Outbox:
         self._recent: deque[tuple[str, bytes]] = deque(maxlen=resend)
         self.bytes = 0
         self.dropped = 0  # batches dropped on overflow
+        self.oversized = 0  # messages over the bus's size limit (it shrank since they were made)
         self.sent = 0
 
     def __len__(self) -> int:
@@ -52,10 +53,19 @@ class Outbox:
                 await bus.publish(subject, payload)
             except BusUnavailable:
                 return False
+            except MessageTooLarge:
+                self._queue.popleft()
+                self.bytes -= len(payload)
+                self.oversized += 1
+                continue
             self._recent.append(self._queue.popleft())
             self.bytes -= len(payload)
             self.sent += 1
         return True
+
+    def stats(self) -> dict[str, int]:
+        return {"queued": len(self._queue), "bytes": self.bytes, "dropped": self.dropped,
+                "oversized": self.oversized}
 
     def requeue_recent(self) -> None:
         """Queue the last sent batches again, ahead of the rest (the bus was found down)."""

@@ -88,7 +88,10 @@ class Aggregator(Follower):
         try:
             batch = m.decode(msg.data, m.Batch)
         except InputError:
-            self.dropped["malformed_batch"] += 1
+            self.drop("malformed_batch")
+            return
+        if msg.subject != f"{m.DATA}.{batch.host}":
+            self.drop("host_not_subject")  # a foreign or forged batch
             return
         self.add_batch(batch, time.time())
 
@@ -98,12 +101,12 @@ class Aggregator(Follower):
             window = self.windows.get(partial.id)
             if window is None:
                 if partial.id not in self.known:
-                    self.dropped["unknown_instrumentation"] += 1
+                    self.drop("unknown_instrumentation")
                 continue  # another aggregator's shard
             try:
                 value = values.decode(partial.value, window.inst.shape)
             except InputError:
-                self.dropped["malformed_value"] += 1
+                self.drop("malformed_value")
                 continue
             window.add(batch.host, tick, value, now)
 
@@ -113,7 +116,7 @@ class Aggregator(Follower):
         try:
             status = m.decode(msg.data, m.AgentStatus)
         except InputError:
-            self.dropped["bad_status"] += 1
+            self.drop("bad_status")
             return
         self.observe_clock(status.host, status.time, time.time())
 
@@ -157,9 +160,16 @@ class Aggregator(Follower):
             return
         if window is None or not msg.reply:
             return  # another aggregator holds it
+        try:
+            since = m.decode(msg.data, m.WindowRequest).since
+        except InputError:
+            self.drop("bad_window_request")
+            return
         shape = window.inst.shape
-        points = [to_message(window.inst.id, p, shape) for p in window.points(0, 2**62)]
-        await self._send(msg.reply, m.encode(m.FinalPoints(points)))
+        points = [to_message(window.inst.id, p, shape) for p in window.points(since, 2**62)]
+        sent, consumed = m.page(points, self.bus.max_payload)
+        more = points[consumed].start_time if consumed < len(points) else None
+        await self._send(msg.reply, m.encode(m.FinalPoints(sent, more)))
 
     def _notify(self, inst: Instrumentation, point: DataPoint) -> None:
         for listener in self.listeners:

@@ -8,6 +8,7 @@ list when they start (and whenever they want to be sure).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 
 from fleetscope.bus import messages as m
@@ -15,12 +16,20 @@ from fleetscope.bus.base import Bus, BusUnavailable, Msg
 from fleetscope.model.errors import InputError
 from fleetscope.model.instrumentation import Instrumentation
 
+log = logging.getLogger(__name__)
+
 
 class Follower:
     """Calls :meth:`enable` and :meth:`disable` as the control plane says; subclasses implement them."""
 
     bus: Bus
     dropped: Counter[str]
+
+    def drop(self, reason: str) -> None:
+        """Count a message dropped for ``reason``; the first of each reason is logged."""
+        if not self.dropped[reason]:
+            log.warning("dropped a message from the bus (%s); later ones are only counted", reason)
+        self.dropped[reason] += 1
 
     def enable(self, inst: Instrumentation) -> None:
         raise NotImplementedError
@@ -41,22 +50,22 @@ class Follower:
         try:
             self.enable(Instrumentation.from_json(m.decode(msg.data, m.InstrumentationMsg).instrumentation))
         except (InputError, KeyError, TypeError):
-            self.dropped["bad_control"] += 1
+            self.drop("bad_control")
 
     async def _on_disable(self, msg: Msg) -> None:
         try:
             self.disable(m.decode(msg.data, m.DisableMsg).id)
         except InputError:
-            self.dropped["bad_control"] += 1
+            self.drop("bad_control")
 
     async def sync(self, timeout: float = 2.0) -> bool:
         """Ask for every instrumentation; True when the control plane answered."""
         try:
-            data = await self.bus.request(m.CTL_LIST, m.encode(m.ListRequest()), timeout)
-            answer = m.decode(data, m.InstrumentationList)
+            answers = await m.request_pages(self.bus, m.CTL_LIST, m.ListRequest(), m.InstrumentationList,
+                                            "after", timeout)
         except (TimeoutError, BusUnavailable, InputError):
             return False
-        listing = [Instrumentation.from_json(o) for o in answer.instrumentations]
+        listing = [Instrumentation.from_json(o) for a in answers for o in a.instrumentations]
         for inst_id in self.following() - {i.id for i in listing}:
             self.disable(inst_id)
         for inst in listing:

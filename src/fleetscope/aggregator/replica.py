@@ -88,11 +88,11 @@ class Replica(Follower):
             final = m.decode(msg.data, m.FinalPoint)
             window = self.windows.get(final.id)
             if window is None:
-                self.dropped["unknown_instrumentation"] += 1
+                self.drop("unknown_instrumentation")
                 return
             point = from_message(final, window.inst.shape)
         except InputError:
-            self.dropped["malformed_final"] += 1
+            self.drop("malformed_final")
             return
         window.put(point)
         for listener in self.listeners:
@@ -107,12 +107,12 @@ class Replica(Follower):
         if window is None or inst_id in self._backfilled:
             return False
         try:
-            data = await self.bus.request(f"{m.WINDOW}.{inst_id}", b"", timeout)
-            answer = m.decode(data, m.FinalPoints)
+            answers = await m.request_pages(self.bus, f"{m.WINDOW}.{inst_id}", m.WindowRequest(),
+                                            m.FinalPoints, "since", timeout)
         except (TimeoutError, BusUnavailable, InputError):
             return False
         self._backfilled.add(inst_id)
-        for final in answer.points:
+        for final in (p for answer in answers for p in answer.points):
             with contextlib.suppress(InputError):
                 point = from_message(final, window.inst.shape)
                 # The aggregator's window is the authority: its answer is at least as new as any

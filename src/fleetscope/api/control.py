@@ -137,12 +137,14 @@ class ControlPlane:
         except InputError:
             self.bad_messages += 1
             return
-        insts = self.list()
+        insts = sorted((i for i in self.list() if i.id > ask.after), key=lambda i: i.id)
         if ask.host is not None:  # an agent: only what it may match, and remember it
             self.known_hosts[ask.host] = ask.labels
             insts = [i for i in insts if self._may_run(i, ask.host, ask.labels)]
-        listing = m.InstrumentationList([i.to_json() for i in insts])
-        await self.bus.publish(msg.reply, m.encode(listing))
+        sent, consumed = m.page([i.to_json() for i in insts], self.bus.max_payload)
+        more = insts[consumed - 1].id if consumed < len(insts) else None
+        with contextlib.suppress(BusUnavailable):
+            await self.bus.publish(msg.reply, m.encode(m.InstrumentationList(sent, more)))
 
     async def _on_status(self, msg: Msg) -> None:
         try:
@@ -179,6 +181,7 @@ class ControlPlane:
                 "labels": status.labels,
                 "instrumentations": status.running,
                 "warnings": status.warnings,
+                "buffer": status.buffer,
             })
         return out
 

@@ -14,6 +14,10 @@ class BusUnavailable(ConnectionError):
     """The bus cannot take a message now (disconnected); the caller keeps it and retries."""
 
 
+class MessageTooLarge(ValueError):
+    """The message is over the bus's size limit; sending it again will not help."""
+
+
 class Msg(NamedTuple):
     subject: str
     data: bytes
@@ -37,9 +41,14 @@ class Bus(Protocol):
         """Connect (idempotent)."""
         ...
 
+    @property
+    def max_payload(self) -> int:
+        """The largest message the bus takes, in bytes (NATS: the server's ``max_payload``)."""
+        ...
+
     async def publish(self, subject: str, data: bytes) -> None:
         """Send ``data`` to every subscriber of ``subject`` (one per queue group);
-        :class:`BusUnavailable` when disconnected."""
+        :class:`BusUnavailable` when disconnected, :class:`MessageTooLarge` over :attr:`max_payload`."""
         ...
 
     async def subscribe(self, subject: str, handler: Handler, queue: str | None = None) -> Subscription:

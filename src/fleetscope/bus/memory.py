@@ -9,7 +9,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from fleetscope.bus.base import Handler, Msg, subject_matches
+from fleetscope.bus.base import Handler, MessageTooLarge, Msg, subject_matches
+from fleetscope.bus.messages import MAX_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ class _Sub:
 class MemoryBus:
     """A :class:`fleetscope.bus.base.Bus` inside one process."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_message: int = MAX_MESSAGE) -> None:
+        self.max_message = max_message
         self._subs: list[_Sub] = []
         self._inbox = itertools.count()
         self._rr = itertools.count()
@@ -55,7 +57,13 @@ class MemoryBus:
     async def connect(self) -> None:
         return None
 
+    @property
+    def max_payload(self) -> int:
+        return self.max_message
+
     async def publish(self, subject: str, data: bytes) -> None:
+        if len(data) > self.max_message:
+            raise MessageTooLarge(f"{len(data)} bytes is over the {self.max_message} byte limit")
         self._deliver(Msg(subject, data))
 
     def _deliver(self, msg: Msg) -> None:

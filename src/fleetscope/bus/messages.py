@@ -7,11 +7,16 @@ receiver counts and drops it.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
 
+from fleetscope.bus.base import Bus
 from fleetscope.model.errors import InputError
+
+log = logging.getLogger(__name__)
 
 PREFIX = "fleetscope"
 DATA = f"{PREFIX}.data"  # DATA.<hostname>: one Batch per host per tick
@@ -54,10 +59,12 @@ class DisableMsg(msgspec.Struct):
 class ListRequest(msgspec.Struct):
     host: str | None = None  # the asking agent, or None for an aggregator
     labels: dict[str, str] = {}  # the asking agent's labels
+    after: int = 0  # the answer starts after this instrumentation id (answers are paged)
 
 
 class InstrumentationList(msgspec.Struct):
-    instrumentations: list[dict]
+    instrumentations: list[dict]  # ordered by id
+    next: int | None = None  # more to come: ask again with ``after=next``
 
 
 class AgentStatus(msgspec.Struct):
@@ -68,6 +75,9 @@ class AgentStatus(msgspec.Struct):
     running: list[int] = []
     warnings: dict[str, str] = {}  # instrumentation id (str) -> last warning
     labels: dict[str, str] = {}
+    # The agent's outbox: batches and bytes waiting, batches dropped on overflow, messages
+    # dropped as over the bus's size limit.
+    buffer: dict[str, int] = {}
 
 
 class FinalPoint(msgspec.Struct, array_like=True):
@@ -82,8 +92,13 @@ class FinalPoint(msgspec.Struct, array_like=True):
     revised: bool = False
 
 
+class WindowRequest(msgspec.Struct):
+    since: int = 0  # the answer starts at this start time (answers are paged)
+
+
 class FinalPoints(msgspec.Struct):
-    points: list[FinalPoint]
+    points: list[FinalPoint]  # ordered by start time
+    next: int | None = None  # more to come: ask again with ``since=next``
 
 
 def agent_subject(hostname: str) -> str:
@@ -99,6 +114,69 @@ T = TypeVar("T")
 
 def encode(msg: msgspec.Struct) -> bytes:
     return _encoder.encode(msg)
+
+
+def encode_batch(batch: Batch, limit: int,
+                 oversized: Callable[[Partial, int], Partial]) -> list[bytes]:
+    """``batch`` as messages of at most ``limit`` bytes, split between partials (the aggregator
+    merges a host's tick instrumentation by instrumentation, so the parts add up to the whole).
+    A partial too large to travel even alone is replaced by ``oversized(partial, its size)``."""
+    data = encode(batch)
+    if len(data) <= limit:
+        return [data]
+    # 5 bytes: the largest msgpack array header of the partials list.
+    room = limit - len(encode(Batch(batch.host, batch.time, batch.sent, []))) - 5
+    parts: list[list[Partial]] = [[]]
+    used = 0
+    for partial in batch.partials:
+        size = len(encode(partial))
+        if size > room:
+            partial = oversized(partial, size)
+            size = len(encode(partial))
+        if used + size > room and parts[-1]:
+            parts.append([])
+            used = 0
+        parts[-1].append(partial)
+        used += size
+    return [encode(Batch(batch.host, batch.time, batch.sent, part)) for part in parts]
+
+
+# Room for a paged answer's own framing, below the bus's message size limit.
+PAGE_OVERHEAD = 256
+
+
+def page(items: Sequence[Any], limit: int) -> tuple[list[Any], int]:
+    """The first of ``items`` that fit encoded in a message of ``limit`` bytes, and how many of
+    ``items`` that page consumed: an item too large for any message is skipped (consumed, not
+    sent), so that paging always moves on."""
+    room, used, out = limit - PAGE_OVERHEAD, 0, []
+    for n, item in enumerate(items):
+        size = len(_encoder.encode(item))
+        if size > room:
+            if out:
+                return out, n
+            log.warning("a %d byte answer item is over the bus's %d byte limit: skipped", size, limit)
+            return out, n + 1
+        if used + size > room:
+            return out, n
+        out.append(item)
+        used += size
+    return out, len(items)
+
+
+async def request_pages(bus: Bus, subject: str, ask: msgspec.Struct, kind: type[T], cursor: str,
+                        timeout: float = 2.0) -> list[T]:
+    """Every page of a paged answer: ask again with ``cursor`` set to each answer's ``next``.
+    TimeoutError when a page does not come, InputError when one is malformed or does not move on."""
+    answers = []
+    while True:
+        answer = decode(await bus.request(subject, encode(ask), timeout), kind)
+        answers.append(answer)
+        if answer.next is None:
+            return answers
+        if answer.next <= getattr(ask, cursor):
+            raise InputError("next", f"a paged answer on {subject} does not move on", 400)
+        ask = msgspec.structs.replace(ask, **{cursor: answer.next})
 
 
 def decode(data: bytes, kind: type[T]) -> T:

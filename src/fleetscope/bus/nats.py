@@ -22,7 +22,7 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from fleetscope.bus.base import BusUnavailable, Handler, Msg
+from fleetscope.bus.base import BusUnavailable, Handler, MessageTooLarge, Msg
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,16 @@ class NatsBus:
     async def _error(self, exc: Exception) -> None:
         log.debug("NATS: %s", exc)
 
+    @property
+    def max_payload(self) -> int:
+        # The server says its limit on connect (1 MB unless configured); the client keeps the last.
+        return self.nc.max_payload
+
     async def publish(self, subject: str, data: bytes) -> None:
         if not self.nc.is_connected:
             raise BusUnavailable("not connected to NATS")
+        if len(data) > self.nc.max_payload:
+            raise MessageTooLarge(f"{len(data)} bytes is over the server's {self.nc.max_payload} byte limit")
         try:
             await self.nc.publish(subject, data)
         except NatsError as exc:
