@@ -591,3 +591,16 @@ def test_from_json_one_bad_field(key, junk):
         assert err.field.startswith(f"value.{key}") or err.field == "value.count"
     else:
         assert h.to_json() == Histogram.from_json(h.to_json()).to_json()
+
+
+@given(st.sampled_from(sorted(valid())), json_junk, st.sampled_from(["0", "-8", "5", "-0", "07", 3]),
+       st.sampled_from([0, 1, 2.5, -1.0, math.inf, math.nan, True, 10**400]))
+@FAST
+def test_the_fast_decoder_accepts_only_what_the_checked_one_accepts_and_agrees(key, junk, index, count):
+    """The bulk-checked decoder (the aggregators' hot path) either declines or builds exactly the
+    histogram the field-by-field decoder builds; it never accepts what that one rejects."""
+    for obj in (with_(key, junk), with_bucket(index, count), valid()):
+        fast = Histogram._from_json_fast(obj)
+        if fast is None:
+            continue
+        assert fast == Histogram._from_json_checked(obj, "v"), obj

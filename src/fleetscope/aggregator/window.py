@@ -9,6 +9,7 @@ counted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from fleetscope.bus import messages as m
@@ -19,6 +20,7 @@ from fleetscope.model.series import DataPoint
 
 # A host that has not contributed for this long is no longer expected.
 STALE_AFTER = 5.0
+EXPECTED_REFRESH = 0.25
 
 
 class Slot:
@@ -48,9 +50,17 @@ class Window:
         self.last_seen: dict[str, float] = {}
         self.dropped_late = 0
         self.duplicates = 0
+        self._expected: set[str] = set()
+        self._expected_at = -math.inf
 
     def expected_hosts(self, now: float) -> set[str]:
-        return {h for h, t in self.last_seen.items() if now - t < STALE_AFTER}
+        """The hosts that contributed within STALE_AFTER seconds. Recomputed at most every
+        EXPECTED_REFRESH seconds, and when a new host appears: every add asks, and a fleet has
+        thousands of hosts."""
+        if not 0 <= now - self._expected_at < EXPECTED_REFRESH:
+            self._expected = {h for h, t in self.last_seen.items() if now - t < STALE_AFTER}
+            self._expected_at = now
+        return self._expected
 
     def add(self, host: str, tick: int, value: values.Value, now: float) -> None:
         """Merge one host's partial value for the one-second tick starting at ``tick``."""
@@ -69,13 +79,17 @@ class Window:
         slot.raw = values.merge_into(slot.raw, value, self.inst.shape)
         slot.hosts.add(host)
         slot.ticks.add(tick)
+        if host not in self.last_seen:
+            self._expected_at = -math.inf
         self.last_seen[host] = max(self.last_seen.get(host, 0.0), now)
         if slot.final is not None:
             slot.revised = True
             self._finalise(slot, now)
         elif tick == start + g - 1:
             slot.last_tick_hosts.add(host)
-            if self.expected_hosts(now) <= slot.last_tick_hosts:
+            expected = self.expected_hosts(now)
+            # Counting first keeps each add O(1); the set comparison runs about once per slot.
+            if len(slot.last_tick_hosts) >= len(expected) and expected <= slot.last_tick_hosts:
                 self._finalise(slot, now)
 
     def _finalise(self, slot: Slot, now: float) -> None:
