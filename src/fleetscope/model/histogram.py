@@ -41,7 +41,7 @@ import math
 import operator
 import sys
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from math import frexp, inf, ldexp
 
 from fleetscope.model.errors import InputError
@@ -385,14 +385,16 @@ class Histogram:
                 or not set(map(type, scalars)) <= _NUMBER_TYPES):
             return None
         counts = list(raw.values())
+        index = _canonical_indexes(raw)
+        if index is None:
+            return None
         try:
-            index = list(map(int, raw))
             total = math.fsum([scalars[1], *counts])
             threshold, zero_count, count, total_sum = map(float, scalars)
         except (TypeError, ValueError, OverflowError):
             return None
         lo, hi = _INDEX_RANGE[schema]
-        if (not set(map(type, counts)) <= _NUMBER_TYPES or list(map(str, index)) != list(raw)
+        if (not set(map(type, counts)) <= _NUMBER_TYPES
                 or (counts and (min(counts) < 0 or min(index) < lo or max(index) > hi))
                 or not all(map(math.isfinite, (total, total_sum, threshold, count)))
                 or min(threshold, zero_count, count) < 0 or abs(count - total) > 1e-9 * max(1.0, count)):
@@ -466,6 +468,34 @@ class Histogram:
 
 _KEYS = frozenset(("schema", "zero_threshold", "zero_count", "count", "sum", "buckets"))
 _NUMBER_TYPES = frozenset((int, float))  # exact types: bool is not a number here
+
+
+_CANONICAL: dict[str, int] = {}  # bucket keys seen in canonical form, to their index
+_CANONICAL_MAX = 1 << 16  # a bound on that memory: beyond it keys are parsed each time
+
+
+def _canonical_indexes(keys: Iterable[object]) -> list[int] | None:
+    """The indexes of canonical decimal bucket keys (``"-3"``), or None if any key is not one.
+    Keys repeat from histogram to histogram, so they are parsed once and looked up after."""
+    found = list(map(_CANONICAL.get, keys))
+    if None not in found:
+        return found
+    out = []
+    for key in keys:
+        i = _CANONICAL.get(key)
+        if i is None:
+            if type(key) is not str or not 0 < len(key) <= 12:
+                return None
+            try:
+                i = int(key)
+            except ValueError:
+                return None
+            if str(i) != key:
+                return None
+            if len(_CANONICAL) < _CANONICAL_MAX:
+                _CANONICAL[key] = i
+        out.append(i)
+    return out
 
 
 def _number(v: object, field: str, minimum: float | None) -> float:
