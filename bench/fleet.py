@@ -60,9 +60,15 @@ LATENCY = Field("latency", NUMERIC, "request latency", SECONDS)
 PROCESS = Field("process", DISCRETE, "process name")
 METRICS = (metric("sim", "requests", "simulated requests", NUMBER, INTERVAL, ROUTE, LATENCY),
            metric("sim", "cpu", "simulated CPU", SECONDS, INTERVAL, PROCESS))
-INSTRUMENTATIONS = ([{"module": "sim", "stat": "cpu", "decomposition": ["process"]}] * 10
-                    + [{"module": "sim", "stat": "requests", "decomposition": ["latency"]}] * 6
-                    + [{"module": "sim", "stat": "requests", "decomposition": ["route", "latency"]}] * 4)
+BREAKDOWN = {"module": "sim", "stat": "cpu", "decomposition": ["process"]}
+HISTOGRAM = {"module": "sim", "stat": "requests", "decomposition": ["latency"]}
+HEATMAP = {"module": "sim", "stat": "requests", "decomposition": ["route", "latency"]}
+
+
+def instrumentations(heatmaps: int) -> list[dict]:
+    """20 instrumentations: 10 breakdowns of 20 keys, and latency histograms of which
+    ``heatmaps`` are broken down by 20 routes."""
+    return [BREAKDOWN] * 10 + [HISTOGRAM] * (10 - heatmaps) + [HEATMAP] * heatmaps
 
 
 def free_port() -> int:
@@ -164,14 +170,14 @@ class Fleet:
             time.sleep(0.1)
         raise SystemExit(f"fleetscope api did not start; see {self.work}")
 
-    async def announce_and_create(self) -> list[tuple[int, str]]:
+    async def announce_and_create(self, specs: list[dict]) -> list[tuple[int, str]]:
         """Announce the simulated metrics as an agent would, then create the instrumentations."""
         bus = NatsBus(NatsOptions(self.url, name="bench announcer"))
         await bus.connect()
         status = m.AgentStatus("sim-0", __version__, time.time(), metrics=[mt.to_json() for mt in METRICS])
         created: list[tuple[int, str]] = []
         async with httpx.AsyncClient(base_url=self.api, timeout=10) as client:
-            for spec in INSTRUMENTATIONS:
+            for spec in specs:
                 for _ in range(50):
                     await bus.publish(m.AGENT_STATUS, m.encode(status))
                     resp = await client.post("/api/v1/instrumentations", json=spec)
@@ -224,12 +230,13 @@ async def listen_finals(url: str, first: int, last: int, delays: list[float], so
     await bus.close()
 
 
-def trial(n_hosts: int, n_aggregators: int, seconds: int, workers: int, warmup: int) -> dict:
+def trial(n_hosts: int, n_aggregators: int, seconds: int, workers: int, warmup: int,
+          specs: list[dict]) -> dict:
     with tempfile.TemporaryDirectory(prefix="fleetscope-bench-") as tmp, ExitStack() as stack:
         fleet = Fleet(n_aggregators, Path(tmp))
         fleet.start()
         stack.callback(fleet.stop)
-        inst = asyncio.run(fleet.announce_and_create())
+        inst = asyncio.run(fleet.announce_and_create(specs))
         time.sleep(3)  # the aggregators take their shares (leases) and learn the instrumentations
         hosts = [f"sim-{i}" for i in range(n_hosts)]
         ctx = multiprocessing.get_context("spawn")
@@ -282,17 +289,21 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=20, help="measured seconds per trial")
     ap.add_argument("--warmup", type=int, default=5, help="seconds before measuring")
     ap.add_argument("--workers", type=int, default=2, help="simulator processes")
+    ap.add_argument("--heatmaps", type=int, default=2, choices=range(11),
+                    help="how many of the 10 latency histograms are heatmaps of 20 routes")
     args = ap.parse_args()
+    specs = instrumentations(args.heatmaps)
     logging.getLogger("fleetscope").setLevel(logging.ERROR)  # the bench's own bus clients closing
-    print(f"# {len(INSTRUMENTATIONS)} instrumentations per host: 10 breakdowns of {KEYS} keys, "
-          f"6 histograms, 4 heatmaps of {KEYS} keys; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    print(f"# {len(specs)} instrumentations per host: 10 breakdowns of {KEYS} keys, {10 - args.heatmaps} "
+          f"histograms, {args.heatmaps} heatmaps of {KEYS} keys; {os.cpu_count()} CPUs, "
+          f"load {os.getloadavg()[0]:.1f}")
     print(f"{'aggs':>4} {'hosts':>6} {'values/s':>9} {'p50 s':>7} {'p99 s':>7} {'complete':>8} "
           f"{'agg CPU %':>9} {'agg RSS MB':>10}  held")
     print("# agg CPU: % of one core, all aggregators together; agg RSS: their sum")
     for n_agg in (int(x) for x in args.aggregators.split(",")):
         best = None
         for n in (int(x) for x in args.hosts.split(",")):
-            r = trial(n, n_agg, args.seconds, args.workers, args.warmup)
+            r = trial(n, n_agg, args.seconds, args.workers, args.warmup, specs)
             ok = held(r)
             print(f"{n_agg:>4} {n:>6} {r['samples_per_s']:>9} {r['p50']:>7.3f} {r['p99']:>7.3f} "
                   f"{r['complete']:>8.1%} {r['cpu']:>9.1f} {r['rss_mb']:>10.1f}  {'yes' if ok else 'no'}",

@@ -80,7 +80,7 @@ class Window:
         slot.hosts.add(host)
         slot.ticks.add(tick)
         if host not in self.last_seen:
-            self._expected_at = -math.inf
+            self._expected.add(host)  # just seen: expected from now on
         self.last_seen[host] = max(self.last_seen.get(host, 0.0), now)
         if slot.final is not None:
             slot.revised = True
