@@ -10,6 +10,8 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 
+import msgspec
+
 from fleetscope.aggregator.follow import Follower
 from fleetscope.aggregator.window import Window, to_message
 from fleetscope.bus import messages as m
@@ -86,7 +88,7 @@ class Aggregator(Follower):
 
     async def _on_batch(self, msg: Msg) -> None:
         try:
-            batch = m.decode(msg.data, m.Batch)
+            batch = m.decode(msg.data, m.RawBatch)
         except InputError:
             self.drop("malformed_batch")
             return
@@ -95,7 +97,7 @@ class Aggregator(Follower):
             return
         self.add_batch(batch, time.time())
 
-    def add_batch(self, batch: m.Batch, now: float) -> None:
+    def add_batch(self, batch: m.Batch | m.RawBatch, now: float) -> None:
         tick = batch.time - self.clock_correction(batch.host)
         for partial in batch.partials:
             window = self.windows.get(partial.id)
@@ -104,8 +106,8 @@ class Aggregator(Follower):
                     self.drop("unknown_instrumentation")
                 continue  # another aggregator's shard
             try:
-                value = values.decode(partial.value, window.inst.shape)
-            except InputError:
+                value = values.decode(m.partial_value(partial), window.inst.shape)
+            except (InputError, msgspec.DecodeError):
                 self.drop("malformed_value")
                 continue
             window.add(batch.host, tick, value, now)

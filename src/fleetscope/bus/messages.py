@@ -48,6 +48,31 @@ class Batch(msgspec.Struct):
     partials: list[Partial]
 
 
+class RawPartial(msgspec.Struct, array_like=True):
+    """A :class:`Partial` as an aggregator decodes it: the value left encoded until asked for
+    (each aggregator merges only its share of the instrumentations)."""
+
+    id: int
+    value: msgspec.Raw
+    warning: str | None = None
+
+
+class RawBatch(msgspec.Struct):
+    """A :class:`Batch` with :class:`RawPartial` values (the same message on the bus)."""
+
+    host: str
+    time: int
+    sent: float
+    partials: list[RawPartial]
+
+
+def partial_value(partial: Partial | RawPartial) -> Any:
+    """The value of a partial in ``fleetscope.model.values.encode()`` form."""
+    if isinstance(partial.value, msgspec.Raw):
+        return msgspec.msgpack.decode(partial.value)
+    return partial.value
+
+
 class InstrumentationMsg(msgspec.Struct):
     instrumentation: dict  # Instrumentation.to_json()
 
