@@ -376,8 +376,9 @@ class ProcSource:
                 p.cpu_seen, p.cpu_ticks = gen + 1, p.stat.ticks
             return []
         scale = 1.0 / (CLOCK_TICKS * (now - last))
-        # A process not seen last time but started since: all its CPU time is new.
-        born_after = last * CLOCK_TICKS
+        # A process not seen last time but started since: all its CPU time is new. Start times
+        # are whole clock ticks: one started in the tick of the last scan, after it, must count.
+        born_after = int(last * CLOCK_TICKS)
         rows = []
         for p in procs:
             ticks = p.stat.ticks
