@@ -63,7 +63,7 @@ def ticks():
 def test_metrics_and_fields():
     fields = {m.name: (m.unit.name, m.kind, tuple(f.name for f in m.fields)) for m in METRICS}
     assert fields == {
-        "cpu.usage": ("s", "interval", ("hostname", "cpu", "mode")),
+        "cpu.usage": ("s", "interval", ("hostname", "cpu", "mode", "container", "runtime")),
         "cpu.steal": ("s", "interval", ("hostname", "cpu")),
         "cpu.load": ("number", "point", ("hostname", "period")),
         "memory.used": ("bytes", "point", ("hostname", "type")),
@@ -106,7 +106,8 @@ def test_each_file_read_once_per_tick(ticks):
 def test_cpu_usage_modes_add_up_to_one_cpu_second_per_second(ticks):
     _, _, _, second, _ = ticks
     per_cpu = defaultdict(dict)
-    for cpu, mode, value in second["cpu.usage"].rows:
+    for cpu, mode, container, runtime, value in second["cpu.usage"].rows:
+        assert (container, runtime) == ("/", "host")  # no container reader: all is the host's
         per_cpu[cpu][mode] = value
     assert sorted(per_cpu, key=int) == [str(i) for i in range(psutil.cpu_count())]
     for cpu, modes in per_cpu.items():

@@ -150,7 +150,7 @@ def test_cpu_steal_is_the_steal_mode_of_cpu_usage() -> None:
     time.sleep(0.3)
     src.begin_tick(1)
     steal = dict((r[0], r[1]) for r in src.collect("cpu.steal").rows)
-    usage = {r[0]: r[2] for r in src.collect("cpu.usage").rows if r[1] == "steal"}
+    usage = {r[0]: r[-1] for r in src.collect("cpu.usage").rows if r[1] == "steal"}
     assert steal.keys() == usage.keys() and steal
     for cpu, v in steal.items():
         assert v == pytest.approx(usage[cpu], abs=0.05)  # same file read, same interval

@@ -36,6 +36,19 @@ its first failed read. Files are kept open and re-read with ``pread``. A v1
 ``memory.stat`` is read again only when ``memory.usage_in_bytes`` moved since the
 last reading, or after :data:`MEMORY_STAT_REUSE` ticks.
 
+The same source reads the containers' CPU time by mode for the host source's
+``cpu.usage`` by container (:meth:`CgroupSource.cpu_by_container`): the
+containers of the first v1 hierarchy with ``cpuacct`` from
+``cpuacct.usage_all`` (user and system time per CPU, counted by the same
+scheduler ticks as ``/proc/stat``), then those of the v2 mount that are not
+already counted there (neither the same cgroup, nor inside one, nor holding
+one) from ``cpu.stat`` user_usec and system_usec (no per-CPU split). Each file
+is read once per tick: a v2 ``cpu.stat`` serves ``container.cpu``,
+``container.throttled`` and the split alike; the ``cpuacct.usage`` readings of
+``container.cpu`` (read once per tick for both) tell which v1 containers used
+no CPU time since the last tick, whose ``cpuacct.usage_all`` is then not read;
+an unchanged file is not parsed again.
+
 Memory limits of "unlimited" give no row. ``container.pressure`` is the
 kernel's 10-second average of the share of time some (or all) tasks of the
 cgroup stalled on the resource, in percent (cgroup v2 only, when the kernel has
@@ -47,15 +60,15 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from fleetscope.model.errors import NotFound
 from fleetscope.model.metrics import DISCRETE, INTERVAL, NUMERIC, POINT, Field, Metric, metric
 from fleetscope.model.types import BYTES, NUMBER, PERCENT, SECONDS
 from fleetscope.sources.base import Rows
-from fleetscope.sources.containers import Container, is_container, resolve
-from fleetscope.sources.host import MAX_GAP, clock, read_file
+from fleetscope.sources.containers import CONTAINER, HOST, RUNTIME, Container, is_container, resolve
+from fleetscope.sources.host import MAX_GAP, ContainerCpu, clock, read_file
 
 RESCAN_EVERY = 60.0
 READ_SIZE = 16384  # one pread; a longer file (io.stat of very many disks) is read whole
@@ -66,6 +79,9 @@ MAX_KEPT_FILES = 1024
 MEMORY_STAT_REUSE = 10  # cgroup files kept open for pread; more are opened and closed each read
 UNLIMITED = 1 << 62  # v1 reports "no limit" as a page-rounded LONG_MAX
 PRESSURE_RESOURCES = ("cpu", "memory", "io")
+# Files that several metrics read: read once per tick and shared (v2 cpu.stat holds container.cpu's
+# usage_usec, container.throttled's throttled_usec and cpu.usage's user_usec and system_usec).
+SHARED_FILES = ("/cpu.stat",)
 
 
 class Hierarchy(NamedTuple):
@@ -147,6 +163,54 @@ def parse_io_stat(data: bytes, key_read: str, key_write: str) -> dict[tuple[str,
                 out[(dev, "read")] = int(v)
             elif k == key_write:
                 out[(dev, "write")] = int(v)
+    return out
+
+
+def parse_usage_all(data: bytes) -> dict[str, tuple[int, int]]:
+    """v1 ``cpuacct.usage_all``: ``{cpu: (user ns, system ns)}`` (user counts nice and guest
+    time, system counts irq and softirq time)."""
+    out = {}
+    for line in data.split(b"\n")[1:]:  # after the header "cpu user system"
+        p = line.split()
+        if len(p) == 3:
+            out[p[0].decode()] = (int(p[1]), int(p[2]))
+    return out
+
+
+def _cpu_modes_v1(c: Container, data: bytes) -> ContainerCpu:
+    percpu = parse_usage_all(data)
+    return ContainerCpu(c, sum(v[0] for v in percpu.values()), sum(v[1] for v in percpu.values()),
+                        percpu)
+
+
+def _cpu_modes_v2(c: Container, data: bytes) -> ContainerCpu:
+    data = b"\n" + data
+    user, system = _find(data, b"\nuser_usec "), _find(data, b"\nsystem_usec ")
+    if user is None or system is None:
+        raise ValueError("no user_usec or system_usec in cpu.stat")
+    return ContainerCpu(c, user * 1000, system * 1000)
+
+
+def _covered(path: str, taken: dict[str, Container], holders: set[str]) -> bool:
+    """Whether cgroup ``path`` of one hierarchy is, sits inside, or holds (``holders``: the
+    ancestors of ``taken``'s paths) one of the containers ``taken`` from another."""
+    if path in taken or path in holders:
+        return True
+    i = path.rfind("/")
+    while i > 0:
+        if path[:i] in taken:
+            return True
+        i = path.rfind("/", 0, i)
+    return False
+
+
+def _ancestors(paths: Iterable[str]) -> set[str]:
+    out = set()
+    for p in paths:
+        i = p.rfind("/")
+        while i > 0:
+            out.add(p[:i])
+            i = p.rfind("/", 0, i)
     return out
 
 
@@ -281,8 +345,6 @@ _PROVIDERS: dict[str, list[tuple[int, str, Callable]]] = {
 
 # --- metrics ------------------------------------------------------------------------------------
 
-CONTAINER = Field("container", DISCRETE, "container")
-RUNTIME = Field("runtime", DISCRETE, "container runtime")
 POD = Field("pod", DISCRETE, "Kubernetes pod uid")
 VM = Field("vm", DISCRETE, "virtual machine")
 UTILIZATION = Field("utilization", NUMERIC, "CPU utilization", PERCENT)
@@ -305,14 +367,15 @@ METRICS = (
     metric("container", "pids", "container tasks", NUMBER, POINT, *_C),
 )
 COLUMNS = {m.name: tuple(f.name for f in m.fields[1:]) for m in METRICS}
-HOST = Container("/", "host")
 
 
 class CgroupSource:
     """The ``container.*`` metrics of every container (cgroup) of the host.
 
     ``hierarchies`` defaults to the mounted ones; ``reads`` counts walks (``walk``), change
-    checks (``check``), figures read (``file``) and v1 ``memory.stat`` reads (``memory.stat``).
+    checks (``check``), figures read (``file``), v1 ``memory.stat`` reads (``memory.stat``),
+    readings of CPU time by mode (``cpu_modes``), the files parsed for them
+    (``cpu_modes.parse``) and reads saved by sharing a file read at the same tick (``shared``).
     Call :meth:`close` to release the files it keeps open.
     """
 
@@ -337,6 +400,12 @@ class CgroupSource:
         self._tick = 0
         self._memory_memo: dict[str, tuple[bytes, int, dict[str, int]]] = {}  # dir -> (usage, tick, split)
         self._provider_cache: dict[str, list[tuple[Hierarchy, Callable]]] = {}
+        self._now: float | None = None  # the tick's wall-clock time, as begin_tick was told
+        self._shared: dict[str, bytes] = {}  # SHARED_FILES read at this tick
+        self._readings: dict[str, tuple[float, dict]] = {}  # metric -> this tick's reading
+        self._cpu_modes: dict[tuple[int, str], ContainerCpu] | None = None  # this tick's reading
+        # file -> (container.cpu's figure then, or None; the file's content; parsed) at its last read
+        self._cpu_memo: dict[str, tuple[object, bytes, ContainerCpu]] = {}
 
     def _providers(self, name: str) -> list[tuple[Hierarchy, Callable]]:
         """The (hierarchy, reader) pairs that can give ``name``, in order of preference."""
@@ -361,8 +430,12 @@ class CgroupSource:
 
     def begin_tick(self, now: float) -> None:
         self._tick += 1
+        self._now = now
         self._rows.clear()
         self._checked.clear()
+        self._shared.clear()
+        self._readings.clear()
+        self._cpu_modes = None
 
     def close(self) -> None:
         """Close the cgroup files kept open."""
@@ -376,7 +449,18 @@ class CgroupSource:
 
     def _pread(self, path: str) -> bytes:
         """The content of cgroup file ``path``: kept open and re-read at offset 0 (kernfs files
-        are regenerated by a read at offset 0), which costs about half an open-read-close."""
+        are regenerated by a read at offset 0), which costs about half an open-read-close.
+        A file of SHARED_FILES is read once per tick."""
+        if path.endswith(SHARED_FILES):
+            data = self._shared.get(path)
+            if data is None:
+                data = self._shared[path] = self._pread_now(path)
+            else:
+                self.reads["shared"] += 1
+            return data
+        return self._pread_now(path)
+
+    def _pread_now(self, path: str) -> bytes:
         fd = self._fds.get(path)
         if fd is None:
             if len(self._fds) >= MAX_KEPT_FILES:
@@ -396,6 +480,79 @@ class CgroupSource:
                 raise NotFound("metric", f"cgroup source has no metric {metric!r}")
             rows = self._rows[metric] = Rows(COLUMNS[metric], self._build(metric))
         return rows
+
+    # --- CPU time by mode, for the host source's cpu.usage by container -----------------------
+
+    def cpu_by_container(self, now: float) -> dict[tuple[int, str], ContainerCpu]:
+        """The CPU time by mode of every container, by (cgroup version, path); containers do
+        not overlap (see the module's doc). Read once per tick: ``now`` is the tick's time, as
+        given to :meth:`begin_tick` (a new ``now`` starts a tick, for a caller that drives
+        this source alone)."""
+        if now != self._now:
+            self.begin_tick(now)
+        if self._cpu_modes is None:
+            self.reads["cpu_modes"] += 1
+            self._cpu_modes = self._read_cpu_modes()
+        return self._cpu_modes
+
+    def _read_cpu_modes(self) -> dict[tuple[int, str], ContainerCpu]:
+        out: dict[tuple[int, str], ContainerCpu] = {}
+        memo: dict[str, tuple[object, bytes, ContainerCpu]] = {}
+        taken: dict[str, Container] = {}
+        v1 = next((h for h in self.hierarchies if h.version == 1 and "cpuacct" in h.controllers), None)
+        if v1 is not None:
+            taken = self.containers(v1)
+            # container.cpu's cpuacct.usage of this tick (read for it anyway by default): a
+            # container whose usage did not move got no tick either, so its cpuacct.usage_all
+            # (half as dear again to read, and parsed) is not read.
+            first = self._providers("container.cpu")
+            usage = self._reading("container.cpu")[1] if first and first[0][0] is v1 else {}
+            self._read_modes(v1, list(taken.items()), "/cpuacct.usage_all", _cpu_modes_v1, out, memo,
+                             usage)
+        v2 = next((h for h in self.hierarchies if h.version == 2), None)
+        if v2 is not None:
+            conts = [(p, c) for p, c in self.containers(v2).items() if p not in taken]
+            if conts and taken:
+                holders = _ancestors(taken)
+                conts = [(p, c) for p, c in conts if not _covered(p, taken, holders)]
+            self._read_modes(v2, conts, "/cpu.stat", _cpu_modes_v2, out, memo)
+        self._cpu_memo = memo  # forget containers that are gone
+        return out
+
+    def _read_modes(self, h: Hierarchy, conts: list[tuple[str, Container]], name: str,
+                    parse: Callable[[Container, bytes], ContainerCpu],
+                    out: dict[tuple[int, str], ContainerCpu], memo: dict,
+                    usage: dict[str, tuple[Container, object]] | None = None) -> None:
+        """Read file ``name`` of each of ``conts`` in ``h`` into ``out``. An idle container
+        gives the same object as at the last tick: one whose figure in ``usage`` (path ->
+        (container, CPU time)) did not move, or whose file's content did not change."""
+        mount = h.mount
+        for path, c in conts:
+            file = mount + path + name
+            was = self._cpu_memo.get(file)
+            used = usage.get(path) if usage else None
+            if was is not None and used is not None and was[0] == used[1]:
+                memo[file] = was
+                out[(h.version, path)] = was[2]
+                continue
+            try:
+                data = self._pread_now(file) if usage is not None else self._pread(file)
+            except FileNotFoundError:
+                self._walked.pop(mount, None)  # gone: walk again next time
+                self._containers.get(mount, {}).pop(path, None)
+                continue
+            except OSError:
+                continue
+            if was is None or was[1] != data:
+                try:
+                    was = (None, data, parse(c, data))
+                except (ValueError, KeyError):
+                    continue
+                self.reads["cpu_modes.parse"] += 1
+            if used is not None:
+                was = (used[1], *was[1:])
+            memo[file] = was
+            out[(h.version, path)] = was[2]
 
     # --- discovery -------------------------------------------------------------------------
 
@@ -515,9 +672,16 @@ class CgroupSource:
         self._memory_memo[d] = (usage, self._tick, split)
         return split
 
+    def _reading(self, metric: str) -> tuple[float, dict[str, tuple[Container, object]]]:
+        """(clock() when read, :meth:`_read_all`) of ``metric``, read once per tick: container.cpu's
+        is also what :meth:`cpu_by_container` looks at first."""
+        got = self._readings.get(metric)
+        if got is None:
+            got = self._readings[metric] = (clock(), self._read_all(metric))
+        return got
+
     def _build(self, metric: str) -> list[tuple]:
-        now = clock()
-        cur = self._read_all(metric)
+        now, cur = self._reading(metric)
         if metric in ("container.memory_limit", "container.pids"):
             return [(*c, v) for p, (c, v) in cur.items() if p != "/" and v is not None]
         if metric == "container.memory":

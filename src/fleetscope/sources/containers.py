@@ -35,6 +35,8 @@ import re
 from functools import lru_cache
 from typing import NamedTuple
 
+from fleetscope.model.metrics import DISCRETE, Field
+
 # Runtimes whose cgroup is a whole container: its sub-cgroups are not containers of their own.
 CONTAINER_RUNTIMES = frozenset({"containerd", "cri-o", "docker", "podman", "lxc", "libvirt", "nspawn"})
 SHORT_ID = 12
@@ -48,6 +50,13 @@ class Container(NamedTuple):
     pod: str = ""
     vm: str = ""
 
+
+# The host itself, as a container: what no container accounts for (``container.cpu``'s and
+# ``cpu.usage``'s host row).
+HOST = Container("/", "host")
+# The fields that name a container, on every metric that has them.
+CONTAINER = Field("container", DISCRETE, "container")
+RUNTIME = Field("runtime", DISCRETE, "container runtime")
 
 _HEX64 = r"([0-9a-f]{64})"
 _POD = re.compile(r"(?:^|-)pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})"
@@ -78,7 +87,7 @@ def resolve(path: str) -> Container:
     """The container that cgroup ``path`` (e.g. ``/system.slice/docker-<id>.scope``) belongs to."""
     parts = [p for p in path.split("/") if p]
     if not parts:
-        return Container("/", "host")
+        return HOST
     pod = ""
     for p in parts:
         m = _POD.search(p)
