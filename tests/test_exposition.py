@@ -84,48 +84,21 @@ def test_openmetrics_format_parses_back() -> None:
     assert sorted(gcount) == [1.0, 2.0, 5.0]
 
 
-def _decode_native(h) -> Histogram:
-    """A fleetscope histogram from a native histogram message (spans and deltas)."""
-    out = Histogram(h.schema)
-    out.zero_threshold = h.zero_threshold
-    out.zero_count = float(h.zero_count or h.zero_count_float)
-    out.count = float(h.sample_count or h.sample_count_float)
-    out.sum = h.sample_sum
-    index, counts = 0, list(h.positive_count)
-    if not counts:
-        last = 0
-        for d in h.positive_delta:
-            last += d
-            counts.append(float(last))
-    it = iter(counts)
-    for n, span in enumerate(h.positive_span):
-        index = span.offset if n == 0 else index + span.offset
-        for _ in range(span.length):
-            out.buckets[index] = next(it)
-            index += 1
-    return out
-
-
 def test_protobuf_exposition_carries_exact_native_histograms() -> None:
-    from google.protobuf.internal.decoder import _DecodeVarint32
-
     from fleetscope.api import promproto
+    from fleetscope.sources import promproto as codec
 
     assert promproto.wants_protobuf(
         "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.8")
-    data = promproto.render(_samples())
-    families, pos = {}, 0
-    while pos < len(data):
-        size, pos = _DecodeVarint32(data, pos)
-        fam = promproto._M["MetricFamily"]()
-        fam.ParseFromString(data[pos:pos + size])
-        families[fam.name] = fam
-        pos += size
-    assert families["fleetscope_app_hits"].type == 1
+    assert codec.is_protobuf(promproto.CONTENT_TYPE) and not codec.is_protobuf("text/plain; version=0.0.4")
+    decoded, bad = codec.decode_delimited(promproto.render(_samples()))
+    assert bad == []
+    families = {fam.name: fam for fam in decoded}
+    assert families["fleetscope_app_hits"].type == codec.GAUGE
     assert [m.gauge.value for m in families["fleetscope_app_hits"].metric] == [12.5, 3.0, 4.0]
     lat = families["fleetscope_app_lat_value"]
-    assert lat.type == 4
-    got = {tuple((lp.name, lp.value) for lp in m.label): _decode_native(m.histogram) for m in lat.metric}
+    assert lat.type == codec.GAUGE_HISTOGRAM  # one slot's distribution, not a running total
+    got = {tuple((lp.name, lp.value) for lp in m.label): codec.decode_native(m.histogram) for m in lat.metric}
     assert got[(("instrumentation", "3"),)] == _hist(0, 1, 1, 10, 1000)
     assert got[(("instrumentation", "4"), ("route", "/b"))] == _hist(7, 7)
 

@@ -153,7 +153,10 @@ def test_bad_points_are_dropped_alone() -> None:
     good = pb.Metric(name="ok", gauge=pb.Gauge(data_points=[pb.NumberDataPoint(as_int=1)]))
     got = src.ingest_request(_request(long_name, summary, bad_scale, good), PROTO)
     assert got.accepted == 1 and sorted(got.reasons) == ["name", "scale", "unsupported"]
-    assert [m.name for m in src.metrics()] == ["fleetscope.otlp_dropped", "otel.ok"]
+    own = ["fleetscope.otlp_dropped", "fleetscope.otlp_received"]
+    assert [m.name for m in src.metrics()] == [*own, "otel.ok"]
+    src.begin_tick(1.0)
+    assert src.collect("fleetscope.otlp_received").rows == [("http", 1.0)]
 
 
 _VALID = _request(
@@ -266,3 +269,35 @@ def test_real_sdk_exporter_end_to_end(otlp_server: Server) -> None:
         # Bad payloads are answered 4xx and do not disturb anything.
         assert httpx.post(url, content=b"\x0a\xff", headers={"content-type": PROTO}).status_code == 400
         assert httpx.post(url, content=b"x", headers={"content-type": "text/csv"}).status_code == 415
+
+
+def test_exponential_points_merge_whole_at_low_scales_and_across_scale_changes() -> None:
+    """A point is one ready histogram: below schema 3 its layout is kept (no rounding to
+    upper bounds), OTel's sum is kept, and cumulative points subtract bucket by bucket at
+    the coarser scale when the SDK lowers its scale."""
+    src = OtlpSource()
+    xs = [0.5, 3, 3, 40, 1000]
+
+    def metric(points: list[float], scale: int) -> pb.Metric:
+        return pb.Metric(name="lat", unit="ms", exponential_histogram=pb.ExponentialHistogram(
+            aggregation_temporality=pb.AGGREGATION_TEMPORALITY_CUMULATIVE,
+            data_points=[_exp_point(points, scale, start=7)]))
+
+    src.ingest_request(_request(metric(xs, 1)), PROTO)
+    body = {"module": "otel", "stat": "lat", "decomposition": ["value"]}
+    want = Histogram(1)
+    for x in xs:
+        want.record(x)
+    assert _evaluate(src, body) == want  # schema 1 kept; the sum is OTel's (exact here)
+    more = [*xs, 3, 5000]
+    src.ingest_request(_request(metric(more, 0)), PROTO)  # the SDK rescaled to 0
+    want = Histogram(0)
+    for x in (3, 5000):
+        want.record(x)
+    assert _evaluate(src, body) == want
+    rows = src.collect("otel.lat")
+    assert len(rows.rows) == 1 and isinstance(rows.rows[0][-2], Histogram)  # one row, one histogram
+    # A predicate on the value sees the buckets (here: the one holding 5000).
+    spec = {**body, "decomposition": [], "predicate": {"gt": ["value", 100]}}
+    inst = Instrumentation(id=2, created=0.0, **validate_spec(spec, Catalog(src.metrics())))
+    assert Plan(inst, rows.columns, {"hostname": "h"}).evaluate(rows.rows, rows.weighted) == 1.0

@@ -91,7 +91,8 @@ def test_caps_and_bad_lines_are_counted_not_kept() -> None:
                                                  ("x", "y", 1.0)]
     dropped = dict(((p, r), n) for p, r, n in src.collect("fleetscope.statsd_dropped").rows)
     assert dropped[("udp", "too_many_keys")] == 3
-    assert [m.name for m in src.metrics()] == ["fleetscope.statsd_dropped", "app.a", "app.b"]
+    assert [m.name for m in src.metrics()] == [
+        "fleetscope.statsd_dropped", "fleetscope.statsd_received", "app.a", "app.b"]
 
 
 def test_parse_address() -> None:
@@ -244,9 +245,9 @@ def test_catalog_learns_fields_of_a_known_metric() -> None:
     cat = Catalog()
     src = StatsdSource()
     _tick(src, "a:1|c")
-    cat.add(src.metrics()[1])
+    cat.add(src.metrics()[2])
     _tick(src, "a:1|c|#k:v")
-    cat.add(src.metrics()[1])
+    cat.add(src.metrics()[2])
     assert [f.name for f in cat.get("app", "a").fields] == ["hostname", "k"]
 
 
@@ -332,3 +333,13 @@ def test_agent_refuses_bad_ingest_options(args: list[str], field: str) -> None:
     out = subprocess.run([str(exe), "agent", "--bus", "nats://127.0.0.1:1", *args],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 1 and f"error: {field}:" in out.stderr, out.stderr
+
+
+def test_accepted_lines_are_counted_per_protocol() -> None:
+    src = StatsdSource()
+    src.ingest(b"a:1|c\nb:2|ms\nbad line", "udp")
+    src.ingest(b"a:1|c", "tcp")
+    src.begin_tick(1.0)
+    assert sorted(src.collect("fleetscope.statsd_received").rows) == [("tcp", 1.0), ("udp", 2.0)]
+    src.begin_tick(2.0)
+    assert src.collect("fleetscope.statsd_received").rows == []

@@ -7,19 +7,20 @@ decomposition the positions of the fields to group by.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from fleetscope.model import values
 from fleetscope.model.histogram import Histogram
 from fleetscope.model.instrumentation import Instrumentation
-from fleetscope.model.predicate import compile_predicate
+from fleetscope.model.predicate import compile_predicate, fields_of
 from fleetscope.sources.base import Rows
 
 
 class Plan:
     """An instrumentation compiled for one column layout on one host."""
 
-    __slots__ = ("constant_key", "discrete_at", "inst", "match", "numeric_at", "shape")
+    __slots__ = ("constant_key", "discrete_at", "filter_at", "inst", "match", "numeric_at", "shape")
 
     def __init__(self, inst: Instrumentation, columns: tuple[str, ...], constants: dict[str, str]):
         self.inst = inst
@@ -34,14 +35,20 @@ class Plan:
                 self.discrete_at = columns.index(inst.discrete)
         if inst.numeric is not None:
             self.numeric_at = columns.index(inst.numeric)
+        # Columns the predicate reads: a ready histogram there is split into its buckets first.
+        self.filter_at = tuple(columns.index(f) for f in sorted(fields_of(inst.predicate)) if f in columns)
 
     def evaluate(self, rows: list[tuple], weighted: bool = False) -> values.Value:
         """The partial value of these rows: filtered by the predicate, decomposed.
         ``weighted``: a numeric decomposition records each row's value with its
-        measure as weight (see :attr:`Rows.weighted`), else once per row."""
+        measure as weight (see :attr:`Rows.weighted`), else once per row; a weighted
+        row holding a ready histogram is merged whole, unless the predicate reads its
+        field: then each bucket is a row at its upper bound (the zero bucket at 0)."""
         match = self.match
         if match is False:
             return values.empty(self.shape)
+        if weighted and self.filter_at and match is not True:
+            rows = _split(rows, self.filter_at)
         selected = rows if match is True else [r for r in rows if match(r)]
         shape = self.shape
         if shape == values.SCALAR:
@@ -66,7 +73,12 @@ class Plan:
             h = hists.get(r[at])
             if h is None:
                 h = hists[r[at]] = Histogram()
-            h.record(r[n], r[-1]) if weighted else h.record(r[n])
+            if not weighted:
+                h.record(r[n])
+            elif r[n].__class__ is Histogram:
+                h.merge(r[n])
+            else:
+                h.record(r[n], r[-1])
         return hists
 
 
@@ -74,11 +86,36 @@ def _histogram(rows: list[tuple], at: int, weighted: bool = False) -> Histogram:
     h = Histogram()
     if weighted:
         for r in rows:
-            h.record(r[at], r[-1])
+            x = r[at]
+            if x.__class__ is Histogram:  # a ready histogram: exact, whatever its schema
+                h.merge(x)
+            else:
+                h.record(x, r[-1])
     else:
         for r in rows:
             h.record(r[at])
     return h
+
+
+def _split(rows: list[tuple], at: tuple[int, ...]) -> list[tuple]:
+    """``rows`` with each ready histogram in a column of ``at`` replaced by one weighted
+    row per bucket, at the bucket's upper bound, so a predicate can compare values."""
+    if not any(r[i].__class__ is Histogram for r in rows for i in at):
+        return rows
+    out = []
+    for r in rows:
+        i = next((i for i in at if r[i].__class__ is Histogram), None)
+        if i is None:
+            out.append(r)
+            continue
+        h = r[i]
+        if h.zero_count:
+            out.append((*r[:i], 0.0, *r[i + 1:-1], h.zero_count))
+        for b, n in h.buckets.items():
+            lower, upper = h.bucket_bounds(b)
+            at_value = upper if upper != math.inf else lower  # the top bucket of the float range
+            out.append((*r[:i], at_value, *r[i + 1:-1], n))
+    return out
 
 
 def plan_for(inst: Instrumentation, rows: Rows, constants: dict[str, str], cache: dict) -> Plan:

@@ -26,7 +26,11 @@ class Rows(NamedTuple):
     ``weighted`` rows are pre-aggregated (StatsD timers): each row stands for as
     many observations of its numeric field as its measure says, so a numeric
     decomposition records the row's value with the measure as weight instead of
-    once. (Unweighted rows are recorded once each, whatever their measure.)
+    once. (Unweighted rows are recorded once each, whatever their measure.) The
+    numeric field of a weighted row may also hold a ready
+    :class:`~fleetscope.model.histogram.Histogram` (OTLP and scraped native
+    histograms), its measure being its count: the agent merges it whole, exactly,
+    instead of recording one value.
     """
 
     columns: tuple[str, ...]

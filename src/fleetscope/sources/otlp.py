@@ -16,21 +16,24 @@ values as text.
   ``us``, ``ns``, ``By``; anything else is a plain number).
 
 Exponential histograms keep their bucket layout: an OTel bucket ``k`` at scale
-``s`` is Prometheus/fleetscope index ``k + 1`` at schema ``s``; its count is
-recorded at the bucket's upper bound, which lands in exactly the bucket that
-contains it at the agent's schema (3) whenever ``s >= 3`` (scales above 8 are
-first downscaled to 8, exactly), so bucket counts are exact. Below scale 3 a
-count lands at the bucket's upper bound (error within the source bucket).
-Negative buckets go to the zero bucket (fleetscope histograms hold values >= 0).
+``s`` is Prometheus/fleetscope index ``k + 1`` at schema ``s``. Each data point
+becomes one ready histogram, merged whole by the agent (see
+:attr:`~fleetscope.sources.base.Rows.weighted`): scales above fleetscope's
+schema 3 are downscaled to 3 (neighbouring buckets added: exact), lower scales
+are kept as they are, the zero threshold is OTel's, and ``sum`` is OTel's
+``sum``. Cumulative points are turned into deltas bucket by bucket at the
+coarser scale of two successive points. Negative buckets go to the zero bucket
+(fleetscope histograms hold values >= 0).
 Explicit-bucket histograms are converted: a bucket ``(lo, hi]`` counts at ``hi``
 (the overflow bucket at the last bound), so a value is reported within its
-source bucket, relative error under ``(hi - lo) / hi``. In both cases the
-histogram's ``sum`` is the sum of those representative values, not OTel's.
+source bucket, relative error under ``(hi - lo) / hi``; their ``sum`` is the sum
+of those representative values, not OTel's.
 
 Bad payloads (not protobuf / JSON of an ``ExportMetricsServiceRequest``, too
 large, bad gzip) are answered 400/413/415 and counted per reason in
 ``fleetscope.otlp_dropped``, as are data points beyond the caps (see
-:mod:`fleetscope.sources.statsd`).
+:mod:`fleetscope.sources.statsd`); accepted points are counted in
+``fleetscope.otlp_received``.
 """
 
 from __future__ import annotations
@@ -43,9 +46,10 @@ import threading
 import zlib
 from typing import NamedTuple
 
-from fleetscope.model.histogram import bucket_upper
+from fleetscope.model.histogram import DEFAULT_SCHEMA, MAX_BUCKETS, MIN_SCHEMA, Histogram, bucket_upper
 from fleetscope.model.metrics import DISCRETE, INTERVAL, NUMERIC, POINT, Field, Metric, metric
 from fleetscope.model.types import BYTES, NUMBER, Type
+from fleetscope.sources.promproto import INDEX_RANGE
 from fleetscope.sources.statsd import StatsdConfig, StatsdSource
 from fleetscope.sources.statsd_parse import MAX_NAME, MAX_TAG_VALUE, RESERVED, Event, sanitize
 
@@ -141,23 +145,79 @@ def _tags(attributes, out: dict[str, str]) -> str | None:
     return None
 
 
-def _exp_upper(k: int, scale: int) -> float:
-    """A value inside OTel exponential bucket ``k`` at ``scale``: its upper bound,
-    computed at scale 8 at most (bounds nest exactly)."""
-    index = k + 1
-    if scale > 8:
-        index = ((index - 1) >> (scale - 8)) + 1
-        scale = 8
-    return bucket_upper(index, scale)
+def exponential_histogram(dp) -> Histogram:
+    """An OTel ``ExponentialHistogramDataPoint`` as a fleetscope histogram, exactly: OTel
+    bucket ``k`` at scale ``s`` is index ``k + 1`` at schema ``s``; scales above
+    fleetscope's schema (3) are downscaled to it (``k >> d``: neighbours added), lower
+    ones kept. Negative buckets count in the zero bucket. ``sum`` is OTel's when the
+    point has one, else each count at its bucket's upper bound. ValueError (``value``)
+    for a bucket outside the float range or a bad zero threshold or sum."""
+    scale = dp.scale
+    schema = min(scale, DEFAULT_SCHEMA)
+    shift = scale - schema
+    lo, hi = INDEX_RANGE[schema]
+    threshold = dp.zero_threshold
+    if not 0.0 <= threshold < math.inf:
+        raise ValueError("value")
+    h = Histogram(schema, threshold)
+    buckets = h.buckets
+    first = dp.positive.offset
+    if shift == 0:
+        base = first + 1
+        for j, n in enumerate(dp.positive.bucket_counts):
+            if n:
+                buckets[base + j] = float(n)
+    else:
+        for j, n in enumerate(dp.positive.bucket_counts):
+            if n:
+                i = ((first + j) >> shift) + 1
+                buckets[i] = buckets.get(i, 0.0) + n
+    if buckets and not (lo <= min(buckets) and max(buckets) <= hi):
+        raise ValueError("value")
+    h.zero_count = float(dp.zero_count) + float(sum(dp.negative.bucket_counts))
+    h.count = math.fsum([h.zero_count, *buckets.values()])
+    if dp.HasField("sum"):
+        h.sum = dp.sum
+        if not math.isfinite(h.sum):
+            raise ValueError("value")
+    else:
+        h.sum = math.fsum(n * bucket_upper(i, schema) for i, n in buckets.items())
+    while len(h.buckets) > MAX_BUCKETS and h.schema > MIN_SCHEMA:  # as a histogram does itself
+        h.downscale(1)
+    return h
 
 
-def _shift(counts: dict[int, float], by: int) -> dict[int, float]:
-    """OTel bucket counts downscaled by ``by`` scales (index ``k`` -> ``k >> by``)."""
-    if not by:
-        return counts
-    out: dict[int, float] = {}
-    for k, n in counts.items():
-        out[k >> by] = out.get(k >> by, 0.0) + n
+def histogram_delta(current: Histogram, previous: Histogram) -> Histogram | None:
+    """``current - previous`` of a cumulative histogram series, exactly: at the coarser
+    schema of the two (bucket bounds nest, so downscaling only adds neighbours) and the
+    wider zero bucket. None when ``current`` does not continue ``previous`` (a reset:
+    some count went down), the caller then counting ``current`` whole."""
+    if current.count < previous.count:
+        return None
+    cur, prev = current.copy(), previous.copy()
+    common = min((h.schema for h in (cur, prev) if h.buckets), default=cur.schema)
+    for h in (cur, prev):
+        if h.schema > common:
+            h.downscale(h.schema - common)
+        elif not h.buckets:
+            h.schema = common  # nothing to rescale
+    for _ in range(4):  # widening can grow a threshold past the other's bucket bounds
+        if cur.zero_threshold == prev.zero_threshold:
+            break
+        wider = max(cur.zero_threshold, prev.zero_threshold)
+        for h in (cur, prev):
+            h.merge(Histogram(common, wider))
+    else:
+        return None
+    zero = cur.zero_count - prev.zero_count
+    if zero < 0 or any(cur.buckets.get(i, 0.0) < n for i, n in prev.buckets.items()):
+        return None
+    out = Histogram(common, cur.zero_threshold)
+    out.buckets = {i: n - prev.buckets.get(i, 0.0) for i, n in cur.buckets.items()
+                   if n > prev.buckets.get(i, 0.0)}
+    out.zero_count = zero
+    out.count = math.fsum([zero, *out.buckets.values()])
+    out.sum = cur.sum - prev.sum
     return out
 
 
@@ -166,6 +226,8 @@ class OtlpSource(StatsdSource):
 
     name = "otlp"
     drop_stat = "otlp_dropped"
+    received_stat = "otlp_received"
+    received_label = "OTLP data points accepted"
 
     def __init__(self, config: OtlpConfig | None = None) -> None:
         self.otlp = config or OtlpConfig()
@@ -202,6 +264,7 @@ class OtlpSource(StatsdSource):
                                 self._drop("http", reason)
                             else:
                                 accepted += 1
+            self._accepted["http"] += accepted
         self.received += accepted
         return Decoded(accepted, rejected, reasons)
 
@@ -292,33 +355,20 @@ class OtlpSource(StatsdSource):
                                                        current, cumulative))
 
     def _exponential(self, stat: str, tags: tuple, dp, cumulative: bool) -> str | None:
+        """One exponential histogram point, merged as one ready histogram (exact)."""
         if not -4 <= dp.scale <= 20:
             return "scale"
-        scale = dp.scale
-        zero = float(dp.zero_count) + sum(float(n) for n in dp.negative.bucket_counts)
-        offset = dp.positive.offset
-        counts = {offset + j: float(n) for j, n in enumerate(dp.positive.bucket_counts) if n}
+        h = exponential_histogram(dp)
         if cumulative:
-            # Deltas in bucket space at the coarser of the two scales (the SDK lowers its scale as
-            # the range grows): exact, as OTel indices downscale by a shift.
+            # The delta in bucket space at the coarser of the two schemas (the SDK lowers its
+            # scale as the range grows): exact, as indices downscale by a shift.
             key = (stat, tags)
             prev = self._previous.get(key)
-            self._previous[key] = (dp.start_time_unix_nano, scale, zero, counts)
-            if prev is not None and prev[0] == dp.start_time_unix_nano:
-                common = min(scale, prev[1])
-                now = _shift(counts, scale - common)
-                before = _shift(prev[3], prev[1] - common)
-                delta = {k: n - before.get(k, 0.0) for k, n in now.items()}
-                if zero >= prev[2] and all(k in now for k in before) and min(delta.values(), default=0) >= 0:
-                    scale, zero, counts = common, zero - prev[2], delta
-        current: dict = {0.0: zero} if zero else {}
-        for k, n in counts.items():
-            if n:
-                at = _exp_upper(k, scale)
-                if not math.isfinite(at):
-                    return "value"
-                current[at] = current.get(at, 0.0) + n
-        return self._weighted(stat, tags, current)
+            self._previous[key] = (dp.start_time_unix_nano, h)
+            delta = histogram_delta(h, prev[1]) if prev is not None and prev[0] == dp.start_time_unix_nano \
+                else None
+            h = delta if delta is not None else h.copy()  # the kept one must stay as it is
+        return self._add(Event(stat, "h", (), 1.0, tags), hist=h)  # registers the name and tags too
 
     def _metric(self, stat: str, kind: str, keys) -> Metric:
         prefix = self.config.prefix

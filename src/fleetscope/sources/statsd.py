@@ -17,12 +17,16 @@ Events are aggregated as they arrive, never stored one by one: a counter is one
 float per tag set, a timer one ``{value: weight}`` dict per tag set. Timer rows
 are *weighted* (:attr:`Rows.weighted`): one row per distinct value, its measure
 the number of events (divided by the sample rate) with that value, which the
-agent records into the histogram as that many observations.
+agent records into the histogram as that many observations. The sources built on
+this accumulator (OTLP, scraping) add ready histograms too: they are merged into
+one histogram per tag set and reach the agent as one weighted row holding it.
 
 Cardinality is bounded: at most ``max_metrics`` names, ``max_fields`` tag keys
 per name and ``max_keys`` distinct values per tag key. Events beyond a cap, of a
 name already used with another type, and bad lines are dropped and counted per
-reason in ``fleetscope.statsd_dropped`` (and :attr:`StatsdSource.dropped`).
+reason in ``fleetscope.statsd_dropped`` (and :attr:`StatsdSource.dropped`); what is
+accepted is counted in ``fleetscope.statsd_received`` (lines per second, by
+protocol), so a load test can read what the agent absorbed through its own API.
 
 A tick normally spans one second; when the agent ticked late (more than 1.5 s
 since the previous tick) rates are divided by the real elapsed time. When no
@@ -42,6 +46,7 @@ from collections import Counter
 from typing import NamedTuple
 
 from fleetscope.model.errors import InputError
+from fleetscope.model.histogram import Histogram
 from fleetscope.model.metrics import DISCRETE, INTERVAL, NUMERIC, POINT, Field, Metric, metric
 from fleetscope.model.types import MILLISECONDS, NUMBER
 from fleetscope.sources.base import Rows
@@ -97,6 +102,8 @@ class StatsdSource:
 
     name = "statsd"
     drop_stat = "statsd_dropped"  # fleetscope.<drop_stat>: drops by protocol and reason
+    received_stat: str | None = "statsd_received"  # fleetscope.<received_stat>: accepted, by protocol
+    received_label = "StatsD lines accepted"
 
     def __init__(self, config: StatsdConfig | None = None) -> None:
         self.config = config or StatsdConfig()
@@ -109,6 +116,8 @@ class StatsdSource:
         self._gauges: dict[str, dict] = {}  # stat -> {tags: value}, kept across ticks
         self._drops: Counter[tuple[str, str]] = Counter()
         self._ready_drops: Counter[tuple[str, str]] = Counter()
+        self._accepted: Counter[str] = Counter()  # per protocol, since the last tick
+        self._ready_accepted: Counter[str] = Counter()
         self._factor = 1.0
         self._last_tick: float | None = None
         self._last_tick_mono = time.monotonic()
@@ -126,13 +135,18 @@ class StatsdSource:
         dropped = metric("fleetscope", self.drop_stat, f"{self.name} events and lines dropped",
                          NUMBER, INTERVAL, Field("protocol", DISCRETE, "protocol"),
                          Field("reason", DISCRETE, "reason"))
+        own = [dropped]
+        if self.received_stat:
+            own.append(metric("fleetscope", self.received_stat, self.received_label, NUMBER, INTERVAL,
+                              Field("protocol", DISCRETE, "protocol")))
         with self._lock:
-            return [dropped, *(m.metric for m in self._meta.values())]
+            return [*own, *(m.metric for m in self._meta.values())]
 
     def begin_tick(self, now: float) -> None:
         with self._lock:
             self._ready, self._acc = self._acc, {}
             self._ready_drops, self._drops = self._drops, Counter()
+            self._ready_accepted, self._accepted = self._accepted, Counter()
             elapsed = now - self._last_tick if self._last_tick is not None else 1.0
             self._factor = 1.0 if elapsed <= 1.5 else 1.0 / elapsed
             self._last_tick = now
@@ -142,6 +156,8 @@ class StatsdSource:
         if name == f"fleetscope.{self.drop_stat}":
             f = self._factor
             return Rows(("protocol", "reason"), [(p, r, n * f) for (p, r), n in self._ready_drops.items()])
+        if self.received_stat and name == f"fleetscope.{self.received_stat}":
+            return Rows(("protocol",), [(p, n * self._factor) for p, n in self._ready_accepted.items()])
         stat = name[len(self.config.prefix) + 1:]
         with self._lock:
             meta = self._meta.get(stat)
@@ -162,7 +178,11 @@ class StatsdSource:
             elif meta.type == SET:
                 rows.append((*head, float(len(acc))))
             else:
-                rows.extend((*head, value, weight * f) for value, weight in acc.items())
+                for value, weight in acc.items():
+                    if value is None:  # a ready histogram (OTLP, scraped native histograms)
+                        rows.append((*head, weight if f == 1.0 else weight.scale(f), weight.count * f))
+                    else:
+                        rows.append((*head, value, weight * f))
         if meta.type == TIMER:
             return Rows((*keys, "value"), rows, True)
         return Rows(keys, rows)
@@ -186,20 +206,25 @@ class StatsdSource:
         with self._lock:
             for reason in bad:
                 self._drop(protocol, reason)
+            accepted = 0
             for event in events:
                 reason = self._add(event)
                 if reason:
                     self._drop(protocol, reason)
                 else:
-                    self.received += 1
+                    accepted += 1
+            self.received += accepted
+            self._accepted[protocol] += accepted
 
     def _drop(self, protocol: str, reason: str) -> None:
         self._drops[(protocol, reason)] += 1
         self.dropped[reason] += 1
 
-    def _add(self, ev: Event, weight: float | None = None) -> str | None:
+    def _add(self, ev: Event, weight: float | None = None, hist: Histogram | None = None) -> str | None:
         """Accumulate ``ev`` (the lock held); the drop reason if it is refused. ``weight``
-        (timers only) overrides ``1 / ev.rate`` as the number of events per value."""
+        (timers only) overrides ``1 / ev.rate`` as the number of events per value; ``hist``
+        (timers only) is a ready histogram of observations, merged whole (and taken over:
+        the caller must not change it afterwards)."""
         family = _family(ev.type)
         meta = self._meta.get(ev.name)
         if meta is None:
@@ -245,6 +270,10 @@ class StatsdSource:
             w = 1.0 / ev.rate if weight is None else weight
             for x in ev.values:
                 acc[x] = acc.get(x, 0.0) + w
+            if hist is not None and hist.count > 0:
+                # Kept under the key None, beside the {value: weight} of single values.
+                ready = acc.get(None)
+                acc[None] = hist if ready is None else ready.merge(hist)
         return None
 
     def _metric(self, stat: str, kind: str, keys) -> Metric:
@@ -286,6 +315,7 @@ class StatsdSource:
                 with self._lock:
                     self._acc = {}
                     self._drops = Counter()
+                    self._accepted = Counter()
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         pending = b""
