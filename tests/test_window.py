@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from fleetscope.aggregator.aggregator import Aggregator
 from fleetscope.aggregator.window import Window
 from fleetscope.bus import messages as m
+from fleetscope.bus.base import Msg
 from fleetscope.bus.memory import MemoryBus
 from fleetscope.model import values
 from fleetscope.model.histogram import Histogram
@@ -108,6 +112,24 @@ def test_aggregator_counts_bad_partials_without_failing() -> None:
     assert agg.dropped["malformed_value"] == 1
     assert agg.dropped["unknown_instrumentation"] == 1
     assert agg.window(1).points(T0, T0 + 1)[0].value == pytest.approx(2.0)
+
+
+def test_messages_from_the_bus_that_are_garbage_or_foreign_are_counted_and_dropped() -> None:
+    """Through the aggregator's own handler, as they come off the bus: the value of a good batch
+    is merged; garbage, a batch on another host's subject and a bad encoded value are not."""
+    agg = Aggregator(MemoryBus())
+    agg.enable(inst(shape=values.SCALAR))
+    t = int(time.time()) - 2  # handled as they arrive: a recent second
+    good = m.encode(m.Batch("a", t, t + 1.0, [m.Partial(1, 2.0)]))
+    bad_value = m.encode(m.Batch("b", t, t + 1.0, [m.Partial(1, {"x": "y"})]))
+    messages = [(f"{m.DATA}.a", good), (f"{m.DATA}.a", b"\xc1garbage"),
+                (f"{m.DATA}.c", m.encode(m.Batch("d", t, t + 1.0, [m.Partial(1, 5.0)]))),
+                (f"{m.DATA}.b", bad_value), (f"{m.DATA}.a", b"\x00" * (m.MAX_MESSAGE + 1))]
+    for subject, data in messages:
+        asyncio.run(agg._on_batch(Msg(subject, data)))
+    assert agg.dropped == {"malformed_batch": 2, "host_not_subject": 1, "malformed_value": 1}
+    agg.window(1).expire(time.time() + 5)
+    assert [(p.value, p.nsources) for p in agg.window(1).points(t, t + 1)] == [(2.0, 1)]
 
 
 def test_skewed_clocks_are_corrected_to_the_aggregators_slots() -> None:
