@@ -26,6 +26,10 @@ numbers = st.one_of(
     st.integers(-(10**9), 10**9).map(lambda i: i / 1000),
     finite,
     st.sampled_from([0.0, -0.0, 5e-324, 1e308, -1e-310, 2.0**53, 0.1 + 0.2]),
+    # Sums of decimals, a few units in the last place off the decimal (fleet-wide sums).
+    st.lists(st.integers(-(10**4), 10**4).map(lambda i: i / 100), min_size=2, max_size=5).map(sum),
+    st.integers(1, 10**6).map(lambda i: np.nextafter(i / 100, np.inf)),
+    st.integers(1, 10**6).map(lambda i: -np.nextafter(i / 1000, -np.inf)),
 )
 
 
@@ -226,3 +230,23 @@ def test_fold_keeps_totals_exact() -> None:
     (p,) = chunks.to_points(chunks.rollup(block, values.DISCRETE, T0, 60, 50), values.DISCRETE, INTERVAL, 60)
     assert len(p.value) == 51 and values.OTHER in p.value
     assert math.fsum(p.value.values()) == math.fsum(math.fsum(q.value.values()) for q in points)
+
+
+def test_sums_of_decimals_are_stored_as_decimals_and_come_back_bit_for_bit() -> None:
+    """A fleet-wide sum of CPU seconds (0.01 s ticks) is a decimal give or take float noise in the
+    last place: stored as a decimal with the noise beside it, it costs what the exact decimals
+    cost, not what arbitrary doubles cost, and comes back exactly."""
+    rng = np.random.default_rng(7)
+    ticks = rng.integers(0, 200, size=(3600, 3))
+    exact = ticks.sum(axis=1) / 100
+    noisy = (ticks / 100).sum(axis=1)  # the order an aggregator adds hosts in
+    assert (noisy != exact).sum() > 100, "float noise is there to keep"
+    arbitrary = exact + rng.random(3600) * 1e-6
+    size = {}
+    for name, column in (("exact", exact), ("noisy", noisy), ("arbitrary", arbitrary)):
+        points = [DataPoint(T0 + i, 1, {"user": float(v)}, 1, 1) for i, v in enumerate(column)]
+        block = chunks.from_points(points, values.DISCRETE)
+        data = chunks.encode(block)
+        same_block(block, chunks.decode(data))
+        size[name] = len(data)
+    assert size["noisy"] < 1.3 * size["exact"] < size["arbitrary"] / 3, size

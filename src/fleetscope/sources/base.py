@@ -13,6 +13,21 @@ from typing import NamedTuple, Protocol
 
 from fleetscope.model.metrics import Metric
 
+# A normal tick: one second, give or take scheduling jitter.
+NORMAL_TICK = (0.75, 1.25)
+
+
+def tick_length(elapsed: float) -> float:
+    """What to divide a counter's increase over ``elapsed`` seconds by, to get one tick's activity.
+
+    Ticks are one second apart. Over a normal tick the increase is the tick's activity as it is:
+    exact counts (CPU clock ticks, bytes, operations) that add up over time to the counter's own
+    increase, and compress to a few bits in history. Over a shorter or a longer gap (the first
+    tick after a stall) it is scaled to one second's share.
+    """
+    low, high = NORMAL_TICK
+    return 1.0 if low <= elapsed <= high else elapsed
+
 
 class Rows(NamedTuple):
     """The rows of one metric at one tick.
@@ -20,8 +35,8 @@ class Rows(NamedTuple):
     ``columns`` names the fields in each row, in order, without ``hostname`` (the
     agent supplies it). Each row is a tuple of those field values (discrete
     values as ``str``, numeric values as numbers in the field's unit) followed by
-    the measure: for an interval metric the activity per second since the
-    previous tick, for a point metric the level now.
+    the measure: for an interval metric the activity during the tick (see
+    :func:`tick_length`), for a point metric the level now.
 
     ``weighted`` rows are pre-aggregated (StatsD timers): each row stands for as
     many observations of its numeric field as its measure says, so a numeric

@@ -66,7 +66,7 @@ from typing import NamedTuple
 from fleetscope.model.errors import NotFound
 from fleetscope.model.metrics import DISCRETE, INTERVAL, NUMERIC, POINT, Field, Metric, metric
 from fleetscope.model.types import BYTES, NUMBER, PERCENT, SECONDS
-from fleetscope.sources.base import Rows
+from fleetscope.sources.base import Rows, tick_length
 from fleetscope.sources.containers import CONTAINER, HOST, RUNTIME, Container, is_container, resolve
 from fleetscope.sources.host import MAX_GAP, ContainerCpu, clock, read_file
 
@@ -694,7 +694,7 @@ class CgroupSource:
         self._prev[metric] = (now, cur)
         if prev is None or not 0 < now - prev[0] <= MAX_GAP:
             return []
-        elapsed = now - prev[0]
+        elapsed = tick_length(now - prev[0])
         old = prev[1]
         rows = []
         if metric in ("container.io", "container.io_ops"):

@@ -15,10 +15,11 @@ counts the reads per file so that both can be checked.
 
 Interval metrics (and ``disk.busy``, a level computed from a counter) compare
 the reading of this tick with the reading taken when the same metric was last
-collected, divided by the seconds between the two reads (``CLOCK_BOOTTIME`` at
-read time, not the tick's wall-clock time, so that a late tick does not distort
-rates). The first collection of a metric, or one more than :data:`MAX_GAP`
-seconds after the previous one, gives no rows.
+collected: the tick's activity, scaled to one second's share only when the two
+reads (``CLOCK_BOOTTIME`` at read time, not the tick's wall-clock time) are not
+about a second apart (:func:`~fleetscope.sources.base.tick_length`). The first
+collection of a metric, or one more than :data:`MAX_GAP` seconds after the
+previous one, gives no rows.
 
 Network interfaces are those of the network namespace the agent runs in.
 
@@ -47,7 +48,7 @@ from typing import NamedTuple
 from fleetscope.model.errors import NotFound
 from fleetscope.model.metrics import DISCRETE, INTERVAL, POINT, Field, Metric, metric
 from fleetscope.model.types import BYTES, NUMBER, PERCENT, SECONDS
-from fleetscope.sources.base import Rows
+from fleetscope.sources.base import Rows, tick_length
 from fleetscope.sources.containers import CONTAINER, HOST, RUNTIME, Container
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -574,7 +575,7 @@ class HostSource:
         self._prev[metric] = (t, cur)
         if prev is None or not 0 < t - prev[0] <= MAX_GAP:
             return []
-        return _INTERVAL[metric](cur, prev[1], t - prev[0])
+        return _INTERVAL[metric](cur, prev[1], tick_length(t - prev[0]))
 
     def _containers_cpu(self) -> Mapping[object, ContainerCpu] | None:
         if self.cpu_by_container is None:

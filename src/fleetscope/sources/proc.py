@@ -55,7 +55,7 @@ from typing import NamedTuple
 from fleetscope.model.errors import NotFound
 from fleetscope.model.metrics import DISCRETE, INTERVAL, NUMERIC, POINT, Field, Metric, metric
 from fleetscope.model.types import BYTES, PERCENT, SECONDS
-from fleetscope.sources.base import Rows
+from fleetscope.sources.base import Rows, tick_length
 from fleetscope.sources.containers import process_cgroup, resolve
 from fleetscope.sources.host import MAX_GAP, clock, read_file
 
@@ -375,7 +375,7 @@ class ProcSource:
             for p in procs:
                 p.cpu_seen, p.cpu_ticks = gen + 1, p.stat.ticks
             return []
-        scale = 1.0 / (CLOCK_TICKS * (now - last))
+        scale = 1.0 / (CLOCK_TICKS * tick_length(now - last))
         # A process not seen last time but started since: all its CPU time is new. Start times
         # are whole clock ticks: one started in the tick of the last scan, after it, must count.
         born_after = int(last * CLOCK_TICKS)

@@ -39,7 +39,7 @@ from typing import Any
 from fleetscope.model.errors import NotFound
 from fleetscope.model.metrics import DISCRETE, INTERVAL, NUMERIC, POINT, Field, Metric, metric
 from fleetscope.model.types import BYTES, NUMBER, PERCENT, SECONDS
-from fleetscope.sources.base import Rows
+from fleetscope.sources.base import Rows, tick_length
 from fleetscope.sources.host import MAX_GAP, clock
 
 _libvirt: Any = None  # the libvirt module, imported on first use (it costs memory)
@@ -230,7 +230,7 @@ class LibvirtSource:
         self._prev[metric] = (now, cur)
         if prev is None or not 0 < now - prev[0] <= MAX_GAP:
             return []
-        elapsed = now - prev[0]
+        elapsed = tick_length(now - prev[0])
         rows = []
         for k, v in cur.items():
             was = prev[1].get(k)

@@ -23,7 +23,10 @@ through one column encoder (:func:`_encode_matrix`): a column whose values are
 decimals of at most 12 digits after the point that round-trip exactly (byte
 counts, CPU ticks, histogram counts...) is stored as integers, raw or
 delta-encoded (whichever is smaller), zigzagged, in the narrowest of 1, 2, 4 or
-8 bytes, split into byte planes; any other column as float64 XOR-ed with its
+8 bytes, split into byte planes. A value a few units in the last place off its
+decimal (a sum of decimals carries such float noise: 0.1 + 0.2) counts as that
+decimal, and the difference is kept as a small integer per value (almost all
+zero), so the round trip stays exact; any other column as float64 XOR-ed with its
 previous value, split into byte planes (the Gorilla idea, left for the
 compressor to pack). Absent values cost one bit in a presence bitmap, so
 histograms are sparse: only non-empty buckets are stored, and the bucket
@@ -50,6 +53,7 @@ from fleetscope.model.series import DataPoint
 
 FORMAT = 1
 MAX_DECIMALS = 12
+MAX_ULPS = 4  # how far (in units in the last place) a value may be from its decimal
 _EXACT_INT = float(2**53)
 _NUMBER_SHAPES = (values.SCALAR, values.DISCRETE)
 _KEYED_SHAPES = (values.DISCRETE, values.DISCRETE_HISTOGRAM)
@@ -572,6 +576,17 @@ def _unplanes(data: bytes, present: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def _ulps(value: np.ndarray, decimal: np.ndarray) -> np.ndarray:
+    """How many units in the last place ``value`` lies above ``decimal`` (same signs, or zero)."""
+    return value.view(np.int64) - decimal.view(np.int64)
+
+
+def _near(decimal: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Where ``value`` is within MAX_ULPS units in the last place of ``decimal``."""
+    same_sign = np.signbit(decimal) == np.signbit(value)
+    return same_sign & (np.abs(_ulps(value, decimal)) <= MAX_ULPS)
+
+
 def _decimals(sample: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     """Per row of ``sample``, the fewest decimals (0..MAX_DECIMALS) that hold its values
     exactly, or -1; rows not ``allowed`` get -1."""
@@ -583,7 +598,7 @@ def _decimals(sample: np.ndarray, allowed: np.ndarray) -> np.ndarray:
         s = 10.0 ** k
         with np.errstate(over="ignore", invalid="ignore"):
             iv = np.rint(sample * s)
-            ok = todo & (np.abs(iv) < _EXACT_INT).all(axis=1) & (iv / s == sample).all(axis=1)
+            ok = todo & (np.abs(iv) < _EXACT_INT).all(axis=1) & _near(iv / s, sample).all(axis=1)
         out[ok] = k
         todo &= ~ok
     return out
@@ -614,6 +629,7 @@ def _encode_matrix(m: np.ndarray) -> dict:
         filled = np.take_along_axis(z, idx, axis=1)
     decimals = np.full(c, -1, np.int64)
     ints = np.zeros((c, n), np.int64)
+    off = np.zeros((c, n), np.int64)  # units in the last place between a value and its decimal
     # The fewest decimals that represent a column exactly: guessed on its first values (so
     # that columns of arbitrary doubles cost one pass, not one per candidate), then checked.
     guess = _decimals(filled[:, :16], ~(np.signbit(z) & (z == 0)).any(axis=1))
@@ -627,10 +643,12 @@ def _encode_matrix(m: np.ndarray) -> dict:
         sub = filled[rows]
         with np.errstate(over="ignore", invalid="ignore"):  # huge values simply do not qualify
             iv = np.rint(sub * s)
-            ok = (np.abs(iv) < _EXACT_INT).all(axis=1) & (iv / s == sub).all(axis=1)
+            back = iv / s
+            ok = (np.abs(iv) < _EXACT_INT).all(axis=1) & _near(back, sub).all(axis=1)
         good = rows[ok]
         decimals[good] = k
         ints[good] = iv[ok].astype(np.int64)
+        off[good] = _ulps(sub[ok], back[ok])
     is_int = decimals >= 0
     out["k"] = (decimals + 1).astype(np.uint8).tobytes()
     if is_int.any():
@@ -649,6 +667,9 @@ def _encode_matrix(m: np.ndarray) -> dict:
         width = np.select([top < 1 << 8, top < 1 << 16, top < 1 << 32], [0, 1, 2], 3).astype(np.uint8)
         out["w"] = width.tobytes()
         out["i"] = [_planes(chosen[width == w], ip[width == w], 1 << w) for w in range(4)]
+        ulps = np.where(ip, off[is_int], 0)
+        if ulps.any():
+            out["u"] = np.ascontiguousarray(ulps[ip]).astype(np.int8).tobytes()
     if (~is_int).any():
         fc = filled[~is_int]
         fp = present[~is_int]
@@ -686,6 +707,10 @@ def _decode_matrix(d: dict) -> np.ndarray:
         elif use_delta.any():
             ic[use_delta] = np.cumsum(ic[use_delta], axis=1)
         vals = ic / (10.0 ** decimals[is_int])[:, None]
+        if "u" in d:
+            ulps = np.zeros(ip.shape, np.int64)
+            ulps[ip] = np.frombuffer(d["u"], np.int8)
+            vals = (vals.view(np.int64) + ulps).view(np.float64)
         if not ip.all():
             vals[~ip] = np.nan
         cols[is_int] = vals
