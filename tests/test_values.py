@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -237,9 +238,7 @@ def test_encode_shapes():
 NEG_HIST = {**hist(1.0).to_json(), "zero_count": -1.0}
 
 
-@pytest.mark.parametrize(
-    ("obj", "shape", "field"),
-    [
+REJECTED = [
         ("1", V.SCALAR, "v"),
         (True, V.SCALAR, "v"),
         (None, V.SCALAR, "v"),
@@ -256,8 +255,10 @@ NEG_HIST = {**hist(1.0).to_json(), "zero_count": -1.0}
         ({"a": NEG_HIST}, V.DISCRETE_HISTOGRAM, "v.a.zero_count"),
         ({"a": 1.0}, V.DISCRETE_HISTOGRAM, "v.a"),
         ({None: hist(1.0).to_json()}, V.DISCRETE_HISTOGRAM, "v"),
-    ],
-)
+]
+
+
+@pytest.mark.parametrize(("obj", "shape", "field"), REJECTED)
 def test_decode_rejects(obj, shape, field):
     with pytest.raises(InputError) as err:
         V.decode(obj, shape, "v")
@@ -285,3 +286,41 @@ def test_decode_junk_raises_only_input_error(shape, obj):
     except InputError:
         return
     assert V.decode(json.loads(json.dumps(V.encode(v, shape))), shape) == v
+
+
+# -- the bus: msgpack decoded with msgspec's type checks ---------------------------------------
+
+
+def _packed(obj: object) -> bytes:
+    return msgspec.msgpack.encode(obj)
+
+
+@given(shaped())
+@FAST
+def test_decode_msgpack_gives_what_decode_gives(case):
+    shape, v = case
+    assert V.decode_msgpack(_packed(V.encode(v, shape)), shape) == v
+
+
+@pytest.mark.parametrize(("obj", "shape", "field"), [c for c in REJECTED if c[0] != 10**400])
+def test_decode_msgpack_rejects_naming_the_field(obj, shape, field):
+    with pytest.raises(InputError) as err:
+        V.decode_msgpack(_packed(obj), shape, "v")
+    assert err.value.field == field
+
+
+@given(st.sampled_from(V.SHAPES), junk)
+@FAST
+def test_decode_msgpack_of_junk_agrees_with_decode(shape, obj):
+    """The typed path accepts exactly what the checked path accepts, and builds the same value."""
+    try:
+        data = _packed(obj)
+    except OverflowError:  # ints beyond 64 bits do not travel in msgpack
+        return
+    try:
+        want = V.decode(obj, shape)
+    except InputError:
+        with pytest.raises(InputError):
+            V.decode_msgpack(data, shape)
+        return
+    assert V.decode_msgpack(data, shape) == want

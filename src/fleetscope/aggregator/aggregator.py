@@ -106,7 +106,10 @@ class Aggregator(Follower):
                     self.drop("unknown_instrumentation")
                 continue  # another aggregator's shard
             try:
-                value = values.decode(m.partial_value(partial), window.inst.shape)
+                if isinstance(partial.value, msgspec.Raw):
+                    value = values.decode_msgpack(partial.value, window.inst.shape)
+                else:
+                    value = values.decode(partial.value, window.inst.shape)
             except (InputError, msgspec.DecodeError):
                 self.drop("malformed_value")
                 continue

@@ -66,13 +66,6 @@ class RawBatch(msgspec.Struct):
     partials: list[RawPartial]
 
 
-def partial_value(partial: Partial | RawPartial) -> Any:
-    """The value of a partial in ``fleetscope.model.values.encode()`` form."""
-    if isinstance(partial.value, msgspec.Raw):
-        return msgspec.msgpack.decode(partial.value)
-    return partial.value
-
-
 class InstrumentationMsg(msgspec.Struct):
     instrumentation: dict  # Instrumentation.to_json()
 

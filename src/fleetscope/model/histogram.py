@@ -44,6 +44,8 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from math import frexp, inf, ldexp
 
+import msgspec
+
 from fleetscope.model.errors import InputError
 
 DEFAULT_SCHEMA = 3
@@ -379,29 +381,49 @@ class Histogram:
         thousands a second); None when anything needs the closer look that names the error."""
         if type(obj) is not dict or obj.keys() != _KEYS:
             return None
-        schema, raw = obj["schema"], obj["buckets"]
+        raw = obj["buckets"]
         scalars = (obj["zero_threshold"], obj["zero_count"], obj["count"], obj["sum"])
-        if (type(schema) is not int or not MIN_SCHEMA <= schema <= MAX_SCHEMA or type(raw) is not dict
-                or not set(map(type, scalars)) <= _NUMBER_TYPES):
+        if (type(obj["schema"]) is not int or type(raw) is not dict
+                or not set(map(type, scalars)) <= _NUMBER_TYPES
+                or not set(map(type, raw.values())) <= _NUMBER_TYPES):
+            return None
+        try:
+            return cls._from_parts(obj["schema"], *map(float, scalars), raw)
+        except OverflowError:
+            return None
+
+    @classmethod
+    def from_wire(cls, wire: HistogramWire) -> Histogram | None:
+        """The histogram ``wire`` holds (msgspec checked the types), or None when it is not a
+        valid one: :meth:`from_json` of the same data names what is wrong."""
+        return cls._from_parts(wire.schema, wire.zero_threshold, wire.zero_count, wire.count, wire.sum,
+                               wire.buckets)
+
+    @classmethod
+    def _from_parts(cls, schema: int, threshold: float, zero_count: float, count: float,
+                    total_sum: float, raw: dict) -> Histogram | None:
+        """A histogram from fields of the right types, checked in bulk; None if invalid."""
+        if not MIN_SCHEMA <= schema <= MAX_SCHEMA:
             return None
         counts = list(raw.values())
         index = _canonical_indexes(raw)
         if index is None:
             return None
         try:
-            total = math.fsum([scalars[1], *counts])
-            threshold, zero_count, count, total_sum = map(float, scalars)
-        except (TypeError, ValueError, OverflowError):
+            total = math.fsum([zero_count, *counts])
+        except (ValueError, OverflowError):
             return None
         lo, hi = _INDEX_RANGE[schema]
-        if (not set(map(type, counts)) <= _NUMBER_TYPES
-                or (counts and (min(counts) < 0 or min(index) < lo or max(index) > hi))
+        if ((counts and (min(counts) < 0 or min(index) < lo or max(index) > hi))
                 or not all(map(math.isfinite, (total, total_sum, threshold, count)))
                 or min(threshold, zero_count, count) < 0 or abs(count - total) > 1e-9 * max(1.0, count)):
             return None
         h = cls(schema)
         h.zero_threshold, h.zero_count, h.count, h.sum = threshold, zero_count, count, total_sum
-        h.buckets = {i: float(c) for i, c in zip(index, counts, strict=True) if c > 0}
+        if counts and min(counts) == 0:  # zero counts are dropped
+            h.buckets = {i: float(c) for i, c in zip(index, counts, strict=True) if c > 0}
+        else:
+            h.buckets = dict(zip(index, map(float, counts), strict=True))
         h._fit()
         return h
 
@@ -467,6 +489,17 @@ class Histogram:
 
 
 _KEYS = frozenset(("schema", "zero_threshold", "zero_count", "count", "sum", "buckets"))
+
+
+class HistogramWire(msgspec.Struct, forbid_unknown_fields=True):
+    """:meth:`Histogram.to_json` as msgspec decodes it from the bus, its types checked in C."""
+
+    schema: int
+    zero_threshold: float
+    zero_count: float
+    count: float
+    sum: float
+    buckets: dict[str, float]
 _NUMBER_TYPES = frozenset((int, float))  # exact types: bool is not a number here
 
 
