@@ -15,6 +15,7 @@ being complete (nsources < N); the largest N that held is the answer.
 
     .venv/bin/python bench/fleet.py                    # 1 and 2 aggregators
     .venv/bin/python bench/fleet.py --aggregators 1 --hosts 250,500,1000
+    .venv/bin/python bench/fleet.py --aggregators 1 --pin   # one aggregator on a core of its own
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def simulate(url: str, hosts: list[str], inst: list[tuple[int, str]], seconds: f
 class Fleet:
     """nats-server, a PostgreSQL database, an API server and ``n_aggregators`` aggregators."""
 
-    def __init__(self, n_aggregators: int, work: Path) -> None:
+    def __init__(self, n_aggregators: int, work: Path, pin: bool = False) -> None:
         self.work = work
         self.port, self.api_port = free_port(), free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
@@ -140,6 +141,7 @@ class Fleet:
         self.db = f"fleetscope_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         self.store = ADMIN_URL.rsplit("/", 1)[0] + "/" + self.db
         self.n_aggregators = n_aggregators
+        self.pin = pin
         self.procs: list[subprocess.Popen] = []
         self.aggregators: list[psutil.Process] = []
 
@@ -159,7 +161,9 @@ class Fleet:
         bus = ["--bus", self.url, "--store", self.store]
         self._spawn([str(EXE), "api", *bus, "--port", str(self.api_port)])
         for i in range(self.n_aggregators):
-            proc = self._spawn([str(EXE), "aggregator", *bus, "--name", f"bench{i}"])
+            # Pinned: the aggregators have core 1 to themselves; everything else shares core 0.
+            taskset = ["taskset", "-c", "1"] if self.pin else []
+            proc = self._spawn([*taskset, str(EXE), "aggregator", *bus, "--name", f"bench{i}"])
             self.aggregators.append(psutil.Process(proc.pid))
         for _ in range(200):
             try:
@@ -231,9 +235,9 @@ async def listen_finals(url: str, first: int, last: int, delays: list[float], so
 
 
 def trial(n_hosts: int, n_aggregators: int, seconds: int, workers: int, warmup: int,
-          specs: list[dict]) -> dict:
+          specs: list[dict], pin: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix="fleetscope-bench-") as tmp, ExitStack() as stack:
-        fleet = Fleet(n_aggregators, Path(tmp))
+        fleet = Fleet(n_aggregators, Path(tmp), pin)
         fleet.start()
         stack.callback(fleet.stop)
         inst = asyncio.run(fleet.announce_and_create(specs))
@@ -291,7 +295,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="simulator processes")
     ap.add_argument("--heatmaps", type=int, default=2, choices=range(11),
                     help="how many of the 10 latency histograms are heatmaps of 20 routes")
+    ap.add_argument("--pin", action="store_true",
+                    help="aggregators on core 1 alone; simulators, nats-server, API on core 0")
     args = ap.parse_args()
+    if args.pin:
+        os.sched_setaffinity(0, {0})  # inherited by every process started from here but the aggregators
     specs = instrumentations(args.heatmaps)
     logging.getLogger("fleetscope").setLevel(logging.ERROR)  # the bench's own bus clients closing
     print(f"# {len(specs)} instrumentations per host: 10 breakdowns of {KEYS} keys, {10 - args.heatmaps} "
@@ -303,7 +311,7 @@ def main() -> None:
     for n_agg in (int(x) for x in args.aggregators.split(",")):
         best = None
         for n in (int(x) for x in args.hosts.split(",")):
-            r = trial(n, n_agg, args.seconds, args.workers, args.warmup, specs)
+            r = trial(n, n_agg, args.seconds, args.workers, args.warmup, specs, args.pin)
             ok = held(r)
             print(f"{n_agg:>4} {n:>6} {r['samples_per_s']:>9} {r['p50']:>7.3f} {r['p99']:>7.3f} "
                   f"{r['complete']:>8.1%} {r['cpu']:>9.1f} {r['rss_mb']:>10.1f}  {'yes' if ok else 'no'}",

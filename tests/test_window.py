@@ -56,9 +56,15 @@ def test_late_data_is_merged_and_marked_revised_and_duplicates_ignored() -> None
     w.add("a", T0, {"user": 1.0}, now=T0 + 1.2)  # the same batch again
     assert w.duplicates == 1
     w.add("b", T0, {"system": 2.0}, now=T0 + 4.0)
-    assert finals[-1].revised
-    assert finals[-1].value == {"user": 1.0, "system": 2.0}
-    assert w.points(T0, T0 + 1)[0].value == {"user": 1.0, "system": 2.0}
+    w.add("c", T0, {"system": 1.0}, now=T0 + 4.05)
+    assert len(finals) == 1, "revisions wait for the next housekeeping pass"
+    assert w.points(T0, T0 + 1)[0].value == {"user": 1.0, "system": 3.0}, "a read sees them at once"
+    w.expire(now=T0 + 4.2)
+    assert len(finals) == 2, "late hosts are published as one revision"
+    assert finals[-1].revised and finals[-1].nsources == 3
+    assert finals[-1].value == {"user": 1.0, "system": 3.0}
+    w.expire(now=T0 + 4.4)
+    assert len(finals) == 2, "and only once"
 
 
 def test_data_older_than_retention_is_dropped_and_window_trimmed() -> None:

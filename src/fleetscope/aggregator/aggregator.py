@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import statistics
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -26,6 +25,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TOPK = 50
 DEFAULT_GRACE = 1.5  # seconds after a slot's end before it is final without every source
 CLOCK_READINGS = 12  # status messages (one every few seconds) in a host's clock estimate
+CLOCK_MIN_READINGS = 3  # readings before a host's ticks are moved
 CLOCK_WARN = 2.0  # seconds of offset that deserve a warning in the log
 
 Listener = Callable[[Instrumentation, DataPoint], None]
@@ -137,13 +137,19 @@ class Aggregator(Follower):
                         -self.clock_correction(host))
 
     def clock_offset(self, host: str) -> float:
-        """The median offset of ``host``'s clock from ours (positive: the agent is ahead)."""
+        """The offset of ``host``'s clock from ours (positive: the agent is ahead). Each reading is
+        the offset minus the time the message took to reach us and wait its turn, never negative
+        and up to a second when this aggregator is busy: the largest of the recent readings is the
+        least delayed (as NTP keeps the sample of least delay)."""
         readings = self._clock_readings.get(host)
-        return statistics.median(readings) if readings else 0.0
+        return max(readings) if readings else 0.0
 
     def clock_correction(self, host: str) -> int:
         """Whole seconds to subtract from ``host``'s ticks so that each lands in the slot of our
-        clock it overlaps most; no correction for offsets under half a second."""
+        clock it overlaps most; no correction for offsets under half a second, nor before a few
+        readings (one reading may have waited behind a burst of batches)."""
+        if len(self._clock_readings.get(host, ())) < CLOCK_MIN_READINGS:
+            return 0
         offset = self.clock_offset(host)
         return round(offset) if abs(offset) >= 0.5 else 0
 

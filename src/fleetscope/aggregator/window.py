@@ -24,7 +24,7 @@ EXPECTED_REFRESH = 0.25
 
 
 class Slot:
-    __slots__ = ("final", "hosts", "last_tick_hosts", "raw", "revised", "seen", "start", "ticks")
+    __slots__ = ("final", "hosts", "last_tick_hosts", "raw", "revised", "seen", "stale", "start", "ticks")
 
     def __init__(self, start: int, shape: str) -> None:
         self.start = start
@@ -35,6 +35,7 @@ class Slot:
         self.seen: set[tuple[str, int]] = set()
         self.final: DataPoint | None = None
         self.revised = False
+        self.stale = False  # final, and late data merged since
 
 
 class Window:
@@ -52,6 +53,7 @@ class Window:
         self.duplicates = 0
         self._expected: set[str] = set()
         self._expected_at = -math.inf
+        self._now = 0.0  # of the last add
 
     def expected_hosts(self, now: float) -> set[str]:
         """The hosts that contributed within STALE_AFTER seconds. Recomputed at most every
@@ -82,9 +84,11 @@ class Window:
         if host not in self.last_seen:
             self._expected.add(host)  # just seen: expected from now on
         self.last_seen[host] = max(self.last_seen.get(host, 0.0), now)
+        self._now = now
         if slot.final is not None:
-            slot.revised = True
-            self._finalise(slot, now)
+            # Re-finalised by the next expire() (or read), once for however many hosts are late:
+            # past a deadline many are, and each re-finalisation is published and stored.
+            slot.revised = slot.stale = True
         elif tick == start + g - 1:
             slot.last_tick_hosts.add(host)
             expected = self.expected_hosts(now)
@@ -101,6 +105,7 @@ class Window:
         expected = len(self.expected_hosts(now) | slot.hosts)
         slot.final = DataPoint(slot.start, self.inst.granularity, value, len(slot.hosts), expected,
                                slot.revised)
+        slot.stale = False
         self.on_final(self.inst, slot.final)
 
     def expire(self, now: float) -> None:
@@ -111,7 +116,7 @@ class Window:
             slot = self.slots[start]
             if start < oldest:
                 del self.slots[start]
-            elif slot.final is None and start + g + self.grace <= now:
+            elif slot.stale or (slot.final is None and start + g + self.grace <= now):
                 self._finalise(slot, now)
 
     def latest(self) -> int | None:
@@ -121,8 +126,12 @@ class Window:
 
     def points(self, start: int, end: int) -> list[DataPoint]:
         """The final data points with ``start <= start_time < end``, oldest first."""
-        return [slot.final for s, slot in sorted(self.slots.items())
-                if start <= s < end and slot.final is not None]
+        slots = [slot for s, slot in sorted(self.slots.items())
+                 if start <= s < end and slot.final is not None]
+        for slot in slots:
+            if slot.stale:
+                self._finalise(slot, self._now)
+        return [slot.final for slot in slots]
 
 
 def to_message(inst_id: int, point: DataPoint, shape: str) -> m.FinalPoint:
