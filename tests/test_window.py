@@ -87,6 +87,25 @@ def test_granularity_sums_interval_and_averages_point_metrics() -> None:
     assert fi[0].duration == 5
 
 
+def test_coarse_slots_count_each_host_and_tick_once() -> None:
+    """A 5 s slot fed by three hosts, with a batch of each sent twice and one host late: every
+    (host, tick) merged once, nsources and the point average counted per host and tick."""
+    wi, fi = window(inst(shape=values.SCALAR, granularity=5))
+    wp, _ = window(inst(shape=values.SCALAR, kind="point", granularity=5))
+    for w in (wi, wp):
+        for k in range(5):
+            for host in ("a", "b"):
+                w.add(host, T0 + k, 1.0, now=T0 + k + 1.1)
+                w.add(host, T0 + k, 1.0, now=T0 + k + 1.2)  # sent again
+        w.add("c", T0 + 2, 4.0, now=T0 + 5.3)  # only one tick from c, and c was not expected
+    assert (wi.duplicates, wp.duplicates) == (10, 10)
+    assert [(p.value, p.nsources, p.expected) for p in fi] == [(10.0, 2, 2)]
+    assert [(p.value, p.nsources) for p in wi.points(T0, T0 + 5)] == [(14.0, 3)]
+    assert [p.value for p in wp.points(T0, T0 + 5)] == [pytest.approx((10.0 + 4.0) / 5)]
+    wi.expire(now=T0 + 6)
+    assert fi[-1].revised and (fi[-1].value, fi[-1].nsources, fi[-1].expected) == (14.0, 3, 3)
+
+
 def test_breakdowns_keep_top_k_and_exact_totals() -> None:
     w, finals = window(inst(), topk=3)
     w.add("a", T0, {f"k{i}": float(i) for i in range(10)}, now=T0 + 1.1)

@@ -24,15 +24,19 @@ EXPECTED_REFRESH = 0.25
 
 
 class Slot:
+    """One slot's merged value and who contributed to it. Hosts are bits of Python ints (each
+    window numbers its hosts): a window keeps hundreds of slots of thousands of hosts, where
+    sets of names cost gigabytes."""
+
     __slots__ = ("final", "hosts", "last_tick_hosts", "raw", "revised", "seen", "stale", "start", "ticks")
 
     def __init__(self, start: int, shape: str) -> None:
         self.start = start
         self.raw = values.empty(shape)
-        self.hosts: set[str] = set()
-        self.last_tick_hosts: set[str] = set()
-        self.ticks: set[int] = set()
-        self.seen: set[tuple[str, int]] = set()
+        self.hosts = 0  # bit i: host i contributed
+        self.last_tick_hosts = 0  # bit i: host i sent the slot's last tick
+        self.ticks = 0  # bit k: some host sent tick start + k
+        self.seen = 0  # bit i * granularity + k: host i sent tick start + k (merged once)
         self.final: DataPoint | None = None
         self.revised = False
         self.stale = False  # final, and late data merged since
@@ -51,16 +55,20 @@ class Window:
         self.last_seen: dict[str, float] = {}
         self.dropped_late = 0
         self.duplicates = 0
-        self._expected: set[str] = set()
+        self._host_bit: dict[str, int] = {}  # host -> its bit index in this window's slots
+        self._expected = 0  # bits of the expected hosts
+        self._expected_n = 0
         self._expected_at = -math.inf
         self._now = 0.0  # of the last add
 
-    def expected_hosts(self, now: float) -> set[str]:
-        """The hosts that contributed within STALE_AFTER seconds. Recomputed at most every
-        EXPECTED_REFRESH seconds, and when a new host appears: every add asks, and a fleet has
-        thousands of hosts."""
+    def _expected_bits(self, now: float) -> int:
+        """The hosts that contributed within STALE_AFTER seconds, as bits. Recomputed at most every
+        EXPECTED_REFRESH seconds (and extended when a new host appears): every add asks, and a
+        fleet has thousands of hosts."""
         if not 0 <= now - self._expected_at < EXPECTED_REFRESH:
-            self._expected = {h for h, t in self.last_seen.items() if now - t < STALE_AFTER}
+            bit = self._host_bit
+            self._expected = sum(1 << bit[h] for h, t in self.last_seen.items() if now - t < STALE_AFTER)
+            self._expected_n = self._expected.bit_count()
             self._expected_at = now
         return self._expected
 
@@ -74,36 +82,44 @@ class Window:
                 self.dropped_late += 1
                 return
             slot = self.slots[start] = Slot(start, self.inst.shape)
-        if (host, tick) in slot.seen:
+        i = self._host_bit.get(host)
+        if i is None:
+            i = self._host_bit[host] = len(self._host_bit)
+            self._expected |= 1 << i  # just seen: expected from now on
+            self._expected_n += 1
+        seen = 1 << (i * g + tick - start)
+        if slot.seen & seen:
             self.duplicates += 1
             return
-        slot.seen.add((host, tick))
+        slot.seen |= seen
         slot.raw = values.merge_into(slot.raw, value, self.inst.shape)
-        slot.hosts.add(host)
-        slot.ticks.add(tick)
-        if host not in self.last_seen:
-            self._expected.add(host)  # just seen: expected from now on
-        self.last_seen[host] = max(self.last_seen.get(host, 0.0), now)
+        bit = 1 << i
+        slot.hosts |= bit
+        slot.ticks |= 1 << (tick - start)
+        if now > self.last_seen.get(host, 0.0):
+            self.last_seen[host] = now
         self._now = now
         if slot.final is not None:
             # Re-finalised by the next expire() (or read), once for however many hosts are late:
             # past a deadline many are, and each re-finalisation is published and stored.
             slot.revised = slot.stale = True
         elif tick == start + g - 1:
-            slot.last_tick_hosts.add(host)
-            expected = self.expected_hosts(now)
-            # Counting first keeps each add O(1); the set comparison runs about once per slot.
-            if len(slot.last_tick_hosts) >= len(expected) and expected <= slot.last_tick_hosts:
+            slot.last_tick_hosts |= bit
+            expected = self._expected_bits(now)
+            # Counting first: the comparison of all the bits runs about once per slot.
+            if (slot.last_tick_hosts.bit_count() >= self._expected_n
+                    and not expected & ~slot.last_tick_hosts):
                 self._finalise(slot, now)
 
     def _finalise(self, slot: Slot, now: float) -> None:
         shape = self.inst.shape
         value = slot.raw
-        if self.inst.kind == POINT and len(slot.ticks) > 1:
-            value = values.scale(value, 1.0 / len(slot.ticks), shape)
+        ticks = slot.ticks.bit_count()
+        if self.inst.kind == POINT and ticks > 1:
+            value = values.scale(value, 1.0 / ticks, shape)
         value = values.fold_top_k(value, self.topk, shape)
-        expected = len(self.expected_hosts(now) | slot.hosts)
-        slot.final = DataPoint(slot.start, self.inst.granularity, value, len(slot.hosts), expected,
+        expected = (self._expected_bits(now) | slot.hosts).bit_count()
+        slot.final = DataPoint(slot.start, self.inst.granularity, value, slot.hosts.bit_count(), expected,
                                slot.revised)
         slot.stale = False
         self.on_final(self.inst, slot.final)
