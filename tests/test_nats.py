@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,27 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     server = NatsServer(tmp_path).start()
     yield server
     server.stop()
+
+
+async def start_control_plane(url: str, tmp_path: Path
+                              ) -> tuple[ControlPlane, Aggregator, Callable[[], Awaitable[None]]]:
+    """A control plane and an aggregator in this process, on the NATS server at ``url``; and the
+    coroutine function that stops them."""
+    bus = NatsBus(NatsOptions(url))
+    await bus.connect()
+    store = open_store(f"sqlite:///{tmp_path / 'defs.db'}")
+    control = ControlPlane(store, bus, catalog(local_sources()))
+    aggregator = Aggregator(bus)
+    await control.start()
+    await aggregator.start()
+
+    async def stop() -> None:
+        await aggregator.stop()
+        await control.stop()
+        await bus.close()
+        store.close()
+
+    return control, aggregator, stop
 
 
 def test_publish_subscribe_queue_and_request(nats_server: NatsServer) -> None:
@@ -102,13 +123,7 @@ def test_agent_buffers_through_a_bus_outage(nats_server: NatsServer, tmp_path: P
     """A real `fleetscope agent` keeps collecting while nats-server is down and delivers it all after."""
 
     async def scenario() -> tuple[list[int], int, int]:
-        bus = NatsBus(NatsOptions(nats_server.url))
-        await bus.connect()
-        store = open_store(f"sqlite:///{tmp_path / 'defs.db'}")
-        control = ControlPlane(store, bus, catalog(local_sources()))
-        aggregator = Aggregator(bus)
-        await control.start()
-        await aggregator.start()
+        control, aggregator, stop = await start_control_plane(nats_server.url, tmp_path)
         inst = await control.create({"module": "cpu", "stat": "usage", "retention": 600})
         exe = Path(sys.executable).parent / "fleetscope"
         log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115 - closed below
@@ -140,10 +155,7 @@ def test_agent_buffers_through_a_bus_outage(nats_server: NatsServer, tmp_path: P
             agent.terminate()
             agent.wait(10)
             log.close()
-            await aggregator.stop()
-            await control.stop()
-            await bus.close()
-            store.close()
+            await stop()
 
     starts, down_from, down_to, sources = asyncio.run(scenario())
     assert starts == list(range(down_from - 2, down_to + 3)), (
@@ -156,13 +168,7 @@ def test_host_limited_instrumentations_reach_only_matching_agents(nats_server: N
     """Two real agents; an instrumentation limited to one of them by hostname, another by label."""
 
     async def scenario() -> dict[str, set[str]]:
-        bus = NatsBus(NatsOptions(nats_server.url))
-        await bus.connect()
-        store = open_store(f"sqlite:///{tmp_path / 'defs.db'}")
-        control = ControlPlane(store, bus, catalog(local_sources()))
-        aggregator = Aggregator(bus)
-        await control.start()
-        await aggregator.start()
+        control, aggregator, stop = await start_control_plane(nats_server.url, tmp_path)
         exe = Path(sys.executable).parent / "fleetscope"
         agents = [subprocess.Popen([str(exe), "agent", "--bus", nats_server.url, "--hostname", name,
                                     "--label", f"role={role}"], stdout=subprocess.DEVNULL,
@@ -191,10 +197,7 @@ def test_host_limited_instrumentations_reach_only_matching_agents(nats_server: N
             for a in agents:
                 a.terminate()
                 a.wait(10)
-            await aggregator.stop()
-            await control.stop()
-            await bus.close()
-            store.close()
+            await stop()
 
     seen = asyncio.run(scenario())
     assert seen == {"by_host": {"lim-a"}, "by_label": {"lim-b"}, "everywhere": {"lim-a", "lim-b"}}
@@ -290,13 +293,8 @@ def test_batches_over_the_servers_size_limit_are_split_and_giant_values_refused(
     server = NatsServer(tmp_path, max_payload=1024).start()
 
     async def scenario() -> tuple:
-        bus, agent_bus = NatsBus(NatsOptions(server.url)), NatsBus(NatsOptions(server.url))
-        await bus.connect()
-        store = open_store(f"sqlite:///{tmp_path / 'defs.db'}")
-        control = ControlPlane(store, bus, catalog(local_sources()))
-        aggregator = Aggregator(bus)
-        await control.start()
-        await aggregator.start()
+        control, aggregator, stop = await start_control_plane(server.url, tmp_path)
+        agent_bus = NatsBus(NatsOptions(server.url))
         small = [await control.create({"module": "cpu", "stat": "usage", "decomposition": ["mode"]})
                  for _ in range(40)]
         giant = await control.create({"module": "proc", "stat": "rss", "decomposition": ["cmd"]})
@@ -305,7 +303,7 @@ def test_batches_over_the_servers_size_limit_are_split_and_giant_values_refused(
         async def count(msg: Msg) -> None:
             per_tick[m.decode(msg.data, m.Batch).time] += 1
 
-        await bus.subscribe(f"{m.DATA}.>", count)
+        await aggregator.bus.subscribe(f"{m.DATA}.>", count)
         agent = Agent(agent_bus, local_sources(), hostname="split-a")
         task = asyncio.create_task(agent.run())
         try:
@@ -324,11 +322,8 @@ def test_batches_over_the_servers_size_limit_are_split_and_giant_values_refused(
             agent.stop()
             await task
             agent.close()
-            await aggregator.stop()
-            await control.stop()
             await agent_bus.close()
-            await bus.close()
-            store.close()
+            await stop()
 
     try:
         limit, complete, stats, warning, giant_values, most_per_tick = asyncio.run(scenario())
