@@ -365,6 +365,8 @@ def test_serve_breaks_cpu_usage_down_by_container(cgroups, fresh_server: Server)
 
         slots = wait_for(ready, timeout=30)
         a, b, c = points(by_container), points(total), points(by_mode)
+    # The last slot's tick was read at its end + 5 ms: let the sampler pass that moment too.
+    wait_for(lambda: sampler.samples[-1][0] > slots[-1] + 1.005, timeout=5)
     sampler.stop.set()
     sampler.join()
     for s in slots:
