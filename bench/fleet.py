@@ -187,7 +187,7 @@ class Fleet:
                     resp = await client.post("/api/v1/instrumentations", json=spec)
                     if resp.status_code == 201:
                         body = resp.json()
-                        created.append((body["id"], _shape(spec)))
+                        created.append((body["id"], body["shape"]))
                         break
                     await asyncio.sleep(0.1)
                 else:
@@ -207,12 +207,6 @@ class Fleet:
                 proc.kill()
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
-
-
-def _shape(spec: dict) -> str:
-    decomposition = spec.get("decomposition", [])
-    discrete = "process" in decomposition or "route" in decomposition
-    return values.shape_for(discrete, "latency" in decomposition)
 
 
 # -- one trial ----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from fleetscope.bus.base import Msg
 from fleetscope.bus.memory import MemoryBus
 from fleetscope.model import values
 from fleetscope.model.instrumentation import Instrumentation
+from tests.test_window import received
 
 
 def inst(inst_id: int = 1) -> Instrumentation:
@@ -39,8 +40,8 @@ def test_replica_follows_finals_and_backfills() -> None:
         now = int(time.time())
         # Data the aggregator finalised before any API server was there.
         for k in range(3):
-            aggregator.add_batch(m.Batch("h1", now - 10 + k, now, [m.Partial(1, {"user": float(k)})]),
-                                 now=now)
+            batch = m.Batch("h1", now - 10 + k, now, [m.Partial(1, {"user": float(k)})])
+            aggregator.add_batch(received(batch), now=now)
         replica = Replica(bus)
         seen = []
         replica.listeners.append(lambda i, p: seen.append(p.start_time))
@@ -50,7 +51,7 @@ def test_replica_follows_finals_and_backfills() -> None:
             if w and len(w.points(0, 2**40)) == 3:
                 break
             await asyncio.sleep(0.05)
-        aggregator.add_batch(m.Batch("h1", now - 5, now, [m.Partial(1, {"user": 7.0})]), now=now)
+        aggregator.add_batch(received(m.Batch("h1", now - 5, now, [m.Partial(1, {"user": 7.0})])), now=now)
         await asyncio.sleep(0.1)
         await bus.publish(f"{m.FINAL}.1", b"junk")
         await bus.publish(f"{m.FINAL}.1", m.encode(m.FinalPoint(1, now, 1, "not a breakdown", 1, 1)))

@@ -20,6 +20,11 @@ from fleetscope.model.series import DataPoint
 T0 = 1_700_000_000
 
 
+def received(batch: m.Batch) -> m.RawBatch:
+    """``batch`` as an aggregator receives it from the bus."""
+    return m.decode(m.encode(batch), m.RawBatch)
+
+
 def inst(shape: str = values.DISCRETE, kind: str = "interval", granularity: int = 1,
          retention: int = 60, inst_id: int = 1) -> Instrumentation:
     return Instrumentation(id=inst_id, module="cpu", stat="usage", predicate={}, decomposition=("mode",),
@@ -133,7 +138,7 @@ def test_aggregator_counts_bad_partials_without_failing() -> None:
     agg.enable(inst(shape=values.SCALAR))
     batch = m.Batch("a", T0, T0 + 1.0, [m.Partial(1, "not a number"), m.Partial(99, 1.0),
                                         m.Partial(1, 2.0)])
-    agg.add_batch(batch, now=T0 + 1.1)
+    agg.add_batch(received(batch), now=T0 + 1.1)
     assert agg.dropped["malformed_value"] == 1
     assert agg.dropped["unknown_instrumentation"] == 1
     assert agg.window(1).points(T0, T0 + 1)[0].value == pytest.approx(2.0)
@@ -167,8 +172,8 @@ def test_skewed_clocks_are_corrected_to_the_aggregators_slots() -> None:
     assert agg.clock_offset("skewed") == pytest.approx(3.402, abs=0.01)
     assert (agg.clock_correction("skewed"), agg.clock_correction("exact")) == (3, 0)
     # Both hosts measure our second T0+9; the skewed one calls it T0+12.
-    agg.add_batch(m.Batch("skewed", T0 + 12, now + 3.4, [m.Partial(1, 1.0)]), now=now)
-    agg.add_batch(m.Batch("exact", T0 + 9, now, [m.Partial(1, 2.0)]), now=now)
+    agg.add_batch(received(m.Batch("skewed", T0 + 12, now + 3.4, [m.Partial(1, 1.0)])), now=now)
+    agg.add_batch(received(m.Batch("exact", T0 + 9, now, [m.Partial(1, 2.0)])), now=now)
     points = agg.window(1).points(T0, T0 + 20)
     assert [(p.start_time, p.value, p.nsources) for p in points] == [(T0 + 9, 3.0, 2)]
 
@@ -179,7 +184,8 @@ def test_an_aggregator_keeps_windows_only_for_its_shard() -> None:
         agg.enable(inst(shape=values.SCALAR, inst_id=i))
     agg.own({1, 3})
     assert set(agg.windows) == {1, 3} and agg.following() == {1, 2, 3}
-    agg.add_batch(m.Batch("a", T0, T0 + 1.0, [m.Partial(i, float(i)) for i in (1, 2, 3)]), now=T0 + 1.1)
+    batch = m.Batch("a", T0, T0 + 1.0, [m.Partial(i, float(i)) for i in (1, 2, 3)])
+    agg.add_batch(received(batch), now=T0 + 1.1)
     assert agg.dropped["unknown_instrumentation"] == 0, "another shard's partials are not errors"
     assert agg.window(2) is None
     agg.own({2})  # a rebalance: 1 and 3 moved away, 2 came here

@@ -97,7 +97,7 @@ class Aggregator(Follower):
             return
         self.add_batch(batch, time.time())
 
-    def add_batch(self, batch: m.Batch | m.RawBatch, now: float) -> None:
+    def add_batch(self, batch: m.RawBatch, now: float) -> None:
         tick = batch.time - self.clock_correction(batch.host)
         for partial in batch.partials:
             window = self.windows.get(partial.id)
@@ -106,10 +106,7 @@ class Aggregator(Follower):
                     self.drop("unknown_instrumentation")
                 continue  # another aggregator's shard
             try:
-                if isinstance(partial.value, msgspec.Raw):
-                    value = values.decode_msgpack(partial.value, window.inst.shape)
-                else:
-                    value = values.decode(partial.value, window.inst.shape)
+                value = values.decode_msgpack(partial.value, window.inst.shape)
             except (InputError, msgspec.DecodeError):
                 self.drop("malformed_value")
                 continue
