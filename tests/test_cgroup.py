@@ -59,13 +59,19 @@ class Cgroup:
         return subprocess.Popen([sys.executable, "-c", code], preexec_fn=enter, **kw)
 
     def remove(self) -> None:
-        for d in self.dirs:
-            for _ in range(50):
-                try:
-                    d.rmdir()
-                    break
-                except OSError:
-                    time.sleep(0.05)
+        remove_dirs(self.dirs)
+
+
+def remove_dirs(dirs: list[Path]) -> None:
+    """Remove cgroup directories, waiting a little for each (a killed process leaves its cgroup
+    a moment after it is reaped)."""
+    for d in dirs:
+        for _ in range(50):
+            try:
+                d.rmdir()
+                break
+            except OSError:
+                time.sleep(0.05)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from fleetscope.sources.host import (
 )
 from tests import test_cgroup
 from tests.conftest import Server, wait_for
-from tests.test_cgroup import BURN, CLK, V1, V2, Cgroup, needs_root, proc_cpu
+from tests.test_cgroup import BURN, CLK, V1, V2, Cgroup, needs_root, proc_cpu, remove_dirs
 
 # test_cgroup.py's fixtures: cgroups made in given hierarchies and removed at the end; the check
 # that this runs as root with both hierarchies.
@@ -259,13 +259,7 @@ def nested() -> Iterator[subprocess.Popen]:
     yield p
     p.kill()
     p.wait()
-    for d in (v2 / "inner", v2, v1):
-        for _ in range(50):
-            try:
-                d.rmdir()
-                break
-            except OSError:
-                time.sleep(0.05)
+    remove_dirs([v2 / "inner", v2, v1])
 
 
 @needs_root

@@ -14,6 +14,7 @@ import pytest
 from fleetscope.sources.cgroup import CgroupSource
 from fleetscope.sources.host import HostSource
 from fleetscope.sources.proc import ProcSource, qemu_guest
+from tests.test_cgroup import remove_dirs
 
 QEMU = shutil.which("qemu-system-x86_64")
 CG = Path("/sys/fs/cgroup")
@@ -52,13 +53,7 @@ def machine_cgroup():
         made.append(d)
         dirs.append(d)
     yield dirs
-    for d in reversed(made):
-        for _ in range(50):
-            try:
-                d.rmdir()
-                break
-            except OSError:
-                time.sleep(0.05)
+    remove_dirs(list(reversed(made)))
 
 
 def start_qemu(name_arg: str, cgroup_dirs: list[Path] = ()) -> subprocess.Popen:
