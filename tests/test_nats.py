@@ -18,7 +18,8 @@ from fleetscope.agent.agent import Agent
 from fleetscope.aggregator.aggregator import Aggregator
 from fleetscope.api.control import ControlPlane
 from fleetscope.bus import messages as m
-from fleetscope.bus.base import BusUnavailable, Msg, connect_bus
+from fleetscope.bus.base import BusUnavailable, Msg
+from fleetscope.bus.connect import connect_bus
 from fleetscope.bus.nats import NatsBus, NatsOptions
 from fleetscope.model.errors import InputError
 from fleetscope.sources.registry import catalog, local_sources

@@ -1,13 +1,17 @@
 """The bus interface: publish, subscribe (optionally in a queue group), request/reply.
 
 Subjects follow NATS conventions (dot-separated tokens; ``*`` matches one token,
-``>`` the rest) so that the NATS transport is a thin adapter.
+``>`` the rest) so that the NATS transport is a thin adapter. This module imports
+no transport: :func:`fleetscope.bus.connect.connect_bus` picks one from a URL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple, Protocol
+
+# The largest message any transport carries (a NATS server may allow less: Bus.max_payload).
+MAX_MESSAGE = 8 << 20
 
 
 class BusUnavailable(ConnectionError):
@@ -75,18 +79,3 @@ def subject_matches(pattern: str, subject: str) -> bool:
             return False
     return len(p) == len(s)
 
-
-def connect_bus(url: str, **options: str | None) -> Bus:
-    """The transport for ``url``: ``memory://`` (in-process) or ``nats://host:port`` (``tls://``
-    too); ``options`` are NATS credentials and TLS files (see :class:`fleetscope.bus.nats.NatsOptions`)."""
-    from fleetscope.model.errors import InputError
-
-    if url.startswith("memory:"):
-        from fleetscope.bus.memory import MemoryBus
-
-        return MemoryBus()
-    if url.startswith(("nats://", "tls://")):
-        from fleetscope.bus.nats import NatsBus, NatsOptions
-
-        return NatsBus(NatsOptions(url=url, **options))
-    raise InputError("bus", f"unsupported bus URL {url!r} (use nats://host:4222)", 400)

@@ -9,8 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from fleetscope.bus.base import Handler, MessageTooLarge, Msg, subject_matches
-from fleetscope.bus.messages import MAX_MESSAGE
+from fleetscope.bus.base import MAX_MESSAGE, Handler, MessageTooLarge, Msg, subject_matches
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from fleetscope.bus.base import Bus
+from fleetscope.bus.base import MAX_MESSAGE, Bus
 from fleetscope.model.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,6 @@ CTL_LIST = f"{PREFIX}.ctl.list"  # request: ListRequest -> InstrumentationList
 AGENT_STATUS = f"{PREFIX}.agent.status"  # AgentStatus, on start and every few seconds
 FINAL = f"{PREFIX}.final"  # FINAL.<id>: FinalPoint, each final or revised slot, for API servers
 WINDOW = f"{PREFIX}.window"  # WINDOW.<id>: request -> FinalPoints, the owning aggregator's window
-
-MAX_MESSAGE = 8 << 20
 
 
 class Partial(msgspec.Struct, array_like=True):
