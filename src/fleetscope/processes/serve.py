@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -20,51 +18,37 @@ from fleetscope.agent.agent import Agent
 from fleetscope.aggregator.aggregator import Aggregator
 from fleetscope.api.app import Services, create_app
 from fleetscope.api.control import ControlPlane
-from fleetscope.api.fleet import keep_history
 from fleetscope.bus.memory import MemoryBus
-from fleetscope.sources.otlp import OtlpConfig, OtlpSource
+from fleetscope.processes.agent import ingest_sources
+from fleetscope.processes.common import cancel, finish_slots, keep_history, serve_http
+from fleetscope.processes.config import ServeConfig
 from fleetscope.sources.registry import local_sources
-from fleetscope.sources.scrape import ScrapeSource, Target
 from fleetscope.sources.selfmetrics import MeasureRequests, SelfSource
-from fleetscope.sources.statsd import StatsdConfig, StatsdSource
 from fleetscope.store.base import open_store
-from fleetscope.store.history import History, HistoryConfig
+from fleetscope.store.history import History
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "fleetscope.db"
 
 
-def embedded_app(data_dir: Path, hostname: str | None = None, store_url: str | None = None,
-                 history_config: HistoryConfig | None = None,
-                 statsd: StatsdConfig | None = None, otlp: OtlpConfig | None = None,
-                 scrape: list[Target] | None = None,
-                 scrape_limits: tuple[int, int] = (1000, 1000)) -> FastAPI:
+def serve_app(config: ServeConfig) -> FastAPI:
     """The whole of fleetscope for one host, as an ASGI app whose lifespan runs the loop.
 
-    ``statsd``: listen for StatsD there; ``otlp``: receive OTLP/HTTP there (off when None);
-    ``scrape``: Prometheus targets to scrape, with ``scrape_limits`` (names, keys per field).
-    ``store_url`` (default: ``sqlite:///<data_dir>/fleetscope.db``) is opened at once, so a
-    bad one fails here with an InputError naming ``store``.
+    The store (default: ``sqlite:///<data_dir>/fleetscope.db``) is opened at once, so a bad
+    URL fails here with an InputError naming ``store``.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(store_url or f"sqlite:///{data_dir / DB_NAME}")
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(config.store_url or f"sqlite:///{config.data_dir / DB_NAME}")
     bus = MemoryBus()
-    sources = local_sources()
     own = SelfSource()  # fleetscope.api_requests and fleetscope.agent_tick
-    sources.append(own)
-    if statsd is not None:  # a StatsD listener, started with the agent
-        sources.append(StatsdSource(statsd))
-    if otlp is not None:  # an OTLP/HTTP receiver, started with the agent
-        sources.append(OtlpSource(otlp))
-    if scrape:  # Prometheus targets, scraped from the agent's loop
-        sources.append(ScrapeSource(scrape, max_metrics=scrape_limits[0], max_keys=scrape_limits[1]))
+    sources = [*local_sources(), own, *ingest_sources(config.ingest)]
     # Collection runs in a worker thread so a slow /proc read never delays an API answer.
-    agent = Agent(bus, sources, hostname=hostname, collect_in_thread=True)
+    agent = Agent(bus, sources, hostname=config.hostname, collect_in_thread=True)
     agent.on_tick = own.record_tick
     aggregator = Aggregator(bus)
     control = ControlPlane(store, bus, agent.catalog)
-    history = History(store, (history_config or HistoryConfig())._replace(topk=aggregator.topk))
+    history = History(store, config.history._replace(topk=aggregator.topk))
     aggregator.listeners.append(history.record)  # persisted instrumentations only
 
     @contextlib.asynccontextmanager
@@ -82,12 +66,8 @@ def embedded_app(data_dir: Path, hostname: str | None = None, store_url: str | N
                 await agent_task
             agent.close()
             await aggregator.stop()
-            history_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await history_task
-            # Nothing more will arrive: finish the pending slots and write everything down.
-            for window in list(aggregator.windows.values()):
-                window.expire(time.time() + aggregator.grace + window.inst.granularity)
+            await cancel(history_task)
+            finish_slots(aggregator)
             try:
                 await asyncio.to_thread(history.flush)
             except Exception:
@@ -100,3 +80,8 @@ def embedded_app(data_dir: Path, hostname: str | None = None, store_url: str | N
     app.add_middleware(MeasureRequests, source=own)
     app.state.agent = agent
     return app
+
+
+def run(app: FastAPI, config: ServeConfig) -> None:
+    """Serve the app of :func:`serve_app` until SIGTERM or SIGINT."""
+    serve_http(app, config.host, config.port, config.log_level)

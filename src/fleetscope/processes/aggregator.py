@@ -1,0 +1,74 @@
+"""`fleetscope aggregator`: merge the agents' data for a share of the instrumentations.
+
+Aggregators share the instrumentations by leases in the shared store
+(:mod:`fleetscope.aggregator.shards`), write persisted history to it and publish
+each final slot on the bus for the API servers. Each can start, stop and restart
+on its own: on SIGTERM it finishes its slots, flushes and releases its leases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fleetscope.aggregator.aggregator import Aggregator
+from fleetscope.aggregator.shards import LeaseKeeper
+from fleetscope.bus.base import Bus
+from fleetscope.processes.common import (
+    FleetParts,
+    cancel,
+    finish_slots,
+    keep_history,
+    open_fleet_parts,
+    run_until_signalled,
+    until_connected,
+)
+from fleetscope.processes.config import FleetConfig
+from fleetscope.store.base import Store
+from fleetscope.store.history import History, HistoryConfig
+
+log = logging.getLogger(__name__)
+
+
+async def run_aggregator(bus: Bus, store: Store, stop: asyncio.Event, name: str | None = None,
+                         history_config: HistoryConfig | None = None) -> None:
+    """Aggregate this process's share of the instrumentations until ``stop`` is set."""
+    aggregator = Aggregator(bus, publish_finals=True)
+    aggregator.own(set())  # nothing until the first lease round
+    # Only the lease holder rolls up and compacts an instrumentation's history.
+    history = History(store, (history_config or HistoryConfig())._replace(topk=aggregator.topk),
+                      owns=lambda inst_id: aggregator.owned is None or inst_id in aggregator.owned)
+    aggregator.listeners.append(history.record)  # persisted instrumentations only
+    leases = LeaseKeeper(store, aggregator, name)
+    if not await until_connected(bus, stop):
+        return
+    await aggregator.start()
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(leases.run()), loop.create_task(keep_history(history))]
+    log.info("aggregator %s started", leases.name)
+    await stop.wait()
+    for task in tasks:
+        await cancel(task)
+    await aggregator.stop()
+    # Finish the pending slots and write everything down, then let the others take over at once.
+    finish_slots(aggregator)
+    await asyncio.to_thread(history.flush)
+    await asyncio.to_thread(leases.release)
+
+
+def assemble(config: FleetConfig) -> FleetParts:
+    """The bus and the shared store; InputError naming ``bus`` or ``store`` if either is refused."""
+    return open_fleet_parts(config)
+
+
+def run(parts: FleetParts, config: FleetConfig) -> None:
+    """Aggregate until SIGTERM or SIGINT, then close the bus and the store."""
+
+    async def main(stop: asyncio.Event) -> None:
+        try:
+            await run_aggregator(parts.bus, parts.store, stop, config.name)
+        finally:
+            await parts.bus.close()
+            parts.store.close()
+
+    run_until_signalled(main)

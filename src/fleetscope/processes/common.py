@@ -1,0 +1,93 @@
+"""Wiring shared by the processes: history maintenance, waiting for the bus, signals, logging."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
+
+from fleetscope.aggregator.aggregator import Aggregator
+from fleetscope.bus.base import Bus
+from fleetscope.bus.connect import connect_bus
+from fleetscope.processes.config import FleetConfig
+from fleetscope.store.base import Store, open_store
+from fleetscope.store.history import History
+
+log = logging.getLogger(__name__)
+
+
+async def keep_history(history: History) -> None:
+    """Flush the history head and compact, every ``flush_every`` seconds, off the event loop."""
+    while True:
+        await asyncio.sleep(history.config.flush_every)
+        try:
+            await asyncio.to_thread(history.maintain)
+        except Exception:
+            log.exception("history maintenance failed (retried in %ss)", history.config.flush_every)
+
+
+async def until_connected(bus: Bus, stop: asyncio.Event) -> bool:
+    """Wait for the bus (it may start after us); False if ``stop`` came first."""
+    connecting = asyncio.ensure_future(bus.connect())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (connecting, stopping):
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return connecting.done() and not connecting.cancelled() and connecting.exception() is None
+
+
+async def cancel(task: asyncio.Task) -> None:
+    """Cancel ``task`` and wait until it has ended."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``main(stop_event)`` on a new event loop; SIGTERM and SIGINT set the event."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def finish_slots(aggregator: Aggregator) -> None:
+    """Nothing more will arrive: make every pending slot final (before the last history flush)."""
+    for window in list(aggregator.windows.values()):
+        window.expire(time.time() + aggregator.grace + window.inst.granularity)
+
+
+def serve_http(app: Any, host: str, port: int, log_level: str) -> None:
+    """Serve the ASGI ``app`` until SIGTERM or SIGINT (its lifespan starts and stops the rest)."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
+
+
+class FleetParts(NamedTuple):
+    """What a fleet process (aggregator, API server) is given: the bus and the shared store."""
+
+    bus: Bus
+    store: Store
+
+
+def open_fleet_parts(config: FleetConfig) -> FleetParts:
+    """The bus (not connected yet) and the opened store; InputError naming ``bus`` or ``store``."""
+    bus = connect_bus(config.bus_url, name=f"fleetscope {config.section}", **config.nats)
+    return FleetParts(bus, open_store(config.store_url))

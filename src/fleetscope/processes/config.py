@@ -1,0 +1,235 @@
+"""The configuration of each process, read from flags, the environment and a TOML file.
+
+The ``fleetscope`` commands hand over what the user typed (a flag, or its environment
+variable, which Typer reads; None when absent); the functions here check it, fill in
+the config file's values and the defaults, and return one typed, immutable config per
+process. A flag or environment variable wins over the config file, which wins over the
+default. Anything bad raises :class:`~fleetscope.model.errors.InputError` naming the
+flag (``port``, ``statsd-prefix``, ``config``, ...), before anything is started.
+"""
+
+from __future__ import annotations
+
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fleetscope.model.errors import InputError
+from fleetscope.model.tiers import DEFAULT_RETENTION, validate_retention
+from fleetscope.model.types import BYTES, parse_quantity
+from fleetscope.sources.otlp import OtlpConfig
+from fleetscope.sources.scrape import Target, parse_target
+from fleetscope.sources.statsd import StatsdConfig, parse_address
+from fleetscope.sources.statsd_parse import sanitize
+from fleetscope.store.history import HistoryConfig
+
+DEFAULT_PORT = 7070
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_BUS = "nats://127.0.0.1:4222"
+DEFAULT_BUFFER = "64MiB"
+DEFAULT_INGEST_MAX = 1000  # metric names per source, and distinct values per field of a metric
+MAX_INGEST_MAX = 1_000_000
+NATS_KEYS = ("creds", "user", "password", "token", "tls_ca", "tls_cert", "tls_key")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """The application sources of a host: StatsD, OTLP, Prometheus scrape (each off by default)."""
+
+    statsd: StatsdConfig | None = None
+    otlp: OtlpConfig | None = None
+    scrape: tuple[Target, ...] = ()
+    max_metrics: int = DEFAULT_INGEST_MAX
+    max_keys: int = DEFAULT_INGEST_MAX
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """`fleetscope serve`: everything in one process."""
+
+    data_dir: Path
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    hostname: str | None = None
+    store_url: str | None = None  # default: SQLite in data_dir
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    log_level: str = "warning"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """`fleetscope agent`: collect on this host and publish to the bus."""
+
+    bus_url: str = DEFAULT_BUS
+    nats: dict[str, str | None] = field(default_factory=dict)  # NATS_KEYS: credentials, TLS files
+    hostname: str | None = None  # default: this machine's
+    labels: dict[str, str] = field(default_factory=dict)
+    buffer_bytes: int = 64 << 20
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """`fleetscope aggregator` and `fleetscope api`: a bus and the shared store."""
+
+    section: str  # "aggregator" or "api": the config file's table, and the bus connection's name
+    store_url: str
+    bus_url: str = DEFAULT_BUS
+    nats: dict[str, str | None] = field(default_factory=dict)
+    name: str | None = None  # aggregator: unique in the fleet (default host:pid)
+    host: str = DEFAULT_HOST  # api: where to listen
+    port: int = DEFAULT_PORT
+    log_level: str = "info"
+
+
+# -- the TOML file ------------------------------------------------------------------------------
+
+
+def load_section(path: Path | None, section: str) -> dict[str, Any]:
+    """The ``[section]`` table of a TOML config file (top-level keys apply to every section)."""
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputError("config", f"cannot read {path}: {exc}") from None
+    common = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    table = data.get(section, {})
+    if not isinstance(table, dict):
+        raise InputError("config", f"{path}: [{section}] is not a table")
+    return {**common, **table}
+
+
+def setting(value: Any, cfg: dict[str, Any], key: str, default: Any = None) -> Any:
+    """A flag or environment variable wins over the config file, which wins over the default."""
+    return value if value is not None else cfg.get(key, default)
+
+
+def nats_options(cfg: dict[str, Any], flags: dict[str, str | None]) -> dict[str, str | None]:
+    """NATS credentials and TLS files: each flag (or its environment variable), else the config file."""
+    assert set(flags) <= set(NATS_KEYS), flags
+    return {key: setting(flags.get(key), cfg, key) for key in NATS_KEYS}
+
+
+# -- pieces ---------------------------------------------------------------------------------------
+
+
+def check_port(field_name: str, host: str, port: int, *kinds: int) -> None:
+    """InputError naming ``field_name`` unless ``host:port`` can be bound (for each socket kind)."""
+    if not 1 <= port <= 65535:
+        raise InputError(field_name, f"{port} is not a TCP port (1-65535)")
+    for kind in kinds or (socket.SOCK_STREAM,):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise InputError(field_name, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def labels(pairs: list[str]) -> dict[str, str]:
+    """``key=value`` host labels; InputError naming ``label`` for anything else."""
+    found = {}
+    for pair in pairs:
+        key, sep, val = pair.partition("=")
+        if not sep or not key.isidentifier() or not val:
+            raise InputError("label", f"{pair!r} is not key=value (key a plain name)")
+        found[key] = val
+    return found
+
+
+def _prefix(name: str, prefix: str) -> None:
+    if not prefix or sanitize(prefix) != prefix:
+        raise InputError(f"{name}-prefix", f"{prefix!r} is not a plain name (letters, digits, _)")
+
+
+def ingest_config(*, statsd: str | None, statsd_prefix: str, otlp: str | None, otlp_prefix: str,
+                  scrape: list[str], max_metrics: int, max_keys: int) -> IngestConfig:
+    """StatsD at ``[HOST:]PORT``, OTLP/HTTP at ``[HOST:]PORT``, scrape targets ``URL[,interval]``,
+    each capped at ``max_metrics`` names and ``max_keys`` values per field; the listening ports
+    are checked to be free."""
+    if not 1 <= max_metrics <= MAX_INGEST_MAX:
+        raise InputError("ingest-max-metrics", f"must be between 1 and {MAX_INGEST_MAX}")
+    if not 1 <= max_keys <= MAX_INGEST_MAX:
+        raise InputError("ingest-max-keys", f"must be between 1 and {MAX_INGEST_MAX}")
+    statsd_config = otlp_config = None
+    if statsd is not None:
+        host, port = parse_address(statsd, "statsd")
+        _prefix("statsd", statsd_prefix)
+        check_port("statsd", host, port, socket.SOCK_STREAM, socket.SOCK_DGRAM)
+        statsd_config = StatsdConfig(host=host, port=port, prefix=statsd_prefix, max_metrics=max_metrics,
+                                     max_keys=max_keys)
+    if otlp is not None:
+        host, port = parse_address(otlp, "otlp")
+        _prefix("otlp", otlp_prefix)
+        check_port("otlp", host, port, socket.SOCK_STREAM)
+        otlp_config = OtlpConfig(host=host, port=port, prefix=otlp_prefix, max_metrics=max_metrics,
+                                 max_keys=max_keys)
+    return IngestConfig(statsd_config, otlp_config, tuple(parse_target(t) for t in scrape),
+                        max_metrics, max_keys)
+
+
+# -- one per process ------------------------------------------------------------------------------
+
+
+def serve_config(*, data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                 hostname: str | None = None, store: str | None = None, history: str | None = None,
+                 flush_every: float = 5.0, log_level: str = "warning", statsd: str | None = None,
+                 statsd_prefix: str = "app", otlp: str | None = None, otlp_prefix: str = "otel",
+                 scrape: list[str] | None = None, ingest_max_metrics: int = DEFAULT_INGEST_MAX,
+                 ingest_max_keys: int = DEFAULT_INGEST_MAX) -> ServeConfig:
+    """The config of `fleetscope serve` from its flags (it reads no config file)."""
+    check_port("port", host, port)
+    if not 0.1 <= flush_every <= 3600:
+        raise InputError("flush-every", "must be between 0.1 and 3600 seconds")
+    ingest = ingest_config(statsd=statsd, statsd_prefix=statsd_prefix, otlp=otlp, otlp_prefix=otlp_prefix,
+                           scrape=scrape or [], max_metrics=ingest_max_metrics, max_keys=ingest_max_keys)
+    retention = {**DEFAULT_RETENTION, **validate_retention(history or {}, field="history")}
+    return ServeConfig(data_dir=data_dir, host=host, port=port, hostname=hostname, store_url=store,
+                       history=HistoryConfig(retention=retention, flush_every=flush_every), ingest=ingest,
+                       log_level=log_level)
+
+
+def agent_config(*, config: Path | None = None, bus: str | None = None, hostname: str | None = None,
+                 label: list[str] | None = None, nats: dict[str, str | None] | None = None,
+                 buffer: str | None = None, log_level: str = "info", statsd: str | None = None,
+                 statsd_prefix: str | None = None, otlp: str | None = None, otlp_prefix: str | None = None,
+                 scrape: list[str] | None = None, ingest_max_metrics: int | None = None,
+                 ingest_max_keys: int | None = None) -> AgentConfig:
+    """The config of `fleetscope agent`: its flags over the ``[agent]`` table of ``config``."""
+    cfg = load_section(config, "agent")
+    buffer_bytes = int(parse_quantity(str(setting(buffer, cfg, "buffer", DEFAULT_BUFFER)), BYTES, "buffer"))
+    ingest = ingest_config(
+        statsd=setting(statsd, cfg, "statsd"),
+        statsd_prefix=str(setting(statsd_prefix, cfg, "statsd_prefix", "app")),
+        otlp=setting(otlp, cfg, "otlp"),
+        otlp_prefix=str(setting(otlp_prefix, cfg, "otlp_prefix", "otel")),
+        scrape=list(scrape or cfg.get("scrape", [])),
+        max_metrics=int(setting(ingest_max_metrics, cfg, "ingest_max_metrics", DEFAULT_INGEST_MAX)),
+        max_keys=int(setting(ingest_max_keys, cfg, "ingest_max_keys", DEFAULT_INGEST_MAX)))
+    table_labels = cfg.get("labels", {})
+    if not isinstance(table_labels, dict):
+        raise InputError("config", f"{config}: labels is not a table of key = value")
+    return AgentConfig(bus_url=str(setting(bus, cfg, "bus", DEFAULT_BUS)), nats=nats_options(cfg, nats or {}),
+                       hostname=setting(hostname, cfg, "hostname"),
+                       labels={**table_labels, **labels(label or [])}, buffer_bytes=buffer_bytes,
+                       ingest=ingest, log_level=log_level)
+
+
+def fleet_config(section: str, *, config: Path | None = None, bus: str | None = None,
+                 store: str | None = None, nats: dict[str, str | None] | None = None,
+                 log_level: str = "info", **extra: Any) -> FleetConfig:
+    """The config of `fleetscope aggregator` or `fleetscope api` (``section``): flags over the
+    ``[section]`` table of ``config``; ``extra`` are the process's own settings (name, host, port)."""
+    cfg = load_section(config, section)
+    store_url = setting(store, cfg, "store")
+    if not store_url:
+        raise InputError("store", "is required: the shared store, e.g. postgresql://fleetscope@db/fleetscope")
+    return FleetConfig(section=section, store_url=str(store_url),
+                       bus_url=str(setting(bus, cfg, "bus", DEFAULT_BUS)), nats=nats_options(cfg, nats or {}),
+                       log_level=log_level, **extra)
