@@ -33,19 +33,18 @@ FLOOR = SHARED / "tools" / "floor.py"
 def run_agent() -> None:
     """The measured child: a real Agent with the default instrumentations, publishing every tick."""
     from fleetscope.agent.agent import Agent
-    from fleetscope.api.control import DEFAULT_INSTRUMENTATIONS, DEFAULT_OPTIONS
     from fleetscope.bus import messages as m
     from fleetscope.bus.memory import MemoryBus
+    from fleetscope.model.defaults import default_specs
     from fleetscope.model.instrumentation import Instrumentation, validate_spec
     from fleetscope.sources.registry import local_sources
 
     async def main() -> None:
         bus = MemoryBus()
         agent = Agent(bus, local_sources())
-        for i, spec in enumerate(DEFAULT_INSTRUMENTATIONS, start=1):
-            if f"{spec['module']}.{spec['stat']}" not in agent.catalog:
-                continue  # as ensure_defaults does: container defaults only on hosts with containers
-            body = validate_spec({**spec, **DEFAULT_OPTIONS}, agent.catalog)
+        # As ensure_defaults does: container defaults only on hosts with containers.
+        for i, spec in enumerate(default_specs(agent.catalog), start=1):
+            body = validate_spec(spec, agent.catalog)
             agent.enable(Instrumentation(id=i, created=time.time(), **body))
 
         async def answer_list(msg) -> None:  # the control plane's one job for an agent at start

@@ -1,9 +1,9 @@
-"""The client commands of the `fleetscope` CLI (fleetscope.cli_client).
+"""The client commands of the `fleetscope` CLI (fleetscope.cli).
 
 Two groups:
 - pure helpers (sparkline, heatmap shading, value tables, durations, error mapping) and the
   argument checks made before any request: these need no server;
-- every command run for real (typer's CliRunner on ``fleetscope.cli.app``, and the installed
+- every command run for real (typer's CliRunner on ``fleetscope.cli.main.app``, and the installed
   ``fleetscope`` executable for Ctrl-C) against a real ``fleetscope serve`` (the ``server``
   fixture of conftest.py).
 """
@@ -28,7 +28,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
-from fleetscope import cli_client as cc
+from fleetscope.cli import client, commands, views
+from fleetscope.cli import format as fmt
+from fleetscope.cli.commands import instrumentations as inst_commands
+from fleetscope.cli.commands import values as value_commands
 from fleetscope.model.errors import InputError
 from fleetscope.model.types import MILLISECONDS, NUMBER, SECONDS, parse_duration
 
@@ -59,63 +62,63 @@ def assert_error(result: Result, pattern: str) -> None:
 
 class TestSparkline:
     def test_rises_from_lowest_to_highest_tick(self) -> None:
-        assert cc.sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
+        assert views.sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
 
     def test_drawn_from_zero_by_default(self) -> None:
         # 10 and 11 are close to each other but far from zero: both near the top.
-        assert cc.sparkline([10, 11]) == "▇█"
+        assert views.sparkline([10, 11]) == "▇█"
 
     def test_explicit_range(self) -> None:
-        assert cc.sparkline([10, 11], lo=10, hi=11) == "▁█"
-        assert cc.sparkline([5, 50], lo=0, hi=10) == "▅█"  # clamped to the top
+        assert views.sparkline([10, 11], lo=10, hi=11) == "▁█"
+        assert views.sparkline([5, 50], lo=0, hi=10) == "▅█"  # clamped to the top
 
     def test_missing_values_are_blank(self) -> None:
-        assert cc.sparkline([None, 1.0, math.nan, 2.0]) == " ▅ █"
-        assert cc.sparkline([None, None]) == "  "
-        assert cc.sparkline([]) == ""
+        assert views.sparkline([None, 1.0, math.nan, 2.0]) == " ▅ █"
+        assert views.sparkline([None, None]) == "  "
+        assert views.sparkline([]) == ""
 
     def test_flat_line(self) -> None:
-        assert cc.sparkline([0, 0, 0]) == "▁▁▁"
-        assert cc.sparkline([3, 3]) == "██"
+        assert views.sparkline([0, 0, 0]) == "▁▁▁"
+        assert views.sparkline([3, 3]) == "██"
 
     def test_negative_values_lower_the_floor(self) -> None:
-        assert cc.sparkline([-1, 0, 1]) == "▁▅█"
+        assert views.sparkline([-1, 0, 1]) == "▁▅█"
 
 
 class TestBar:
     def test_full_and_partial_cells(self) -> None:
-        assert cc.bar(10, 10, 4) == "████"
-        assert cc.bar(5, 10, 4) == "██"
-        assert cc.bar(1, 8, 1) == "▏"
-        assert cc.bar(9, 16, 2) == "█▏"
+        assert views.bar(10, 10, 4) == "████"
+        assert views.bar(5, 10, 4) == "██"
+        assert views.bar(1, 8, 1) == "▏"
+        assert views.bar(9, 16, 2) == "█▏"
 
     def test_nothing_to_draw(self) -> None:
-        assert cc.bar(0, 10, 4) == ""
-        assert cc.bar(3, 0, 4) == ""
-        assert cc.bar(math.nan, 1, 4) == ""
+        assert views.bar(0, 10, 4) == ""
+        assert views.bar(3, 0, 4) == ""
+        assert views.bar(math.nan, 1, 4) == ""
 
 
 class TestShadeLevels:
     def test_empty_cells_are_blank(self) -> None:
-        assert cc.shade_levels([[0, 0], [0, 0]]) == [[0, 0], [0, 0]]
-        assert cc.shade_levels([]) == []
+        assert views.shade_levels([[0, 0], [0, 0]]) == [[0, 0], [0, 0]]
+        assert views.shade_levels([]) == []
 
     def test_levels_by_rank_not_by_size(self) -> None:
         # Four distinct counts get the four shades, however skewed their sizes.
-        assert cc.shade_levels([[1, 2], [0, 1000], [1_000_000, 0]]) == [[1, 2], [0, 3], [4, 0]]
+        assert views.shade_levels([[1, 2], [0, 1000], [1_000_000, 0]]) == [[1, 2], [0, 3], [4, 0]]
 
     def test_equal_counts_share_a_level(self) -> None:
-        assert cc.shade_levels([[5, 5], [5, 0]]) == [[4, 4], [4, 0]]
+        assert views.shade_levels([[5, 5], [5, 0]]) == [[4, 4], [4, 0]]
         # Ranked among distinct counts: many small cells do not push the small count up.
-        assert cc.shade_levels([[1, 1, 1, 1, 9]]) == [[2, 2, 2, 2, 4]]
+        assert views.shade_levels([[1, 1, 1, 1, 9]]) == [[2, 2, 2, 2, 4]]
 
     def test_fractional_counts(self) -> None:
         # Heatmap rows spread bucket counts over rows: fractions are still non-empty cells.
-        assert cc.shade_levels([[0.25, 0.0], [0.5, 1.5]]) == [[2, 0], [3, 4]]
+        assert views.shade_levels([[0.25, 0.0], [0.5, 1.5]]) == [[2, 0], [3, 4]]
 
     def test_monotone_in_count(self) -> None:
         counts = [[float(c)] for c in (3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5)]
-        levels = [row[0] for row in cc.shade_levels(counts)]
+        levels = [row[0] for row in views.shade_levels(counts)]
         pairs = sorted(zip((c[0] for c in counts), levels, strict=True))
         assert [lvl for _, lvl in pairs] == sorted(lvl for _, lvl in pairs)
         assert set(levels) <= {1, 2, 3, 4} and max(levels) == 4
@@ -135,7 +138,7 @@ class TestHeatmapLines:
     }
 
     def test_rows_top_down_and_shaded_by_rank(self) -> None:
-        lines = cc.heatmap_lines(self.HEATMAP, NUMBER, label_every=1)
+        lines = views.heatmap_lines(self.HEATMAP, NUMBER, label_every=1)
         assert len(lines) == 3 + 2  # rows, axis, times
         top, middle, bottom = (line.split("┤")[1] for line in lines[:3])
         assert top == "  ▒ "  # count 1: lowest of 3 distinct counts, ceil(4 * 1/3) = 2
@@ -147,7 +150,7 @@ class TestHeatmapLines:
     def test_labels_every_nth_row_with_units(self) -> None:
         heatmap = {**self.HEATMAP, "ymax": 60, "nbuckets": 6,
                    "counts": [[1, 0, 0, 0, 0, 0]] * 4}
-        lines = cc.heatmap_lines(heatmap, MILLISECONDS, label_every=3)
+        lines = views.heatmap_lines(heatmap, MILLISECONDS, label_every=3)
         labelled = [line.split("┤")[0].strip() for line in lines[:6] if "┤" in line]
         assert labelled == ["60 ms", "30 ms"]
         assert all("│" in line for line in lines[:6] if "┤" not in line)
@@ -156,7 +159,7 @@ class TestHeatmapLines:
 
     def test_empty_heatmap(self) -> None:
         heatmap = {"ymin": 0, "ymax": 0, "nbuckets": 2, "times": [], "counts": []}
-        assert cc.heatmap_lines(heatmap) == ["0┤", " │", "0└"]
+        assert views.heatmap_lines(heatmap) == ["0┤", " │", "0└"]
 
 
 def _hist(count: float, total: float) -> dict:
@@ -181,7 +184,7 @@ class TestValueTable:
             {"start_time": 1001, "duration": 1, "value": None, "nsources": 0, "expected": 2},
         ]
         seconds = {"base": "seconds", "power": 0, "name": "s"}
-        headers, rows = cc.value_table(_inst("scalar", seconds), points)
+        headers, rows = views.value_table(_inst("scalar", seconds), points)
         assert headers == ["time", "value", "sources"]
         assert rows == [[_hm(1000), "1.5 s", "2/2"], [_hm(1001), "-", "0/2"]]
 
@@ -190,14 +193,14 @@ class TestValueTable:
             {"start_time": 1000, "value": {"a": 1, "b": 10, "c": 3}, "nsources": 1, "expected": 1},
             {"start_time": 1001, "value": {"a": 9, "d": 4}, "nsources": 1, "expected": 1},
         ]
-        headers, rows = cc.value_table(_inst("discrete"), points, top=2)
+        headers, rows = views.value_table(_inst("discrete"), points, top=2)
         # by total over the window: b 10, a 10 (ties by name), d 4, c 3
         assert headers == ["time", "a", "b", "(rest)", "sources"]
         assert rows == [[_hm(1000), "1", "10", "3", "1/1"], [_hm(1001), "9", "0", "4", "1/1"]]
 
     def test_breakdown_without_rest_column_when_all_keys_fit(self) -> None:
         points = [{"start_time": 1000, "value": {"x": 2.5}, "nsources": 1}]
-        headers, rows = cc.value_table(_inst("discrete"), points)
+        headers, rows = views.value_table(_inst("discrete"), points)
         assert headers == ["time", "x", "sources"]
         assert rows == [[_hm(1000), "2.5", "1"]]
 
@@ -212,7 +215,7 @@ class TestValueTable:
             {"start_time": 1001, "duration": 1,
              "percentiles": {"0.5": None, "0.9": None, "0.99": None}},
         ]
-        headers, rows = cc.value_table(
+        headers, rows = views.value_table(
             _inst("histogram"), points, percentiles, field_unit=MILLISECONDS
         )
         assert headers == ["time", "count", "average", "p50", "p90", "p99", "sources"]
@@ -222,7 +225,7 @@ class TestValueTable:
     def test_breakdown_of_histograms_summarised_over_keys(self) -> None:
         points = [{"start_time": 1000, "nsources": 3, "expected": 4,
                    "value": {"GET /": _hist(3, 3.0), "POST /": _hist(1, 0.0)}}]
-        headers, rows = cc.value_table(_inst("discrete_histogram"), points, field_unit=SECONDS)
+        headers, rows = views.value_table(_inst("discrete_histogram"), points, field_unit=SECONDS)
         assert headers[:3] == ["time", "count", "average"]
         assert rows[0][1:3] == ["4", "750 ms"]
         assert rows[0][3:6] == ["-", "-", "-"]  # no percentiles answer given
@@ -230,7 +233,7 @@ class TestValueTable:
 
     def test_hour_slots_show_the_date(self) -> None:
         points = [{"start_time": 7200, "value": 1, "nsources": 1, "expected": 1}]
-        _, rows = cc.value_table(_inst("scalar", granularity=3600), points)
+        _, rows = views.value_table(_inst("scalar", granularity=3600), points)
         assert rows[0][0] == time.strftime("%Y-%m-%d %H:%M", time.localtime(7200))
 
 
@@ -241,44 +244,44 @@ class TestSmallHelpers:
          (90061, "1d1h1m1s"), (None, "-")],
     )
     def test_format_duration(self, seconds: int | None, text: str) -> None:
-        assert cc.format_duration(seconds) == text
+        assert fmt.format_duration(seconds) == text
 
     @given(st.integers(min_value=0, max_value=10**9))
     def test_format_duration_parses_back(self, seconds: int) -> None:
-        assert parse_duration(cc.format_duration(seconds)) == seconds
+        assert parse_duration(fmt.format_duration(seconds)) == seconds
 
     def test_since_window(self) -> None:
-        assert cc.since_window(60, 1, 1000.7) == (940, 60)
-        assert cc.since_window(60, 10, 1005) == (940, 6)  # slots start on multiples of 10
-        assert cc.since_window(5, 10, 1005) == (990, 1)  # at least one point
+        assert value_commands.since_window(60, 1, 1000.7) == (940, 60)
+        assert value_commands.since_window(60, 10, 1005) == (940, 6)  # slots start on multiples of 10
+        assert value_commands.since_window(5, 10, 1005) == (990, 1)  # at least one point
 
     def test_split_metric(self) -> None:
-        assert cc.split_metric("proc.cpu") == ("proc", "cpu")
-        assert cc.split_metric("app.http.requests") == ("app", "http.requests")
+        assert inst_commands.split_metric("proc.cpu") == ("proc", "cpu")
+        assert inst_commands.split_metric("app.http.requests") == ("app", "http.requests")
         for bad in ("proc", "proc.", ".cpu", ""):
             with pytest.raises(InputError) as info:
-                cc.split_metric(bad)
+                inst_commands.split_metric(bad)
             assert info.value.field == "metric"
 
     def test_predicate_arg(self) -> None:
-        assert cc.predicate_arg('execname == "x"') == 'execname == "x"'
-        assert cc.predicate_arg('{"eq": ["execname", "x"]}') == {"eq": ["execname", "x"]}
-        assert cc.predicate_arg("{not json") == "{not json"
+        assert inst_commands.predicate_arg('execname == "x"') == 'execname == "x"'
+        assert inst_commands.predicate_arg('{"eq": ["execname", "x"]}') == {"eq": ["execname", "x"]}
+        assert inst_commands.predicate_arg("{not json") == "{not json"
 
     def test_format_value(self) -> None:
-        assert cc.format_value(12345.6, NUMBER) == "12,346"
-        assert cc.format_value(3, NUMBER) == "3"
-        assert cc.format_value(0.25, NUMBER) == "0.25"
-        assert cc.format_value(0, MILLISECONDS) == "0"
-        assert cc.format_value(1500, MILLISECONDS) == "1.5 s"
-        assert cc.format_value(None, NUMBER) == "-"
-        assert cc.format_value(math.inf, NUMBER) == "-"
+        assert fmt.format_value(12345.6, NUMBER) == "12,346"
+        assert fmt.format_value(3, NUMBER) == "3"
+        assert fmt.format_value(0.25, NUMBER) == "0.25"
+        assert fmt.format_value(0, MILLISECONDS) == "0"
+        assert fmt.format_value(1500, MILLISECONDS) == "1.5 s"
+        assert fmt.format_value(None, NUMBER) == "-"
+        assert fmt.format_value(math.inf, NUMBER) == "-"
 
     def test_describe(self) -> None:
         inst = {"metric": "proc.cpu", "decomposition": ["execname"],
                 "predicate_text": 'execname != "idle"'}
-        assert cc.describe(inst) == 'proc.cpu by execname where execname != "idle"'
-        assert cc.describe({"module": "cpu", "stat": "usage", "decomposition": []}) == "cpu.usage"
+        assert fmt.describe(inst) == 'proc.cpu by execname where execname != "idle"'
+        assert fmt.describe({"module": "cpu", "stat": "usage", "decomposition": []}) == "cpu.usage"
 
     def test_numeric_field_type(self) -> None:
         metrics = [{"name": "app.http_requests", "fields": [
@@ -286,8 +289,8 @@ class TestSmallHelpers:
             {"name": "latency", "kind": "numeric", "type": {"base": "seconds", "power": -3}},
         ]}]
         inst = {"metric": "app.http_requests", "decomposition": ["hostname", "latency"]}
-        assert cc.numeric_field_type(metrics, inst) == MILLISECONDS
-        assert cc.numeric_field_type([], inst) == NUMBER
+        assert fmt.numeric_field_type(metrics, inst) == MILLISECONDS
+        assert fmt.numeric_field_type([], inst) == NUMBER
 
 
 class TestApiErrors:
@@ -297,22 +300,22 @@ class TestApiErrors:
         return httpx.Response(status, json=body)
 
     def test_error_body(self) -> None:
-        err = cc.error_from_response(self._response(
+        err = client.error_from_response(self._response(
             422, {"error": {"code": "invalid", "message": "bad thing", "field": "predicate"}}
         ))
         assert str(err) == "predicate: bad thing"
         assert (err.status, err.code, err.field) == (422, "invalid", "predicate")
 
     def test_error_without_field(self) -> None:
-        err = cc.error_from_response(self._response(
+        err = client.error_from_response(self._response(
             409, {"error": {"code": "conflict", "message": "busy", "field": None}}
         ))
         assert str(err) == "busy"
 
     def test_anything_else_is_one_line_with_the_status(self) -> None:
-        err = cc.error_from_response(self._response(502, text="<html>\n<b>Bad</b>\n</html>"))
+        err = client.error_from_response(self._response(502, text="<html>\n<b>Bad</b>\n</html>"))
         assert str(err) == "the server answered 502 Bad Gateway: <html> <b>Bad</b> </html>"
-        assert str(cc.error_from_response(self._response(500, {"detail": "x"}))).startswith(
+        assert str(client.error_from_response(self._response(500, {"detail": "x"}))).startswith(
             "the server answered 500"
         )
 
@@ -328,11 +331,11 @@ class TestApiErrors:
                     "code": "not_found", "message": "no instrumentation 404", "field": "id"}})
             return httpx.Response(200, json=[{"start_time": 1, "value": 2}])
 
-        with cc.Api("http://fleet.example:7070/", transport=httpx.MockTransport(handler)) as api:
+        with client.Api("http://fleet.example:7070/", transport=httpx.MockTransport(handler)) as api:
             assert api.values(3, start_time=100, duration=None, ndatapoints=5) == [
                 {"start_time": 1, "value": 2}]
             assert api.delete(3) is None
-            with pytest.raises(cc.ApiError) as info:
+            with pytest.raises(client.ApiError) as info:
                 api.values(404)
         assert str(seen[0].url) == (
             "http://fleet.example:7070/api/v1/instrumentations/3/value?start_time=100&ndatapoints=5"
@@ -345,14 +348,14 @@ class TestApiErrors:
 
 @pytest.fixture(scope="module")
 def local_app() -> typer.Typer:
-    """The client commands on an app of their own: runs before (and apart from) fleetscope.cli."""
+    """The client commands on an app of their own: runs before (and apart from) fleetscope.cli.main."""
     app = typer.Typer()
 
     @app.command()
-    def serve() -> None:  # a second command, as in fleetscope.cli, so that names are needed
+    def serve() -> None:  # a second command, as in fleetscope.cli.main, so that names are needed
         """(stand-in)"""
 
-    cc.register(app)
+    commands.register(app)
     return app
 
 
@@ -423,7 +426,7 @@ class TestWithoutServer:
 
 @pytest.fixture(scope="module")
 def cli() -> typer.Typer:
-    from fleetscope.cli import app
+    from fleetscope.cli.main import app
 
     return app
 

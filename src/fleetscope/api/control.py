@@ -16,6 +16,7 @@ import time
 from fleetscope.bus import messages as m
 from fleetscope.bus.base import Bus, BusUnavailable, Msg
 from fleetscope.model import predicate as predicates
+from fleetscope.model.defaults import default_specs
 from fleetscope.model.errors import InputError, NotFound
 from fleetscope.model.instrumentation import Instrumentation, validate_spec, validate_update
 from fleetscope.model.metrics import Catalog, Metric
@@ -24,21 +25,6 @@ from fleetscope.store.base import Store
 log = logging.getLogger(__name__)
 
 DEFAULTS_KEY = "defaults_created"
-# Seen on a fresh `fleetscope serve`, so a new user has live data at once.
-DEFAULT_INSTRUMENTATIONS = (
-    {"module": "cpu", "stat": "usage", "decomposition": ["mode"]},
-    {"module": "memory", "stat": "used", "decomposition": ["type"]},
-    {"module": "disk", "stat": "bytes", "decomposition": ["disk"]},
-    {"module": "net", "stat": "bytes", "decomposition": ["nic"]},
-    {"module": "proc", "stat": "cpu", "decomposition": ["execname"]},
-    {"module": "proc", "stat": "cpu", "decomposition": ["utilization"]},
-    # Only on hosts with containers (the cgroup source lists its metrics only then).
-    {"module": "container", "stat": "cpu", "decomposition": ["container"]},
-    {"module": "container", "stat": "memory", "decomposition": ["container"]},
-    # fleetscope's own API latency (`fleetscope serve`): a real latency heatmap from the start.
-    {"module": "fleetscope", "stat": "api_requests", "decomposition": ["latency"]},
-)
-DEFAULT_OPTIONS = {"retention": 3600, "idle_max": 0, "persist": True}
 IDLE_CHECK_EVERY = 5.0
 CATALOG_KEY = "catalog"  # meta key: the metrics learnt from agents, as JSON
 ACCESS_KEY = "last_access:"  # meta key prefix: when an instrumentation was last read
@@ -120,10 +106,7 @@ class ControlPlane:
         """Create the default instrumentations once per store (not again if a user deleted them)."""
         if self.store.get_meta(DEFAULTS_KEY):
             return []
-        created = []
-        for spec in DEFAULT_INSTRUMENTATIONS:
-            if f"{spec['module']}.{spec['stat']}" in self.catalog:
-                created.append(await self.create({**spec, **DEFAULT_OPTIONS}))
+        created = [await self.create(spec) for spec in default_specs(self.catalog)]
         self.store.set_meta(DEFAULTS_KEY, str(time.time()))
         return created
 

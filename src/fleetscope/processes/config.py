@@ -6,6 +6,9 @@ the config file's values and the defaults, and return one typed, immutable confi
 process. A flag or environment variable wins over the config file, which wins over the
 default. Anything bad raises :class:`~fleetscope.model.errors.InputError` naming the
 flag (``port``, ``statsd-prefix``, ``config``, ...), before anything is started.
+
+Light to import (the ``fleetscope`` command imports it for its defaults): the sources and
+the store, whose config types appear here, are imported only when a config is built.
 """
 
 from __future__ import annotations
@@ -14,16 +17,15 @@ import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetscope.model.errors import InputError
-from fleetscope.model.tiers import DEFAULT_RETENTION, validate_retention
-from fleetscope.model.types import BYTES, parse_quantity
-from fleetscope.sources.otlp import OtlpConfig
-from fleetscope.sources.scrape import Target, parse_target
-from fleetscope.sources.statsd import StatsdConfig, parse_address
-from fleetscope.sources.statsd_parse import sanitize
-from fleetscope.store.history import HistoryConfig
+
+if TYPE_CHECKING:
+    from fleetscope.sources.otlp import OtlpConfig
+    from fleetscope.sources.scrape import Target
+    from fleetscope.sources.statsd import StatsdConfig
+    from fleetscope.store.history import HistoryConfig
 
 DEFAULT_PORT = 7070
 DEFAULT_HOST = "127.0.0.1"
@@ -54,7 +56,7 @@ class ServeConfig:
     port: int = DEFAULT_PORT
     hostname: str | None = None
     store_url: str | None = None  # default: SQLite in data_dir
-    history: HistoryConfig = field(default_factory=HistoryConfig)
+    history: HistoryConfig | None = None  # None: the defaults
     ingest: IngestConfig = field(default_factory=IngestConfig)
     log_level: str = "warning"
 
@@ -144,6 +146,8 @@ def labels(pairs: list[str]) -> dict[str, str]:
 
 
 def _prefix(name: str, prefix: str) -> None:
+    from fleetscope.sources.statsd_parse import sanitize
+
     if not prefix or sanitize(prefix) != prefix:
         raise InputError(f"{name}-prefix", f"{prefix!r} is not a plain name (letters, digits, _)")
 
@@ -153,6 +157,10 @@ def ingest_config(*, statsd: str | None, statsd_prefix: str, otlp: str | None, o
     """StatsD at ``[HOST:]PORT``, OTLP/HTTP at ``[HOST:]PORT``, scrape targets ``URL[,interval]``,
     each capped at ``max_metrics`` names and ``max_keys`` values per field; the listening ports
     are checked to be free."""
+    from fleetscope.sources.otlp import OtlpConfig
+    from fleetscope.sources.scrape import parse_target
+    from fleetscope.sources.statsd import StatsdConfig, parse_address
+
     if not 1 <= max_metrics <= MAX_INGEST_MAX:
         raise InputError("ingest-max-metrics", f"must be between 1 and {MAX_INGEST_MAX}")
     if not 1 <= max_keys <= MAX_INGEST_MAX:
@@ -184,6 +192,9 @@ def serve_config(*, data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
                  scrape: list[str] | None = None, ingest_max_metrics: int = DEFAULT_INGEST_MAX,
                  ingest_max_keys: int = DEFAULT_INGEST_MAX) -> ServeConfig:
     """The config of `fleetscope serve` from its flags (it reads no config file)."""
+    from fleetscope.model.tiers import DEFAULT_RETENTION, validate_retention
+    from fleetscope.store.history import HistoryConfig
+
     check_port("port", host, port)
     if not 0.1 <= flush_every <= 3600:
         raise InputError("flush-every", "must be between 0.1 and 3600 seconds")
@@ -202,6 +213,8 @@ def agent_config(*, config: Path | None = None, bus: str | None = None, hostname
                  scrape: list[str] | None = None, ingest_max_metrics: int | None = None,
                  ingest_max_keys: int | None = None) -> AgentConfig:
     """The config of `fleetscope agent`: its flags over the ``[agent]`` table of ``config``."""
+    from fleetscope.model.types import BYTES, parse_quantity
+
     cfg = load_section(config, "agent")
     buffer_bytes = int(parse_quantity(str(setting(buffer, cfg, "buffer", DEFAULT_BUFFER)), BYTES, "buffer"))
     ingest = ingest_config(

@@ -25,7 +25,7 @@ from fleetscope.processes.config import ServeConfig
 from fleetscope.sources.registry import local_sources
 from fleetscope.sources.selfmetrics import MeasureRequests, SelfSource
 from fleetscope.store.base import open_store
-from fleetscope.store.history import History
+from fleetscope.store.history import History, HistoryConfig
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def serve_app(config: ServeConfig) -> FastAPI:
     agent.on_tick = own.record_tick
     aggregator = Aggregator(bus)
     control = ControlPlane(store, bus, agent.catalog)
-    history = History(store, config.history._replace(topk=aggregator.topk))
+    history = History(store, (config.history or HistoryConfig())._replace(topk=aggregator.topk))
     aggregator.listeners.append(history.record)  # persisted instrumentations only
 
     @contextlib.asynccontextmanager

@@ -1,0 +1,52 @@
+"""The commands of ``fleetscope``, one module per noun.
+
+==================  ===================================================================
+module              commands
+==================  ===================================================================
+servers             serve, agent, aggregator, api (the long-running processes)
+metrics             metrics
+hosts               hosts
+instrumentations    inst create|list|show|update|delete, defaults
+values              value, watch, export
+store               store stats
+==================  ===================================================================
+
+A new noun gets a module here and one line in :func:`register` (a group of its own when it
+has several verbs, as ``inst``): ``tokens.py`` (``token create|list|revoke``), ``alerts.py``
+(``alert ...``) and ``importing.py`` (``import sysstat|csv ...``) are the ones planned. Client
+commands take the :mod:`~fleetscope.cli.commands.common` options (``--url``, ``--json``),
+talk through :class:`fleetscope.cli.client.Api` and report errors with
+:func:`~fleetscope.cli.commands.common.reporting_errors`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from fleetscope.cli.commands import hosts, instrumentations, metrics, servers, store, values
+
+
+def register_servers(app: typer.Typer) -> None:
+    """Add the long-running processes to ``app``."""
+    for command in (servers.serve, servers.agent, servers.aggregator, servers.api):
+        app.command()(command)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the client commands (those that talk to a server over HTTP) to ``app``."""
+    app.command("metrics")(metrics.metrics)
+    app.command("hosts")(hosts.hosts)
+    inst = typer.Typer(help="Create, list, show, update and delete instrumentations.", no_args_is_help=True)
+    inst.command("create")(instrumentations.inst_create)
+    inst.command("list")(instrumentations.inst_list)
+    inst.command("show")(instrumentations.inst_show)
+    inst.command("update")(instrumentations.inst_update)
+    inst.command("delete")(instrumentations.inst_delete)
+    app.add_typer(inst, name="inst")
+    app.command("defaults")(instrumentations.defaults)
+    app.command("value")(values.value)
+    app.command("watch")(values.watch)
+    app.command("export")(values.export)
+    history = typer.Typer(help="The history store.", no_args_is_help=True)
+    history.command("stats")(store.store_stats)
+    app.add_typer(history, name="store")

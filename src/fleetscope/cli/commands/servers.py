@@ -1,0 +1,190 @@
+"""`fleetscope serve`, `agent`, `aggregator` and `api`: the long-running processes.
+
+Each command only declares its options (flags and environment variables) and hands what
+the user typed to :mod:`fleetscope.processes.config`, which checks it and reads the TOML
+file; :mod:`fleetscope.processes` assembles and runs the process. Heavy imports (uvicorn,
+the agent, the sources) happen inside the commands, so the client commands start fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from platformdirs import user_data_dir
+
+from fleetscope import __version__
+from fleetscope.cli.commands.common import fail
+from fleetscope.model.errors import InputError
+from fleetscope.processes.config import DEFAULT_HOST, DEFAULT_PORT, agent_config, fleet_config, serve_config
+
+
+@contextmanager
+def refusing_bad_config() -> Iterator[None]:
+    """A refused setting ends the command with ``error: <field>: <message>`` and status 1."""
+    try:
+        yield
+    except InputError as exc:
+        fail(str(exc))
+
+
+def serve(
+    port: int = typer.Option(DEFAULT_PORT, help="TCP port of the API and dashboard."),
+    host: str = typer.Option(DEFAULT_HOST, help="Address to listen on."),
+    data_dir: Path = typer.Option(Path(user_data_dir("fleetscope")), help="Where the store lives."),
+    hostname: str = typer.Option(None, help="Host name to report (default: this machine's)."),
+    log_level: str = typer.Option("warning", help="debug, info, warning or error."),
+    store: str = typer.Option(None, help="Store URL: sqlite:///path/to/file.db or "
+                              "postgresql://user@host/dbname (default: SQLite in the data dir)."),
+    history: str = typer.Option(None, help="Retention of the history tiers, e.g. "
+                                "'second=7d,minute=30d,hour=1y' (these are the defaults)."),
+    flush_every: float = typer.Option(5.0, help="Seconds between writes of new history to the store "
+                                      "(a crash loses at most these)."),
+    statsd: str = typer.Option(None, help="Receive StatsD (UDP and TCP) at [HOST:]PORT, e.g. 8125."),
+    statsd_prefix: str = typer.Option("app", help="Module of the metrics received over StatsD."),
+    otlp: str = typer.Option(None, help="Receive OpenTelemetry metrics over OTLP/HTTP at [HOST:]PORT, "
+                             "e.g. 4318 (POST /v1/metrics, protobuf or JSON)."),
+    otlp_prefix: str = typer.Option("otel", help="Module of the metrics received over OTLP."),
+    scrape: list[str] = typer.Option([], help="Scrape Prometheus/OpenMetrics text at URL[,interval "
+                                     "seconds] (default 10 s; repeatable)."),
+    ingest_max_metrics: int = typer.Option(1000, help="StatsD, OTLP, scrape: at most this many metric "
+                                           "names per source (more are dropped and counted)."),
+    ingest_max_keys: int = typer.Option(1000, help="StatsD, OTLP, scrape: at most this many distinct "
+                                        "values per field of a metric (more are dropped and counted)."),
+) -> None:
+    """Run everything on this host: agent, aggregator, store, API and dashboard."""
+    from fleetscope.processes import serve as process
+    from fleetscope.processes.common import configure_logging
+
+    with refusing_bad_config():
+        config = serve_config(data_dir=data_dir, host=host, port=port, hostname=hostname, store=store,
+                              history=history, flush_every=flush_every, log_level=log_level, statsd=statsd,
+                              statsd_prefix=statsd_prefix, otlp=otlp, otlp_prefix=otlp_prefix,
+                              scrape=scrape, ingest_max_metrics=ingest_max_metrics,
+                              ingest_max_keys=ingest_max_keys)
+        configure_logging(log_level)
+        application = process.serve_app(config)
+    typer.echo(f"fleetscope {__version__} serving at http://{host}:{port}/ (data in {data_dir})")
+    process.run(application, config)
+
+
+# -- options of the fleet processes ---------------------------------------------------------------
+
+BusUrl = Annotated[str | None, typer.Option("--bus", envvar="FLEETSCOPE_BUS",
+                                            help="NATS URL, e.g. nats://nats1:4222.")]
+StoreUrl = Annotated[str | None, typer.Option("--store", envvar="FLEETSCOPE_STORE",
+                                              help="postgresql://user@host/db (or sqlite:///path).")]
+Creds = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_NATS_CREDS", help="NATS credentials file.")]
+User = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_NATS_USER", help="NATS user.")]
+Password = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_NATS_PASSWORD", help="NATS password.")]
+Token = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_NATS_TOKEN", help="NATS token.")]
+TlsCa = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_TLS_CA", help="CA certificate for TLS.")]
+TlsCert = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_TLS_CERT", help="Client certificate.")]
+TlsKey = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_TLS_KEY", help="Client key.")]
+LogLevel = Annotated[str, typer.Option(help="debug, info, warning or error.")]
+
+
+def _nats(creds: str | None, user: str | None, password: str | None, token: str | None,
+          tls_ca: str | None, tls_cert: str | None, tls_key: str | None) -> dict[str, str | None]:
+    """The NATS flags by name, as fleetscope.processes.config.NATS_KEYS."""
+    return {"creds": creds, "user": user, "password": password, "token": token, "tls_ca": tls_ca,
+            "tls_cert": tls_cert, "tls_key": tls_key}
+
+
+def config_option(section: str) -> object:
+    # "\[": a literal bracket; rich markup (Typer's help) would take "[agent]" for a style and drop it.
+    return typer.Option(envvar="FLEETSCOPE_CONFIG",
+                        help=f"TOML file (\\[{section}] table, and top-level keys).")
+
+
+def agent(
+    bus: BusUrl = None,
+    hostname: Annotated[str | None, typer.Option(envvar="FLEETSCOPE_HOSTNAME",
+                                                 help="Host name to report.")] = None,
+    label: Annotated[list[str] | None, typer.Option(
+        help="A host label key=value, usable as a field (repeatable).")] = None,
+    creds: Creds = None, user: User = None, password: Password = None, token: Token = None,
+    tls_ca: TlsCa = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
+    buffer: Annotated[str | None, typer.Option(envvar="FLEETSCOPE_BUFFER",
+                                               help="Memory for batches while the bus is away, "
+                                                    "e.g. 64MiB.")] = None,
+    config: Annotated[Path | None, config_option("agent")] = None,
+    log_level: LogLevel = "info",
+    statsd: Annotated[str | None, typer.Option(envvar="FLEETSCOPE_STATSD", help="Receive StatsD (UDP and "
+                                               "TCP) at [HOST:]PORT, e.g. 8125.")] = None,
+    statsd_prefix: Annotated[str | None, typer.Option(
+        help="Module of the metrics received over StatsD (app).")] = None,
+    otlp: Annotated[str | None, typer.Option(envvar="FLEETSCOPE_OTLP",
+                                             help="Receive OTLP/HTTP metrics at [HOST:]PORT, "
+                                                  "e.g. 4318.")] = None,
+    otlp_prefix: Annotated[str | None, typer.Option(
+        help="Module of the metrics received over OTLP (otel).")] = None,
+    scrape: Annotated[list[str] | None, typer.Option(
+        help="Scrape Prometheus/OpenMetrics text at URL[,interval seconds] (default 10 s; "
+             "repeatable).")] = None,
+    ingest_max_metrics: Annotated[int | None, typer.Option(
+        help="StatsD, OTLP, scrape: at most this many metric names per source (more are dropped "
+             "and counted).")] = None,
+    ingest_max_keys: Annotated[int | None, typer.Option(
+        help="StatsD, OTLP, scrape: at most this many distinct values per field of a metric (more "
+             "are dropped and counted).")] = None,
+) -> None:
+    """Collect on this host and publish to the fleet's bus (NATS)."""
+    from fleetscope.processes import agent as process
+    from fleetscope.processes.common import configure_logging
+
+    with refusing_bad_config():
+        cfg = agent_config(config=config, bus=bus, hostname=hostname, label=label, buffer=buffer,
+                           nats=_nats(creds, user, password, token, tls_ca, tls_cert, tls_key),
+                           log_level=log_level, statsd=statsd, statsd_prefix=statsd_prefix, otlp=otlp,
+                           otlp_prefix=otlp_prefix, scrape=scrape, ingest_max_metrics=ingest_max_metrics,
+                           ingest_max_keys=ingest_max_keys)
+        configure_logging(log_level)
+        running = process.assemble(cfg)
+    typer.echo(f"fleetscope agent {__version__} on {running.agent.hostname}, bus {cfg.bus_url}")
+    process.run(running)
+
+
+def aggregator(
+    bus: BusUrl = None, store: StoreUrl = None,
+    name: Annotated[str | None, typer.Option(help="A name unique in the fleet (default host:pid).")] = None,
+    creds: Creds = None, user: User = None, password: Password = None, token: Token = None,
+    tls_ca: TlsCa = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
+    config: Annotated[Path | None, config_option("aggregator")] = None, log_level: LogLevel = "info",
+) -> None:
+    """Merge the agents' data (a share of the instrumentations) and write history to the store."""
+    from fleetscope.processes import aggregator as process
+    from fleetscope.processes.common import configure_logging
+
+    with refusing_bad_config():
+        cfg = fleet_config("aggregator", config=config, bus=bus, store=store, log_level=log_level, name=name,
+                           nats=_nats(creds, user, password, token, tls_ca, tls_cert, tls_key))
+        parts = process.assemble(cfg)
+    configure_logging(log_level)
+    typer.echo(f"fleetscope aggregator {__version__}, bus {cfg.bus_url}")
+    process.run(parts, cfg)
+
+
+def api(
+    bus: BusUrl = None, store: StoreUrl = None,
+    port: Annotated[int, typer.Option(help="TCP port of the API and dashboard.")] = DEFAULT_PORT,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = DEFAULT_HOST,
+    creds: Creds = None, user: User = None, password: Password = None, token: Token = None,
+    tls_ca: TlsCa = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
+    config: Annotated[Path | None, config_option("api")] = None, log_level: LogLevel = "warning",
+) -> None:
+    """Serve the API and the dashboard of a fleet (any number of these, behind a balancer)."""
+    from fleetscope.processes import api as process
+    from fleetscope.processes.common import configure_logging
+
+    with refusing_bad_config():
+        cfg = fleet_config("api", config=config, bus=bus, store=store, log_level=log_level, host=host,
+                           port=port,
+                           nats=_nats(creds, user, password, token, tls_ca, tls_cert, tls_key))
+        parts = process.assemble(cfg)
+    configure_logging(log_level)
+    typer.echo(f"fleetscope api {__version__} serving at http://{host}:{port}/ (bus {cfg.bus_url})")
+    process.run(parts, cfg)
