@@ -19,6 +19,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -231,6 +232,23 @@ class TestValueTable:
         assert rows[0][3:6] == ["-", "-", "-"]  # no percentiles answer given
         assert rows[0][-1] == "3/4"
 
+    @pytest.mark.parametrize("shape", ["scalar", "discrete", "histogram", "discrete_histogram"])
+    def test_a_second_without_data_is_a_gap_not_zero(self, shape: str) -> None:
+        # The API answers a slot nobody reported for with value null and sources 0/N; the
+        # dashboard draws a gap, and so must the table: no "0" in any value column.
+        real = {"scalar": 0, "discrete": {"a": 0, "b": 2}, "histogram": _hist(0, 0.0),
+                "discrete_histogram": {"a": _hist(0, 0.0)}}[shape]
+        points = [{"start_time": 1000, "duration": 1, "value": None, "nsources": 0, "expected": 1},
+                  {"start_time": 1001, "duration": 1, "value": real, "nsources": 1, "expected": 1}]
+        headers, rows = views.value_table(_inst(shape), points)
+        gap, data = rows
+        assert gap[0] == _hm(1000) and gap[-1] == "0/1"
+        assert gap[1:-1] == ["-"] * (len(headers) - 2), (headers, gap)
+        # A value that really is zero still prints 0 (and a key at 0 beside one at 2).
+        expected = {"scalar": ["0"], "discrete": ["2", "0"], "histogram": ["0", "-", "-", "-", "-"],
+                    "discrete_histogram": ["0", "-", "-", "-", "-"]}[shape]
+        assert data[1:-1] == expected, (headers, data)
+
     def test_hour_slots_show_the_date(self) -> None:
         points = [{"start_time": 7200, "value": 1, "nsources": 1, "expected": 1}]
         _, rows = views.value_table(_inst("scalar", granularity=3600), points)
@@ -318,6 +336,27 @@ class TestApiErrors:
         assert str(client.error_from_response(self._response(500, {"detail": "x"}))).startswith(
             "the server answered 500"
         )
+
+    def test_bearer_token_from_the_argument_or_the_environment(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        seen: list[str | None] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(request.headers.get("authorization"))
+            return httpx.Response(200, json={"metrics": []})
+
+        mock = httpx.MockTransport(handler)
+        monkeypatch.delenv("FLEETSCOPE_TOKEN", raising=False)
+        for api in (client.Api("http://x", transport=mock),
+                    client.Api.from_environment("http://x", transport=mock),
+                    client.Api("http://x", token="s3cret", transport=mock)):
+            with api:
+                assert api.metrics() == []
+        monkeypatch.setenv("FLEETSCOPE_TOKEN", "from-env")
+        with client.Api.from_environment("http://x", transport=mock) as api:
+            api.metrics()
+        assert seen == [None, None, "Bearer s3cret", "Bearer from-env"]
 
     def test_client_leaves_out_absent_parameters_and_maps_errors(self) -> None:
         seen: list[httpx.Request] = []
@@ -764,3 +803,132 @@ def test_value_over_a_long_look_back_is_rolled_up(server: Server) -> None:
     points = json.loads(out.stdout)
     assert 1 <= len(points) <= 500
     assert points[0]["duration"] >= 7 * 86400 // 500
+
+
+# =========================================================================== papercuts
+
+
+def test_value_shows_seconds_before_the_instrumentation_as_gaps(
+    run: Run, create: Callable[..., dict]
+) -> None:
+    """The seconds of `value --since` before an instrumentation existed have no data: the API says
+    null (sources 0/N), and the table shows "-" there, never a 0 that looks like a measurement."""
+    inst = create("proc.cpu", "--by", "execname")
+    wait_for_data(run, inst["id"])
+    points = ok_json(run("value", str(inst["id"]), "--since", "30s", "--json"))
+    before = {_hm(p["start_time"]) for p in points if p["start_time"] + 1 < inst["created"]}
+    assert before and all(p["value"] is None for p in points if _hm(p["start_time"]) in before), points
+    out = ok(run("value", str(inst["id"]), "--since", "30s")).stdout
+    rows = {cells[0]: cells[1:] for line in out.splitlines() if re.match(r"│ \d\d:\d\d:\d\d ", line)
+            for cells in [[c.strip() for c in line.strip("│").split("│")]]}
+    gaps = [rows[t] for t in sorted(before) if t in rows]
+    assert gaps, (before, out)
+    for cells in gaps:
+        assert cells[-1].startswith("0/") and set(cells[:-1]) == {"-"}, (cells, out)
+
+
+def test_tables_are_not_cut_when_piped(server: Server) -> None:
+    """With stdout a pipe and no COLUMNS, nothing is shortened to 80 columns (`hostna…`)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FLEETSCOPE_URL")}
+    exe = str(VENV_BIN / "fleetscope")
+    listing = subprocess.run([exe, "metrics", "--json", "--url", server.url], capture_output=True, text=True,
+                             timeout=30, env=env, check=True)
+    catalogue = json.loads(listing.stdout)["metrics"]
+    out = subprocess.run([exe, "metrics", "--url", server.url], capture_output=True, text=True, timeout=30,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    assert "…" not in out.stdout
+    lines = out.stdout.splitlines()
+    for metric in catalogue:  # each metric on one line, its label and its fields whole
+        line = next((x for x in lines if f" {metric['name']} " in x), None)
+        assert line is not None, (metric["name"], out.stdout)
+        assert metric["label"] in line, (metric["label"], line)
+        for field in metric["fields"]:
+            assert field["name"] in line, (field["name"], line)
+    assert max(len(x) for x in lines) > 80  # the table was laid out wider than a terminal
+    # COLUMNS still says how wide the table may be.
+    narrow = subprocess.run([exe, "metrics", "--url", server.url], capture_output=True, text=True, timeout=30,
+                            env={**env, "COLUMNS": "100"})
+    assert max(len(x) for x in narrow.stdout.splitlines()) <= 100
+
+
+def test_store_stats_of_a_missing_store_is_an_error_and_creates_nothing(
+    cli: typer.Typer, tmp_path: Path
+) -> None:
+    typo = tmp_path / "typo" / "x.db"
+    result = invoke(cli, "store", "stats", "--store", f"sqlite:///{typo}")
+    assert_error(result, r"^error: store: .*" + re.escape(str(typo)))
+    assert not typo.exists() and not typo.parent.exists()
+    # The same path once a store is there: read, 0 samples.
+    from fleetscope.store.base import open_store
+
+    open_store(f"sqlite:///{typo}").close()
+    body = ok_json(invoke(cli, "store", "stats", "--store", f"sqlite:///{typo}", "--json"))
+    assert body["samples"] == 0 and body["tiers"] == []
+
+
+def _commands(group: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every command and subcommand of a click group (Typer's own click: duck-typed)."""
+    for name, command in group.commands.items():
+        yield (*path, name), command
+        if hasattr(command, "commands"):
+            yield from _commands(command, (*path, name))
+
+
+def test_help_shows_every_bracket(cli: typer.Typer) -> None:
+    """Typer reads help as rich markup, which takes "[agent]" for a style and drops it
+    ("TOML file ( table)"); every bracketed text of every help must show."""
+    root = typer.main.get_command(cli)
+    checked = 0
+    for path, command in _commands(root):
+        out = invoke(cli, *path, "--help", env={"COLUMNS": "400"})
+        assert out.exit_code == 0, (path, out.output)
+        texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        for text in texts:
+            for inner in re.findall(r"\[([^\[\]]*)\]", text.replace("\\[", "[")):
+                assert f"[{inner}]" in out.stdout, (path, inner, out.stdout)
+                checked += 1
+    assert checked >= 9  # [HOST:]PORT and URL[,interval] of serve and agent; [agent], [aggregator], [api]
+
+
+def test_defaults_creates_the_missing_default_instrumentations_once(fresh_server: Server) -> None:
+    """`fleetscope defaults` against a real serve: a deleted default comes back, the others are kept,
+    and a second run changes nothing."""
+    from fleetscope.model.defaults import DEFAULT_INSTRUMENTATIONS
+
+    exe = str(VENV_BIN / "fleetscope")
+
+    def fleetscope(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([exe, *args, "--url", fresh_server.url], capture_output=True, text=True,
+                              timeout=60)
+
+    def questions() -> dict[tuple, int]:
+        listed = json.loads(fleetscope("inst", "list", "--json").stdout)["instrumentations"]
+        return {(i["module"], i["stat"], json.dumps(i["predicate"]), tuple(i["decomposition"])): i["id"]
+                for i in listed}
+
+    known = {m["name"] for m in json.loads(fleetscope("metrics", "--json").stdout)["metrics"]}
+    wanted = {(d["module"], d["stat"], "{}", tuple(d["decomposition"])) for d in DEFAULT_INSTRUMENTATIONS
+              if f"{d['module']}.{d['stat']}" in known}
+    assert ("proc", "cpu", "{}", ("execname",)) in wanted
+    # Container defaults only when this host reports containers, as serve decides.
+    assert any(q[0] == "container" for q in wanted) == ("container.cpu" in known)
+    before = questions()
+    assert set(before) == wanted  # serve created exactly these on first start
+    gone = before[("proc", "cpu", "{}", ("execname",))]
+    assert fleetscope("inst", "delete", str(gone)).returncode == 0
+
+    first = fleetscope("defaults")
+    assert first.returncode == 0, first.stderr
+    assert re.search(r"created instrumentation \d+: proc\.cpu by execname", first.stdout), first.stdout
+    assert f"1 created, {len(wanted) - 1} already there" in first.stdout
+    after = questions()
+    assert set(after) == wanted and after[("proc", "cpu", "{}", ("execname",))] != gone
+    assert {q: i for q, i in after.items() if i != after[("proc", "cpu", "{}", ("execname",))]} == {
+        q: i for q, i in before.items() if i != gone}  # the others kept, not created again
+
+    second = fleetscope("defaults", "--json")
+    assert second.returncode == 0, second.stderr
+    body = json.loads(second.stdout)
+    assert body["created"] == [] and len(body["existing"]) == len(wanted)
+    assert questions() == after

@@ -9,6 +9,8 @@ from typing import Any
 
 from fleetscope.model.types import Type, format_quantity
 
+GAP = "-"  # no value: drawn as a gap, as the dashboard does, never as 0
+
 
 def unit_type(unit: Any) -> Type:
     """A :class:`Type` from the API's ``{"base", "power", "name"}`` (number when absent)."""
@@ -18,9 +20,9 @@ def unit_type(unit: Any) -> Type:
 
 
 def format_value(value: Any, unit: Type) -> str:
-    """A number for people, in ``unit``; ``-`` when there is none (null, NaN)."""
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-        return "-"
+    """A number for people, in ``unit``; :data:`GAP` when there is none (null, NaN)."""
+    if not finite(value):
+        return GAP
     if value == 0:
         return "0"  # not "0 ns" or "0 B": zero needs no unit
     if unit.base == "number":

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fleetscope.cli.format import (
+    GAP,
     finite,
     format_bytes,
     format_duration,
@@ -180,7 +181,8 @@ def value_table(
     scalar: time, value; breakdown: time, one column per top key (by total over the points),
     ``(rest)`` for the sum of the others; histogram: time, count, average and percentiles
     (joined from the percentiles answer by ``start_time``), for a breakdown of histograms over
-    all keys together. Every table ends with ``sources`` (nsources/expected).
+    all keys together. Every table ends with ``sources`` (nsources/expected). A point without
+    data (value null: nobody reported) shows :data:`GAP` in every value column, never 0.
     """
     shape = inst.get("shape", SCALAR)
     unit = unit_type(inst.get("unit"))
@@ -219,6 +221,9 @@ def value_table(
         for row, v in zip(cells, values, strict=True):
             row.append(json.dumps(v))
 
+    for row, v in zip(cells, values, strict=True):
+        if v is None:
+            row[1:] = [GAP] * (len(headers) - 1)
     headers.append("sources")
     for row, point in zip(cells, points, strict=True):
         row.append(format_sources(point))

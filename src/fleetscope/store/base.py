@@ -82,13 +82,16 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, create: bool = True) -> Store:
     """Open (creating if need be) the store a URL names.
 
     ``sqlite:///path/to/file.db`` (an absolute path; ``sqlite:relative/file.db``
     for a relative one) or ``postgresql://user@host:port/dbname`` (``postgres://``
     too). InputError (field ``store``, status 400) for anything else, a missing
     file or database name, or a store that cannot be opened or reached.
+    ``create=False`` opens only a store that exists (to read one, as ``fleetscope
+    store stats --store`` does): an SQLite file that is not there is an InputError
+    (status 404) naming its path, and nothing is created.
     """
     if not isinstance(url, str) or not url.strip():
         raise InputError("store", "is empty (use sqlite:///path/to/fleetscope.db or postgresql://...)", 400)
@@ -99,9 +102,12 @@ def open_store(url: str) -> Store:
         path = unquote(parsed.netloc + parsed.path)
         if not path or path.endswith("/"):
             raise InputError("store", f"{url!r} names no file (use sqlite:///path/to/fleetscope.db)", 400)
+        if not create and not Path(path).is_file():
+            raise InputError("store", f"no store at {path} (the file does not exist)", 404)
         try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            return SQLiteStore(path)
+            if create:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            return SQLiteStore(path, create=create)
         except (OSError, sqlite3.Error) as exc:
             raise InputError("store", f"cannot open {path}: {exc}", 400) from None
     if parsed.scheme in ("postgresql", "postgres"):

@@ -13,6 +13,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 from fleetscope.store.sql import SQLStore
 
@@ -22,11 +23,13 @@ class SQLiteStore(SQLStore):
 
     ID_TYPE = "INTEGER PRIMARY KEY AUTOINCREMENT"  # ids are never reused, even after a delete
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, create: bool = True) -> None:
         self.path = path
         # One connection shared by the event loop and worker threads, serialised by a lock;
-        # `with self._db` is one transaction (committed, or rolled back on error).
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        # `with self._db` is one transaction (committed, or rolled back on error). Without
+        # ``create``, mode=rw: a file that is not there is an error, never a new empty store.
+        target = path if create else f"{Path(path).absolute().as_uri()}?mode=rw"
+        self._db = sqlite3.connect(target, check_same_thread=False, timeout=30, uri=not create)
         self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
@@ -54,9 +55,18 @@ def reporting_errors(url: str) -> Iterator[None]:
         fail(f"{url}: {exc}")
 
 
+# Columns of the output when it is not a terminal (a pipe, a file) and COLUMNS does not say:
+# wide enough that no table is cut or wrapped (rich would assume 80 and shorten "hostna…").
+PIPE_WIDTH = 10_000
+
+
 def stdout_console() -> Console:
+    """The console of a command's output: the terminal's width, else COLUMNS, else unlimited."""
     # No syntax highlighting: numbers in tables would change colour for no reason.
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+        console = Console(highlight=False, width=PIPE_WIDTH)
+    return console
 
 
 def print_json(obj: Any) -> None:

@@ -24,7 +24,7 @@ def store_stats(
             from fleetscope.store.base import open_store
             from fleetscope.store.history import History
 
-            opened = open_store(store)
+            opened = open_store(store, create=False)  # a typo must not create an empty store
             try:
                 body = History(opened).report()
             finally:
