@@ -67,6 +67,16 @@ def _settings(retention: str | None, idle_max: str | None, persist: bool | None)
     return body
 
 
+def _report(inst: dict, as_json: bool, headline: str) -> None:
+    """An instrumentation just created or changed: the server's JSON, or a headline and its table."""
+    if as_json:
+        print_json(inst)
+        return
+    console = stdout_console()
+    console.print(headline)
+    console.print(instrumentation_table(inst))
+
+
 def inst_create(
     metric: Annotated[str, typer.Argument(help="module.stat, e.g. proc.cpu.", show_default=False)],
     by: Annotated[
@@ -100,12 +110,7 @@ def inst_create(
         body.update(_settings(retention, idle_max, persist))
         with Api.from_environment(url) as api:
             inst = api.create(body)
-        if as_json:
-            print_json(inst)
-            return
-        console = stdout_console()
-        console.print(f"created instrumentation {inst.get('id')}: {describe(inst)}")
-        console.print(instrumentation_table(inst))
+        _report(inst, as_json, f"created instrumentation {inst.get('id')}: {describe(inst)}")
 
 
 def inst_list(url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:
@@ -146,12 +151,7 @@ def inst_update(
         body = _settings(retention, idle_max, persist)
         with Api.from_environment(url) as api:
             inst = api.update(inst_id, body)
-        if as_json:
-            print_json(inst)
-            return
-        console = stdout_console()
-        console.print(f"updated instrumentation {inst.get('id', inst_id)}")
-        console.print(instrumentation_table(inst))
+        _report(inst, as_json, f"updated instrumentation {inst.get('id', inst_id)}")
 
 
 def inst_delete(inst_id: InstId, url: Url = DEFAULT_URL) -> None:

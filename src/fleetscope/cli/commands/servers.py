@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from types import ModuleType
+from typing import Annotated, Any
 
 import typer
 from platformdirs import user_data_dir
@@ -148,6 +149,19 @@ def agent(
     process.run(running)
 
 
+def _run_fleet_process(process: ModuleType, banner: str, *, section: str, **settings: Any) -> None:
+    """Check the config of `fleetscope <section>`, open its bus and store, print ``banner``
+    (with ``{version}`` and ``{bus}``) and run ``process`` (fleetscope.processes.aggregator or .api)."""
+    from fleetscope.processes.common import configure_logging
+
+    with refusing_bad_config():
+        cfg = fleet_config(section, **settings)
+        parts = process.assemble(cfg)
+    configure_logging(cfg.log_level)
+    typer.echo(banner.format(version=__version__, bus=cfg.bus_url))
+    process.run(parts, cfg)
+
+
 def aggregator(
     bus: BusUrl = None, store: StoreUrl = None,
     name: Annotated[str | None, typer.Option(help="A name unique in the fleet (default host:pid).")] = None,
@@ -157,15 +171,10 @@ def aggregator(
 ) -> None:
     """Merge the agents' data (a share of the instrumentations) and write history to the store."""
     from fleetscope.processes import aggregator as process
-    from fleetscope.processes.common import configure_logging
 
-    with refusing_bad_config():
-        cfg = fleet_config("aggregator", config=config, bus=bus, store=store, log_level=log_level, name=name,
-                           nats=_nats(creds, user, password, token, tls_ca, tls_cert, tls_key))
-        parts = process.assemble(cfg)
-    configure_logging(log_level)
-    typer.echo(f"fleetscope aggregator {__version__}, bus {cfg.bus_url}")
-    process.run(parts, cfg)
+    _run_fleet_process(process, "fleetscope aggregator {version}, bus {bus}", section="aggregator",
+                       config=config, bus=bus, store=store, log_level=log_level, name=name,
+                       nats=_nats(creds, user, password, token, tls_ca, tls_cert, tls_key))
 
 
 def api(
@@ -178,13 +187,7 @@ def api(
 ) -> None:
     """Serve the API and the dashboard of a fleet (any number of these, behind a balancer)."""
     from fleetscope.processes import api as process
-    from fleetscope.processes.common import configure_logging
 
-    with refusing_bad_config():
-        cfg = fleet_config("api", config=config, bus=bus, store=store, log_level=log_level, host=host,
-                           port=port,
-                           nats=_nats(creds, user, password, token, tls_ca, tls_cert, tls_key))
-        parts = process.assemble(cfg)
-    configure_logging(log_level)
-    typer.echo(f"fleetscope api {__version__} serving at http://{host}:{port}/ (bus {cfg.bus_url})")
-    process.run(parts, cfg)
+    _run_fleet_process(process, f"fleetscope api {{version}} serving at http://{host}:{port}/ (bus {{bus}})",
+                       section="api", config=config, bus=bus, store=store, log_level=log_level, host=host,
+                       port=port, nats=_nats(creds, user, password, token, tls_ca, tls_cert, tls_key))
