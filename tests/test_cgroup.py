@@ -283,7 +283,7 @@ def test_default_container_panels_only_with_containers(tmp_path: Path) -> None:
     from fleetscope.bus.memory import MemoryBus
     from fleetscope.sources.host import HostSource
     from fleetscope.sources.registry import catalog
-    from fleetscope.store.base import open_store
+    from fleetscope.store.open import open_store
 
     empty = tmp_path / "cgroupfs"
     (empty / "cpuacct").mkdir(parents=True)  # a hierarchy without any cgroup below its root

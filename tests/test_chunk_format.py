@@ -24,9 +24,11 @@ from fleetscope.model import values
 from fleetscope.model.histogram import Histogram
 from fleetscope.model.metrics import INTERVAL
 from fleetscope.model.series import DataPoint
-from fleetscope.store import chunks
+from fleetscope.store import chunkenc, colenc
+from fleetscope.store.block import from_points, to_points
 
 FIXTURE = Path(__file__).parent / "data" / "chunks_format1.json"
+FORMAT_DOC = Path(__file__).parent.parent / "docs" / "format" / "chunks.md"
 T0 = 1_700_000_000 - 1_700_000_000 % 86400
 
 
@@ -58,8 +60,9 @@ def cases() -> dict[str, tuple[str, list[DataPoint]]]:
     # A breakdown with absent keys, negative numbers and each width.
     keys = ["a", "bb", "ccc", "nginx", "python3", "(other)"]
     out["discrete"] = (values.DISCRETE, [
-        DataPoint(T0 + 3 * i, 1, {k: float((i + 1) * (j + 1) * 10 ** (j % 4) * (-1) ** (i % 3 == 0 and j == 2))
-                                  for j, k in enumerate(keys) if (i + j) % 4},
+        DataPoint(T0 + 3 * i, 1,
+                  {k: float((i + 1) * (j + 1) * 10 ** (j % 4) * (-1) ** (i % 3 == 0 and j == 2))
+                   for j, k in enumerate(keys) if (i + j) % 4},
                   1 + i % 2, 2, False)
         for i in range(90)])
     out["discrete_mixed"] = (values.DISCRETE, [
@@ -68,8 +71,9 @@ def cases() -> dict[str, tuple[str, list[DataPoint]]]:
     out["histogram"] = (values.HISTOGRAM, [
         DataPoint(T0 + i, 1, _hist((3, 3, 0, -2, 8)[i % 5], i, 5 + i % 40), 1, 1) for i in range(40)])
     out["discrete_histogram"] = (values.DISCRETE_HISTOGRAM, [
-        DataPoint(T0 + 2 * i, 1, {k: _hist(3 if j else 1, i * 10 + j, 3 + (i * j) % 25)
-                                  for j, k in enumerate(("GET /", "POST /api", "GET /static")) if (i + j) % 3},
+        DataPoint(T0 + 2 * i, 1,
+                  {k: _hist(3 if j else 1, i * 10 + j, 3 + (i * j) % 25)
+                   for j, k in enumerate(("GET /", "POST /api", "GET /static")) if (i + j) % 3},
                   2, 2, i == 5)
         for i in range(30)])
     out["empty"] = (values.SCALAR, [])
@@ -77,7 +81,7 @@ def cases() -> dict[str, tuple[str, list[DataPoint]]]:
 
 
 def encoded() -> dict[str, bytes]:
-    return {name: chunks.encode(chunks.from_points(pts, shape)) for name, (shape, pts) in cases().items()}
+    return {name: chunkenc.encode(from_points(pts, shape)) for name, (shape, pts) in cases().items()}
 
 
 def _doc(data: bytes):
@@ -108,7 +112,7 @@ def test_the_fixture_holds_every_case(old: dict[str, bytes]) -> None:
 @pytest.mark.parametrize("name", sorted(cases()))
 def test_old_chunks_decode_to_their_points(old: dict[str, bytes], name: str) -> None:
     shape, points = cases()[name]
-    got = chunks.to_points(chunks.decode(old[name]), shape, INTERVAL, 1)
+    got = to_points(chunkenc.decode(old[name]), shape, INTERVAL, 1)
     assert [(p.start_time, p.nsources, p.expected, p.revised) for p in got] == \
         [(p.start_time, p.nsources, p.expected, p.revised) for p in points]
     assert [_packed(p.value) for p in got] == [_packed(p.value) for p in points]
@@ -120,9 +124,21 @@ def test_todays_encoder_writes_the_old_document(old: dict[str, bytes], name: str
     assert _doc(encoded()[name]) == _doc(old[name])
 
 
+@pytest.mark.parametrize("module", [chunkenc, colenc])
+def test_the_format_document_names_every_key(module) -> None:
+    """docs/format/chunks.md has a table row per key constant, with the key the code writes."""
+    doc = FORMAT_DOC.read_text()
+    keys = {name: v for name, v in vars(module).items() if name.startswith("KEY_")}
+    assert len(keys) >= 8
+    for name, key in keys.items():
+        assert f"| `{key}` | `{name}` |" in doc, name
+    assert f"`FORMAT` = {chunkenc.FORMAT}" in doc
+
+
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
         sys.exit(__doc__)
     FIXTURE.parent.mkdir(exist_ok=True)
-    FIXTURE.write_text(json.dumps({k: v.hex() for k, v in encoded().items()}, indent=1, sort_keys=True) + "\n")
+    hexed = {k: v.hex() for k, v in encoded().items()}
+    FIXTURE.write_text(json.dumps(hexed, indent=1, sort_keys=True) + "\n")
     print(f"wrote {FIXTURE}")

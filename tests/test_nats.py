@@ -22,7 +22,7 @@ from fleetscope.bus.base import BusUnavailable, Msg, connect_bus
 from fleetscope.bus.nats import NatsBus, NatsOptions
 from fleetscope.model.errors import InputError
 from fleetscope.sources.registry import catalog, local_sources
-from fleetscope.store.base import open_store
+from fleetscope.store.open import open_store
 from tests.nats_server import NatsServer
 
 

@@ -344,7 +344,7 @@ def _fleet_parts(section: str, config: Path | None, bus: str | None, store: str 
     """The bus and the store of a fleet process, from flags, environment and config file."""
     from fleetscope.bus.base import connect_bus
     from fleetscope.model.errors import InputError
-    from fleetscope.store.base import open_store
+    from fleetscope.store.open import open_store
 
     cfg = _load_config(config, section)
     url = _setting(bus, cfg, "bus", "nats://127.0.0.1:4222")

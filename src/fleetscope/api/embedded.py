@@ -27,8 +27,8 @@ from fleetscope.sources.registry import local_sources
 from fleetscope.sources.scrape import ScrapeSource, Target
 from fleetscope.sources.selfmetrics import MeasureRequests, SelfSource
 from fleetscope.sources.statsd import StatsdConfig, StatsdSource
-from fleetscope.store.base import open_store
 from fleetscope.store.history import History, HistoryConfig
+from fleetscope.store.open import open_store
 
 log = logging.getLogger(__name__)
 
