@@ -11,16 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from fleetscope.sources.cgroup import (
-    METRICS,
-    CgroupSource,
-    Hierarchy,
-    find_hierarchies,
-    parse_blkio,
-    parse_io_stat,
-    parse_pressure,
-    read_devices,
-)
+from fleetscope.sources.cgroup import METRICS, CgroupSource, Hierarchy, find_hierarchies
+from fleetscope.sources.cgroup.v1 import parse_blkio
+from fleetscope.sources.cgroup.v2 import parse_io_stat, parse_pressure
+from fleetscope.sources.procfs import read_devices
 
 ROOT = Path("/sys/fs/cgroup")
 HIER = find_hierarchies()
