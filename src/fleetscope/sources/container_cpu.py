@@ -24,6 +24,7 @@ CPU_MODES = (
 # (idle, iowait, steal) are never a cgroup's.
 USER_MODES = (0, 1, 8, 9)  # user, nice, guest, guest_nice
 SYSTEM_MODES = (2, 5, 6)  # system, irq, softirq
+SECONDS_PER_NS = 1e-9  # ContainerCpu figures and cgroup CPU counters are in ns
 
 
 class ContainerCpu(NamedTuple):
@@ -47,7 +48,7 @@ def container_seconds(cur: Mapping, old: Mapping, elapsed: float) -> tuple[dict,
     """Each container's seconds per second between two readings: (container by key,
     {key: {cpu: (user, system)}} where the kernel splits by CPU, {key: (user, system)} where not).
     Idle containers, new ones and counters that went backwards (a cgroup re-made) are left out."""
-    scale = 1e-9 / elapsed
+    scale = SECONDS_PER_NS / elapsed
     names, percpu, spread = {}, {}, {}
     for key, c in cur.items():
         o = old.get(key)

@@ -36,7 +36,7 @@ from fleetscope.sources.cgroup import v1, v2
 from fleetscope.sources.cgroup.files import MAX_KEPT_FILES, CgroupFiles, Read, pids
 from fleetscope.sources.cgroup.hierarchy import Hierarchy, find_hierarchies
 from fleetscope.sources.cgroup.walk import Walker, ancestors, covered
-from fleetscope.sources.container_cpu import ContainerCpu
+from fleetscope.sources.container_cpu import SECONDS_PER_NS, ContainerCpu
 from fleetscope.sources.containers import CONTAINER, HOST, RUNTIME, Container
 from fleetscope.sources.procfs import clock, read_devices
 
@@ -47,6 +47,7 @@ RESCAN_EVERY = 60.0
 MEMORY_STAT_REUSE = 10
 # cgroups whose last memory.stat split is kept (past that, all are forgotten at once)
 MAX_MEMORY_MEMO = 4 * MAX_KEPT_FILES
+PERCENT_OF_ONE_CPU = 100.0  # utilization: CPU seconds per second as a percent of one CPU
 
 # metric -> [(version, controller needed or "" for none, reader)], in order of preference
 PROVIDERS: dict[str, list[tuple[int, str, Callable]]] = {
@@ -325,7 +326,7 @@ class CgroupSource:
                         rows.append((*c, self._devices.get(dev, dev), direction, d / elapsed))
             return rows
         # ns counters: container.cpu, container.throttled
-        scale = 1e-9 / elapsed
+        scale = SECONDS_PER_NS / elapsed
         total = 0.0
         first = self._containers_of_first(metric)
         for p, (c, v) in cur.items():
@@ -335,11 +336,11 @@ class CgroupSource:
             rate = (v - was[1]) * scale
             if p in first:
                 total += rate
-            rows.append((*c, 100.0 * rate, rate) if metric == "container.cpu" else (*c, rate))
+            rows.append((*c, PERCENT_OF_ONE_CPU * rate, rate) if metric == "container.cpu" else (*c, rate))
         root, was = cur.get("/"), old.get("/")
         if metric == "container.cpu" and root is not None and was is not None and root[1] >= was[1]:
             host = max(0.0, (root[1] - was[1]) * scale - total)
-            rows.append((*HOST, 100.0 * host, host))
+            rows.append((*HOST, PERCENT_OF_ONE_CPU * host, host))
         return rows
 
     def _containers_of_first(self, metric: str) -> dict[str, Container]:
