@@ -21,8 +21,9 @@ from pathlib import Path
 
 from serving import start_server
 
-from fleetscope.store import chunks
-from fleetscope.store.base import open_store
+from fleetscope.store import chunkenc
+from fleetscope.store.block import merge, nsamples
+from fleetscope.store.open import open_store
 
 
 def measure(db: Path) -> list[tuple[str, int, int, int]]:
@@ -34,11 +35,11 @@ def measure(db: Path) -> list[tuple[str, int, int, int]]:
             found = store.read_chunks(inst.id, 0, 0, 2**40, 3600)
             if not found:
                 continue
-            blocks = [chunks.decode(c.data) for c in found]
-            merged = chunks.merge(blocks, inst.shape)
+            blocks = [chunkenc.decode(c.data) for c in found]
+            merged = merge(blocks, inst.shape)
             name = f"{inst.metric} by {','.join(inst.decomposition) or '-'}"
-            out.append((name, chunks.nsamples(merged), sum(len(c.data) for c in found),
-                        len(chunks.encode(merged))))
+            out.append((name, nsamples(merged), sum(len(c.data) for c in found),
+                        len(chunkenc.encode(merged))))
         return out
     finally:
         store.close()

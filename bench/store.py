@@ -47,10 +47,10 @@ from fleetscope.api import export, heatmap, queries
 from fleetscope.model import values
 from fleetscope.model.metrics import INTERVAL, POINT
 from fleetscope.model.tiers import DEFAULT_RETENTION
-from fleetscope.store import chunks
-from fleetscope.store.base import open_store
-from fleetscope.store.chunks import Block, Hists
+from fleetscope.store.block import Block, Hists, compact_columns, from_points, nsamples, to_points
 from fleetscope.store.history import History, HistoryConfig
+from fleetscope.store.open import open_store
+from fleetscope.store.rollup import fold_numbers
 
 HOUR, DAY = 3600, 86400
 HOSTS = 40
@@ -128,7 +128,7 @@ def histograms(times: np.ndarray, keys: list[str], parts: list[tuple[np.ndarray,
                np.column_stack(cols) if cols else np.zeros((n, 0)))
     block = Block(times, np.ones(n, np.int64), nsrc, np.full(n, HOSTS, np.int64), np.zeros(n, bool),
                   tuple(sorted(keys)), None, hs)
-    return chunks.compact_columns(block)
+    return compact_columns(block)
 
 
 def latency_parts(rng, times, rate: np.ndarray, median_ms: float, sigma: float, decimals: int):
@@ -223,7 +223,7 @@ def gen_proc_cpu(st: State, t: np.ndarray) -> Block:
     # The aggregator keeps the top 50 keys of each slot and folds the rest into "(other)".
     mat = np.where(ticks > 0, ticks / 100, np.nan)
     block = numbers(t, keys, mat, st.rng)
-    return chunks.fold_numbers(block, 50)
+    return fold_numbers(block, 50)
 
 
 def gen_proc_util(st: State, t: np.ndarray) -> Block:
@@ -270,7 +270,7 @@ def gen_http_route(st: State, t: np.ndarray) -> Block:
     counts = st.rng.poisson(lam)
     mat = np.where(counts > 0, counts.astype(float), np.nan)
     block = numbers(t, [f"/api/route{i:02d}" for i in range(60)], mat, st.rng)
-    return chunks.fold_numbers(block, 50)
+    return fold_numbers(block, 50)
 
 
 def gen_http_latency(st: State, t: np.ndarray) -> Block:
@@ -294,7 +294,7 @@ def gen_container_cpu(st: State, t: np.ndarray) -> Block:
     usage = np.round(np.abs(st.rng.normal(rates[None, :] * diurnal(t)[:, None], rates[None, :] * 0.2)), 6)
     mat = np.where(usage > 0, usage, np.nan)
     block = numbers(t, [f"ctr-{i:02d}" for i in range(70)], mat, st.rng)
-    return chunks.fold_numbers(block, 50)
+    return fold_numbers(block, 50)
 
 
 def gen_net_errors(st: State, t: np.ndarray) -> Block:
@@ -448,7 +448,7 @@ def main() -> None:
             t = time.perf_counter()
             history.write_block(inst, block)
             write_s += time.perf_counter() - t
-            samples += chunks.nsamples(block)
+            samples += nsamples(block)
             points += block.n
         if (h + 1) % 6 == 0 or h == args.days * 24 - 1:
             t = time.perf_counter()
@@ -466,8 +466,8 @@ def main() -> None:
     times = np.arange(end, end + 600, dtype=np.int64)
     live_state = State(np.random.default_rng(args.seed + 1))
     for inst, g in zip(insts, GENERATORS, strict=True):
-        live_points.append((inst, chunks.to_points(g.make(live_state, times), inst.shape, INTERVAL, 1)))
-    live_samples = sum(chunks.nsamples(chunks.from_points(p, i.shape)) for i, p in live_points)
+        live_points.append((inst, to_points(g.make(live_state, times), inst.shape, INTERVAL, 1)))
+    live_samples = sum(nsamples(from_points(p, i.shape)) for i, p in live_points)
     t = time.perf_counter()
     for inst, pts in live_points:
         for p in pts:

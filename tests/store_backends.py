@@ -17,7 +17,7 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 
-from fleetscope.store.base import open_store
+from fleetscope.store.open import open_store
 
 ADMIN_URL = os.environ.get("FLEETSCOPE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ("sqlite", "postgresql")

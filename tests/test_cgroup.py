@@ -11,16 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from fleetscope.sources.cgroup import (
-    METRICS,
-    CgroupSource,
-    Hierarchy,
-    find_hierarchies,
-    parse_blkio,
-    parse_io_stat,
-    parse_pressure,
-    read_devices,
-)
+from fleetscope.sources.cgroup import METRICS, CgroupSource, Hierarchy, find_hierarchies
+from fleetscope.sources.cgroup.v1 import parse_blkio
+from fleetscope.sources.cgroup.v2 import parse_io_stat, parse_pressure
+from fleetscope.sources.procfs import read_devices
 
 ROOT = Path("/sys/fs/cgroup")
 HIER = find_hierarchies()
@@ -283,7 +277,7 @@ def test_default_container_panels_only_with_containers(tmp_path: Path) -> None:
     from fleetscope.bus.memory import MemoryBus
     from fleetscope.sources.host import HostSource
     from fleetscope.sources.registry import catalog
-    from fleetscope.store.base import open_store
+    from fleetscope.store.open import open_store
 
     empty = tmp_path / "cgroupfs"
     (empty / "cpuacct").mkdir(parents=True)  # a hierarchy without any cgroup below its root

@@ -860,7 +860,7 @@ def test_store_stats_of_a_missing_store_is_an_error_and_creates_nothing(
     assert_error(result, r"^error: store: .*" + re.escape(str(typo)))
     assert not typo.exists() and not typo.parent.exists()
     # The same path once a store is there: read, 0 samples.
-    from fleetscope.store.base import open_store
+    from fleetscope.store.open import open_store
 
     open_store(f"sqlite:///{typo}").close()
     body = ok_json(invoke(cli, "store", "stats", "--store", f"sqlite:///{typo}", "--json"))

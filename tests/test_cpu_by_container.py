@@ -19,15 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fleetscope.sources.cgroup import CgroupSource, parse_usage_all
-from fleetscope.sources.host import (
-    CPU_MODES,
-    METRICS,
-    HostSource,
-    clock,
-    read_cpu_times,
-    split_by_container,
-)
+from fleetscope.sources.cgroup import CgroupSource
+from fleetscope.sources.cgroup.v1 import parse_usage_all
+from fleetscope.sources.container_cpu import CPU_MODES, split_by_container
+from fleetscope.sources.host import METRICS, HostSource, read_cpu_times
+from fleetscope.sources.procfs import clock
 from tests import test_cgroup
 from tests.conftest import Server, wait_for
 from tests.test_cgroup import BURN, CLK, V1, V2, Cgroup, needs_root, proc_cpu, remove_dirs

@@ -18,9 +18,10 @@ from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.model.metrics import INTERVAL, POINT
 from fleetscope.model.series import DataPoint
 from fleetscope.model.tiers import validate_retention
-from fleetscope.store import chunks
-from fleetscope.store.base import open_store
+from fleetscope.store import chunkenc
+from fleetscope.store.block import from_points, to_points
 from fleetscope.store.history import History, HistoryConfig
+from fleetscope.store.open import open_store
 from tests import store_backends
 
 # The store fixtures, once per backend (SQLite and PostgreSQL).
@@ -91,8 +92,8 @@ def brute_rollup(points: list[DataPoint], step: int, kind: str, shape: str) -> d
 
 def stored_points(history: History, inst: Instrumentation, level: int, start: int, end: int) -> dict:
     tier = history.tiers(inst)[level]
-    block = history._stored(inst, tier, start, end)  # the tier as stored, nothing computed on the fly
-    return {p.start_time: p for p in chunks.to_points(block, inst.shape, inst.kind, tier.resolution)}
+    block = history.chunks.read(inst, tier, start, end)  # the tier as stored, nothing computed on the fly
+    return {p.start_time: p for p in to_points(block, inst.shape, inst.kind, tier.resolution)}
 
 
 @pytest.mark.parametrize(("shape", "kind"), [(values.DISCRETE, INTERVAL), (values.SCALAR, POINT),
@@ -291,7 +292,7 @@ def test_restart_keeps_flushed_history_and_loses_only_the_head(backend_url: str)
     assert store2.integrity_check() == "ok"
     history2 = History(store2)
     tier = history2.tiers(inst)[0]
-    got = chunks.to_points(history2.read(inst, tier, T0, T0 + 900, now=T0 + 900), inst.shape, INTERVAL, 1)
+    got = to_points(history2.read(inst, tier, T0, T0 + 900, now=T0 + 900), inst.shape, INTERVAL, 1)
     assert got == points[:600]
     history2.write(inst, points[700:])
     history2.compact(now=T0 + 1200)
@@ -338,9 +339,9 @@ def test_stats_and_deleting_an_instrumentation_deletes_its_history(store) -> Non
 
 
 def history_change_for(inst_id: int):
-    from fleetscope.store.sql import HistoryChange, NewChunk
+    from fleetscope.store.base import HistoryChange, NewChunk
 
-    data = chunks.encode(chunks.from_points([DataPoint(T0, 1, 1.0, 1, 1)], values.SCALAR))
+    data = chunkenc.encode(from_points([DataPoint(T0, 1, 1.0, 1, 1)], values.SCALAR))
     return HistoryChange(add=[NewChunk(inst_id, 0, T0, T0 + 1, 1, 1, data)])
 
 

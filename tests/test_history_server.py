@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fleetscope.store.base import open_store
+from fleetscope.store.open import open_store
 from tests import store_backends
 from tests.conftest import VENV_BIN, Server, free_port, wait_for
 from tests.store_backends import BACKENDS, empty_pg

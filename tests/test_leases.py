@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from fleetscope.store.base import open_store
+from fleetscope.store.open import open_store
 from tests.store_backends import backend_url, pg_url, store  # noqa: F401 - fixtures
 
 TTL = 6.0

@@ -23,7 +23,7 @@ from fleetscope.bus.connect import connect_bus
 from fleetscope.bus.nats import NatsBus, NatsOptions
 from fleetscope.model.errors import InputError
 from fleetscope.sources.registry import catalog, local_sources
-from fleetscope.store.base import open_store
+from fleetscope.store.open import open_store
 from tests.nats_server import NatsServer
 
 

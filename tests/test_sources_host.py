@@ -14,7 +14,8 @@ import pytest
 from fleetscope.model.errors import NotFound
 from fleetscope.model.metrics import INTERVAL
 from fleetscope.sources import host
-from fleetscope.sources.host import CPU_MODES, METRICS, HostSource
+from fleetscope.sources.container_cpu import CPU_MODES
+from fleetscope.sources.host import METRICS, HostSource
 
 MiB = 1 << 20
 LOOPBACK_BYTES = 10 * MiB

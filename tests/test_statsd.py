@@ -261,7 +261,7 @@ def test_fleet_agent_announces_statsd_metrics_over_nats(tmp_path) -> None:
     from fleetscope.aggregator.aggregator import Aggregator
     from fleetscope.api.control import ControlPlane
     from fleetscope.bus.nats import NatsBus, NatsOptions
-    from fleetscope.store.base import open_store
+    from fleetscope.store.open import open_store
     from tests.nats_server import NatsServer
     from tests.test_nats import seen_keys
 

@@ -11,11 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleetscope.model import values
+from fleetscope.model import series, values
 from fleetscope.model.histogram import Histogram
 from fleetscope.model.metrics import INTERVAL, POINT
-from fleetscope.model.series import DataPoint, rollup
-from fleetscope.store import chunks
+from fleetscope.model.series import DataPoint
+from fleetscope.store import chunkenc
+from fleetscope.store.block import Block, from_points, merge, nsamples, to_points
+from fleetscope.store.rollup import rollup
 
 T0 = 1_700_000_000 - 1_700_000_000 % 86400
 
@@ -38,7 +40,7 @@ def bits(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=float).view(np.uint64)
 
 
-def same_block(a: chunks.Block, b: chunks.Block) -> None:
+def same_block(a: Block, b: Block) -> None:
     for name in ("times", "counts", "nsources", "expected", "revised"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     assert a.keys == b.keys
@@ -66,10 +68,10 @@ def number_points(draw) -> list[DataPoint]:
 @given(number_points())
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_numbers_round_trip_bit_for_bit(points: list[DataPoint]) -> None:
-    block = chunks.from_points(points, values.DISCRETE)
-    back = chunks.decode(chunks.encode(block))
+    block = from_points(points, values.DISCRETE)
+    back = chunkenc.decode(chunkenc.encode(block))
     same_block(block, back)
-    got = chunks.to_points(back, values.DISCRETE, INTERVAL, 1)
+    got = to_points(back, values.DISCRETE, INTERVAL, 1)
     want = [p for p in points]
     assert [(p.start_time, p.nsources, p.expected, p.revised) for p in got] == \
         [(p.start_time, p.nsources, p.expected, p.revised) for p in want]
@@ -99,10 +101,10 @@ def test_histograms_round_trip(seed: int) -> None:
     points = sorted({p.start_time: p for p in points}.values())
     for shape, pts in ((values.DISCRETE_HISTOGRAM, points),
                        (values.HISTOGRAM, [p._replace(value=random_histogram(rng)) for p in points])):
-        block = chunks.from_points(pts, shape)
-        back = chunks.decode(chunks.encode(block))
+        block = from_points(pts, shape)
+        back = chunkenc.decode(chunkenc.encode(block))
         same_block(block, back)
-        assert chunks.to_points(back, shape, INTERVAL, 1) == pts
+        assert to_points(back, shape, INTERVAL, 1) == pts
 
 
 def test_encoding_is_compact_on_realistic_columns() -> None:
@@ -112,29 +114,29 @@ def test_encoding_is_compact_on_realistic_columns() -> None:
     ticks = rng.poisson(rates * 100, (n, k))
     points = [DataPoint(T0 + i, 1, {f"proc{j}": ticks[i, j] / 100 for j in range(k) if ticks[i, j]}, 1, 1)
               for i in range(n)]
-    block = chunks.from_points(points, values.DISCRETE)
-    size = len(chunks.encode(block))
-    assert size / chunks.nsamples(block) < 1.0, "CPU ticks by process: well under a byte per sample"
+    block = from_points(points, values.DISCRETE)
+    size = len(chunkenc.encode(block))
+    assert size / nsamples(block) < 1.0, "CPU ticks by process: well under a byte per sample"
     noisy = block._replace(values=np.where(np.isnan(block.values), np.nan, rng.random(block.values.shape)))
-    assert len(chunks.encode(noisy)) / chunks.nsamples(noisy) < 8.5, "random doubles cost about 8 bytes"
+    assert len(chunkenc.encode(noisy)) / nsamples(noisy) < 8.5, "random doubles cost about 8 bytes"
 
 
 def test_corrupt_chunks_are_a_value_error() -> None:
-    good = chunks.encode(chunks.from_points([DataPoint(T0, 1, 1.0, 1, 1)], values.SCALAR))
+    good = chunkenc.encode(from_points([DataPoint(T0, 1, 1.0, 1, 1)], values.SCALAR))
     flipped = good[:10] + bytes([good[10] ^ 0xFF]) + good[11:]
     import zlib
 
     wrong = zlib.compress(b"\x81\xa1v\x01")  # a msgpack map {"v": 1} and nothing else
     for bad in (b"", b"garbage", good[:-3], flipped, wrong, zlib.compress(b"\xc1")):
         with pytest.raises(ValueError, match="corrupt chunk"):
-            chunks.decode(bad)
+            chunkenc.decode(bad)
 
 
 def test_merge_later_blocks_win_per_slot() -> None:
-    a = chunks.from_points([DataPoint(T0 + i, 1, {"x": 1.0, "y": 1.0}, 1, 1) for i in range(5)],
+    a = from_points([DataPoint(T0 + i, 1, {"x": 1.0, "y": 1.0}, 1, 1) for i in range(5)],
                            values.DISCRETE)
-    b = chunks.from_points([DataPoint(T0 + 2, 1, {"z": 7.0}, 2, 2, True)], values.DISCRETE)
-    pts = chunks.to_points(chunks.merge([a, b], values.DISCRETE), values.DISCRETE, INTERVAL, 1)
+    b = from_points([DataPoint(T0 + 2, 1, {"z": 7.0}, 2, 2, True)], values.DISCRETE)
+    pts = to_points(merge([a, b], values.DISCRETE), values.DISCRETE, INTERVAL, 1)
     assert [p.value for p in pts] == [{"x": 1.0, "y": 1.0}] * 2 + [{"z": 7.0}] + [{"x": 1.0, "y": 1.0}] * 2
     assert pts[2].revised and pts[2].nsources == 2
 
@@ -144,7 +146,7 @@ def brute(points: list[DataPoint], start: int, step: int, kind: str, shape: str,
     groups: dict[int, list[DataPoint]] = {}
     for p in points:
         groups.setdefault(start + (p.start_time - start) // step * step, []).append(p)
-    return {t: rollup(ps, t, step, kind, shape, topk) for t, ps in groups.items()}
+    return {t: series.rollup(ps, t, step, kind, shape, topk) for t, ps in groups.items()}
 
 
 @pytest.mark.parametrize("kind", [INTERVAL, POINT])
@@ -157,10 +159,10 @@ def test_number_rollups_equal_brute_force(kind: str, seed: int) -> None:
         chosen = rng.sample(keys, rng.randrange(0, 30))
         points.append(DataPoint(T0 + i, 1, {key: float(rng.randrange(0, 1000)) for key in chosen},
                                 rng.randrange(1, 4), 3, rng.random() < 0.05))
-    block = chunks.from_points(points, values.DISCRETE)
+    block = from_points(points, values.DISCRETE)
     for step, topk in ((60, 10), (60, 50), (7, 5), (600, 3)):
-        rolled = chunks.rollup(block, values.DISCRETE, T0, step, topk)
-        got = {p.start_time: p for p in chunks.to_points(rolled, values.DISCRETE, kind, step)}
+        rolled = rollup(block, values.DISCRETE, T0, step, topk)
+        got = {p.start_time: p for p in to_points(rolled, values.DISCRETE, kind, step)}
         want = brute(points, T0, step, kind, values.DISCRETE, topk)
         assert got.keys() == {t for t, p in want.items() if p.value is not None}
         for t, p in got.items():
@@ -173,11 +175,11 @@ def test_number_rollups_equal_brute_force(kind: str, seed: int) -> None:
 
 def test_scalar_point_metric_rollup_keeps_sums_and_counts() -> None:
     points = [DataPoint(T0 + i, 1, float(i % 7), 1, 1) for i in range(0, 120) if i % 5]
-    block = chunks.from_points(points, values.SCALAR)
-    minutes = chunks.rollup(block, values.SCALAR, T0, 60, None)
+    block = from_points(points, values.SCALAR)
+    minutes = rollup(block, values.SCALAR, T0, 60, None)
     assert minutes.counts.tolist() == [48, 48]
-    hour = chunks.rollup(minutes, values.SCALAR, T0, 3600, None)
-    (p,) = chunks.to_points(hour, values.SCALAR, POINT, 3600)
+    hour = rollup(minutes, values.SCALAR, T0, 3600, None)
+    (p,) = to_points(hour, values.SCALAR, POINT, 3600)
     assert p.value == sum(q.value for q in points) * (1.0 / len(points)), "the average of all seconds"
 
 
@@ -193,20 +195,20 @@ def test_histogram_rollups_equal_brute_force(seed: int) -> None:
                 h.record(rng.choice([0.0, rng.randrange(1, 4096) / 4]))  # dyadic: sums are exact
             per[key] = h
         points.append(DataPoint(T0 + i, 1, per, 1, 1))
-    block = chunks.from_points(points, values.DISCRETE_HISTOGRAM)
+    block = from_points(points, values.DISCRETE_HISTOGRAM)
     for step, topk in ((60, 50), (60, 2), (240, 3)):
-        rolled = chunks.rollup(block, values.DISCRETE_HISTOGRAM, T0, step, topk)
+        rolled = rollup(block, values.DISCRETE_HISTOGRAM, T0, step, topk)
         got = {p.start_time: p.value
-               for p in chunks.to_points(rolled, values.DISCRETE_HISTOGRAM, INTERVAL, step)}
+               for p in to_points(rolled, values.DISCRETE_HISTOGRAM, INTERVAL, step)}
         want = brute(points, T0, step, INTERVAL, values.DISCRETE_HISTOGRAM, topk)
         for t, v in got.items():
             assert v == want[t].value, (step, topk, t)
     single = [p._replace(value=values.fold_top_k(p.value, 0, values.DISCRETE_HISTOGRAM).get(values.OTHER,
                                                                                               Histogram()))
               for p in points]
-    block = chunks.from_points(single, values.HISTOGRAM)
-    rolled = chunks.rollup(block, values.HISTOGRAM, T0, 60, 50)
-    got = chunks.to_points(rolled, values.HISTOGRAM, INTERVAL, 60)
+    block = from_points(single, values.HISTOGRAM)
+    rolled = rollup(block, values.HISTOGRAM, T0, 60, 50)
+    got = to_points(rolled, values.HISTOGRAM, INTERVAL, 60)
     want = brute(single, T0, 60, INTERVAL, values.HISTOGRAM, 50)
     assert all(p.value == want[p.start_time].value for p in got)
 
@@ -217,8 +219,8 @@ def test_histogram_rollup_downscales_past_max_buckets() -> None:
         a.record(1.0 + i / 1000)
         b.record(1.5 + i / 1000)
     points = [DataPoint(T0, 1, a, 1, 1), DataPoint(T0 + 1, 1, b, 1, 1)]
-    block = chunks.from_points(points, values.HISTOGRAM)
-    (p,) = chunks.to_points(chunks.rollup(block, values.HISTOGRAM, T0, 60, None), values.HISTOGRAM,
+    block = from_points(points, values.HISTOGRAM)
+    (p,) = to_points(rollup(block, values.HISTOGRAM, T0, 60, None), values.HISTOGRAM,
                             INTERVAL, 60)
     assert p.value == a.copy().merge(b)
     assert len(p.value.buckets) <= 160 and p.value.count == 300
@@ -226,8 +228,8 @@ def test_histogram_rollup_downscales_past_max_buckets() -> None:
 
 def test_fold_keeps_totals_exact() -> None:
     points = [DataPoint(T0 + i, 1, {f"k{j}": float(j + i) for j in range(80)}, 1, 1) for i in range(60)]
-    block = chunks.from_points(points, values.DISCRETE)
-    (p,) = chunks.to_points(chunks.rollup(block, values.DISCRETE, T0, 60, 50), values.DISCRETE, INTERVAL, 60)
+    block = from_points(points, values.DISCRETE)
+    (p,) = to_points(rollup(block, values.DISCRETE, T0, 60, 50), values.DISCRETE, INTERVAL, 60)
     assert len(p.value) == 51 and values.OTHER in p.value
     assert math.fsum(p.value.values()) == math.fsum(math.fsum(q.value.values()) for q in points)
 
@@ -245,8 +247,8 @@ def test_sums_of_decimals_are_stored_as_decimals_and_come_back_bit_for_bit() -> 
     size = {}
     for name, column in (("exact", exact), ("noisy", noisy), ("arbitrary", arbitrary)):
         points = [DataPoint(T0 + i, 1, {"user": float(v)}, 1, 1) for i, v in enumerate(column)]
-        block = chunks.from_points(points, values.DISCRETE)
-        data = chunks.encode(block)
-        same_block(block, chunks.decode(data))
+        block = from_points(points, values.DISCRETE)
+        data = chunkenc.encode(block)
+        same_block(block, chunkenc.decode(data))
         size[name] = len(data)
     assert size["noisy"] < 1.3 * size["exact"] < size["arbitrary"] / 3, size

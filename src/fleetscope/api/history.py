@@ -13,8 +13,9 @@ from fleetscope.model.errors import InputError
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.model.series import DataPoint
 from fleetscope.model.types import parse_duration
-from fleetscope.store import chunks
+from fleetscope.store.block import from_points, to_points
 from fleetscope.store.history import History
+from fleetscope.store.rollup import rollup
 
 DEFAULT_SINCE = 3600
 
@@ -90,7 +91,7 @@ def build_router(svc) -> APIRouter:
 
 def _window_points(inst: Instrumentation, finals: list[DataPoint], start: int, step: int,
                    topk: int) -> list[DataPoint]:
-    block = chunks.from_points(finals, inst.shape)
+    block = from_points(finals, inst.shape)
     if step != inst.granularity:
-        block = chunks.rollup(block, inst.shape, start, step, topk)
-    return chunks.to_points(block, inst.shape, inst.kind, step)
+        block = rollup(block, inst.shape, start, step, topk)
+    return to_points(block, inst.shape, inst.kind, step)

@@ -30,7 +30,8 @@ from fleetscope.model.histogram import Histogram
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.model.series import DataPoint
 from fleetscope.model.tiers import SPANS, Tier
-from fleetscope.store import chunks
+from fleetscope.store.block import from_points, to_points
+from fleetscope.store.rollup import rollup
 
 MAX_POINTS = 10_000
 HEATMAP_COLUMNS = 1000  # columns of a heatmap when the request does not say
@@ -214,13 +215,13 @@ def data_points(inst: Instrumentation, window: Window | None, rng: Range, topk: 
     tier = tier_for(tiers, rng.duration)
     finals = window.points(rng.start, rng.end) if window else []
     if history is None or not inst.persist:  # the window alone
-        block = chunks.from_points(finals, inst.shape)
+        block = from_points(finals, inst.shape)
     else:
         window_from = min(window.slots) if window and window.slots else None
         block = history.read(inst, tier, rng.start, rng.end, now, finals, window_from)
     if rng.duration != tier.resolution:
-        block = chunks.rollup(block, inst.shape, rng.start, rng.duration, topk)
-    found = {p.start_time: p for p in chunks.to_points(block, inst.shape, inst.kind, rng.duration)}
+        block = rollup(block, inst.shape, rng.start, rng.duration, topk)
+    found = {p.start_time: p for p in to_points(block, inst.shape, inst.kind, rng.duration)}
     return [found.get(t) or DataPoint(t, rng.duration, None, 0, 0) for t in rng.times()]
 
 

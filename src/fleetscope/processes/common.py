@@ -14,8 +14,9 @@ from fleetscope.aggregator.aggregator import Aggregator
 from fleetscope.bus.base import Bus
 from fleetscope.bus.connect import connect_bus
 from fleetscope.processes.config import FleetConfig
-from fleetscope.store.base import Store, open_store
+from fleetscope.store.base import Store
 from fleetscope.store.history import History
+from fleetscope.store.open import open_store
 
 log = logging.getLogger(__name__)
 

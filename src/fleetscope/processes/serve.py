@@ -24,8 +24,8 @@ from fleetscope.processes.common import cancel, finish_slots, keep_history, serv
 from fleetscope.processes.config import ServeConfig
 from fleetscope.sources.registry import local_sources
 from fleetscope.sources.selfmetrics import MeasureRequests, SelfSource
-from fleetscope.store.base import open_store
 from fleetscope.store.history import History, HistoryConfig
+from fleetscope.store.open import open_store
 
 log = logging.getLogger(__name__)
 

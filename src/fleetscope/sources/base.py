@@ -15,6 +15,9 @@ from fleetscope.model.metrics import Metric
 
 # A normal tick: one second, give or take scheduling jitter.
 NORMAL_TICK = (0.75, 1.25)
+# A previous reading older than this is not used for a rate: a metric switched
+# off and on again starts afresh instead of reporting a long average as "now".
+MAX_GAP = 30.0
 
 
 def tick_length(elapsed: float) -> float:

@@ -55,9 +55,9 @@ from typing import NamedTuple
 from fleetscope.model.errors import NotFound
 from fleetscope.model.metrics import DISCRETE, INTERVAL, NUMERIC, POINT, Field, Metric, metric
 from fleetscope.model.types import BYTES, PERCENT, SECONDS
-from fleetscope.sources.base import Rows, tick_length
+from fleetscope.sources.base import MAX_GAP, Rows, tick_length
 from fleetscope.sources.containers import process_cgroup, resolve
-from fleetscope.sources.host import MAX_GAP, clock, read_file
+from fleetscope.sources.procfs import clock, read_file
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")

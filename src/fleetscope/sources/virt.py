@@ -39,8 +39,8 @@ from typing import Any
 from fleetscope.model.errors import NotFound
 from fleetscope.model.metrics import DISCRETE, INTERVAL, NUMERIC, POINT, Field, Metric, metric
 from fleetscope.model.types import BYTES, NUMBER, PERCENT, SECONDS
-from fleetscope.sources.base import Rows, tick_length
-from fleetscope.sources.host import MAX_GAP, clock
+from fleetscope.sources.base import MAX_GAP, Rows, tick_length
+from fleetscope.sources.procfs import clock
 
 _libvirt: Any = None  # the libvirt module, imported on first use (it costs memory)
 _imported = False

@@ -1,18 +1,57 @@
-"""The store interface and how a store URL selects an implementation."""
+"""The store interface: the :class:`Store` protocol and the records its history methods take
+and return. It imports none of its implementations (``store/sqlite.py``,
+``store/postgres.py``); ``fleetscope.store.open.open_store`` picks one from a URL."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Protocol
-from urllib.parse import unquote, urlparse
+from typing import NamedTuple, Protocol
 
-from fleetscope.model.errors import InputError
 from fleetscope.model.instrumentation import Instrumentation
-from fleetscope.store.sql import Chunk, HistoryChange, TierStats
 
-SCHEMES = ("sqlite", "postgresql", "postgres")
+
+class NewChunk(NamedTuple):
+    """A chunk to insert."""
+
+    inst_id: int
+    tier: int
+    start: int
+    end: int  # exclusive
+    npoints: int
+    nsamples: int
+    data: bytes
+
+
+class Chunk(NamedTuple):
+    """A stored chunk (``data`` is empty when only the index was asked for)."""
+
+    id: int
+    start: int
+    end: int
+    npoints: int
+    nsamples: int
+    data: bytes
+
+
+class HistoryChange(NamedTuple):
+    """Changes to the history applied in one transaction by :meth:`SQLStore.write_history`."""
+
+    add: Sequence[NewChunk] = ()
+    delete: Sequence[int] = ()  # chunk ids
+    pending_add: Sequence[tuple[int, int, int]] = ()  # (inst_id, tier, start)
+    pending_done: Sequence[tuple[int, int, int]] = ()
+    watermarks: Sequence[tuple[int, int, int]] = ()  # (inst_id, tier, done_until)
+
+
+class TierStats(NamedTuple):
+    inst_id: int
+    tier: int
+    chunks: int
+    points: int
+    samples: int
+    bytes: int
+    oldest: int
+    newest: int  # exclusive end of the newest slot
 
 
 class Store(Protocol):
@@ -80,41 +119,3 @@ class Store(Protocol):
     def integrity_check(self) -> str: ...
 
     def close(self) -> None: ...
-
-
-def open_store(url: str, *, create: bool = True) -> Store:
-    """Open (creating if need be) the store a URL names.
-
-    ``sqlite:///path/to/file.db`` (an absolute path; ``sqlite:relative/file.db``
-    for a relative one) or ``postgresql://user@host:port/dbname`` (``postgres://``
-    too). InputError (field ``store``, status 400) for anything else, a missing
-    file or database name, or a store that cannot be opened or reached.
-    ``create=False`` opens only a store that exists (to read one, as ``fleetscope
-    store stats --store`` does): an SQLite file that is not there is an InputError
-    (status 404) naming its path, and nothing is created.
-    """
-    if not isinstance(url, str) or not url.strip():
-        raise InputError("store", "is empty (use sqlite:///path/to/fleetscope.db or postgresql://...)", 400)
-    parsed = urlparse(url.strip())
-    if parsed.scheme == "sqlite":
-        from fleetscope.store.sqlite import SQLiteStore
-
-        path = unquote(parsed.netloc + parsed.path)
-        if not path or path.endswith("/"):
-            raise InputError("store", f"{url!r} names no file (use sqlite:///path/to/fleetscope.db)", 400)
-        if not create and not Path(path).is_file():
-            raise InputError("store", f"no store at {path} (the file does not exist)", 404)
-        try:
-            if create:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            return SQLiteStore(path, create=create)
-        except (OSError, sqlite3.Error) as exc:
-            raise InputError("store", f"cannot open {path}: {exc}", 400) from None
-    if parsed.scheme in ("postgresql", "postgres"):
-        from fleetscope.store.postgres import PostgresStore
-
-        if not parsed.path.strip("/"):
-            raise InputError("store", f"{url!r} names no database (use postgresql://user@host/dbname)", 400)
-        return PostgresStore(url.strip())
-    raise InputError("store", f"unsupported store URL {url!r} (use sqlite:///path/to/fleetscope.db "
-                     "or postgresql://user@host/dbname)", 400)

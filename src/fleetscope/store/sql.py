@@ -8,7 +8,7 @@ transaction holding the store's lock, and the few things that are not SQL
 
 History lives in three tables:
 
-* ``chunks``: one row per encoded chunk (:mod:`fleetscope.store.chunks`) of
+* ``chunks``: one row per encoded chunk (:mod:`fleetscope.store.chunkenc`) of
   one instrumentation and tier, indexed by (instrumentation, tier, start).
   ``end_time`` is exclusive (the end of the last slot). Where chunks overlap,
   the one written last (the larger id) wins.
@@ -26,9 +26,10 @@ import json
 import random
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from fleetscope.model.instrumentation import Instrumentation
+from fleetscope.store.base import Chunk, HistoryChange, TierStats
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instrumentations (
@@ -77,50 +78,6 @@ CREATE TABLE IF NOT EXISTS pending_rollups (
     PRIMARY KEY (inst_id, tier, start_time)
 );
 """
-
-
-class NewChunk(NamedTuple):
-    """A chunk to insert."""
-
-    inst_id: int
-    tier: int
-    start: int
-    end: int  # exclusive
-    npoints: int
-    nsamples: int
-    data: bytes
-
-
-class Chunk(NamedTuple):
-    """A stored chunk (``data`` is empty when only the index was asked for)."""
-
-    id: int
-    start: int
-    end: int
-    npoints: int
-    nsamples: int
-    data: bytes
-
-
-class HistoryChange(NamedTuple):
-    """Changes to the history applied in one transaction by :meth:`SQLStore.write_history`."""
-
-    add: Sequence[NewChunk] = ()
-    delete: Sequence[int] = ()  # chunk ids
-    pending_add: Sequence[tuple[int, int, int]] = ()  # (inst_id, tier, start)
-    pending_done: Sequence[tuple[int, int, int]] = ()
-    watermarks: Sequence[tuple[int, int, int]] = ()  # (inst_id, tier, done_until)
-
-
-class TierStats(NamedTuple):
-    inst_id: int
-    tier: int
-    chunks: int
-    points: int
-    samples: int
-    bytes: int
-    oldest: int
-    newest: int  # exclusive end of the newest slot
 
 
 class SQLStore:

@@ -21,8 +21,8 @@ def store_stats(
     """Per instrumentation and history tier: points, bytes on disk, bytes per sample, oldest and newest."""
     with reporting_errors(url):
         if store:
-            from fleetscope.store.base import open_store
             from fleetscope.store.history import History
+            from fleetscope.store.open import open_store
 
             opened = open_store(store, create=False)  # a typo must not create an empty store
             try:

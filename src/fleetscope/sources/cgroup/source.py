@@ -1,0 +1,348 @@
+"""The cgroup source: the ``container.*`` metrics, and the containers' CPU time by mode.
+
+Every metric takes a container's figure from the first hierarchy that has the
+container's cgroup and the controller the figure needs, v1 first
+(:data:`PROVIDERS`; the readers are ``v1.py`` and ``v2.py``). ``container.cpu``
+adds a row for the host itself (container ``/``, runtime ``host``): the root's
+CPU time minus the containers' (processes of a non-leaf cgroup that is not a
+container count as the host's). A v1 ``memory.stat`` is read again only when
+``memory.usage_in_bytes`` moved since the last reading, or after
+:data:`MEMORY_STAT_REUSE` ticks.
+
+:meth:`CgroupSource.cpu_by_container` reads the containers' CPU time by mode
+for the host source's ``cpu.usage`` by container: the containers of the first
+v1 hierarchy with ``cpuacct`` from ``cpuacct.usage_all`` (user and system time
+per CPU, counted by the same scheduler ticks as ``/proc/stat``), then those of
+the v2 mount that are not already counted there (neither the same cgroup, nor
+inside one, nor holding one) from ``cpu.stat`` user_usec and system_usec (no
+per-CPU split). Each file is read once per tick: a v2 ``cpu.stat`` serves
+``container.cpu``, ``container.throttled`` and the split alike; the
+``cpuacct.usage`` readings of ``container.cpu`` (read once per tick for both)
+tell which v1 containers used no CPU time since the last tick, whose
+``cpuacct.usage_all`` is then not read; an unchanged file is not parsed again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Callable
+
+from fleetscope.model.errors import NotFound
+from fleetscope.model.metrics import DISCRETE, INTERVAL, NUMERIC, POINT, Field, Metric, metric
+from fleetscope.model.types import BYTES, NUMBER, PERCENT, SECONDS
+from fleetscope.sources.base import MAX_GAP, Rows, tick_length
+from fleetscope.sources.cgroup import v1, v2
+from fleetscope.sources.cgroup.files import MAX_KEPT_FILES, CgroupFiles, Read, pids
+from fleetscope.sources.cgroup.hierarchy import Hierarchy, find_hierarchies
+from fleetscope.sources.cgroup.walk import Walker, ancestors, covered
+from fleetscope.sources.container_cpu import SECONDS_PER_NS, ContainerCpu
+from fleetscope.sources.containers import CONTAINER, HOST, RUNTIME, Container
+from fleetscope.sources.procfs import clock, read_devices
+
+RESCAN_EVERY = 60.0
+# v1 memory.stat costs about five times memory.usage_in_bytes to generate and parse: a cgroup
+# whose usage did not move since the last reading keeps that reading's rss/cache/swap split,
+# for at most this many ticks.
+MEMORY_STAT_REUSE = 10
+# cgroups whose last memory.stat split is kept (past that, all are forgotten at once)
+MAX_MEMORY_MEMO = 4 * MAX_KEPT_FILES
+PERCENT_OF_ONE_CPU = 100.0  # utilization: CPU seconds per second as a percent of one CPU
+
+# metric -> [(version, controller needed or "" for none, reader)], in order of preference
+PROVIDERS: dict[str, list[tuple[int, str, Callable]]] = {
+    "container.cpu": [(1, "cpuacct", v1.cpu), (2, "", v2.cpu)],
+    "container.throttled": [(1, "cpu", v1.throttled), (2, "cpu", v2.throttled)],
+    "container.memory": [(1, "memory", v1.memory), (2, "memory", v2.memory)],
+    "container.memory_limit": [(1, "memory", v1.limit), (2, "memory", v2.limit)],
+    "container.io": [(1, "blkio", v1.io), (2, "io", v2.io)],
+    "container.io_ops": [(1, "blkio", v1.io_ops), (2, "io", v2.io_ops)],
+    "container.pressure": [(2, "", v2.pressure)],
+    "container.pids": [(1, "pids", pids), (2, "pids", pids)],
+}
+
+# --- metrics ------------------------------------------------------------------------------------
+
+POD = Field("pod", DISCRETE, "Kubernetes pod uid")
+VM = Field("vm", DISCRETE, "virtual machine")
+UTILIZATION = Field("utilization", NUMERIC, "CPU utilization", PERCENT)
+MEMORY_TYPE = Field("type", DISCRETE, "memory type")
+DISK = Field("disk", DISCRETE, "disk")
+DIRECTION = Field("direction", DISCRETE, "direction")
+RESOURCE = Field("resource", DISCRETE, "stalled resource")
+STALL = Field("type", DISCRETE, "stall type (some, full)")
+_C = (CONTAINER, RUNTIME, POD, VM)
+
+METRICS = (
+    metric("container", "cpu", "container CPU time", SECONDS, INTERVAL, *_C, UTILIZATION),
+    metric("container", "throttled", "container CPU throttled time", SECONDS, INTERVAL, *_C),
+    metric("container", "memory", "container memory", BYTES, POINT, *_C, MEMORY_TYPE),
+    metric("container", "memory_limit", "container memory limit", BYTES, POINT, *_C),
+    metric("container", "io", "container disk bytes", BYTES, INTERVAL, *_C, DISK, DIRECTION),
+    metric("container", "io_ops", "container disk operations", NUMBER, INTERVAL, *_C, DISK, DIRECTION),
+    metric("container", "pressure", "container stall pressure (PSI avg10)", PERCENT, POINT, *_C,
+           RESOURCE, STALL),
+    metric("container", "pids", "container tasks", NUMBER, POINT, *_C),
+)
+COLUMNS = {m.name: tuple(f.name for f in m.fields[1:]) for m in METRICS}
+
+
+class CgroupSource:
+    """The ``container.*`` metrics of every container (cgroup) of the host.
+
+    ``hierarchies`` defaults to the mounted ones; ``reads`` counts walks (``walk``), change
+    checks (``check``), figures read (``file``), v1 ``memory.stat`` reads (``memory.stat``),
+    readings of CPU time by mode (``cpu_modes``), the files parsed for them
+    (``cpu_modes.parse``) and reads saved by sharing a file read at the same tick (``shared``).
+    Call :meth:`close` to release the files it keeps open.
+    """
+
+    name = "cgroup"
+
+    def __init__(self, hierarchies: list[Hierarchy] | None = None, procfs: str = "/proc",
+                 rescan_every: float = RESCAN_EVERY) -> None:
+        self.hierarchies = find_hierarchies(procfs + "/self/mounts") if hierarchies is None \
+            else hierarchies
+        self.procfs = procfs
+        self.reads: Counter[str] = Counter()
+        self._files = CgroupFiles(self.reads)
+        self._walker = Walker(rescan_every, self.reads, self._walked_again)
+        self._devices: dict[str, str] = {}  # block device names by maj:min, read again after a walk
+        self._rows: dict[str, Rows] = {}
+        self._prev: dict[str, tuple[float, dict]] = {}
+        self._has_containers: bool | None = None
+        self._tick = 0
+        self._memory_memo: dict[str, tuple[bytes, int, dict[str, int]]] = {}  # dir -> (usage, tick, split)
+        self._provider_cache: dict[str, list[tuple[Hierarchy, Callable]]] = {}
+        self._now: float | None = None  # the tick's wall-clock time, as begin_tick was told
+        self._readings: dict[str, tuple[float, dict]] = {}  # metric -> this tick's reading
+        self._cpu_modes: dict[tuple[int, str], ContainerCpu] | None = None  # this tick's reading
+        # file -> (container.cpu's figure then, or None; the file's content; parsed) at its last read
+        self._cpu_memo: dict[str, tuple[object, bytes, ContainerCpu]] = {}
+
+    def _providers(self, name: str) -> list[tuple[Hierarchy, Callable]]:
+        """The (hierarchy, reader) pairs that can give ``name``, in order of preference."""
+        out = self._provider_cache.get(name)
+        if out is not None:
+            return out
+        out = self._provider_cache[name] = []
+        for version, ctrl, reader in PROVIDERS[name]:
+            for h in self.hierarchies:
+                if h.version == version and (not ctrl or ctrl in h.controllers):
+                    out.append((h, reader))
+        return out
+
+    def metrics(self) -> list[Metric]:
+        """The metrics some mounted hierarchy provides; none on a host without containers
+        (no cgroup below the roots when the source is made)."""
+        if self._has_containers is None:
+            self._has_containers = any(self.containers(h) for h in self.hierarchies)
+        if not self._has_containers:
+            return []
+        return [m for m in METRICS if self._providers(m.name)]
+
+    def begin_tick(self, now: float) -> None:
+        self._tick += 1
+        self._now = now
+        self._rows.clear()
+        self._walker.begin_tick()
+        self._files.begin_tick()
+        self._readings.clear()
+        self._cpu_modes = None
+
+    def close(self) -> None:
+        """Close the cgroup files kept open."""
+        self._files.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def collect(self, metric: str) -> Rows:
+        rows = self._rows.get(metric)
+        if rows is None:
+            if metric not in PROVIDERS:
+                raise NotFound("metric", f"cgroup source has no metric {metric!r}")
+            rows = self._rows[metric] = Rows(COLUMNS[metric], self._build(metric))
+        return rows
+
+    # --- CPU time by mode, for the host source's cpu.usage by container -----------------------
+
+    def cpu_by_container(self, now: float) -> dict[tuple[int, str], ContainerCpu]:
+        """The CPU time by mode of every container, by (cgroup version, path); containers do
+        not overlap (see the module's doc). Read once per tick: ``now`` is the tick's time, as
+        given to :meth:`begin_tick` (a new ``now`` starts a tick, for a caller that drives
+        this source alone)."""
+        if now != self._now:
+            self.begin_tick(now)
+        if self._cpu_modes is None:
+            self.reads["cpu_modes"] += 1
+            self._cpu_modes = self._read_cpu_modes()
+        return self._cpu_modes
+
+    def _read_cpu_modes(self) -> dict[tuple[int, str], ContainerCpu]:
+        out: dict[tuple[int, str], ContainerCpu] = {}
+        memo: dict[str, tuple[object, bytes, ContainerCpu]] = {}
+        taken: dict[str, Container] = {}
+        v1_h = next((h for h in self.hierarchies if h.version == 1 and "cpuacct" in h.controllers), None)
+        if v1_h is not None:
+            taken = self.containers(v1_h)
+            # container.cpu's cpuacct.usage of this tick (read for it anyway by default): a
+            # container whose usage did not move got no tick either, so its cpuacct.usage_all
+            # (half as dear again to read, and parsed) is not read.
+            first = self._providers("container.cpu")
+            usage = self._reading("container.cpu")[1] if first and first[0][0] is v1_h else {}
+            self._read_modes(v1_h, list(taken.items()), "/cpuacct.usage_all", v1.cpu_modes, out, memo,
+                             usage)
+        v2_h = next((h for h in self.hierarchies if h.version == 2), None)
+        if v2_h is not None:
+            conts = [(p, c) for p, c in self.containers(v2_h).items() if p not in taken]
+            if conts and taken:
+                holders = ancestors(taken)
+                conts = [(p, c) for p, c in conts if not covered(p, taken, holders)]
+            self._read_modes(v2_h, conts, "/cpu.stat", v2.cpu_modes, out, memo)
+        self._cpu_memo = memo  # forget containers that are gone
+        return out
+
+    def _read_modes(self, h: Hierarchy, conts: list[tuple[str, Container]], name: str,
+                    parse: Callable[[Container, bytes], ContainerCpu],
+                    out: dict[tuple[int, str], ContainerCpu], memo: dict,
+                    usage: dict[str, tuple[Container, object]] | None = None) -> None:
+        """Read file ``name`` of each of ``conts`` in ``h`` into ``out``. An idle container
+        gives the same object as at the last tick: one whose figure in ``usage`` (path ->
+        (container, CPU time)) did not move, or whose file's content did not change."""
+        mount = h.mount
+        for path, c in conts:
+            file = mount + path + name
+            was = self._cpu_memo.get(file)
+            used = usage.get(path) if usage else None
+            if was is not None and used is not None and was[0] == used[1]:
+                memo[file] = was
+                out[(h.version, path)] = was[2]
+                continue
+            try:
+                data = self._files.read_now(file) if usage is not None else self._files.read(file)
+            except FileNotFoundError:
+                self._walker.forget(mount, path)  # gone: walk again next time
+                continue
+            except OSError:
+                continue
+            if was is None or was[1] != data:
+                try:
+                    was = (None, data, parse(c, data))
+                except (ValueError, KeyError):
+                    continue
+                self.reads["cpu_modes.parse"] += 1
+            if used is not None:
+                was = (used[1], *was[1:])
+            memo[file] = was
+            out[(h.version, path)] = was[2]
+
+    # --- discovery -------------------------------------------------------------------------
+
+    def containers(self, h: Hierarchy) -> dict[str, Container]:
+        """The containers of hierarchy ``h`` by cgroup path (see ``walk.py``)."""
+        return self._walker.containers(h)
+
+    def _walked_again(self, mount: str, found: dict[str, Container]) -> None:
+        self._devices = {}
+        self._files.close_gone(mount, found)
+
+    def _read_all(self, metric: str) -> dict[str, tuple[Container, object]]:
+        """path -> (container, raw figure) for every container, each from its first provider;
+        for container.cpu, the root of the first provider under ``"/"``."""
+        out: dict[str, tuple[Container, object]] = {}
+        providers = self._providers(metric)
+        read = self._files.read
+        for i, (h, reader) in enumerate(providers):
+            if reader is v1.memory:
+                reader = self._memory_v1_reused
+            conts = self.containers(h)
+            mount = h.mount
+            for path, c in list(conts.items()):
+                if path in out:
+                    continue
+                try:
+                    out[path] = (c, reader(read, mount + path))
+                except FileNotFoundError:
+                    self._walker.forget(mount, path)  # gone: walk again next time
+                except (OSError, ValueError, KeyError):
+                    continue
+            if i == 0 and metric == "container.cpu":
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    out["/"] = (HOST, reader(read, h.mount))
+        self.reads["file"] += len(out)
+        return out
+
+    def _memory_v1_reused(self, read: Read, d: str) -> dict[str, int]:
+        """:func:`v1.memory`, or its last result for ``d`` if ``memory.usage_in_bytes`` is the
+        same as then and that result is under :data:`MEMORY_STAT_REUSE` ticks old."""
+        usage = v1.memory_usage(read, d)
+        memo = self._memory_memo.get(d)
+        if memo is not None and memo[0] == usage and self._tick - memo[1] < MEMORY_STAT_REUSE:
+            return memo[2]
+        self.reads["memory.stat"] += 1
+        split = v1.memory(read, d)
+        if len(self._memory_memo) > MAX_MEMORY_MEMO:
+            self._memory_memo.clear()
+        self._memory_memo[d] = (usage, self._tick, split)
+        return split
+
+    def _reading(self, metric: str) -> tuple[float, dict[str, tuple[Container, object]]]:
+        """(clock() when read, :meth:`_read_all`) of ``metric``, read once per tick: container.cpu's
+        is also what :meth:`cpu_by_container` looks at first."""
+        got = self._readings.get(metric)
+        if got is None:
+            got = self._readings[metric] = (clock(), self._read_all(metric))
+        return got
+
+    def _build(self, metric: str) -> list[tuple]:
+        now, cur = self._reading(metric)
+        if metric in ("container.memory_limit", "container.pids"):
+            return [(*c, v) for p, (c, v) in cur.items() if p != "/" and v is not None]
+        if metric == "container.memory":
+            return [(*c, t, v) for p, (c, got) in cur.items() if p != "/" for t, v in got.items()]
+        if metric == "container.pressure":
+            return [(*c, res, kind, v) for p, (c, got) in cur.items() if p != "/"
+                    for (res, kind), v in got.items()]
+        # interval metrics
+        prev = self._prev.get(metric)
+        self._prev[metric] = (now, cur)
+        if prev is None or not 0 < now - prev[0] <= MAX_GAP:
+            return []
+        elapsed = tick_length(now - prev[0])
+        old = prev[1]
+        rows = []
+        if metric in ("container.io", "container.io_ops"):
+            if not self._devices:
+                self._devices = read_devices(self.procfs)
+            for p, (c, got) in cur.items():
+                was = old.get(p)
+                if p == "/" or was is None:
+                    continue
+                for (dev, direction), v in got.items():
+                    d = v - was[1].get((dev, direction), 0)
+                    if d >= 0:
+                        rows.append((*c, self._devices.get(dev, dev), direction, d / elapsed))
+            return rows
+        # ns counters: container.cpu, container.throttled
+        scale = SECONDS_PER_NS / elapsed
+        total = 0.0
+        first = self._containers_of_first(metric)
+        for p, (c, v) in cur.items():
+            was = old.get(p)
+            if p == "/" or was is None or v < was[1]:
+                continue
+            rate = (v - was[1]) * scale
+            if p in first:
+                total += rate
+            rows.append((*c, PERCENT_OF_ONE_CPU * rate, rate) if metric == "container.cpu" else (*c, rate))
+        root, was = cur.get("/"), old.get("/")
+        if metric == "container.cpu" and root is not None and was is not None and root[1] >= was[1]:
+            host = max(0.0, (root[1] - was[1]) * scale - total)
+            rows.append((*HOST, PERCENT_OF_ONE_CPU * host, host))
+        return rows
+
+    def _containers_of_first(self, metric: str) -> dict[str, Container]:
+        providers = self._providers(metric)
+        return self._walker.known(providers[0][0].mount) if providers else {}
