@@ -117,10 +117,10 @@ def simulate(url: str, hosts: list[str], inst: list[tuple[int, str]], seconds: f
             second = int(time.time())
             for i, host in enumerate(hosts):
                 batch = m.Batch(host, second - 1, time.time(), variants[(i + tick) % len(variants)])
-                await bus.publish(f"{m.DATA}.{host}", m.encode(batch))
+                await bus.publish(m.data_subject(host), m.encode(batch))
                 if (i + second) % STATUS_EVERY == 0:
                     status = m.AgentStatus(host, __version__, time.time(), running=[i for i, _ in inst])
-                    await bus.publish(m.AGENT_STATUS, m.encode(status))
+                    await bus.publish(m.status_subject(status.host), m.encode(status))
             await bus.nc.flush()
             tick += 1
         await bus.close()
@@ -183,7 +183,7 @@ class Fleet:
         async with httpx.AsyncClient(base_url=self.api, timeout=10) as client:
             for spec in specs:
                 for _ in range(50):
-                    await bus.publish(m.AGENT_STATUS, m.encode(status))
+                    await bus.publish(m.status_subject(status.host), m.encode(status))
                     resp = await client.post("/api/v1/instrumentations", json=spec)
                     if resp.status_code == 201:
                         body = resp.json()

@@ -17,13 +17,13 @@ def free_port() -> int:
 
 class NatsServer:
     def __init__(self, log_dir: Path, port: int | None = None, listen: str = "127.0.0.1",
-                 max_payload: int | None = None, monitor: bool = False) -> None:
+                 max_payload: int | None = None, monitor: bool = False, config: str = "") -> None:
         self.port = port or free_port()
         self.monitor_port = free_port() if monitor else None
         self.listen = listen
         self.url = f"nats://127.0.0.1:{self.port}"
         self.config = log_dir / f"nats-{self.port}.conf"
-        self.config.write_text(f"max_payload: {max_payload}\n" if max_payload else "")
+        self.config.write_text((f"max_payload: {max_payload}\n" if max_payload else "") + config)
         self.log = log_dir / f"nats-{self.port}.log"
         self.proc: subprocess.Popen | None = None
 

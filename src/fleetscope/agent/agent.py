@@ -215,10 +215,11 @@ class Agent:
             limit = self.bus.max_payload - len(m.encode(status))
             while metrics:
                 part, consumed = m.page(metrics, limit)
-                await self._publish(m.AGENT_STATUS, m.encode(msgspec.structs.replace(status, metrics=part)))
+                await self._publish(m.status_subject(self.hostname),
+                                    m.encode(msgspec.structs.replace(status, metrics=part)))
                 metrics = metrics[consumed:]
         else:
-            await self._publish(m.AGENT_STATUS, m.encode(status))
+            await self._publish(m.status_subject(self.hostname), m.encode(status))
 
     async def _publish(self, subject: str, data: bytes) -> None:
         with contextlib.suppress(BusUnavailable, MessageTooLarge):  # status is sent again soon
@@ -268,7 +269,7 @@ class Agent:
                 else:
                     batch = self.tick(time.time())
                 for payload in m.encode_batch(batch, self.bus.max_payload, self._oversized):
-                    self.outbox.put(f"{m.DATA}.{self.hostname}", payload)
+                    self.outbox.put(m.data_subject(self.hostname), payload)
             await self._send()
             if time.monotonic() - last_status >= STATUS_EVERY:
                 await self.publish_status()

@@ -92,7 +92,7 @@ class Aggregator(Follower):
         except InputError:
             self.drop("malformed_batch")
             return
-        if msg.subject != f"{m.DATA}.{batch.host}":
+        if msg.subject != m.data_subject(batch.host):
             self.drop("host_not_subject")  # a foreign or forged batch
             return
         self.add_batch(batch, time.time())
@@ -119,6 +119,9 @@ class Aggregator(Follower):
             status = m.decode(msg.data, m.AgentStatus)
         except InputError:
             self.drop("bad_status")
+            return
+        if msg.subject != m.status_subject(status.host):
+            self.drop("host_not_subject")
             return
         self.observe_clock(status.host, status.time, time.time())
 
@@ -198,7 +201,7 @@ class Aggregator(Follower):
         await self.bus.connect()
         await self.follow()
         await self.bus.subscribe(f"{m.DATA}.>", self._on_batch)
-        await self.bus.subscribe(m.AGENT_STATUS, self._on_status)
+        await self.bus.subscribe(f"{m.AGENT_STATUS}.>", self._on_status)
         await self.bus.subscribe(f"{m.WINDOW}.*", self._on_window_request)
         self._task = asyncio.get_running_loop().create_task(self._housekeeping())
 

@@ -135,6 +135,9 @@ class ControlPlane:
         except InputError:
             self.bad_messages += 1
             return
+        if msg.subject != m.status_subject(status.host):
+            self.bad_messages += 1  # a status for another host: forged, or a misconfigured agent
+            return
         self.hosts[status.host] = (status, time.time())
         self.known_hosts[status.host] = status.labels
         before = {mt.name: mt for mt in self.catalog}
@@ -179,7 +182,7 @@ class ControlPlane:
         self.load_catalog()
         await self.bus.connect()
         await self.bus.subscribe(m.CTL_LIST, self._on_list, queue="control")
-        await self.bus.subscribe(m.AGENT_STATUS, self._on_status)
+        await self.bus.subscribe(f"{m.AGENT_STATUS}.>", self._on_status)
         now = time.time()
         for inst in self.list():
             self._last_access.setdefault(inst.id, now)

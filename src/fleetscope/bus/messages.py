@@ -7,6 +7,7 @@ receiver counts and drops it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -24,7 +25,7 @@ CTL_ENABLE = f"{PREFIX}.ctl.enable"  # InstrumentationMsg: start or change (aggr
 CTL_AGENT = f"{PREFIX}.ctl.agent"  # CTL_AGENT.<hostname>: InstrumentationMsg for the agents it may match
 CTL_DISABLE = f"{PREFIX}.ctl.disable"  # DisableMsg
 CTL_LIST = f"{PREFIX}.ctl.list"  # request: ListRequest -> InstrumentationList
-AGENT_STATUS = f"{PREFIX}.agent.status"  # AgentStatus, on start and every few seconds
+AGENT_STATUS = f"{PREFIX}.agent.status"  # AGENT_STATUS.<hostname>: AgentStatus, every few seconds
 FINAL = f"{PREFIX}.final"  # FINAL.<id>: FinalPoint, each final or revised slot, for API servers
 WINDOW = f"{PREFIX}.window"  # WINDOW.<id>: request -> FinalPoints, the owning aggregator's window
 
@@ -120,6 +121,23 @@ class FinalPoints(msgspec.Struct):
 def agent_subject(hostname: str) -> str:
     """Where the control plane sends the instrumentations meant for ``hostname``."""
     return f"{CTL_AGENT}.{hostname}"
+
+
+def data_subject(hostname: str) -> str:
+    """Where ``hostname``'s agent publishes its batches."""
+    return f"{DATA}.{hostname}"
+
+
+def status_subject(hostname: str) -> str:
+    """Where ``hostname``'s agent publishes its status (one subject per host, so that bus
+    permissions can let an agent speak only for itself)."""
+    return f"{AGENT_STATUS}.{hostname}"
+
+
+def agent_inbox(hostname: str) -> str:
+    """The inbox prefix of ``hostname``'s agent: replies to its requests come below it. One
+    subject token (a digest), so that no host name can be a prefix of another's inbox."""
+    return f"_INBOX.fs{hashlib.sha256(hostname.encode()).hexdigest()[:20]}"
 
 
 _encoder = msgspec.msgpack.Encoder()

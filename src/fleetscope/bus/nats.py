@@ -31,6 +31,8 @@ RECONNECT_WAIT = 1.0  # seconds between attempts
 # published meanwhile is lost, and the agent sends only its last batches again.
 PING_INTERVAL = 2
 MAX_OUTSTANDING_PINGS = 2
+PERMISSIONS_VIOLATION = "permissions violation"  # how nats-server words a refused subject
+PERMISSION_ERRORS_LOGGED = 10  # then only counted: a misconfigured agent would flood the log
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,14 @@ class NatsOptions:
     password: str | None = None
     token: str | None = None
     creds: str | None = None  # a .creds file (JWT + nkey seed)
+    nkey: str | None = None  # a file holding an NKey seed (`fleetscope nats-config` writes them)
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
     name: str = "fleetscope"
+    # Replies to this connection's requests come below this subject (an agent's is its own, so
+    # that bus permissions can keep other hosts' replies from it: messages.agent_inbox).
+    inbox_prefix: str = "_INBOX"
 
     def tls_context(self) -> ssl.SSLContext | None:
         if not (self.tls_ca or self.tls_cert):
@@ -73,6 +79,7 @@ class NatsBus:
         self.nc = Client()
         self._connecting: asyncio.Task | None = None
         self.on_reconnect: list[Callable[[], Awaitable[None]]] = []
+        self.permission_errors = 0  # publishes and subscriptions the server refused
 
     @property
     def connected(self) -> bool:
@@ -87,7 +94,8 @@ class NatsBus:
             try:
                 await self.nc.connect(
                     servers=[o.url], name=o.name, user=o.user, password=o.password, token=o.token,
-                    user_credentials=o.creds, tls=o.tls_context(), allow_reconnect=True,
+                    user_credentials=o.creds, nkeys_seed=o.nkey, inbox_prefix=o.inbox_prefix,
+                    tls=o.tls_context(), allow_reconnect=True,
                     max_reconnect_attempts=-1, reconnect_time_wait=RECONNECT_WAIT, connect_timeout=2,
                     ping_interval=PING_INTERVAL, max_outstanding_pings=MAX_OUTSTANDING_PINGS,
                     reconnected_cb=self._reconnected, disconnected_cb=self._disconnected,
@@ -111,6 +119,13 @@ class NatsBus:
         log.warning("disconnected from NATS")
 
     async def _error(self, exc: Exception) -> None:
+        if PERMISSIONS_VIOLATION in str(exc).lower():
+            # The server refused a subject this process's credentials do not allow: a setup
+            # mistake (or a process speaking for another host) that an operator must see.
+            self.permission_errors += 1
+            if self.permission_errors <= PERMISSION_ERRORS_LOGGED:
+                log.warning("NATS refused: %s", exc)
+            return
         log.debug("NATS: %s", exc)
 
     @property

@@ -1,0 +1,187 @@
+"""NATS authorization: a real nats-server with the permissions of bus/permissions.py, each
+process with its own NKey; an agent can speak only for its own host."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetscope.agent.agent import Agent
+from fleetscope.aggregator.aggregator import Aggregator
+from fleetscope.api.control import ControlPlane
+from fleetscope.bus import messages as m
+from fleetscope.bus import permissions
+from fleetscope.bus.base import Msg
+from fleetscope.bus.nats import NatsBus, NatsOptions
+from fleetscope.sources.registry import catalog, local_sources
+from fleetscope.store.base import open_store
+from tests.nats_server import NatsServer
+
+HOSTS = ("auth-a", "auth-b.example.com")
+
+
+@pytest.fixture
+def users() -> dict[str, permissions.User]:
+    made = {h: permissions.new_user("agent", h) for h in HOSTS}
+    made["auth-a.example.com"] = permissions.new_user("agent", "auth-a.example.com")
+    made["aggregator"] = permissions.new_user("aggregator", "agg1")
+    made["api"] = permissions.new_user("api", "api1")
+    return made
+
+
+@pytest.fixture
+def secured(tmp_path: Path, users: dict[str, permissions.User]) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path, config=permissions.authorization_block(users.values())).start()
+    yield server
+    server.stop()
+
+
+def bus_for(server: NatsServer, user: permissions.User, tmp_path: Path) -> NatsBus:
+    seed = tmp_path / f"{user.role}-{user.name}.nk"
+    seed.write_bytes(user.seed)
+    seed.chmod(0o600)
+    inbox = m.agent_inbox(user.name) if user.role == "agent" else "_INBOX"
+    return NatsBus(NatsOptions(server.url, nkey=str(seed), inbox_prefix=inbox, name=user.name))
+
+
+async def settle(bus: NatsBus) -> None:
+    """A round trip to the server: what was sent before has been processed by it."""
+    await bus.nc.flush(timeout=5)
+
+
+def test_the_authorization_block_names_each_role_and_only_public_keys(users) -> None:
+    block = permissions.authorization_block(users.values())
+    for user in users.values():
+        assert user.public_key in block and user.public_key.startswith("U")
+        assert user.seed.decode() not in block, "no secret in the server's configuration"
+    assert f'"{m.data_subject("auth-a")}"' in block
+    with pytest.raises(ValueError, match="unknown role"):
+        permissions.new_user("root", "x")
+
+
+def test_each_user_may_use_only_its_subjects(secured: NatsServer, users, tmp_path: Path) -> None:
+    async def scenario() -> dict:
+        watcher = bus_for(secured, users["aggregator"], tmp_path)
+        agent_a = bus_for(secured, users["auth-a"], tmp_path)
+        api = bus_for(secured, users["api"], tmp_path)
+        for bus in (watcher, agent_a, api):
+            await bus.connect()
+        seen: list[str] = []
+
+        async def record(msg: Msg) -> None:
+            seen.append(msg.subject)
+
+        await watcher.subscribe(f"{m.DATA}.>", record)
+        await watcher.subscribe(f"{m.AGENT_STATUS}.>", record)
+        await settle(watcher)
+        # Its own subjects go through; another host's are refused by the server.
+        await agent_a.publish(m.data_subject("auth-a"), b"own")
+        await agent_a.publish(m.status_subject("auth-a"), b"own")
+        await agent_a.publish(m.data_subject("auth-b.example.com"), b"forged")
+        await agent_a.publish(m.status_subject("auth-b.example.com"), b"forged")
+        await agent_a.publish(m.data_subject("auth-a.example.com"), b"forged")  # a longer name
+        await agent_a.publish(m.CTL_ENABLE, b"forged")  # no control messages from an agent
+        # Nor may it listen to what is meant for another host.
+        snooped: list[str] = []
+
+        async def snoop(msg: Msg) -> None:
+            snooped.append(msg.subject)
+
+        await agent_a.subscribe(m.agent_subject("auth-b.example.com"), snoop)
+        await agent_a.subscribe("_INBOX.>", snoop)
+        await settle(agent_a)
+        await api.publish(m.agent_subject("auth-b.example.com"), b"for b only")
+        await settle(api)
+        await wait_async(lambda: agent_a.permission_errors >= 6)
+        await settle(watcher)
+        result = {"seen": sorted(seen), "snooped": snooped, "refused": agent_a.permission_errors}
+        for bus in (watcher, agent_a, api):
+            await bus.close()
+        return result
+
+    result = asyncio.run(scenario())
+    assert result["seen"] == sorted([m.data_subject("auth-a"), m.status_subject("auth-a")])
+    assert result["snooped"] == []
+    assert result["refused"] == 6  # 3 forged publishes, the control message and 2 subscriptions
+
+
+async def wait_async(condition, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met")
+        await asyncio.sleep(0.05)
+
+
+def test_a_fleet_runs_with_least_privilege_and_forged_batches_never_arrive(secured: NatsServer, users,
+                                                                          tmp_path: Path) -> None:
+    """Control plane (api key), aggregator (aggregator key) and a real agent (its own key) run a
+    fleet-wide instrumentation; the agent lists its instrumentations through its own inbox; a
+    batch that agent forges for another host is refused by the server, not counted."""
+
+    async def scenario() -> dict:
+        store = open_store(f"sqlite:///{tmp_path / 'defs.db'}")
+        api_bus = bus_for(secured, users["api"], tmp_path)
+        agg_bus = bus_for(secured, users["aggregator"], tmp_path)
+        agent_bus = bus_for(secured, users["auth-a"], tmp_path)
+        for bus in (api_bus, agg_bus, agent_bus):
+            await bus.connect()
+        control = ControlPlane(store, api_bus, catalog(local_sources()))
+        aggregator = Aggregator(agg_bus)
+        await control.start()
+        await aggregator.start()
+        inst = await control.create({"module": "cpu", "stat": "usage", "decomposition": ["hostname"]})
+        agent = Agent(agent_bus, local_sources(), hostname="auth-a")
+        running = asyncio.get_running_loop().create_task(agent.run())
+        try:
+            await wait_async(lambda: "auth-a" in control.hosts, 15)
+            await wait_async(lambda: any(p.nsources == 1 and p.value for p in points(aggregator, inst.id)),
+                             15)
+            forged = m.Batch("auth-b.example.com", int(time.time()), time.time(),
+                             [m.Partial(inst.id, {"auth-b.example.com": 1.0})])
+            await agent_bus.publish(m.data_subject("auth-b.example.com"), m.encode(forged))
+            await wait_async(lambda: agent_bus.permission_errors >= 1)
+            await settle(agg_bus)
+            keys = set().union(*(set(p.value) for p in points(aggregator, inst.id)))
+            return {"keys": keys, "running": inst.id in agent.instrumentations,
+                    "drops": dict(aggregator.dropped), "refused": agent_bus.permission_errors}
+        finally:
+            agent.stop()
+            await running
+            agent.close()
+            await aggregator.stop()
+            await control.stop()
+            for bus in (api_bus, agg_bus, agent_bus):
+                await bus.close()
+            store.close()
+
+    result = asyncio.run(scenario())
+    assert result["running"], "the agent learnt its instrumentations through its own inbox"
+    assert result["keys"] == {"auth-a"}
+    assert result["refused"] == 1
+    assert "host_not_subject" not in result["drops"], "the server refused it before any aggregator"
+
+
+def points(aggregator: Aggregator, inst_id: int) -> list:
+    window = aggregator.window(inst_id)
+    return window.points(0, 2**40) if window else []
+
+
+def test_a_connection_without_a_known_key_is_refused(secured: NatsServer, tmp_path: Path) -> None:
+    import nats
+    from nats.errors import Error as NatsError
+
+    stranger = tmp_path / "stranger.nk"
+    stranger.write_bytes(permissions.new_user("agent", "auth-a").seed)  # a key the server does not list
+
+    async def attempt(**auth) -> None:
+        await nats.connect(secured.url, allow_reconnect=False, connect_timeout=2, **auth)
+
+    for auth in ({}, {"nkeys_seed": str(stranger)}):
+        with pytest.raises(NatsError, match="Authorization Violation"):
+            asyncio.run(attempt(**auth))
