@@ -4,10 +4,13 @@ process with its own NKey; an agent can speak only for its own host."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from fleetscope.agent.agent import Agent
@@ -18,7 +21,8 @@ from fleetscope.bus import permissions
 from fleetscope.bus.base import Msg
 from fleetscope.bus.nats import NatsBus, NatsOptions
 from fleetscope.sources.registry import catalog, local_sources
-from fleetscope.store.base import open_store
+from fleetscope.store.open import open_store
+from tests.conftest import free_port, stop_process, wait_for
 from tests.nats_server import NatsServer
 
 HOSTS = ("auth-a", "auth-b.example.com")
@@ -185,3 +189,67 @@ def test_a_connection_without_a_known_key_is_refused(secured: NatsServer, tmp_pa
     for auth in ({}, {"nkeys_seed": str(stranger)}):
         with pytest.raises(NatsError, match="Authorization Violation"):
             asyncio.run(attempt(**auth))
+
+
+def test_nats_config_secures_a_fleet_of_real_processes(tmp_path: Path) -> None:
+    """`fleetscope nats-config` writes the keys and the server block; a real aggregator, API
+    server and agent run on them; an agent started under another host's name with that key
+    gets nothing through (the server refuses its subjects) and says so in its log."""
+    exe = str(Path(sys.executable).parent / "fleetscope")
+    keys = tmp_path / "keys"
+    made = subprocess.run([exe, "nats-config", "--agent", "e2e-host", "--out", str(keys)],
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert sorted(p.name for p in keys.iterdir()) == [
+        "agent-e2e-host.nk", "aggregator-aggregator.nk", "api-api.nk"]
+    assert all((p.stat().st_mode & 0o077) == 0 for p in keys.iterdir()), "seeds are private"
+    for p in keys.iterdir():
+        assert p.read_text() not in made.stdout, "no seed is printed"
+    server = NatsServer(tmp_path, config=made.stdout).start()
+    store = f"sqlite:///{tmp_path / 'fleet.db'}"
+    port = free_port()
+    logs = {name: open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed below
+            for name in ("agg", "api", "agent", "forger")}
+    common = ["--bus", server.url]
+    procs = {
+        "agg": [exe, "aggregator", *common, "--store", store,
+                "--nkey", str(keys / "aggregator-aggregator.nk")],
+        "api": [exe, "api", *common, "--store", store, "--port", str(port),
+                "--nkey", str(keys / "api-api.nk")],
+        "agent": [exe, "agent", *common, "--hostname", "e2e-host", "--nkey", str(keys / "agent-e2e-host.nk")],
+        "forger": [exe, "agent", *common, "--hostname", "forged-host",
+                   "--nkey", str(keys / "agent-e2e-host.nk")],
+    }
+    running = {name: subprocess.Popen(cmd, stdout=logs[name], stderr=subprocess.STDOUT)
+               for name, cmd in procs.items()}
+    url = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        # The API server learns the metrics from the agent's status, which only its key may send.
+        wait_for(lambda: (_get(url + "/hosts") or {}).get("hosts"), 30)
+        made = httpx.post(url + "/instrumentations", timeout=10,
+                          json={"metric": "cpu.usage", "decomposition": ["hostname"]})
+        assert made.status_code == 201, made.text
+        inst = made.json()
+
+        def keys_seen() -> set[str]:
+            points = _get(f"{url}/instrumentations/{inst['id']}/value?duration=1&ndatapoints=30") or []
+            return set().union(*(set(p["value"] or {}) for p in points))
+
+        assert wait_for(lambda: keys_seen() == {"e2e-host"} and keys_seen(), 30)
+        wait_for(lambda: b"NATS refused" in (tmp_path / "forger.log").read_bytes(), 30)
+        hosts = {h["hostname"] for h in httpx.get(url + "/hosts", timeout=10).json()["hosts"]}
+        assert hosts == {"e2e-host"}, "the forger could not even announce itself"
+        assert keys_seen() == {"e2e-host"}
+    finally:
+        for proc in running.values():
+            stop_process(proc)
+        for f in logs.values():
+            f.close()
+        server.stop()
+
+
+def _get(url: str) -> dict | list | None:
+    try:
+        r = httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return r.json() if r.status_code == 200 else None

@@ -56,9 +56,10 @@ AGGREGATOR = Permissions(
 )
 
 API = Permissions(
-    # Control messages to aggregators and agents, window requests, and answers to list requests.
-    publish=(m.CTL_ENABLE, f"{m.CTL_AGENT}.>", m.CTL_DISABLE, f"{m.WINDOW}.*", "_INBOX.>"),
-    subscribe=(m.CTL_LIST, f"{m.AGENT_STATUS}.>", f"{m.FINAL}.>", "_INBOX.>"),
+    # Control messages to aggregators and agents, window and list requests (it follows the
+    # instrumentations and windows too), and answers to list requests.
+    publish=(m.CTL_ENABLE, f"{m.CTL_AGENT}.>", m.CTL_DISABLE, m.CTL_LIST, f"{m.WINDOW}.*", "_INBOX.>"),
+    subscribe=(m.CTL_LIST, m.CTL_ENABLE, m.CTL_DISABLE, f"{m.AGENT_STATUS}.>", f"{m.FINAL}.>", "_INBOX.>"),
 )
 
 

@@ -13,6 +13,7 @@ from typing import NamedTuple
 from fleetscope.agent.agent import Agent
 from fleetscope.bus.base import Bus
 from fleetscope.bus.connect import connect_bus
+from fleetscope.bus.messages import agent_inbox
 from fleetscope.processes.common import run_until_signalled
 from fleetscope.processes.config import AgentConfig, IngestConfig
 from fleetscope.sources.base import Source
@@ -52,7 +53,8 @@ def assemble(config: AgentConfig) -> AgentProcess:
     config is refused. Nothing runs yet."""
     name = config.hostname or socket.gethostname()
     # The connection's name shows in the server's monitoring (connz): which host is which.
-    bus = connect_bus(config.bus_url, name=f"fleetscope agent {name}", **config.nats)
+    bus = connect_bus(config.bus_url, name=f"fleetscope agent {name}", inbox_prefix=agent_inbox(name),
+                      **config.nats)
     own = SelfSource(api=False)  # fleetscope.agent_tick
     sources = [*local_sources(), own, *ingest_sources(config.ingest)]
     agent = Agent(bus, sources, hostname=config.hostname, labels=config.labels,

@@ -33,7 +33,7 @@ DEFAULT_BUS = "nats://127.0.0.1:4222"
 DEFAULT_BUFFER = "64MiB"
 DEFAULT_INGEST_MAX = 1000  # metric names per source, and distinct values per field of a metric
 MAX_INGEST_MAX = 1_000_000
-NATS_KEYS = ("creds", "user", "password", "token", "tls_ca", "tls_cert", "tls_key")
+NATS_KEYS = ("creds", "nkey", "user", "password", "token", "tls_ca", "tls_cert", "tls_key")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@
 module              commands
 ==================  ===================================================================
 servers             serve, agent, aggregator, api (the long-running processes)
+buscfg              nats-config (NATS authorization for a fleet)
 metrics             metrics
 hosts               hosts
 instrumentations    inst create|list|show|update|delete, defaults
@@ -23,13 +24,14 @@ from __future__ import annotations
 
 import typer
 
-from fleetscope.cli.commands import hosts, instrumentations, metrics, servers, store, values
+from fleetscope.cli.commands import buscfg, hosts, instrumentations, metrics, servers, store, values
 
 
 def register_servers(app: typer.Typer) -> None:
     """Add the long-running processes to ``app``."""
     for command in (servers.serve, servers.agent, servers.aggregator, servers.api):
         app.command()(command)
+    app.command("nats-config")(buscfg.nats_config)
 
 
 def register(app: typer.Typer) -> None:

@@ -82,17 +82,19 @@ Creds = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_NATS_CREDS", help=
 User = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_NATS_USER", help="NATS user.")]
 Password = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_NATS_PASSWORD", help="NATS password.")]
 Token = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_NATS_TOKEN", help="NATS token.")]
+NKey = Annotated[str | None, typer.Option(
+    envvar="FLEETSCOPE_NATS_NKEY", help="File with this process's NKey seed (fleetscope nats-config).")]
 TlsCa = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_TLS_CA", help="CA certificate for TLS.")]
 TlsCert = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_TLS_CERT", help="Client certificate.")]
 TlsKey = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_TLS_KEY", help="Client key.")]
 LogLevel = Annotated[str, typer.Option(help="debug, info, warning or error.")]
 
 
-def _nats(creds: str | None, user: str | None, password: str | None, token: str | None,
+def _nats(creds: str | None, nkey: str | None, user: str | None, password: str | None, token: str | None,
           tls_ca: str | None, tls_cert: str | None, tls_key: str | None) -> dict[str, str | None]:
     """The NATS flags by name, as fleetscope.processes.config.NATS_KEYS."""
-    return {"creds": creds, "user": user, "password": password, "token": token, "tls_ca": tls_ca,
-            "tls_cert": tls_cert, "tls_key": tls_key}
+    return {"creds": creds, "nkey": nkey, "user": user, "password": password, "token": token,
+            "tls_ca": tls_ca, "tls_cert": tls_cert, "tls_key": tls_key}
 
 
 def config_option(section: str) -> object:
@@ -107,7 +109,7 @@ def agent(
                                                  help="Host name to report.")] = None,
     label: Annotated[list[str] | None, typer.Option(
         help="A host label key=value, usable as a field (repeatable).")] = None,
-    creds: Creds = None, user: User = None, password: Password = None, token: Token = None,
+    creds: Creds = None, nkey: NKey = None, user: User = None, password: Password = None, token: Token = None,
     tls_ca: TlsCa = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
     buffer: Annotated[str | None, typer.Option(envvar="FLEETSCOPE_BUFFER",
                                                help="Memory for batches while the bus is away, "
@@ -139,7 +141,7 @@ def agent(
 
     with refusing_bad_config():
         cfg = agent_config(config=config, bus=bus, hostname=hostname, label=label, buffer=buffer,
-                           nats=_nats(creds, user, password, token, tls_ca, tls_cert, tls_key),
+                           nats=_nats(creds, nkey, user, password, token, tls_ca, tls_cert, tls_key),
                            log_level=log_level, statsd=statsd, statsd_prefix=statsd_prefix, otlp=otlp,
                            otlp_prefix=otlp_prefix, scrape=scrape, ingest_max_metrics=ingest_max_metrics,
                            ingest_max_keys=ingest_max_keys)
@@ -165,7 +167,7 @@ def _run_fleet_process(process: ModuleType, banner: str, *, section: str, **sett
 def aggregator(
     bus: BusUrl = None, store: StoreUrl = None,
     name: Annotated[str | None, typer.Option(help="A name unique in the fleet (default host:pid).")] = None,
-    creds: Creds = None, user: User = None, password: Password = None, token: Token = None,
+    creds: Creds = None, nkey: NKey = None, user: User = None, password: Password = None, token: Token = None,
     tls_ca: TlsCa = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
     config: Annotated[Path | None, config_option("aggregator")] = None, log_level: LogLevel = "info",
 ) -> None:
@@ -174,14 +176,14 @@ def aggregator(
 
     _run_fleet_process(process, "fleetscope aggregator {version}, bus {bus}", section="aggregator",
                        config=config, bus=bus, store=store, log_level=log_level, name=name,
-                       nats=_nats(creds, user, password, token, tls_ca, tls_cert, tls_key))
+                       nats=_nats(creds, nkey, user, password, token, tls_ca, tls_cert, tls_key))
 
 
 def api(
     bus: BusUrl = None, store: StoreUrl = None,
     port: Annotated[int, typer.Option(help="TCP port of the API and dashboard.")] = DEFAULT_PORT,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = DEFAULT_HOST,
-    creds: Creds = None, user: User = None, password: Password = None, token: Token = None,
+    creds: Creds = None, nkey: NKey = None, user: User = None, password: Password = None, token: Token = None,
     tls_ca: TlsCa = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
     config: Annotated[Path | None, config_option("api")] = None, log_level: LogLevel = "warning",
 ) -> None:
@@ -190,4 +192,4 @@ def api(
 
     _run_fleet_process(process, f"fleetscope api {{version}} serving at http://{host}:{port}/ (bus {{bus}})",
                        section="api", config=config, bus=bus, store=store, log_level=log_level, host=host,
-                       port=port, nats=_nats(creds, user, password, token, tls_ca, tls_cert, tls_key))
+                       port=port, nats=_nats(creds, nkey, user, password, token, tls_ca, tls_cert, tls_key))
