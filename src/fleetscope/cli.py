@@ -66,6 +66,8 @@ def serve(
                                            "names per source (more are dropped and counted)."),
     ingest_max_keys: int = typer.Option(1000, help="StatsD, OTLP, scrape: at most this many distinct "
                                         "values per field of a metric (more are dropped and counted)."),
+    tick_budget: str = typer.Option("50ms", help="CPU each instrumentation may use per tick on the "
+                                    "agent; one over it is paused there with a warning (1ms..1s)."),
 ) -> None:
     """Run everything on this host: agent, aggregator, store, API and dashboard."""
     import uvicorn
@@ -83,6 +85,7 @@ def serve(
             typer.echo(f"error: port: cannot listen on {host}:{port}: {exc.strerror}", err=True)
             raise typer.Exit(1) from None
     _configure_logging(log_level)
+    from fleetscope.agent.budget import parse_budget
     from fleetscope.model.errors import InputError
     from fleetscope.model.tiers import DEFAULT_RETENTION, validate_retention
     from fleetscope.store.history import HistoryConfig
@@ -96,7 +99,8 @@ def serve(
                                    HistoryConfig(retention=retention, flush_every=flush_every),
                                    statsd=_limited(_statsd_config(statsd, statsd_prefix), limits),
                                    otlp=_limited(_otlp_config(otlp, otlp_prefix), limits),
-                                   scrape=_scrape_targets(scrape), scrape_limits=limits)
+                                   scrape=_scrape_targets(scrape), scrape_limits=limits,
+                                   tick_budget=parse_budget(tick_budget))
     except InputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -253,9 +257,12 @@ def agent(
                                            "names per source (more are dropped and counted)."),
     ingest_max_keys: int = typer.Option(None, help="StatsD, OTLP, scrape: at most this many distinct "
                                         "values per field of a metric (more are dropped and counted)."),
+    tick_budget: str = typer.Option(None, help="CPU each instrumentation may use per tick (50ms); one "
+                                    "over it is paused on this host with a warning (1ms..1s)."),
 ) -> None:
     """Collect on this host and publish to the fleet's bus (NATS)."""
     from fleetscope.agent.agent import Agent
+    from fleetscope.agent.budget import DEFAULT_BUDGET, parse_budget
     from fleetscope.bus.base import connect_bus
     from fleetscope.model.errors import InputError
     from fleetscope.model.types import BYTES, parse_quantity
@@ -278,6 +285,7 @@ def agent(
         otlp_config = _limited(_otlp_config(_setting(otlp, cfg, "otlp"),
                                             str(_setting(otlp_prefix, cfg, "otlp_prefix", "otel"))), limits)
         targets = _scrape_targets(scrape or list(cfg.get("scrape", [])))
+        budget = parse_budget(_setting(tick_budget, cfg, "tick_budget", DEFAULT_BUDGET))
     except InputError as exc:
         typer.echo(f"error: {exc.field}: {exc.message}", err=True)
         raise typer.Exit(1) from None
@@ -301,7 +309,7 @@ def agent(
 
             sources.append(ScrapeSource(targets, max_metrics=limits[0], max_keys=limits[1]))
         collector = Agent(transport, sources, hostname=_setting(hostname, cfg, "hostname"),
-                          labels=labels, buffer_bytes=max_bytes)
+                          labels=labels, buffer_bytes=max_bytes, budget=budget)
         collector.on_tick = own.record_tick
     except InputError as exc:
         typer.echo(f"error: {exc.field}: {exc.message}", err=True)

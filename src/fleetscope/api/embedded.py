@@ -17,6 +17,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from fleetscope.agent.agent import Agent
+from fleetscope.agent.budget import DEFAULT_BUDGET
 from fleetscope.aggregator.aggregator import Aggregator
 from fleetscope.api.app import Services, create_app
 from fleetscope.api.control import ControlPlane
@@ -39,11 +40,13 @@ def embedded_app(data_dir: Path, hostname: str | None = None, store_url: str | N
                  history_config: HistoryConfig | None = None,
                  statsd: StatsdConfig | None = None, otlp: OtlpConfig | None = None,
                  scrape: list[Target] | None = None,
-                 scrape_limits: tuple[int, int] = (1000, 1000)) -> FastAPI:
+                 scrape_limits: tuple[int, int] = (1000, 1000),
+                 tick_budget: float = DEFAULT_BUDGET) -> FastAPI:
     """The whole of fleetscope for one host, as an ASGI app whose lifespan runs the loop.
 
     ``statsd``: listen for StatsD there; ``otlp``: receive OTLP/HTTP there (off when None);
-    ``scrape``: Prometheus targets to scrape, with ``scrape_limits`` (names, keys per field).
+    ``scrape``: Prometheus targets to scrape, with ``scrape_limits`` (names, keys per field);
+    ``tick_budget``: CPU seconds each instrumentation may use per tick on the agent.
     ``store_url`` (default: ``sqlite:///<data_dir>/fleetscope.db``) is opened at once, so a
     bad one fails here with an InputError naming ``store``.
     """
@@ -60,7 +63,7 @@ def embedded_app(data_dir: Path, hostname: str | None = None, store_url: str | N
     if scrape:  # Prometheus targets, scraped from the agent's loop
         sources.append(ScrapeSource(scrape, max_metrics=scrape_limits[0], max_keys=scrape_limits[1]))
     # Collection runs in a worker thread so a slow /proc read never delays an API answer.
-    agent = Agent(bus, sources, hostname=hostname, collect_in_thread=True)
+    agent = Agent(bus, sources, hostname=hostname, collect_in_thread=True, budget=tick_budget)
     agent.on_tick = own.record_tick
     aggregator = Aggregator(bus)
     control = ControlPlane(store, bus, agent.catalog)
