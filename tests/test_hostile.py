@@ -245,3 +245,14 @@ def test_an_instrumentation_over_its_budget_is_paused(budgeted) -> None:
         assert all(p["nsources"] == 0 for p in points), "paused: no value at all, not a zero"
         assert share < 0.3, f"the agent used {share:.0%} of a core"
         client.delete(f"{API}/instrumentations/{slow}")
+
+
+@pytest.mark.parametrize("command", ["serve", "agent"])
+@pytest.mark.parametrize(("budget", "reason"), [("2s", "outside 1ms..1s"), ("fast", "not a number")])
+def test_a_bad_tick_budget_is_refused(tmp_path: Path, command: str, budget: str, reason: str) -> None:
+    exe = shutil.which("fleetscope", path=str(VENV_BIN)) or "fleetscope"
+    extra = ["--port", str(free_port()), "--data-dir", str(tmp_path)] if command == "serve" else []
+    out = subprocess.run([exe, command, *extra, "--tick-budget", budget], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 1
+    assert f"error: tick-budget: {budget!r}" in out.stderr and reason in out.stderr, out.stderr
