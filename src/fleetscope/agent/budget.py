@@ -89,9 +89,6 @@ class Budgets:
         """``inst_id`` stayed within its budget: a later excess starts the back-off afresh."""
         self._pauses.pop(inst_id, None)
 
-    def is_backing_off(self, inst_id: int) -> bool:
-        return inst_id in self._pauses
-
     def forget(self, inst_id: int) -> None:
         self._pauses.pop(inst_id, None)
 
