@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import re
+import time
 
 import pytest
+import re2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,7 +15,11 @@ from fleetscope.model.errors import InputError
 from fleetscope.model.metrics import DISCRETE, INTERVAL, NUMERIC, Field, metric
 from fleetscope.model.predicate import (
     MAX_DEPTH,
+    MAX_NODES,
+    MAX_REGEXES,
+    REGEX_MEMO,
     compile_predicate,
+    compile_regex,
     fields_of,
     parse,
     parse_text,
@@ -266,7 +272,14 @@ def test_syntax_error_names_the_request_field() -> None:
         ({"in": ["pid", [1, None]]}, "'pid'", "null"),
         ({"in": ["latency", [1, "x"]]}, "'latency'", "not a number"),
         ({"re": ["execname", "("]}, "'execname'", "bad regex"),
-        ({"re": ["execname", "a{99999999999}"]}, "'execname'", "bad regex"),
+        # RE2 reads a count of more digits than it takes as a literal; past 1000 it refuses.
+        ({"re": ["execname", "a{99999}"]}, "'execname'", "invalid repetition size"),
+        # What needs backtracking, RE2 refuses: backreferences, lookaround.
+        ({"re": ["execname", "(a)\\1"]}, "'execname'", "(RE2 syntax): invalid escape sequence: \\1"),
+        ({"re": ["execname", "(?=a)"]}, "'execname'", "(RE2 syntax): invalid perl operator: (?="),
+        ({"re": ["execname", "x(?<!y)"]}, "'execname'", "invalid perl operator: (?<!"),
+        ({"re": ["execname", "a" * 1025]}, "'execname'", "longer than 1024 characters"),
+        ({"re": ["execname", "\udcff"]}, "'execname'", "surrogate"),
         ({"re": ["execname", 3]}, "'execname'", "regex string"),
         ({"eq": ["nosuch", 1]}, "'nosuch'", "fields: hostname, execname"),
     ],
@@ -463,6 +476,52 @@ def test_compiled_values_cannot_inject_code(value: str) -> None:
     assert f(row(execname="a" + value)) is True
 
 
+# -- RE2: no pattern backtracks, and what a predicate may ask is bounded ------------------
+
+REDOS = "(a+)+$"  # Python's re: 2^n steps against n a's and a "!" (0.3 s at n = 22)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("a" * 50_000 + "!", False), ("a" * 50_000, True)])
+def test_redos_pattern_is_linear(text: str, expected: bool) -> None:
+    f = compile_predicate(parse(f'execname ~ "{REDOS}"', M), COLUMNS)
+    started = time.thread_time()
+    assert f(row(execname=text)) is expected
+    # RE2 takes about 0.1 ms; a backtracking engine would not finish in a lifetime. The bound is
+    # CPU time, generous so that a loaded machine never fails it.
+    assert time.thread_time() - started < 0.5
+    # Folded at compile time (a constant field such as the host name), the same engine answers.
+    started = time.thread_time()
+    folded = compile_predicate(validate({"re": ["execname", REDOS]}, M), [], {"execname": text})
+    assert folded is expected
+    assert time.thread_time() - started < 0.5
+
+
+def test_regex_memo_stays_correct_past_its_size() -> None:
+    matches = compile_regex("^w[0-9]+$")
+    texts = [f"w{i}" if i % 3 else f"x{i}" for i in range(3 * REGEX_MEMO)]
+    for _ in range(2):  # the second pass answers from the memo where it still holds the text
+        assert [matches(t) for t in texts] == [re.fullmatch(r"w[0-9]+", t) is not None for t in texts]
+
+
+def test_regex_with_a_lone_surrogate_in_the_value() -> None:
+    # JSON can carry a lone surrogate, which has no UTF-8 form: the rest of the value still counts.
+    assert compile_regex("^ab")("ab\udcff") is True
+    assert compile_regex("^ab")("\udcffab") is False
+
+
+def test_predicate_size_is_bounded() -> None:
+    biggest = {"or": [{"eq": ["pid", str(i)]} for i in range(MAX_NODES - 1)]}
+    assert validate(biggest, M) == biggest
+    e = error({"or": [{"eq": ["pid", str(i)]} for i in range(MAX_NODES)]})
+    assert f"more than {MAX_NODES} operators" in e.message
+    # Nested deeper than the flat list: counted all the same.
+    e = error(" and ".join(["not (pid == 1 or pid == 2)"] * (MAX_NODES // 4 + 1)))
+    assert f"more than {MAX_NODES} operators" in e.message
+    regexes = [{"re": ["execname", f"^a{i}"]} for i in range(MAX_REGEXES)]
+    assert validate({"or": regexes}, M) == {"or": regexes}
+    e = error({"or": [*regexes, {"re": ["execname", "x"]}]})
+    assert f"more than {MAX_REGEXES} regexes" in e.message
+
 # -- properties ----------------------------------------------------------------------------
 
 WORDS = ["nginx", "idle", "42", "1", "", "a b", 'q"uote', "back\\slash", "and", "web1"]
@@ -544,7 +603,7 @@ def reference(pred: dict, values: dict) -> bool:
     if op == "in":
         return actual in value
     if op == "re":
-        return re.search(value, actual) is not None
+        return re2.search(value, actual) is not None
     return {
         "eq": actual == value,
         "ne": actual != value,

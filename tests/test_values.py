@@ -206,6 +206,20 @@ def test_fold_top_k_properties(shape, data, k):
     assert V.fold_top_k(dict(reversed(list(v.items()))), k, shape) == out
 
 
+@pytest.mark.parametrize("shape", [V.DISCRETE, V.DISCRETE_HISTOGRAM])
+def test_fold_top_k_of_many_keys(shape):
+    # Far more keys than kept (the agent's 100,000-value breakdowns), with ties on every value.
+    n, k = 5000, 50
+    counts = {f"k{i:05d}": (i * 7919) % 97 + 1 for i in range(n)}
+    v = counts if shape == V.DISCRETE else {key: hist(*[1.0] * c) for key, c in counts.items()}
+    out = V.fold_top_k({key: v[key] for key in reversed(list(v))}, k, shape)
+    top = sorted(counts, key=lambda key: (-counts[key], key))[:k]
+    assert set(out) == {*top, V.OTHER}
+    assert V.total(out, shape) == sum(counts.values())
+    if shape == V.DISCRETE_HISTOGRAM:
+        assert out[V.OTHER].count == sum(counts[key] for key in counts if key not in top)
+
+
 # -- total -------------------------------------------------------------------------------
 
 

@@ -3,7 +3,10 @@
 Each tick at wall-clock second ``s`` measures the interval ``[s-1, s)`` and is
 published as a :class:`~fleetscope.bus.messages.Batch` with ``time = s - 1``.
 A source or instrumentation that fails becomes a warning on the instrumentation;
-the agent never stops for it.
+the agent never stops for it. Neither does one that is too costly: each has a CPU
+budget per tick (:mod:`fleetscope.agent.budget`) and is paused on this host past
+it, and a breakdown sends at most :data:`~fleetscope.model.values.AGENT_TOP_K`
+keys (the rest folded into ``(other)`` with the total exact), each with a warning.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from fleetscope import __version__
-from fleetscope.agent.evaluate import plan_for
+from fleetscope.agent.budget import DEFAULT_BUDGET, Budgets
+from fleetscope.agent.evaluate import OverBudget, plan_for
 from fleetscope.agent.outbox import DEFAULT_MAX_BYTES, Outbox
 from fleetscope.bus import messages as m
 from fleetscope.bus.base import Bus, BusUnavailable, MessageTooLarge, Msg
@@ -51,7 +55,9 @@ class Agent:
         labels: dict[str, str] | None = None,
         collect_in_thread: bool = False,
         buffer_bytes: int = DEFAULT_MAX_BYTES,
+        budget: float = DEFAULT_BUDGET,
     ) -> None:
+        """``budget``: seconds of CPU each instrumentation may use per tick."""
         self.bus = bus
         self.sources = list(sources)
         self.hostname = hostname or socket.gethostname()
@@ -71,6 +77,8 @@ class Agent:
         self.instrumentations: dict[int, Instrumentation] = {}
         self.warnings: dict[int, str] = {}
         self._oversized_ids: set[int] = set()  # instrumentations whose value was ever too large
+        self._folded_ids: set[int] = set()  # instrumentations whose breakdown was ever folded
+        self.budgets = Budgets(budget)
         self._plans: dict = {}
         self._constants = {"hostname": self.hostname, **self.labels}
         self._stopping = asyncio.Event()
@@ -95,6 +103,7 @@ class Agent:
     def disable(self, inst_id: int) -> None:
         self.instrumentations.pop(inst_id, None)
         self.warnings.pop(inst_id, None)
+        self.budgets.forget(inst_id)
         self._plans = {k: v for k, v in self._plans.items() if k[0] != inst_id}
 
     async def _on_enable(self, msg: Msg) -> None:
@@ -133,39 +142,80 @@ class Agent:
     # -- ticks ------------------------------------------------------------------------------
 
     def tick(self, now: float) -> m.Batch:
-        """Collect and evaluate every enabled instrumentation at wall-clock ``now``."""
+        """Collect and evaluate every enabled instrumentation at wall-clock ``now``; those paused
+        for their cost send nothing until their back-off ends."""
         second = int(now)
         started = time.perf_counter()
         for source in self.sources:
             source.begin_tick(now)
-        rows_of: dict[str, Rows | Exception] = {}
-        partials = []
+        by_metric: dict[str, list[Instrumentation]] = {}
         for inst in list(self.instrumentations.values()):
-            rows = rows_of.get(inst.metric)
-            if rows is None:
-                try:
-                    rows = self._source_of[inst.metric].collect(inst.metric)
-                except Exception as exc:  # a failing source is a warning, never a crash
-                    rows = exc
-                rows_of[inst.metric] = rows
-            if isinstance(rows, Exception):
-                self._warn(inst.id, f"{inst.metric}: source failed: {rows}")
-                partials.append(m.Partial(inst.id, values.encode(values.empty(inst.shape), inst.shape),
-                                          self.warnings[inst.id]))
-                continue
+            if not self.budgets.paused(inst.id, now):
+                by_metric.setdefault(inst.metric, []).append(inst)
+        partials = []
+        for metric, insts in by_metric.items():
+            read = time.thread_time()
             try:
-                plan = plan_for(inst, rows, self._constants, self._plans)
-                value = plan.evaluate(rows.rows, rows.weighted)
-                self.warnings.pop(inst.id, None)
-                partials.append(m.Partial(inst.id, values.encode(value, inst.shape)))
-            except Exception as exc:
-                self._warn(inst.id, f"{inst.metric}: {type(exc).__name__}: {exc}")
-                partials.append(m.Partial(inst.id, values.encode(values.empty(inst.shape), inst.shape),
-                                          self.warnings[inst.id]))
+                rows: Rows | Exception = self._source_of[metric].collect(metric)
+            except Exception as exc:  # a failing source is a warning, never a crash
+                rows = exc
+            share = (time.thread_time() - read) / len(insts)  # each pays its part of the read
+            for inst in insts:
+                partial = self._evaluate(inst, rows, share, now)
+                if partial is not None:
+                    partials.append(partial)
         self.ticks += 1
         if self.on_tick is not None:
             self.on_tick(time.perf_counter() - started)
         return m.Batch(self.hostname, second - 1, time.time(), partials)
+
+    def _evaluate(self, inst: Instrumentation, rows: Rows | Exception, share: float,
+                  now: float) -> m.Partial | None:
+        """One instrumentation's partial of this tick, or None when it went over its budget
+        before it had a value. ``share``: the CPU seconds of its part of reading ``rows``."""
+        if isinstance(rows, Exception):
+            self._warn(inst.id, f"{inst.metric}: source failed: {rows}")
+            return self._empty(inst)
+        started = time.thread_time()
+        try:
+            plan = plan_for(inst, rows, self._constants, self._plans)
+            value = plan.evaluate(rows.rows, rows.weighted, started + self.budgets.limit - share)
+            value, note = self._bounded(inst, value)
+            encoded = values.encode(value, inst.shape)
+        except OverBudget:
+            self._over_budget(inst, share + time.thread_time() - started, now, stopped=True)
+            return None
+        except Exception as exc:
+            self._warn(inst.id, f"{inst.metric}: {type(exc).__name__}: {exc}")
+            return self._empty(inst)
+        cost = share + time.thread_time() - started
+        if cost > self.budgets.limit:  # measured, so sent; paused from the next tick
+            self._over_budget(inst, cost, now, stopped=False)
+            return m.Partial(inst.id, encoded, self.warnings[inst.id])
+        self.budgets.kept(inst.id)
+        if note is None:
+            self.warnings.pop(inst.id, None)
+            return m.Partial(inst.id, encoded)
+        self._warn(inst.id, note, logged=inst.id in self._folded_ids)
+        self._folded_ids.add(inst.id)
+        return m.Partial(inst.id, encoded, note)
+
+    def _bounded(self, inst: Instrumentation, value: values.Value) -> tuple[values.Value, str | None]:
+        """``value`` with at most AGENT_TOP_K keys, and the warning when some were folded."""
+        if inst.shape not in (values.DISCRETE, values.DISCRETE_HISTOGRAM) or len(value) <= values.AGENT_TOP_K:
+            return value, None
+        note = (f"broken down by {len(value)} values of {inst.discrete!r} in one tick: the top "
+                f"{values.AGENT_TOP_K} sent, the rest folded into {values.OTHER!r} (totals exact)")
+        return values.fold_top_k(value, values.AGENT_TOP_K, inst.shape), note
+
+    def _over_budget(self, inst: Instrumentation, cost: float, now: float, stopped: bool) -> None:
+        text = self.budgets.exceeded(inst.id, cost, now, stopped)
+        log.warning("%s", text)  # once per pause; the text names the instrumentation
+        self._warn(inst.id, text, logged=True)
+
+    def _empty(self, inst: Instrumentation) -> m.Partial:
+        """An empty value carrying the instrumentation's warning."""
+        return m.Partial(inst.id, values.encode(values.empty(inst.shape), inst.shape), self.warnings[inst.id])
 
     def refresh_catalog(self) -> bool:
         """Add the metrics dynamic sources learnt since the last call; True if any changed."""

@@ -22,7 +22,7 @@ from fleetscope.model.series import DataPoint
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TOPK = 50
+DEFAULT_TOPK = values.TOP_K  # keys kept per slot; the rest fold into (other)
 DEFAULT_GRACE = 1.5  # seconds after a slot's end before it is final without every source
 CLOCK_READINGS = 12  # status messages (one every few seconds) in a host's clock estimate
 CLOCK_MIN_READINGS = 3  # readings before a host's ticks are moved

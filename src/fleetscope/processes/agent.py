@@ -57,7 +57,7 @@ def assemble(config: AgentConfig) -> AgentProcess:
                       **config.nats)
     own = SelfSource(api=False)  # fleetscope.agent_tick
     sources = [*local_sources(), own, *ingest_sources(config.ingest)]
-    agent = Agent(bus, sources, hostname=config.hostname, labels=config.labels,
+    agent = Agent(bus, sources, hostname=config.hostname, labels=config.labels, budget=config.tick_budget,
                   buffer_bytes=config.buffer_bytes)
     agent.on_tick = own.record_tick
     return AgentProcess(agent, bus)

@@ -31,6 +31,7 @@ DEFAULT_PORT = 7070
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_BUS = "nats://127.0.0.1:4222"
 DEFAULT_BUFFER = "64MiB"
+DEFAULT_TICK_BUDGET = "50ms"  # agent.budget.DEFAULT_BUDGET, as the flag is written
 DEFAULT_INGEST_MAX = 1000  # metric names per source, and distinct values per field of a metric
 MAX_INGEST_MAX = 1_000_000
 NATS_KEYS = ("creds", "nkey", "user", "password", "token", "tls_ca", "tls_cert", "tls_key")
@@ -58,6 +59,7 @@ class ServeConfig:
     store_url: str | None = None  # default: SQLite in data_dir
     history: HistoryConfig | None = None  # None: the defaults
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    tick_budget: float = 0.05  # CPU seconds per instrumentation per tick on the agent
     log_level: str = "warning"
 
 
@@ -71,6 +73,7 @@ class AgentConfig:
     labels: dict[str, str] = field(default_factory=dict)
     buffer_bytes: int = 64 << 20
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    tick_budget: float = 0.05  # CPU seconds per instrumentation per tick
     log_level: str = "info"
 
 
@@ -190,8 +193,10 @@ def serve_config(*, data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
                  flush_every: float = 5.0, log_level: str = "warning", statsd: str | None = None,
                  statsd_prefix: str = "app", otlp: str | None = None, otlp_prefix: str = "otel",
                  scrape: list[str] | None = None, ingest_max_metrics: int = DEFAULT_INGEST_MAX,
-                 ingest_max_keys: int = DEFAULT_INGEST_MAX) -> ServeConfig:
+                 ingest_max_keys: int = DEFAULT_INGEST_MAX,
+                 tick_budget: str = DEFAULT_TICK_BUDGET) -> ServeConfig:
     """The config of `fleetscope serve` from its flags (it reads no config file)."""
+    from fleetscope.agent.budget import parse_budget
     from fleetscope.model.tiers import DEFAULT_RETENTION, validate_retention
     from fleetscope.store.history import HistoryConfig
 
@@ -203,7 +208,7 @@ def serve_config(*, data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
     retention = {**DEFAULT_RETENTION, **validate_retention(history or {}, field="history")}
     return ServeConfig(data_dir=data_dir, host=host, port=port, hostname=hostname, store_url=store,
                        history=HistoryConfig(retention=retention, flush_every=flush_every), ingest=ingest,
-                       log_level=log_level)
+                       tick_budget=parse_budget(tick_budget), log_level=log_level)
 
 
 def agent_config(*, config: Path | None = None, bus: str | None = None, hostname: str | None = None,
@@ -211,8 +216,9 @@ def agent_config(*, config: Path | None = None, bus: str | None = None, hostname
                  buffer: str | None = None, log_level: str = "info", statsd: str | None = None,
                  statsd_prefix: str | None = None, otlp: str | None = None, otlp_prefix: str | None = None,
                  scrape: list[str] | None = None, ingest_max_metrics: int | None = None,
-                 ingest_max_keys: int | None = None) -> AgentConfig:
+                 ingest_max_keys: int | None = None, tick_budget: str | None = None) -> AgentConfig:
     """The config of `fleetscope agent`: its flags over the ``[agent]`` table of ``config``."""
+    from fleetscope.agent.budget import parse_budget
     from fleetscope.model.types import BYTES, parse_quantity
 
     cfg = load_section(config, "agent")
@@ -231,7 +237,9 @@ def agent_config(*, config: Path | None = None, bus: str | None = None, hostname
     return AgentConfig(bus_url=str(setting(bus, cfg, "bus", DEFAULT_BUS)), nats=nats_options(cfg, nats or {}),
                        hostname=setting(hostname, cfg, "hostname"),
                        labels={**table_labels, **labels(label or [])}, buffer_bytes=buffer_bytes,
-                       ingest=ingest, log_level=log_level)
+                       ingest=ingest, log_level=log_level,
+                       tick_budget=parse_budget(setting(tick_budget, cfg, "tick_budget",
+                                                        DEFAULT_TICK_BUDGET)))
 
 
 def fleet_config(section: str, *, config: Path | None = None, bus: str | None = None,

@@ -44,7 +44,8 @@ def serve_app(config: ServeConfig) -> FastAPI:
     own = SelfSource()  # fleetscope.api_requests and fleetscope.agent_tick
     sources = [*local_sources(), own, *ingest_sources(config.ingest)]
     # Collection runs in a worker thread so a slow /proc read never delays an API answer.
-    agent = Agent(bus, sources, hostname=config.hostname, collect_in_thread=True)
+    agent = Agent(bus, sources, hostname=config.hostname, collect_in_thread=True,
+                  budget=config.tick_budget)
     agent.on_tick = own.record_tick
     aggregator = Aggregator(bus)
     control = ControlPlane(store, bus, agent.catalog)

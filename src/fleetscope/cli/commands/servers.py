@@ -20,7 +20,14 @@ from platformdirs import user_data_dir
 from fleetscope import __version__
 from fleetscope.cli.commands.common import fail
 from fleetscope.model.errors import InputError
-from fleetscope.processes.config import DEFAULT_HOST, DEFAULT_PORT, agent_config, fleet_config, serve_config
+from fleetscope.processes.config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_TICK_BUDGET,
+    agent_config,
+    fleet_config,
+    serve_config,
+)
 
 
 @contextmanager
@@ -55,6 +62,8 @@ def serve(
                                            "names per source (more are dropped and counted)."),
     ingest_max_keys: int = typer.Option(1000, help="StatsD, OTLP, scrape: at most this many distinct "
                                         "values per field of a metric (more are dropped and counted)."),
+    tick_budget: str = typer.Option(DEFAULT_TICK_BUDGET, help="CPU each instrumentation may use per tick "
+                                    "on the agent; one over it is paused there with a warning (1ms..1s)."),
 ) -> None:
     """Run everything on this host: agent, aggregator, store, API and dashboard."""
     from fleetscope.processes import serve as process
@@ -65,7 +74,7 @@ def serve(
                               history=history, flush_every=flush_every, log_level=log_level, statsd=statsd,
                               statsd_prefix=statsd_prefix, otlp=otlp, otlp_prefix=otlp_prefix,
                               scrape=scrape, ingest_max_metrics=ingest_max_metrics,
-                              ingest_max_keys=ingest_max_keys)
+                              ingest_max_keys=ingest_max_keys, tick_budget=tick_budget)
         configure_logging(log_level)
         application = process.serve_app(config)
     typer.echo(f"fleetscope {__version__} serving at http://{host}:{port}/ (data in {data_dir})")
@@ -134,6 +143,9 @@ def agent(
     ingest_max_keys: Annotated[int | None, typer.Option(
         help="StatsD, OTLP, scrape: at most this many distinct values per field of a metric (more "
              "are dropped and counted).")] = None,
+    tick_budget: Annotated[str | None, typer.Option(
+        envvar="FLEETSCOPE_TICK_BUDGET", help="CPU each instrumentation may use per tick (50ms); one "
+        "over it is paused on this host with a warning (1ms..1s).")] = None,
 ) -> None:
     """Collect on this host and publish to the fleet's bus (NATS)."""
     from fleetscope.processes import agent as process
@@ -144,7 +156,7 @@ def agent(
                            nats=_nats(creds, nkey, user, password, token, tls_ca, tls_cert, tls_key),
                            log_level=log_level, statsd=statsd, statsd_prefix=statsd_prefix, otlp=otlp,
                            otlp_prefix=otlp_prefix, scrape=scrape, ingest_max_metrics=ingest_max_metrics,
-                           ingest_max_keys=ingest_max_keys)
+                           ingest_max_keys=ingest_max_keys, tick_budget=tick_budget)
         configure_logging(log_level)
         running = process.assemble(cfg)
     typer.echo(f"fleetscope agent {__version__} on {running.agent.hostname}, bus {cfg.bus_url}")
