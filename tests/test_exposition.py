@@ -86,7 +86,7 @@ def test_openmetrics_format_parses_back() -> None:
 
 def test_protobuf_exposition_carries_exact_native_histograms() -> None:
     from fleetscope.api import promproto
-    from fleetscope.sources import promproto as codec
+    from fleetscope.formats import promproto as codec
 
     assert promproto.wants_protobuf(
         "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.8")

@@ -14,10 +14,10 @@ from prometheus_client import CollectorRegistry, Summary, start_http_server
 from prometheus_client.core import Metric
 
 from fleetscope.agent.evaluate import Plan
+from fleetscope.formats import promproto as proto
 from fleetscope.model.histogram import Histogram
 from fleetscope.model.instrumentation import Instrumentation, validate_spec
 from fleetscope.model.metrics import Catalog
-from fleetscope.sources import promproto as proto
 from fleetscope.sources.scrape import ScrapeSource
 from tests.conftest import Server, free_port
 from tests.test_api import API, default_id, wait_for

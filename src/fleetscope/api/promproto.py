@@ -1,7 +1,7 @@
 """``GET /metrics`` in the Prometheus protobuf exposition, for scrapers that ask for it:
 distributions as native histograms, kept exact (same bucket layout: schema, zero
 bucket, spans and deltas of Prometheus indices, which are fleetscope's indices).
-The wire codec itself is :mod:`fleetscope.sources.promproto`, shared with the
+The wire codec itself is :mod:`fleetscope.formats.promproto`, shared with the
 scraper.
 
 Numbers and breakdowns are ``GAUGE`` families, distributions ``GAUGE_HISTOGRAM``
@@ -17,8 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from fleetscope.api.exposition import Sample, _escape, _label, family_name
-from fleetscope.model import values
-from fleetscope.sources.promproto import (
+from fleetscope.formats.promproto import (
     CONTENT_TYPE,
     GAUGE,
     GAUGE_HISTOGRAM,
@@ -27,6 +26,7 @@ from fleetscope.sources.promproto import (
     encode_native,
     wants_protobuf,
 )
+from fleetscope.model import values
 
 __all__ = ["CONTENT_TYPE", "render", "wants_protobuf"]
 
