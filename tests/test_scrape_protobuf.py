@@ -302,7 +302,7 @@ def test_fleetscope_scrapes_fleetscope_native_histograms_exactly(tmp_path) -> No
         second = Server(tmp_path / "b", free_port(), ["--scrape", f"{first.url}/metrics,1"]).start()
         with first.client() as a, second.client() as b:
             source_id = default_id(a, "fleetscope.api_requests", ["latency"])
-            name = "prom.fleetscope_fleetscope_api_requests_latency"
+            name = "prom.fleetscope_api_requests_latency"
             wait_for(lambda: name in {m["name"] for m in b.get(f"{API}/metrics").json()["metrics"]})
             inst = b.post(f"{API}/instrumentations", json={
                 "module": "prom", "stat": name.split(".", 1)[1], "decomposition": ["value"],

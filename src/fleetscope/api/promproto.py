@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fleetscope.api.exposition import Sample, _escape, _label, family_name
+from fleetscope.api.exposition import Sample, escape, family_name, label_name
 from fleetscope.formats.promproto import (
     CONTENT_TYPE,
     GAUGE,
@@ -41,9 +41,9 @@ def render(samples: Iterable[Sample]) -> bytes:
         members = sorted(families[name], key=lambda s: s.inst.id)
         hist = members[0].inst.numeric is not None
         fam = M["MetricFamily"](name=name, type=GAUGE_HISTOGRAM if hist else GAUGE,
-                                help=f"fleetscope {_escape(members[0].inst.metric)}: current value")
+                                help=f"fleetscope {escape(members[0].inst.metric)}: current value")
         for s in members:
-            label = _label(s.inst)
+            label = label_name(s.inst)
             if s.inst.shape in (values.SCALAR, values.HISTOGRAM):
                 items = [("", s.value)]
             else:
