@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from fleetscope.api.jsonbody import is_json_type
 from fleetscope.model.errors import InputError
@@ -39,9 +40,17 @@ _MEANING = {
 }
 
 
-def responses(*codes: int) -> dict[int | str, dict]:
-    """OpenAPI ``responses`` for the error statuses a route answers, each with :class:`ErrorBody`."""
-    return {code: {"model": ErrorBody, "description": _MEANING[code]} for code in codes}
+def responses(*codes: int, json_route: bool = True) -> dict[int | str, dict]:
+    """OpenAPI ``responses`` for the error statuses a route answers, each with :class:`ErrorBody`.
+
+    ``json_route=False`` for a route whose own answers are not JSON (an event stream): FastAPI
+    would file its errors under the route's media type, so they name the schema themselves.
+    """
+    if json_route:
+        return {code: {"model": ErrorBody, "description": _MEANING[code]} for code in codes}
+    ref = {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}
+    return {code: {"description": _MEANING[code], "content": {"application/json": {"schema": ref}}}
+            for code in codes}
 
 
 def error_response(status: int, message: str, field: str | None = None) -> JSONResponse:
@@ -77,8 +86,22 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     messages = {404: "no such resource", 405: "method not allowed"}
     response = error_response(exc.status_code, str(exc.detail or messages.get(exc.status_code, "error")))
-    response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        response.headers["allow"] = ", ".join(_allowed(request))
     return response
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method some route answers at this path. Starlette's own Allow names only the
+    methods of the first route whose path matches (GET of ``GET /x`` and ``POST /x``), so ask
+    every route, through the public ``matches``, whether it fully matches each method."""
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                   for route in request.app.router.routes)]
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

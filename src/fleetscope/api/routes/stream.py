@@ -14,7 +14,7 @@ router = APIRouter(prefix="/api/v1", tags=["stream"])
 
 _SSE = {"status_code": 200, "response_class": EventStream,
         "responses": {200: {"description": "`event: value` per final data point, as it is finalised",
-                            "content": {"text/event-stream": {}}}, **responses(404, 422)}}
+                            "content": {"text/event-stream": {}}}, **responses(404, 422, json_route=False)}}
 
 
 def _hub(request: Request) -> Hub:
