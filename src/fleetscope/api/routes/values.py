@@ -6,6 +6,7 @@ answer one point or an array by one rule, :func:`fleetscope.api.params.one_or_ma
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -38,10 +39,20 @@ def _range_points(svc: Services, inst: Instrumentation, start_time: int | None, 
     return svc.points(inst, rng), svc.resolution(inst, rng)
 
 
-def _distribution_row(p: DataPoint, h: Histogram | None, res: int) -> dict:
-    """What a percentiles and an average point share: the slot, its sources, the count."""
-    return {"start_time": p.start_time, "duration": p.duration, "resolution": res,
-            "nsources": p.nsources, "expected": p.expected, "count": h.count if h else 0}
+def _distribution(svc: Services, id: int, start_time: int | None, end_time: int | None,
+                  duration: int | None, ndatapoints: int | None,
+                  estimate: Callable[[Histogram | None], dict]) -> Any:
+    """Percentiles or average: per point, the slot, its sources, the count and what ``estimate``
+    makes of the point's histogram (None for a gap); one or many by :func:`one_or_many`."""
+    inst = svc.distribution(id)
+    pts, res = _range_points(svc, inst, start_time, end_time, duration, ndatapoints)
+    out = []
+    for p in pts:
+        h = queries.histogram_of(p.value, inst.shape)
+        out.append({"start_time": p.start_time, "duration": p.duration, "resolution": res,
+                    "nsources": p.nsources, "expected": p.expected, "count": h.count if h else 0,
+                    **estimate(h)})
+    return one_or_many(out, start_time, end_time, ndatapoints)
 
 
 @router.get("/value", summary="Values: one point, or an array", description=ONE_OR_MANY,
@@ -63,15 +74,8 @@ def percentiles(id: InstId, svc: Svc,
                 start_time: RangeStart = None, end_time: RangeEnd = None,
                 duration: RangeDuration = None, ndatapoints: RangePoints = None) -> Any:
     qs = queries.parse_quantiles(q)
-    inst = svc.distribution(id)
-    pts, res = _range_points(svc, inst, start_time, end_time, duration, ndatapoints)
-    out = []
-    for p in pts:
-        h = queries.histogram_of(p.value, inst.shape)
-        out.append({**_distribution_row(p, h, res),
-                    "percentiles": {f"{x:g}": queries.finite_or_none(h.quantile(x)) if h else None
-                                    for x in qs}})
-    return one_or_many(out, start_time, end_time, ndatapoints)
+    return _distribution(svc, id, start_time, end_time, duration, ndatapoints, lambda h: {
+        "percentiles": {f"{x:g}": queries.finite_or_none(h.quantile(x)) if h else None for x in qs}})
 
 
 @router.get("/average", summary="Average estimated from the buckets",
@@ -79,11 +83,5 @@ def percentiles(id: InstId, svc: Svc,
             responses=responses(404, 409, 422))
 def average(id: InstId, svc: Svc, start_time: RangeStart = None, end_time: RangeEnd = None,
             duration: RangeDuration = None, ndatapoints: RangePoints = None) -> Any:
-    inst = svc.distribution(id)
-    pts, res = _range_points(svc, inst, start_time, end_time, duration, ndatapoints)
-    out = []
-    for p in pts:
-        h = queries.histogram_of(p.value, inst.shape)
-        out.append({**_distribution_row(p, h, res),
-                    "average": queries.finite_or_none(h.mean()) if h else None})
-    return one_or_many(out, start_time, end_time, ndatapoints)
+    return _distribution(svc, id, start_time, end_time, duration, ndatapoints, lambda h: {
+        "average": queries.finite_or_none(h.mean()) if h else None})
