@@ -141,3 +141,14 @@ def test_heatmap_ranges_end_with_whole_columns() -> None:
     assert (r.duration, r.n, r.end) == (120, 60, T0 + 37)
     r = queries.heatmap_range(i, None, T0, None, 600, 10, None, now=T0 + 40)
     assert (r.start, r.duration, r.n) == (T0, 10, 60)
+
+
+def test_export_plans_reach_no_further_back_than_1970() -> None:
+    """A `since` past the epoch is refused (it once started an export of 2^63 seconds)."""
+    i = inst(values.SCALAR)
+    tiers = queries.window_tiers(i)
+    assert queries.export_plan(i, tiers, None, None, str(T0), None, T0)[:2] == (0, T0), "back to 0 is fine"
+    for since in (str(T0 + 1), str(2**63)):
+        with pytest.raises(InputError) as err:
+            queries.export_plan(i, tiers, None, None, since, None, T0)
+        assert err.value.field == "since"

@@ -274,6 +274,8 @@ def export_plan(inst: Instrumentation, tiers, start_time: int | None, end_time: 
         if ago <= 0:
             raise InputError("since", "must be a positive duration such as '7d'")
         start_time = end - ago
+        if start_time < 0:
+            raise InputError("since", "reaches back before 1970 (epoch second 0)")
     if end <= start_time:
         raise InputError("end_time", "must be after the start of the range")
     g = inst.granularity
