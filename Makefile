@@ -27,10 +27,12 @@ system-deps:
 test: $(STAMP) system-deps
 	@$(BIN)/python -c "import libvirt" 2>/dev/null || $(BIN)/pip install -q -e '.[test,vm]'
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/agent_overhead.py

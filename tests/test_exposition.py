@@ -21,7 +21,7 @@ from fleetscope.model.instrumentation import Instrumentation, validate_spec
 from fleetscope.model.metrics import Catalog
 from fleetscope.sources.statsd import StatsdSource
 from tests.conftest import Server, free_port
-from tests.test_api import API, wait_for
+from tests.test_api import API, default_id, wait_for
 
 
 def _catalog() -> Catalog:
@@ -86,7 +86,7 @@ def test_openmetrics_format_parses_back() -> None:
 
 def test_protobuf_exposition_carries_exact_native_histograms() -> None:
     from fleetscope.api import promproto
-    from fleetscope.sources import promproto as codec
+    from fleetscope.formats import promproto as codec
 
     assert promproto.wants_protobuf(
         "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.8")
@@ -101,6 +101,44 @@ def test_protobuf_exposition_carries_exact_native_histograms() -> None:
     got = {tuple((lp.name, lp.value) for lp in m.label): codec.decode_native(m.histogram) for m in lat.metric}
     assert got[(("instrumentation", "3"),)] == _hist(0, 1, 1, 10, 1000)
     assert got[(("instrumentation", "4"), ("route", "/b"))] == _hist(7, 7)
+
+
+def test_text_formats_print_no_float_noise() -> None:
+    """Sums of decimals print as those decimals (15 significant digits), whole numbers without
+    a fraction; bucket bounds stay exact (they are the layout's, not sums)."""
+    noisy = _hist(0.1, 0.2, 0.3)  # sum 0.6000000000000001 in binary
+    samples = [Sample(_inst(1, {"module": "app", "stat": "hits"}), 0.01 + 0.05),
+               Sample(_inst(2, {"module": "app", "stat": "hits", "decomposition": ["route"]}),
+                      {"/a": 0.1 + 0.2, "/b": 7.0}),
+               Sample(_inst(3, {"module": "app", "stat": "lat", "decomposition": ["value"]}), noisy)]
+    for om in (False, True):
+        lines = render(samples, openmetrics=om).splitlines()
+        assert 'fleetscope_app_hits{instrumentation="1"} 0.06' in lines
+        assert 'fleetscope_app_hits{instrumentation="2",route="/a"} 0.3' in lines
+        assert 'fleetscope_app_hits{instrumentation="2",route="/b"} 7' in lines
+        g = "g" if om else ""
+        assert f'fleetscope_app_lat_value_{g}sum{{instrumentation="3"}} 0.6' in lines
+        assert f'fleetscope_app_lat_value_{g}count{{instrumentation="3"}} 3' in lines
+        bounds = [line.split('le="')[1].split('"')[0] for line in lines if "_bucket" in line]
+        assert bounds[:-1] == [repr(noisy.bucket_bounds(i)[1]) for i in sorted(noisy.buckets)]
+
+
+def test_own_metrics_are_not_prefixed_twice(client: httpx.Client) -> None:
+    from fleetscope.api.exposition import family_name
+
+    own = _inst(9, {"module": "app", "stat": "lat", "decomposition": ["value"]})
+    assert family_name(own) == "fleetscope_app_lat_value"
+    requests = default_id(client, "fleetscope.api_requests", ["latency"])
+    families = {}
+
+    def exposed():
+        families.update({f.name: f for f in parse_text(client.get("/metrics").text)})
+        return "fleetscope_api_requests_latency" in families
+
+    wait_for(exposed, timeout=15)
+    ids = {s.labels["instrumentation"] for s in families["fleetscope_api_requests_latency"].samples}
+    assert ids == {str(requests)}
+    assert not [name for name in families if name.startswith("fleetscope_fleetscope_")]
 
 
 def test_live_metrics_endpoint_parses(client: httpx.Client) -> None:

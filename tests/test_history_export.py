@@ -43,11 +43,12 @@ def test_csv_and_json_of_breakdowns() -> None:
     points = [DataPoint(T0, 1, {"/a": 1.5, 'we"ird,key': 2.0}, 3, 4), DataPoint(T0 + 1, 1, None, 0, 4),
               DataPoint(T0 + 2, 1, {"/a": 0.1 + 0.2}, 3, 3)]
     rows = list(csv.DictReader(io.StringIO(text(i, points, "csv"))))
-    assert [(r["start_time"], r["key"], float(r["value"])) for r in rows] == [
-        (str(T0), "/a", 1.5), (str(T0), 'we"ird,key', 2.0), (str(T0 + 2), "/a", 0.1 + 0.2)]
+    # 0.1 + 0.2 is printed as the decimal it sums (see test_exports_print_no_float_noise).
+    assert [(r["start_time"], r["key"], r["value"]) for r in rows] == [
+        (str(T0), "/a", "1.5"), (str(T0), 'we"ird,key', "2"), (str(T0 + 2), "/a", "0.3")]
     assert rows[0]["nsources"] == "3" and rows[0]["expected"] == "4"
     lines = [json.loads(x) for x in text(i, points, "json").splitlines()]
-    assert [p["value"] for p in lines] == [{"/a": 1.5, 'we"ird,key': 2.0}, {"/a": 0.1 + 0.2}], "gaps left out"
+    assert [p["value"] for p in lines] == [{"/a": 1.5, 'we"ird,key': 2.0}, {"/a": 0.3}], "gaps left out"
 
 
 def test_csv_of_histograms_has_one_row_per_bucket() -> None:
@@ -70,13 +71,45 @@ def test_openmetrics_gauges_and_gauge_histograms() -> None:
     buckets = [line for line in lines if '_bucket{instrumentation="7",route="/a"' in line]
     cum = [float(line.split()[-2]) for line in buckets]
     assert cum == sorted(cum) and cum[-1] == 2.0 and buckets[-1].count('le="+Inf"') == 1
-    assert f'fleetscope_app_http_requests_gsum{{instrumentation="7",route="/a"}} 3.0 {T0}' in lines
+    assert f'fleetscope_app_http_requests_gsum{{instrumentation="7",route="/a"}} 3 {T0}' in lines
     assert 'route="q\\"\\\\x"' in om, "label values are escaped"
     sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*\{[^}]*\} -?[0-9.e+Inf-]+ \d+$')
     assert all(sample.match(line) for line in lines if not line.startswith("#"))
     scalar = text(inst(values.SCALAR), [DataPoint(T0, 1, 2.5, 1, 1)], "openmetrics")
     assert scalar.splitlines()[2] == f'fleetscope_app_http_requests{{instrumentation="7"}} 2.5 {T0}'
     assert not math.isnan(float(scalar.splitlines()[2].split()[1]))
+
+
+# Sums of decimals as a server makes them (0.01 + 0.05 is 0.060000000000000005 in binary), the
+# decimals a reader expects, and the decimal strings themselves: derived from the decimals, not
+# from fleetscope's output.
+NOISY = [(0.01 + 0.05, "0.06"), (0.1 + 0.2, "0.3"), (0.7 + 0.1 + 0.1, "0.9"), (1.1 * 3, "3.3"),
+         (3.0, "3"), (1e21 + 1e5, "1e+21"), (-(0.1 + 0.7), "-0.8"), (123456.789 + 0.001, "123456.79")]
+
+
+def test_exports_print_no_float_noise() -> None:
+    """CSV, JSON Lines and OpenMetrics print the shortest decimal that round-trips at 15
+    significant digits: a value that is a sum of decimals prints as that decimal; whole
+    numbers print without a fraction; bucket bounds stay exact."""
+    for value, decimal in NOISY:
+        assert repr(value) != decimal or value == int(value), "the sum really is noisy in binary"
+        i = inst(values.SCALAR)
+        pts = [DataPoint(T0, 1, value, 1, 1)]
+        (row,) = csv.DictReader(io.StringIO(text(i, pts, "csv")))
+        assert row["value"] == decimal
+        assert f'"value":{json.dumps(float(decimal))},' in text(i, pts, "json")  # 3.0 stays a float
+        om = text(i, pts, "openmetrics").splitlines()
+        assert om[2] == f'fleetscope_app_http_requests{{instrumentation="7"}} {decimal} {T0}'
+    h = Histogram()
+    for x in (0.1, 0.2, 0.3):  # sum 0.6000000000000001 in binary
+        h.record(x)
+    rows = list(csv.DictReader(io.StringIO(text(inst(values.HISTOGRAM, numeric="latency"),
+                                                [DataPoint(T0, 1, h, 1, 1)], "csv"))))
+    assert {r["sum"] for r in rows} == {"0.6"} and {r["count"] for r in rows} == {"3"}
+    for r in rows:  # bounds exact: each upper bound is the bucket's own bound, bit for bit
+        if r["lower"] != "-Inf":
+            index = next(k for k in h.buckets if h.bucket_bounds(k)[1] == float(r["upper"]))
+            assert float(r["lower"]) == h.bucket_bounds(index)[0]
 
 
 def test_unknown_format_is_a_programming_error() -> None:
@@ -108,3 +141,14 @@ def test_heatmap_ranges_end_with_whole_columns() -> None:
     assert (r.duration, r.n, r.end) == (120, 60, T0 + 37)
     r = queries.heatmap_range(i, None, T0, None, 600, 10, None, now=T0 + 40)
     assert (r.start, r.duration, r.n) == (T0, 10, 60)
+
+
+def test_export_plans_reach_no_further_back_than_1970() -> None:
+    """A `since` past the epoch is refused (it once started an export of 2^63 seconds)."""
+    i = inst(values.SCALAR)
+    tiers = queries.window_tiers(i)
+    assert queries.export_plan(i, tiers, None, None, str(T0), None, T0)[:2] == (0, T0), "back to 0 is fine"
+    for since in (str(T0 + 1), str(2**63)):
+        with pytest.raises(InputError) as err:
+            queries.export_plan(i, tiers, None, None, since, None, T0)
+        assert err.value.field == "since"

@@ -14,10 +14,10 @@ from prometheus_client import CollectorRegistry, Summary, start_http_server
 from prometheus_client.core import Metric
 
 from fleetscope.agent.evaluate import Plan
+from fleetscope.formats import promproto as proto
 from fleetscope.model.histogram import Histogram
 from fleetscope.model.instrumentation import Instrumentation, validate_spec
 from fleetscope.model.metrics import Catalog
-from fleetscope.sources import promproto as proto
 from fleetscope.sources.scrape import ScrapeSource
 from tests.conftest import Server, free_port
 from tests.test_api import API, default_id, wait_for
@@ -302,7 +302,7 @@ def test_fleetscope_scrapes_fleetscope_native_histograms_exactly(tmp_path) -> No
         second = Server(tmp_path / "b", free_port(), ["--scrape", f"{first.url}/metrics,1"]).start()
         with first.client() as a, second.client() as b:
             source_id = default_id(a, "fleetscope.api_requests", ["latency"])
-            name = "prom.fleetscope_fleetscope_api_requests_latency"
+            name = "prom.fleetscope_api_requests_latency"
             wait_for(lambda: name in {m["name"] for m in b.get(f"{API}/metrics").json()["metrics"]})
             inst = b.post(f"{API}/instrumentations", json={
                 "module": "prom", "stat": name.split(".", 1)[1], "decomposition": ["value"],

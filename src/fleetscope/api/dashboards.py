@@ -1,7 +1,9 @@
 """Named dashboards: arrangements of panels, saved in the store.
 
 ``GET /api/v1/dashboards`` lists them, ``POST`` creates one (201), and
-``GET``/``PUT``/``DELETE /api/v1/dashboards/{id}`` read, replace and delete one.
+``GET``/``PUT``/``DELETE /api/v1/dashboards/{id}`` read, replace and delete one
+(the routes are in :mod:`fleetscope.api.routes.dashboards`; this module checks
+documents).
 
 A dashboard document is::
 
@@ -29,10 +31,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fastapi import APIRouter, Body, Response
-
-from fleetscope.model.errors import InputError, NotFound
-from fleetscope.store.base import Store
+from fleetscope.api.params import MAX_ID
+from fleetscope.model.errors import InputError
 
 MAX_NAME = 100
 MAX_PANELS = 64
@@ -131,56 +131,45 @@ def validate_dashboard(body: object, exists: Callable[[int], bool]) -> dict:
         inst = p.get("instrumentation")
         if isinstance(inst, bool) or not isinstance(inst, int) or inst <= 0:
             raise InputError(f"{where}.instrumentation", "must be an instrumentation id (a positive integer)")
-        if not exists(inst):
+        if inst > MAX_ID or not exists(inst):
             raise InputError(f"{where}.instrumentation", f"no instrumentation {inst}")
         out.append({"instrumentation": inst,
                     "options": validate_options(p.get("options", {}), f"{where}.options")})
     return {"name": name, "panels": out}
 
 
-def build_router(store: Store, exists: Callable[[int], bool]) -> APIRouter:
-    """The ``/api/v1/dashboards`` routes over ``store``; ``exists`` checks instrumentation ids."""
-    r = APIRouter(prefix="/api/v1/dashboards", tags=["dashboards"])
+_OPTIONS_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "dependentRequired": {"ymin": ["ymax"], "ymax": ["ymin"]},
+    "properties": {
+        "width": {"enum": [1, 2], "description": "grid columns"},
+        "chart": {"enum": list(CHARTS)},
+        "coloring": {"enum": list(COLORINGS)},
+        "overlays": {"type": "array", "maxItems": 8, "uniqueItems": True,
+                     "items": {"type": "string", "pattern": _OVERLAY.pattern}},
+        "selected": {"type": "array", "maxItems": MAX_SELECTED, "uniqueItems": True,
+                     "items": {"type": "string", "minLength": 1, "maxLength": MAX_KEY}},
+        "ymin": {"type": "number", "description": "a zoomed axis: with ymax"},
+        "ymax": {"type": "number", "description": "a zoomed axis: with ymin, and greater than it"},
+    },
+}
 
-    def unique(name: str, except_id: int | None = None) -> None:
-        for d in store.list_dashboards():
-            if d["name"] == name and d["id"] != except_id:
-                raise InputError("name", f"dashboard {d['id']} is already called {name!r}", 409)
-
-    def found(dashboard_id: int) -> dict:
-        doc = store.get_dashboard(dashboard_id)
-        if doc is None:
-            raise NotFound("id", f"no dashboard {dashboard_id}")
-        return doc
-
-    @r.get("", summary="Every dashboard")
-    def list_dashboards() -> dict:
-        return {"dashboards": store.list_dashboards()}
-
-    @r.post("", status_code=201, summary="Create a dashboard")
-    def create_dashboard(body: Any = Body(...)) -> dict:
-        doc = validate_dashboard(body, exists)
-        unique(doc["name"])
-        return store.create_dashboard(doc)
-
-    @r.get("/{id}", summary="One dashboard")
-    def get_dashboard(id: int) -> dict:
-        return found(id)
-
-    @r.put("/{id}", summary="Replace a dashboard's name and panels")
-    def update_dashboard(id: int, body: Any = Body(...)) -> dict:
-        found(id)
-        doc = validate_dashboard(body, exists)
-        unique(doc["name"], id)
-        updated = store.update_dashboard(id, doc)
-        if updated is None:  # deleted meanwhile
-            raise NotFound("id", f"no dashboard {id}")
-        return updated
-
-    @r.delete("/{id}", status_code=204, summary="Delete a dashboard")
-    def delete_dashboard(id: int) -> Response:
-        if not store.delete_dashboard(id):
-            raise NotFound("id", f"no dashboard {id}")
-        return Response(status_code=204)
-
-    return r
+DASHBOARD_SCHEMA = {
+    "title": "Dashboard",
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": r"\S",
+                 "description": "unique among dashboards"},
+        "panels": {"type": "array", "maxItems": MAX_PANELS, "items": {
+            "type": "object", "required": ["instrumentation"], "additionalProperties": False,
+            "properties": {"instrumentation": {"type": "integer", "minimum": 1, "maximum": MAX_ID,
+                                               "description": "an existing instrumentation id"},
+                           "options": _OPTIONS_SCHEMA}}},
+        "id": {"description": "ignored: the server's own (so a document read can be sent back)"},
+        "created": {"description": "ignored"},
+        "updated": {"description": "ignored"},
+    },
+}
+"""The JSON schema of a dashboard document, as :func:`validate_dashboard` checks it (for OpenAPI)."""

@@ -3,15 +3,54 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
+from fleetscope.api.jsonbody import is_json_type
 from fleetscope.model.errors import InputError
 
 log = logging.getLogger(__name__)
+
+
+class ErrorDetail(BaseModel):
+    code: Literal["bad_request", "not_found", "conflict", "invalid", "internal"] = Field(
+        description="bad_request (400), not_found (404), conflict (409), invalid (422)")
+    message: str = Field(description="what is wrong, for people")
+    field: str | None = Field(description="the parameter or body field at fault (panels[2].options.width)")
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers."""
+
+    error: ErrorDetail
+
+
+_MEANING = {
+    400: "malformed: the body is not JSON, or not a JSON object",
+    404: "no such resource (the field names the id)",
+    405: "method not allowed (the Allow header lists those that are)",
+    409: "conflict with the resource's state (e.g. a name in use, no numeric decomposition)",
+    422: "well-formed but invalid (the field names the parameter or body field)",
+}
+
+
+def responses(*codes: int, json_route: bool = True) -> dict[int | str, dict]:
+    """OpenAPI ``responses`` for the error statuses a route answers, each with :class:`ErrorBody`.
+
+    ``json_route=False`` for a route whose own answers are not JSON (an event stream): FastAPI
+    would file its errors under the route's media type, so they name the schema themselves.
+    """
+    if json_route:
+        return {code: {"model": ErrorBody, "description": _MEANING[code]} for code in codes}
+    ref = {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}
+    return {code: {"description": _MEANING[code], "content": {"application/json": {"schema": ref}}}
+            for code in codes}
 
 
 def error_response(status: int, message: str, field: str | None = None) -> JSONResponse:
@@ -31,6 +70,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     if first.get("type") == "json_invalid":
         return error_response(400, f"the body is not valid JSON: {first.get('msg')}", "body")
     if loc and loc[0] == "body" and len(loc) == 1:
+        content_type = request.headers.get("content-type")
+        if first.get("type") == "missing":
+            return error_response(400, "a JSON object is required as the body", "body")
+        if isinstance(first.get("input"), bytes | str) and not is_json_type(content_type):
+            return error_response(400, f"the body is not JSON (Content-Type: {content_type or 'none'}); "
+                                  "send a JSON object", "body")
         return error_response(400, "the body must be a JSON object", "body")
     # loc is ("query" | "path" | "body", name, ...): name the parameter or top-level body field.
     field = loc[1] if len(loc) > 1 else (loc[0] if loc else None)
@@ -40,7 +85,23 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     messages = {404: "no such resource", 405: "method not allowed"}
-    return error_response(exc.status_code, str(exc.detail or messages.get(exc.status_code, "error")))
+    response = error_response(exc.status_code, str(exc.detail or messages.get(exc.status_code, "error")))
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        response.headers["allow"] = ", ".join(_allowed(request))
+    return response
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method some route answers at this path. Starlette's own Allow names only the
+    methods of the first route whose path matches (GET of ``GET /x`` and ``POST /x``), so ask
+    every route, through the public ``matches``, whether it fully matches each method."""
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                   for route in request.app.router.routes)]
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

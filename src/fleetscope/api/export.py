@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Iterator
 from itertools import chain
 
+from fleetscope.api.exposition import bound_text, escape, label_name, metric_name, number_text
 from fleetscope.model import values
 from fleetscope.model.histogram import Histogram
 from fleetscope.model.instrumentation import Instrumentation
@@ -60,10 +60,6 @@ def _batched(lines: Iterable[str]) -> Iterator[str]:
             buf = []
     if buf:
         yield "".join(buf)
-
-
-def _num(x: float) -> str:
-    return repr(float(x)) if math.isfinite(x) else ("+Inf" if x > 0 else "-Inf")
 
 
 def _csv_field(text: str) -> str:
@@ -101,13 +97,26 @@ def _csv(inst: Instrumentation, points: Iterable[DataPoint]) -> Iterator[str]:
             head = f"{p.start_time},{p.duration},{p.nsources},{p.expected},"
             for key, v in _items(p.value, inst.shape):
                 if not hist:
-                    yield f"{head}{_csv_field(key)},{_num(v)}\n"
+                    yield f"{head}{_csv_field(key)},{number_text(v)}\n"
                     continue
                 for lower, upper, c in _bucket_rows(v):
-                    yield (f"{head}{_csv_field(key)},{_num(v.count)},{_num(v.sum)},{_num(lower)},"
-                           f"{_num(upper)},{_num(c)}\n")
+                    yield (f"{head}{_csv_field(key)},{number_text(v.count)},{number_text(v.sum)},"
+                           f"{bound_text(lower)},{bound_text(upper)},{number_text(c)}\n")
 
     return _batched(lines())
+
+
+def _short_floats(obj):
+    """``obj`` with every finite float rounded to 15 significant digits (ints stay ints), so that
+    ``json.dumps`` prints ``0.06``, not ``0.060000000000000005``: see
+    :func:`fleetscope.api.exposition.number_text`."""
+    if isinstance(obj, float):
+        return float(format(obj, ".15g")) if math.isfinite(obj) else obj
+    if isinstance(obj, dict):
+        return {k: _short_floats(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_short_floats(v) for v in obj]
+    return obj
 
 
 def _json(inst: Instrumentation, points: Iterable[DataPoint]) -> Iterator[str]:
@@ -116,21 +125,9 @@ def _json(inst: Instrumentation, points: Iterable[DataPoint]) -> Iterator[str]:
             if p.value is not None:
                 d = p.to_json(inst.shape)
                 d.pop("revised", None)
-                yield json.dumps(d, separators=(",", ":")) + "\n"
+                yield json.dumps(_short_floats(d), separators=(",", ":")) + "\n"
 
     return _batched(lines())
-
-
-_NAME_BAD = re.compile(r"[^a-zA-Z0-9_:]")
-
-
-def metric_name(inst: Instrumentation) -> str:
-    """``fleetscope_<module>_<stat>`` with anything but ``[a-zA-Z0-9_:]`` made ``_``."""
-    return _NAME_BAD.sub("_", f"fleetscope_{inst.module}_{inst.stat}")
-
-
-def _label_value(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def openmetrics_family(inst: Instrumentation, points: Iterable[DataPoint],
@@ -139,25 +136,23 @@ def openmetrics_family(inst: Instrumentation, points: Iterable[DataPoint],
     ``points``, without the final ``# EOF`` (so that several families make one exposition)."""
     name = name or metric_name(inst)
     hist = inst.shape in (values.HISTOGRAM, values.DISCRETE_HISTOGRAM)
-    label = _NAME_BAD.sub("_", inst.discrete) if inst.discrete else None
-    if label in ("le", "instrumentation"):
-        label = f"{label}_"
+    label = label_name(inst)
     base = f'instrumentation="{inst.id}"'
     what = inst.metric + (f" by {', '.join(inst.decomposition)}" if inst.decomposition else "")
     yield f"# TYPE {name} {'gaugehistogram' if hist else 'gauge'}\n"
-    yield f"# HELP {name} fleetscope instrumentation {inst.id}: {_label_value(what)}\n"
+    yield f"# HELP {name} fleetscope instrumentation {inst.id}: {escape(what)}\n"
     for p in points:
         if p.value is None:
             continue
         ts = p.start_time
         for key, v in _items(p.value, inst.shape):
-            labels = base + (f',{label}="{_label_value(key)}"' if label else "")
+            labels = base + (f',{label}="{escape(key)}"' if label else "")
             if not hist:
-                yield f"{name}{{{labels}}} {_num(v)} {ts}\n"
+                yield f"{name}{{{labels}}} {number_text(v)} {ts}\n"
                 continue
             cum = 0.0
             for _, upper, c in _bucket_rows(v):
                 cum += c
-                yield f'{name}_bucket{{{labels},le="{_num(upper)}"}} {_num(cum)} {ts}\n'
-            yield f'{name}_bucket{{{labels},le="+Inf"}} {_num(v.count)} {ts}\n'
-            yield f"{name}_gsum{{{labels}}} {_num(v.sum)} {ts}\n"
+                yield f'{name}_bucket{{{labels},le="{bound_text(upper)}"}} {number_text(cum)} {ts}\n'
+            yield f'{name}_bucket{{{labels},le="+Inf"}} {number_text(v.count)} {ts}\n'
+            yield f"{name}_gsum{{{labels}}} {number_text(v.sum)} {ts}\n"

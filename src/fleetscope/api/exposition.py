@@ -54,27 +54,50 @@ def wants_openmetrics(accept: str | None) -> bool:
     return bool(accept) and "application/openmetrics-text" in accept
 
 
-def _num(x: float) -> str:
+def number_text(x: float) -> str:
+    """``x`` as the text formats print it: the shortest decimal that gives ``x`` back at 15
+    significant digits, so sums of decimals print as the decimals they are (``0.06``, not
+    ``0.060000000000000005``) and whole numbers without a fraction (``3``);
+    ``NaN``, ``+Inf``, ``-Inf`` as Prometheus spells them.
+
+    >>> number_text(0.01 + 0.05), number_text(3.0), number_text(float("inf"))
+    ('0.06', '3', '+Inf')
+    """
     if math.isnan(x):
         return "NaN"
     if math.isinf(x):
         return "+Inf" if x > 0 else "-Inf"
-    return repr(float(x))
+    return format(float(x), ".15g")
 
 
-def _escape(text: str) -> str:
+def bound_text(x: float) -> str:
+    """A bucket bound (``le``, ``lower``, ``upper``) exactly: ``repr``, so a reader maps it back to
+    the very bucket of the layout (a bound rounded to 15 digits may fall into the next one)."""
+    return repr(float(x)) if math.isfinite(x) else number_text(x)
+
+
+def escape(text: str) -> str:
+    """A label value or help text escaped for the text formats."""
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def family_name(inst: Instrumentation) -> str:
-    """The name of the family ``inst`` belongs to."""
-    base = f"fleetscope_{inst.module}_{inst.stat}"
-    if inst.numeric:
+def metric_name(inst: Instrumentation, numeric: bool = False) -> str:
+    """``fleetscope_<module>_<stat>`` (and ``_<numeric field>`` with ``numeric``), anything but
+    ``[a-zA-Z0-9_:]`` made ``_``; fleetscope's own metrics are not prefixed twice
+    (``fleetscope_api_requests``)."""
+    base = inst.stat if inst.module == "fleetscope" else f"{inst.module}_{inst.stat}"
+    if numeric and inst.numeric:
         base += f"_{inst.numeric}"
-    return _NAME_BAD.sub("_", base)
+    return _NAME_BAD.sub("_", f"fleetscope_{base}")
 
 
-def _label(inst: Instrumentation) -> str | None:
+def family_name(inst: Instrumentation) -> str:
+    """The name of the ``/metrics`` family ``inst`` belongs to."""
+    return metric_name(inst, numeric=True)
+
+
+def label_name(inst: Instrumentation) -> str | None:
+    """The label of ``inst``'s discrete field (``le`` and ``instrumentation`` get a ``_``), if any."""
     if inst.discrete is None:
         return None
     label = _NAME_BAD.sub("_", inst.discrete)
@@ -86,17 +109,17 @@ def _histogram_lines(name: str, labels: str, h: Histogram, om: bool) -> Iterator
     cum = 0.0
     if h.zero_count:
         cum += h.zero_count
-        yield f'{name}_bucket{{{labels}{sep}le="{_num(h.zero_threshold)}"}} {_num(cum)}\n'
+        yield f'{name}_bucket{{{labels}{sep}le="{bound_text(h.zero_threshold)}"}} {number_text(cum)}\n'
     for i in sorted(h.buckets):
         cum += h.buckets[i]
         upper = h.bucket_bounds(i)[1]
         if math.isinf(upper):
             continue  # counted in +Inf
-        yield f'{name}_bucket{{{labels}{sep}le="{_num(upper)}"}} {_num(cum)}\n'
-    yield f'{name}_bucket{{{labels}{sep}le="+Inf"}} {_num(h.count)}\n'
+        yield f'{name}_bucket{{{labels}{sep}le="{bound_text(upper)}"}} {number_text(cum)}\n'
+    yield f'{name}_bucket{{{labels}{sep}le="+Inf"}} {number_text(h.count)}\n'
     g = "g" if om else ""
-    yield f"{name}_{g}sum{{{labels}}} {_num(h.sum)}\n"
-    yield f"{name}_{g}count{{{labels}}} {_num(h.count)}\n"
+    yield f"{name}_{g}sum{{{labels}}} {number_text(h.sum)}\n"
+    yield f"{name}_{g}count{{{labels}}} {number_text(h.count)}\n"
 
 
 def render(samples: Iterable[Sample], openmetrics: bool = False) -> str:
@@ -110,22 +133,22 @@ def render(samples: Iterable[Sample], openmetrics: bool = False) -> str:
         hist = members[0].inst.numeric is not None
         kind = ("gaugehistogram" if openmetrics else "histogram") if hist else "gauge"
         what = members[0].inst.metric + (f" by {members[0].inst.numeric}" if hist else "")
-        out.append(f"# HELP {name} fleetscope {_escape(what)}: current value of each instrumentation\n")
+        out.append(f"# HELP {name} fleetscope {escape(what)}: current value of each instrumentation\n")
         out.append(f"# TYPE {name} {kind}\n")
         for s in sorted(members, key=lambda s: s.inst.id):
             inst = s.inst
             base = f'instrumentation="{inst.id}"'
-            label = _label(inst)
+            label = label_name(inst)
             if inst.shape in (values.SCALAR, values.HISTOGRAM):
                 items = [("", s.value)]
             else:
                 items = sorted(s.value.items())  # type: ignore[union-attr]
             for key, v in items:
-                labels = base + (f',{label}="{_escape(key)}"' if label else "")
+                labels = base + (f',{label}="{escape(key)}"' if label else "")
                 if hist:
                     out.extend(_histogram_lines(name, labels, v, openmetrics))
                 else:
-                    out.append(f"{name}{{{labels}}} {_num(v)}\n")
+                    out.append(f"{name}{{{labels}}} {number_text(v)}\n")
     if openmetrics:
         out.append("# EOF\n")
     return "".join(out)

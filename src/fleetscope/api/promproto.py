@@ -1,7 +1,7 @@
 """``GET /metrics`` in the Prometheus protobuf exposition, for scrapers that ask for it:
 distributions as native histograms, kept exact (same bucket layout: schema, zero
 bucket, spans and deltas of Prometheus indices, which are fleetscope's indices).
-The wire codec itself is :mod:`fleetscope.sources.promproto`, shared with the
+The wire codec itself is :mod:`fleetscope.formats.promproto`, shared with the
 scraper.
 
 Numbers and breakdowns are ``GAUGE`` families, distributions ``GAUGE_HISTOGRAM``
@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fleetscope.api.exposition import Sample, _escape, _label, family_name
-from fleetscope.model import values
-from fleetscope.sources.promproto import (
+from fleetscope.api.exposition import Sample, escape, family_name, label_name
+from fleetscope.formats.promproto import (
     CONTENT_TYPE,
     GAUGE,
     GAUGE_HISTOGRAM,
@@ -27,6 +26,7 @@ from fleetscope.sources.promproto import (
     encode_native,
     wants_protobuf,
 )
+from fleetscope.model import values
 
 __all__ = ["CONTENT_TYPE", "render", "wants_protobuf"]
 
@@ -41,9 +41,9 @@ def render(samples: Iterable[Sample]) -> bytes:
         members = sorted(families[name], key=lambda s: s.inst.id)
         hist = members[0].inst.numeric is not None
         fam = M["MetricFamily"](name=name, type=GAUGE_HISTOGRAM if hist else GAUGE,
-                                help=f"fleetscope {_escape(members[0].inst.metric)}: current value")
+                                help=f"fleetscope {escape(members[0].inst.metric)}: current value")
         for s in members:
-            label = _label(s.inst)
+            label = label_name(s.inst)
             if s.inst.shape in (values.SCALAR, values.HISTOGRAM):
                 items = [("", s.value)]
             else:

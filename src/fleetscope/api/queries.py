@@ -30,11 +30,13 @@ from fleetscope.model.histogram import Histogram
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.model.series import DataPoint
 from fleetscope.model.tiers import SPANS, Tier
+from fleetscope.model.types import parse_duration
 from fleetscope.store.block import from_points, to_points
 from fleetscope.store.rollup import rollup
 
 MAX_POINTS = 10_000
 HEATMAP_COLUMNS = 1000  # columns of a heatmap when the request does not say
+DEFAULT_SINCE = 3600  # seconds an export reaches back when the request does not say
 
 
 class Range(NamedTuple):
@@ -255,3 +257,41 @@ def parse_quantiles(text: str) -> list[float]:
 
 def finite_or_none(x: float) -> float | None:
     return None if x is None or math.isnan(x) or math.isinf(x) else x
+
+
+def export_plan(inst: Instrumentation, tiers, start_time: int | None, end_time: int | None,
+                since: str | int | None, step: int | None, now: float) -> tuple[int, int, int]:
+    """``(start, end, step)`` of an export: from ``start_time`` (or ``since`` seconds ago,
+    default an hour) to ``end_time`` (default now), in points of ``step`` seconds (default the
+    finest tier that holds the start)."""
+    if start_time is not None and since is not None:
+        raise InputError("since", "give since or start_time, not both")
+    for name, v in (("start_time", start_time), ("end_time", end_time)):
+        if v is not None and v < 0:
+            raise InputError(name, "must not be negative")
+    end = int(now) if end_time is None else end_time
+    if start_time is None:
+        ago = DEFAULT_SINCE if since is None else parse_duration(since, "since")
+        if ago <= 0:
+            raise InputError("since", "must be a positive duration such as '7d'")
+        start_time = end - ago
+        if start_time < 0:
+            raise InputError("since", "reaches back before 1970 (epoch second 0)")
+    if end <= start_time:
+        raise InputError("end_time", "must be after the start of the range")
+    g = inst.granularity
+    if step is not None and (step <= 0 or step % g):
+        raise InputError("step", f"must be a positive multiple of the granularity ({g} s)")
+    tier, step = fit_step(tiers, step or g, start_time, now, step is not None, "step")
+    start = start_time - start_time % tier.resolution
+    return start, end, step
+
+
+def window_points(inst: Instrumentation, finals: list[DataPoint], start: int, step: int,
+                   topk: int) -> list[DataPoint]:
+    """The points of ``step`` seconds from ``start`` that the real-time window's ``finals`` make
+    (for an instrumentation without history); only the slots that hold data."""
+    block = from_points(finals, inst.shape)
+    if step != inst.granularity:
+        block = rollup(block, inst.shape, start, step, topk)
+    return to_points(block, inst.shape, inst.kind, step)

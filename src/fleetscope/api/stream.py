@@ -36,12 +36,12 @@ import signal
 from collections.abc import AsyncIterator, Iterable
 
 import anyio
-from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from fleetscope.aggregator.aggregator import Aggregator
 from fleetscope.api.control import ControlPlane
+from fleetscope.api.params import MAX_ID
 from fleetscope.model.errors import InputError, NotFound
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.model.series import DataPoint
@@ -189,72 +189,53 @@ def parse_last_event_id(value: str | None) -> int | None:
     return int(value.strip())
 
 
-def build_router(control: ControlPlane, aggregator: Aggregator, hub: Hub | None = None,
-                 keepalive: float = KEEPALIVE) -> APIRouter:
-    """The stream routes; registers ``hub`` (a new one by default) as an aggregator listener."""
-    hub = hub or Hub()
-    aggregator.listeners.append(hub.publish)
-    r = APIRouter(prefix="/api/v1", tags=["stream"])
+def replay(aggregator: Aggregator, ids: list[int], since: int) -> list[str]:
+    """The final points with ``start_time >= since`` still in the windows of ``ids``, in time order."""
+    events = []
+    for inst_id in ids:
+        window = aggregator.window(inst_id)
+        if window is not None:
+            events += [(p.start_time, encode_point(window.inst, p)) for p in window.points(since, 2**62)]
+    return [e for _, e in sorted(events, key=lambda te: te[0])]
 
-    def replay(ids: list[int], since: int) -> list[str]:
-        events = []
-        for inst_id in ids:
-            window = aggregator.window(inst_id)
-            if window is not None:
-                events += [(p.start_time, encode_point(window.inst, p))
-                           for p in window.points(since, 2**62)]
-        return [e for _, e in sorted(events, key=lambda te: te[0])]
 
-    async def events(ids: list[int], since: int | None) -> AsyncIterator[str]:
-        sub = hub.subscribe(ids)
-        try:
-            yield f"retry: {RETRY_MS}\n: fleetscope stream of {','.join(map(str, ids))}\n\n"
-            if since is not None:
-                for event in replay(ids, since):
-                    yield event
-            live = set(ids)
-            loop = asyncio.get_running_loop()
-            next_keepalive = loop.time() + keepalive
-            while not hub.closed.is_set() and not _server_exiting():
-                batch = await sub.get(min(POLL, keepalive))
-                if sub.overflowed:
-                    sub.overflowed = False
-                    yield "event: overflow\ndata: {}\n\n"
-                for event in batch:
-                    yield event
-                if loop.time() >= next_keepalive:
-                    next_keepalive = loop.time() + keepalive
-                    for inst_id in sorted(live):
-                        if control.store.get_instrumentation(inst_id) is None:
-                            live.discard(inst_id)
-                            yield f"event: gone\ndata: {json.dumps({'instrumentation': inst_id})}\n\n"
-                        else:
-                            control.touch(inst_id)
-                    yield ": keepalive\n\n"
-        finally:
-            hub.unsubscribe(sub)
+async def events(control: ControlPlane, aggregator: Aggregator, hub: Hub, ids: list[int],
+                 since: int | None, keepalive: float = KEEPALIVE) -> AsyncIterator[str]:
+    """The event stream of ``ids``: the replay after ``since``, then live points and keepalives."""
+    sub = hub.subscribe(ids)
+    try:
+        yield f"retry: {RETRY_MS}\n: fleetscope stream of {','.join(map(str, ids))}\n\n"
+        if since is not None:
+            for event in replay(aggregator, ids, since):
+                yield event
+        live = set(ids)
+        loop = asyncio.get_running_loop()
+        next_keepalive = loop.time() + keepalive
+        while not hub.closed.is_set() and not _server_exiting():
+            batch = await sub.get(min(POLL, keepalive))
+            if sub.overflowed:
+                sub.overflowed = False
+                yield "event: overflow\ndata: {}\n\n"
+            for event in batch:
+                yield event
+            if loop.time() >= next_keepalive:
+                next_keepalive = loop.time() + keepalive
+                for inst_id in sorted(live):
+                    if control.store.get_instrumentation(inst_id) is None:
+                        live.discard(inst_id)
+                        yield f"event: gone\ndata: {json.dumps({'instrumentation': inst_id})}\n\n"
+                    else:
+                        control.touch(inst_id)
+                yield ": keepalive\n\n"
+    finally:
+        hub.unsubscribe(sub)
 
-    def open_stream(ids: list[int], last_event_id: str | None) -> EventStream:
-        for inst_id in ids:
-            if control.store.get_instrumentation(inst_id) is None:
-                raise NotFound("ids", f"no instrumentation {inst_id}")
-            control.touch(inst_id)
-        return EventStream(events(ids, parse_last_event_id(last_event_id)))
 
-    sse = {"status_code": 200, "response_class": EventStream,
-           "responses": {200: {"description": "`event: value` per final data point, as it is finalised",
-                               "content": {"text/event-stream": {}}}}}
-
-    @r.get("/stream", summary="Live values of several instrumentations (server-sent events)", **sse)
-    async def stream_many(ids: str = Query(..., description="comma-separated ids"),
-                          last_event_id: str | None = Header(None)) -> EventStream:
-        return open_stream(parse_ids(ids), last_event_id)
-
-    @r.get("/instrumentations/{id}/stream", summary="Live values of one instrumentation (server-sent events)",
-           **sse)
-    async def stream_one(id: int, last_event_id: str | None = Header(None)) -> EventStream:
-        if id <= 0:
-            raise InputError("id", "must be a positive integer")
-        return open_stream([id], last_event_id)
-
-    return r
+def open_stream(control: ControlPlane, aggregator: Aggregator, hub: Hub, ids: list[int],
+                last_event_id: str | None, keepalive: float = KEEPALIVE) -> EventStream:
+    """The response streaming ``ids``; NotFound naming ``ids`` for an unknown one."""
+    for inst_id in ids:
+        if inst_id > MAX_ID or control.store.get_instrumentation(inst_id) is None:
+            raise NotFound("ids", f"no instrumentation {inst_id}")
+        control.touch(inst_id)
+    return EventStream(events(control, aggregator, hub, ids, parse_last_event_id(last_event_id), keepalive))

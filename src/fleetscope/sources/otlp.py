@@ -46,10 +46,10 @@ import threading
 import zlib
 from typing import NamedTuple
 
+from fleetscope.formats.promproto import INDEX_RANGE
 from fleetscope.model.histogram import DEFAULT_SCHEMA, MAX_BUCKETS, MIN_SCHEMA, Histogram, bucket_upper
 from fleetscope.model.metrics import DISCRETE, INTERVAL, NUMERIC, POINT, Field, Metric, metric
 from fleetscope.model.types import BYTES, NUMBER, Type
-from fleetscope.sources.promproto import INDEX_RANGE
 from fleetscope.sources.statsd import StatsdConfig, StatsdSource
 from fleetscope.sources.statsd_parse import MAX_NAME, MAX_TAG_VALUE, RESERVED, Event, sanitize
 

@@ -4,7 +4,7 @@ accumulator StatsD and OTLP use.
 
 The scraper asks for what Prometheus asks for when it wants native histograms:
 the delimited protobuf exposition first, then OpenMetrics, then the text format
-(:data:`fleetscope.sources.promproto.ACCEPT`); the answer's ``Content-Type``
+(:data:`fleetscope.formats.promproto.ACCEPT`); the answer's ``Content-Type``
 picks the parser (protobuf when it says so, text otherwise). Both formats end in
 the same conversion.
 
@@ -51,10 +51,10 @@ import logging
 import math
 from typing import NamedTuple
 
+from fleetscope.formats import promproto as proto
 from fleetscope.model.errors import InputError
 from fleetscope.model.metrics import Metric
 from fleetscope.model.types import BYTES, NUMBER, SECONDS
-from fleetscope.sources import promproto as proto
 from fleetscope.sources.otlp import OtlpConfig, OtlpSource, histogram_delta
 from fleetscope.sources.promtext import Family, Sample, parse
 from fleetscope.sources.statsd_parse import MAX_NAME, MAX_TAG_VALUE, RESERVED, Event, sanitize

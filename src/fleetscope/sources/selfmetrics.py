@@ -110,5 +110,6 @@ class MeasureRequests:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            path = getattr(scope.get("route"), "path", None) or UNMATCHED
+            route = scope.get("route")  # its template without convertors: /x/{id}, not /x/{id:idseg}
+            path = getattr(route, "path_format", None) or getattr(route, "path", None) or UNMATCHED
             self.source.record_request(path, scope.get("method", ""), status, time.perf_counter() - start)

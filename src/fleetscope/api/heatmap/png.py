@@ -1,0 +1,115 @@
+"""Drawing a heatmap matrix as a PNG, in the appliance's colours.
+
+One hue per selected key (the first at 21 degrees, each next one 91 degrees
+further round the wheel), the rest in a blue-grey; saturation grows with the
+cell's normalised count (by rank or linearly), brightness stays high.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import io
+from collections.abc import Iterable
+
+import numpy as np
+from PIL import Image
+
+from fleetscope.api.heatmap import args
+from fleetscope.api.heatmap.matrix import HeatmapMatrix
+from fleetscope.model.errors import InputError
+
+MAX_PIXELS = 4000
+COLORINGS = ("rank", "linear")
+
+FIRST_HUE = 21.0  # degrees; the appliance's first selected key
+HUE_STEP = 91.0  # each next key this far round the wheel
+BASE_HUE = 220.0  # the rest: a blue-grey ...
+BASE_SATURATION = 0.55  # ... never as saturated as a selected key
+KEY_SATURATION = 1.0
+MIN_SATURATION = 0.08  # the faintest non-empty cell must still differ from white
+VALUE = 0.95  # HSV brightness stays high everywhere
+_LEVELS = 255  # saturation steps per layer
+
+
+def render_png(
+    matrix: HeatmapMatrix,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    coloring: str = "rank",
+    selected_order: Iterable[str] = (),
+) -> bytes:
+    """Draw ``matrix`` as a PNG, ``width`` x ``height`` pixels (default one per cell).
+
+    Key number ``i`` in ``selected_order`` (keys of ``matrix.keys`` not listed
+    there follow, in their order) gets hue ``21 + 91 * i`` degrees mod 360; the
+    rest is a blue-grey (hue 220, at most saturation 0.55). Saturation grows with
+    the cell's normalised count, brightness is 0.95, empty cells are white.
+    ``coloring="rank"`` normalises by rank among all non-empty cells of all
+    layers, ``"linear"`` by count / largest cell. A cell with several layers
+    shows the one with the highest normalised value (the most counts; a selected
+    key wins a tie with the rest); no blending, so every pixel has one layer's hue.
+    Low values are at the bottom.
+    """
+    if coloring not in COLORINGS:
+        raise InputError("coloring", f"must be one of {', '.join(COLORINGS)}")
+    ncols = matrix.ncolumns
+    width = max(ncols, 1) if width is None else args.integer(width, "width", 1, MAX_PIXELS)
+    height = matrix.nbuckets if height is None else args.integer(height, "height", 1, MAX_PIXELS)
+    order = list(dict.fromkeys([*args.keys(selected_order, "selected_order"), *matrix.keys]))
+
+    # Keys first, rest last: argmax picks the first of equals, so a key wins ties.
+    keys = list(matrix.keys)
+    layers = [*(matrix.keys[k] for k in keys), matrix.counts]
+    hues = [(FIRST_HUE + HUE_STEP * order.index(k)) % 360 for k in keys] + [BASE_HUE]
+    tops = [KEY_SATURATION] * len(keys) + [BASE_SATURATION]
+
+    norm = _normalise(np.stack(layers) if keys else matrix.counts[None], coloring)
+    if keys:
+        winner = np.argmax(norm, axis=0)
+        best = np.take_along_axis(norm, winner[None], axis=0)[0]
+    else:
+        winner, best = 0, norm[0]
+    # Colour through a lookup table of LEVELS saturation steps per layer (level
+    # 0 = empty = white): the per-pixel work is one gather into uint8, not float
+    # arithmetic on three channels.
+    code = winner * (_LEVELS + 1) + np.ceil(best * _LEVELS).astype(np.intp)
+    lut = np.concatenate([_layer_colours(h, top) for h, top in zip(hues, tops, strict=True)])
+    # (columns, rows) -> image rows top to bottom = highest y first.
+    pixels = lut[code.T[::-1]]
+    if ncols == 0:
+        pixels = np.full((matrix.nbuckets, 1, 3), 255, dtype=np.uint8)
+    image = Image.fromarray(np.ascontiguousarray(pixels))
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.NEAREST)
+    out = io.BytesIO()
+    image.save(out, format="PNG", compress_level=3)  # 2x faster than 6, 5 % larger
+    return out.getvalue()
+
+
+def _layer_colours(hue: float, top: float) -> np.ndarray:
+    """``(_LEVELS + 1, 3)`` uint8 RGB: white, then saturation rising to ``top``.
+
+    For a fixed hue, HSV is linear in saturation: ``v * (1 - s * (1 - pure))``.
+    """
+    pure = np.array(colorsys.hsv_to_rgb(hue / 360.0, 1.0, 1.0))
+    sat = MIN_SATURATION + (top - MIN_SATURATION) * np.arange(_LEVELS + 1) / _LEVELS
+    rgb = VALUE * (1.0 - sat[:, None] * (1.0 - pure))
+    rgb[0] = 1.0
+    return np.rint(rgb * 255).astype(np.uint8)
+
+
+def _normalise(stack: np.ndarray, coloring: str) -> np.ndarray:
+    """Map counts to (0, 1] (0 stays 0), jointly over every layer."""
+    norm = np.zeros_like(stack, dtype=np.float64)
+    filled = stack > 0
+    values = stack[filled]
+    if not values.size:
+        return norm
+    if coloring == "rank":
+        ordered = np.sort(values)
+        # Equal counts get equal colour: the rank of the last of them.
+        norm[filled] = np.searchsorted(ordered, values, side="right") / ordered.size
+    else:
+        norm[filled] = values / values.max()
+    return norm

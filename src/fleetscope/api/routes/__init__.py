@@ -1,0 +1,38 @@
+"""The API's routes, one module per resource, each a module-level ``router``.
+
+:data:`ROUTERS` is what :func:`fleetscope.api.app.create_app` includes, in
+order. A route reads its services through ``svc: Svc``
+(:mod:`fleetscope.api.services`), takes shared parameters from
+:mod:`fleetscope.api.params`, and declares the errors it answers with
+:func:`fleetscope.api.errors.responses`.
+"""
+
+from fleetscope.api.routes import (
+    dashboards,
+    discovery,
+    docs,
+    export,
+    exposition,
+    heatmaps,
+    hosts,
+    instrumentations,
+    store,
+    stream,
+    values,
+    web,
+)
+
+ROUTERS = [
+    discovery.router,
+    hosts.router,
+    instrumentations.router,
+    values.router,
+    heatmaps.router,
+    stream.router,
+    export.router,
+    store.router,
+    dashboards.router,
+    exposition.router,
+    docs.router,
+    web.router,
+]

@@ -1,0 +1,106 @@
+"""``/api/v1/instrumentations/{id}/heatmap`` (JSON matrix, PNG or Grafana cells) and its cell details."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+
+from fleetscope.api import exposition, heatmap, queries
+from fleetscope.api.errors import responses
+from fleetscope.api.heatmap.matrix import MAX_NBUCKETS
+from fleetscope.api.heatmap.png import MAX_PIXELS
+from fleetscope.api.params import MAX_TIME, InstId, RangeEnd, RangeStart
+from fleetscope.api.services import Services, Svc
+from fleetscope.model.errors import InputError
+from fleetscope.model.instrumentation import Instrumentation
+
+router = APIRouter(prefix="/api/v1/instrumentations/{id}", tags=["heatmaps"])
+
+HeatmapColumns = Annotated[int | None, Query(ge=1, le=queries.MAX_POINTS, description=(
+    "number of columns (default: one per slot, at most 1000)"))]
+Pixels = Annotated[int | None, Query(ge=1, le=MAX_PIXELS, description="pixels (png; default one per cell)")]
+
+_FORMATS = {
+    200: {"description": "the matrix (json), an image (png) or Grafana heatmap cells (grafana)",
+          "content": {"application/json": {},
+                      "image/png": {"schema": {"type": "string", "format": "binary"}}}},
+}
+
+
+@router.get("/heatmap", summary="Heatmap: JSON matrix or PNG",
+            responses={**_FORMATS, **responses(404, 409, 422)})
+def get_heatmap(
+    id: InstId,
+    svc: Svc,
+    start_time: RangeStart = None,
+    end_time: RangeEnd = None,
+    duration: Annotated[int | None, Query(ge=1, le=MAX_TIME, description=(
+        "seconds covered (default 60 slots)"))] = None,
+    ndatapoints: HeatmapColumns = None,
+    step: Annotated[int | None, Query(ge=1, le=MAX_TIME, description=(
+        "seconds per column (default: what fits ndatapoints columns)"))] = None,
+    width: Pixels = None,
+    height: Pixels = None,
+    ymin: float = 0.0,
+    ymax: float | None = None,
+    nbuckets: Annotated[int, Query(ge=1, le=MAX_NBUCKETS, description="rows")] = 100,
+    selected: Annotated[str, Query(description="keys drawn in their own hue, comma-separated")] = "",
+    isolate: bool = False,
+    exclude: bool = False,
+    coloring: Literal["rank", "linear"] = "rank",
+    scale: Literal["linear", "log"] = "linear",
+    format: Annotated[Literal["json", "png", "grafana"], Query(
+        description="json: the matrix; png: an image; grafana: Grafana heatmap cells "
+                    "[{xMin (epoch ms), yMin, yMax, count}] for the JSON/Infinity data source")] = "json",
+) -> Any:
+    inst = svc.distribution(id)
+    # Columns of `step` seconds, else at most `ndatapoints` (default queries.HEATMAP_COLUMNS),
+    # from the finest history tier that holds the range.
+    rng = queries.heatmap_range(inst, svc.latest(inst), start_time, end_time, duration, step, ndatapoints,
+                                tiers=svc.tiers(inst))
+    columns = [p.value for p in svc.points(inst, rng)]
+    keys = [k for k in selected.split(",") if k]
+    matrix = heatmap.heatmap_matrix(columns, ymin=ymin, ymax=ymax, nbuckets=nbuckets,
+                                    selected=keys, isolate=isolate, exclude=exclude,
+                                    log=scale == "log")
+    if format == "png":
+        png = heatmap.render_png(matrix, width=width, height=height, coloring=coloring,
+                                 selected_order=keys)
+        return Response(png, media_type="image/png")
+    if format == "grafana":
+        return exposition.grafana_cells(matrix.edges(), rng.times(),
+                                        [matrix.counts, *matrix.keys.values()])
+    body = matrix.to_json(rng.times())
+    body.update({"start_time": rng.start, "duration": rng.n * rng.duration, "step": rng.duration,
+                 "resolution": svc.resolution(inst, rng), "unit": _numeric_unit(svc, inst)})
+    return body
+
+
+@router.get("/heatmap/details", summary="The counts in one heatmap cell, by key",
+            responses=responses(404, 409, 422))
+def heatmap_details(
+    id: InstId,
+    svc: Svc,
+    t: Annotated[int, Query(ge=0, le=MAX_TIME, description="epoch seconds inside the cell's column")],
+    ymin: float,
+    ymax: float,
+    duration: Annotated[int | None, Query(ge=1, le=MAX_TIME, description=(
+        "seconds in the cell's column (default: the granularity)"))] = None,
+) -> dict:
+    inst = svc.distribution(id)
+    if ymax <= ymin:
+        raise InputError("ymax", "must be greater than ymin")
+    rng = queries.resolve_range(inst, None, start_time=t, duration=duration, ndatapoints=1,
+                                tiers=svc.tiers(inst))
+    columns = [p.value for p in svc.points(inst, rng)]
+    details = heatmap.cell_details(columns, rng.times(), rng.start, ymin, ymax)
+    return {**details, "step": rng.duration, "resolution": svc.resolution(inst, rng)}
+
+
+def _numeric_unit(svc: Services, inst: Instrumentation) -> dict | None:
+    try:
+        metric = svc.control.catalog.get(inst.module, inst.stat)
+        return metric.field(inst.numeric).type.to_json() if inst.numeric else metric.unit.to_json()
+    except InputError:
+        return None

@@ -1,0 +1,87 @@
+"""Values of an instrumentation: ``/value``, and for distributions ``/percentiles`` and ``/average``.
+
+All three take the same range parameters (:mod:`fleetscope.api.queries`) and
+answer one point or an array by one rule, :func:`fleetscope.api.params.one_or_many`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from fleetscope.api import queries
+from fleetscope.api.errors import responses
+from fleetscope.api.params import (
+    ONE_OR_MANY,
+    InstId,
+    RangeDuration,
+    RangeEnd,
+    RangePoints,
+    RangeStart,
+    one_or_many,
+)
+from fleetscope.api.services import Services, Svc
+from fleetscope.model.histogram import Histogram
+from fleetscope.model.instrumentation import Instrumentation
+from fleetscope.model.series import DataPoint
+
+router = APIRouter(prefix="/api/v1/instrumentations/{id}", tags=["values"])
+DEFAULT_QUANTILES = "0.5,0.9,0.99"
+
+
+def _range_points(svc: Services, inst: Instrumentation, start_time: int | None, end_time: int | None,
+                  duration: int | None, ndatapoints: int | None) -> tuple[list[DataPoint], int]:
+    """The points a request asks for, and the resolution (seconds) of the tier that answered."""
+    rng = queries.resolve_range(inst, svc.latest(inst), start_time, end_time, duration, ndatapoints,
+                                tiers=svc.tiers(inst))
+    return svc.points(inst, rng), svc.resolution(inst, rng)
+
+
+def _distribution(svc: Services, id: int, start_time: int | None, end_time: int | None,
+                  duration: int | None, ndatapoints: int | None,
+                  estimate: Callable[[Histogram | None], dict]) -> Any:
+    """Percentiles or average: per point, the slot, its sources, the count and what ``estimate``
+    makes of the point's histogram (None for a gap); one or many by :func:`one_or_many`."""
+    inst = svc.distribution(id)
+    pts, res = _range_points(svc, inst, start_time, end_time, duration, ndatapoints)
+    out = []
+    for p in pts:
+        h = queries.histogram_of(p.value, inst.shape)
+        out.append({"start_time": p.start_time, "duration": p.duration, "resolution": res,
+                    "nsources": p.nsources, "expected": p.expected, "count": h.count if h else 0,
+                    **estimate(h)})
+    return one_or_many(out, start_time, end_time, ndatapoints)
+
+
+@router.get("/value", summary="Values: one point, or an array", description=ONE_OR_MANY,
+            responses=responses(404, 422))
+def value(id: InstId, svc: Svc, start_time: RangeStart = None, end_time: RangeEnd = None,
+          duration: RangeDuration = None, ndatapoints: RangePoints = None) -> Any:
+    inst = svc.used(id)
+    pts, res = _range_points(svc, inst, start_time, end_time, duration, ndatapoints)
+    out = [{**p.to_json(inst.shape), "resolution": res} for p in pts]
+    return one_or_many(out, start_time, end_time, ndatapoints)
+
+
+@router.get("/percentiles", summary="Percentiles estimated from the buckets",
+            description=f"{ONE_OR_MANY} Each point has `percentiles`: {{q: value}}, null for a gap.",
+            responses=responses(404, 409, 422))
+def percentiles(id: InstId, svc: Svc,
+                q: Annotated[str, Query(description="quantiles between 0 and 1, comma-separated")]
+                = DEFAULT_QUANTILES,
+                start_time: RangeStart = None, end_time: RangeEnd = None,
+                duration: RangeDuration = None, ndatapoints: RangePoints = None) -> Any:
+    qs = queries.parse_quantiles(q)
+    return _distribution(svc, id, start_time, end_time, duration, ndatapoints, lambda h: {
+        "percentiles": {f"{x:g}": queries.finite_or_none(h.quantile(x)) if h else None for x in qs}})
+
+
+@router.get("/average", summary="Average estimated from the buckets",
+            description=f"{ONE_OR_MANY} Each point has `average`, null for a gap.",
+            responses=responses(404, 409, 422))
+def average(id: InstId, svc: Svc, start_time: RangeStart = None, end_time: RangeEnd = None,
+            duration: RangeDuration = None, ndatapoints: RangePoints = None) -> Any:
+    return _distribution(svc, id, start_time, end_time, duration, ndatapoints, lambda h: {
+        "average": queries.finite_or_none(h.mean()) if h else None})

@@ -1,0 +1,67 @@
+"""What the routes read from, and how a route gets it: ``svc: Svc`` in its signature.
+
+:func:`fleetscope.api.app.create_app` keeps the :class:`Services` on
+``app.state``; the routes are module-level routers (as Starlette composes
+them), not closures over the services, so each one is a plain function that can
+be read alone.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from fleetscope.aggregator.aggregator import Aggregator
+from fleetscope.api import queries
+from fleetscope.api.control import ControlPlane
+from fleetscope.model.instrumentation import Instrumentation
+from fleetscope.model.series import DataPoint
+from fleetscope.store.history import History
+
+
+class Services:
+    """What the API reads from: the control plane, the real-time window and the history."""
+
+    def __init__(self, control: ControlPlane, aggregator: Aggregator, history: History | None = None) -> None:
+        self.control = control
+        self.aggregator = aggregator
+        self.history = history
+
+    def used(self, inst_id: int) -> Instrumentation:
+        """The instrumentation ``inst_id``, marked as read (so ``idle_max`` does not expire it)."""
+        inst = self.control.get(inst_id)
+        self.control.touch(inst_id)
+        return inst
+
+    def distribution(self, inst_id: int) -> Instrumentation:
+        """:meth:`used`, and a 409 unless it has a numeric decomposition."""
+        inst = self.used(inst_id)
+        queries.require_distribution(inst)
+        return inst
+
+    def points(self, inst: Instrumentation, rng: queries.Range) -> list[DataPoint]:
+        """The data points of ``rng`` (window and history; gaps have value None)."""
+        return queries.data_points(inst, self.aggregator.window(inst.id), rng, self.aggregator.topk,
+                                   self.history)
+
+    def latest(self, inst: Instrumentation) -> int | None:
+        """The start of the latest final slot in the real-time window, if any."""
+        window = self.aggregator.window(inst.id)
+        return window.latest() if window else None
+
+    def tiers(self, inst: Instrumentation):
+        """The tiers a range of ``inst`` can be read from."""
+        return queries.tiers_of(inst, self.history)
+
+    def resolution(self, inst: Instrumentation, rng: queries.Range) -> int:
+        """The resolution (seconds) of the data that answers ``rng``."""
+        return queries.resolution(inst, rng, self.history)
+
+
+async def services(request: Request) -> Services:
+    """The app's services (a dependency; async, so it runs inline, not in a thread)."""
+    return request.app.state.services
+
+
+Svc = Annotated[Services, Depends(services)]
