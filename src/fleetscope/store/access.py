@@ -105,7 +105,8 @@ class AccessTables:
 
     def revoke_tenant_tokens(self, tenant: str, now: float) -> int:
         with self._tx() as db:
-            cur = db.execute("UPDATE tokens SET revoked = ? WHERE tenant = ? AND revoked IS NULL", (now, tenant))
+            cur = db.execute("UPDATE tokens SET revoked = ? WHERE tenant = ? AND revoked IS NULL",
+                             (now, tenant))
         return cur.rowcount
 
     # -- tenants ----------------------------------------------------------------------------------
