@@ -21,7 +21,8 @@ from fleetscope.store.open import open_store
 
 ADMIN_URL = os.environ.get("FLEETSCOPE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ("sqlite", "postgresql")
-TABLES = "instrumentations, meta, dashboards, chunks, rollups, pending_rollups, leases, aggregators"
+TABLES = ("instrumentations, meta, dashboards, chunks, rollups, pending_rollups, leases, aggregators, "
+          "tokens, tenants, audit")
 
 
 def _with_db(url: str, name: str) -> str:

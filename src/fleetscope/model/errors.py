@@ -6,8 +6,9 @@ from __future__ import annotations
 class InputError(ValueError):
     """Bad input: names the field at fault and the reason.
 
-    ``status`` is the HTTP status the API answers with: 400 (malformed),
-    404 (unknown id), 409 (conflict), 422 (well-formed but invalid).
+    ``status`` is the HTTP status the API answers with: 400 (malformed), 401 (no valid
+    token), 403 (a role or origin the request lacks), 404 (unknown id), 409 (conflict),
+    422 (well-formed but invalid), 429 (too many failed logins).
     """
 
     def __init__(self, field: str | None, message: str, status: int = 422) -> None:
@@ -17,7 +18,8 @@ class InputError(ValueError):
         self.status = status
 
     def to_json(self) -> dict:
-        code = {400: "bad_request", 404: "not_found", 409: "conflict"}.get(self.status, "invalid")
+        code = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                409: "conflict", 429: "too_many_requests"}.get(self.status, "invalid")
         return {"error": {"code": code, "message": self.message, "field": self.field}}
 
 

@@ -51,6 +51,10 @@ class Instrumentation:
     unit: dict = field(default_factory=dict)  # the unit of the values (Type.to_json())
     # Retention of the history tiers, {tier: seconds}, for the tiers not left to the global setting.
     history: dict = field(default_factory=dict)
+    # The tenant that owns it (None: the operators'), and that tenant's scope, which
+    # ``predicate`` includes (AND-ed in at creation; shown apart so the tenant sees why).
+    tenant: str | None = None
+    scope: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict, compare=False)
 
     @property

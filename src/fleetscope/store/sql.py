@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fleetscope.model.instrumentation import Instrumentation
+from fleetscope.store.access import ACCESS_SCHEMA, AccessTables
 from fleetscope.store.base import Chunk, HistoryChange, TierStats
 
 SCHEMA = """
@@ -80,8 +81,9 @@ CREATE TABLE IF NOT EXISTS pending_rollups (
 """
 
 
-class SQLStore:
-    """Definitions, dashboards and history over SQL; see the module docstring."""
+class SQLStore(AccessTables):
+    """Definitions, dashboards, access (tokens, tenants, audit) and history over SQL; see the
+    module docstring."""
 
     ID_TYPE = "INTEGER PRIMARY KEY"
     # Rounds of lease keeping run one at a time (their row locks would otherwise deadlock);
@@ -91,7 +93,7 @@ class SQLStore:
     REAL_TYPE = "REAL"
 
     def schema(self) -> str:
-        return SCHEMA.format(id=self.ID_TYPE, blob=self.BLOB_TYPE, real=self.REAL_TYPE)
+        return (SCHEMA + ACCESS_SCHEMA).format(id=self.ID_TYPE, blob=self.BLOB_TYPE, real=self.REAL_TYPE)
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Any]:

@@ -1,0 +1,91 @@
+"""The one place where a caller's tenant scope is applied.
+
+Every route reads instrumentations through :func:`visible` / :func:`get` / :func:`listed`
+and creates them through :func:`scoped_spec`; no other code decides what a tenant may see.
+Cloud Analytics' own tenant leaks came from scope filters added per backend; here a new read
+path gets the scope by calling these, and ``tests/test_tenants.py`` checks every path with
+two tenants.
+
+An instrumentation of another tenant is answered exactly like one that does not exist (the
+same 404, after the same store lookup), so counting ids tells a tenant nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fleetscope.model import access
+from fleetscope.model.access import Caller
+from fleetscope.model.errors import InputError, NotFound
+from fleetscope.model.instrumentation import Instrumentation
+from fleetscope.model.metrics import Catalog, Metric
+
+
+def not_found(inst_id: int) -> NotFound:
+    return NotFound("id", f"no instrumentation {inst_id}")
+
+
+def visible(caller: Caller, inst: Instrumentation) -> bool:
+    return access.may_see(caller, inst.tenant)
+
+
+def get(store, caller: Caller, inst_id: int) -> Instrumentation:
+    """The instrumentation ``inst_id`` if ``caller`` may see it; 404 otherwise."""
+    inst = store.get_instrumentation(inst_id)
+    if inst is None or not visible(caller, inst):
+        raise not_found(inst_id)
+    return inst
+
+
+def listed(caller: Caller, insts: Iterable[Instrumentation]) -> list[Instrumentation]:
+    return [i for i in insts if visible(caller, i)]
+
+
+def tenant_filter(caller: Caller, tenant: str | None) -> str | None:
+    """The ``?tenant=`` filter of a list: operators may name any tenant; a tenant's own
+    callers get their own whatever they ask."""
+    if caller.tenant is not None:
+        return caller.tenant.name
+    return tenant
+
+
+def scoped_spec(caller: Caller, spec: dict, metric: Metric, owned: int) -> dict:
+    """A validated create spec with the caller's tenant, scope and quotas applied; ``owned``
+    is how many instrumentations the tenant has now."""
+    if caller.tenant is None:
+        return spec
+    tenant = caller.tenant
+    access.check_hidden_hosts(caller, spec["predicate"], spec["decomposition"])
+    quotas = tenant.quotas
+    if quotas.instrumentations is not None and owned >= quotas.instrumentations:
+        raise InputError(None, f"tenant {tenant.name!r} has its {quotas.instrumentations} "
+                         "instrumentations already (its quota)", 409)
+    if quotas.retention is not None and spec["retention"] > quotas.retention:
+        raise InputError("retention", f"at most {quotas.retention} s for tenant {tenant.name!r}")
+    scope = access.scope_for(caller, metric)
+    return {**spec, "predicate": access.with_scope(scope, spec["predicate"]),
+            "tenant": tenant.name, "scope": scope}
+
+
+def check_update(caller: Caller, changes: dict) -> None:
+    quotas = caller.tenant.quotas if caller.tenant else None
+    if quotas and quotas.retention is not None and changes.get("retention", 0) > quotas.retention:
+        raise InputError("retention", f"at most {quotas.retention} s for tenant {caller.tenant.name!r}")
+
+
+def catalog_for(caller: Caller, catalog: Catalog) -> list[Metric]:
+    """The metrics ``caller`` may instrument: for a tenant, those its scope can be applied to,
+    without ``hostname`` when host names are hidden from it."""
+    if caller.tenant is None:
+        return list(catalog)
+    out = []
+    for metric in catalog:
+        try:
+            access.scope_for(caller, metric)
+        except InputError:
+            continue
+        if caller.tenant.hide_hosts:
+            shown = tuple(f for f in metric.fields if f.name != access.HOSTNAME_FIELD)
+            metric = metric._replace(fields=shown)
+        out.append(metric)
+    return out
