@@ -49,13 +49,14 @@ def free_port() -> int:
 
 
 class Server:
-    """A running `fleetscope serve` subprocess."""
+    """A running `fleetscope serve` subprocess: with ``--no-auth`` unless ``auth`` (the tests of
+    who may ask what use ``auth=True`` and :meth:`token`)."""
 
-    def __init__(self, data_dir: Path, port: int, extra: list[str] | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int, extra: list[str] | None = None, auth: bool = False) -> None:
         self.data_dir = data_dir
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.extra = extra or []
+        self.extra = [*(extra or []), *([] if auth else ["--no-auth"])]
         self.proc: subprocess.Popen | None = None
         self.log = data_dir / "server.log"
 
@@ -78,6 +79,19 @@ class Server:
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         return stop_process(self.proc, sig)
+
+    def token(self, name: str, role: str = "admin", tenant: str | None = None) -> str:
+        """A new token, made the way an operator makes a fleet's first one (into the store)."""
+        exe = shutil.which("fleetscope", path=str(VENV_BIN)) or "fleetscope"
+        cmd = [exe, "token", "create", name, "--role", role, "--store",
+               f"sqlite:///{self.data_dir / 'fleetscope.db'}", *(["--tenant", tenant] if tenant else [])]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
+        return done.stdout.strip()
+
+    def login_link(self) -> str:
+        """The one-time login address `serve` printed."""
+        found = wait_for(lambda: [w for w in self.log.read_text().split() if "/login?token=" in w])
+        return found[-1]
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10)

@@ -212,31 +212,34 @@ def test_nats_config_secures_a_fleet_of_real_processes(tmp_path: Path) -> None:
     common = ["--bus", server.url]
     procs = {
         "agg": [exe, "aggregator", *common, "--store", store,
-                "--nkey", str(keys / "aggregator-aggregator.nk")],
+                "--nats-nkey", str(keys / "aggregator-aggregator.nk")],
         "api": [exe, "api", *common, "--store", store, "--port", str(port),
-                "--nkey", str(keys / "api-api.nk")],
-        "agent": [exe, "agent", *common, "--hostname", "e2e-host", "--nkey", str(keys / "agent-e2e-host.nk")],
+                "--nats-nkey", str(keys / "api-api.nk")],
+        "agent": [exe, "agent", *common, "--hostname", "e2e-host",
+                  "--nats-nkey", str(keys / "agent-e2e-host.nk")],
         "forger": [exe, "agent", *common, "--hostname", "forged-host",
-                   "--nkey", str(keys / "agent-e2e-host.nk")],
+                   "--nats-nkey", str(keys / "agent-e2e-host.nk")],
     }
+    admin = subprocess.run([exe, "token", "create", "e2e", "--role", "admin", "--store", store],
+                           capture_output=True, text=True, timeout=60, check=True).stdout.strip()
     running = {name: subprocess.Popen(cmd, stdout=logs[name], stderr=subprocess.STDOUT)
                for name, cmd in procs.items()}
     url = f"http://127.0.0.1:{port}/api/v1"
     try:
         # The API server learns the metrics from the agent's status, which only its key may send.
-        wait_for(lambda: (_get(url + "/hosts") or {}).get("hosts"), 30)
-        made = httpx.post(url + "/instrumentations", timeout=10,
+        wait_for(lambda: (_get(url + "/hosts", admin) or {}).get("hosts"), 30)
+        made = httpx.post(url + "/instrumentations", timeout=10, headers=_bearer(admin),
                           json={"metric": "cpu.usage", "decomposition": ["hostname"]})
         assert made.status_code == 201, made.text
         inst = made.json()
 
         def keys_seen() -> set[str]:
-            points = _get(f"{url}/instrumentations/{inst['id']}/value?duration=1&ndatapoints=30") or []
+            points = _get(f"{url}/instrumentations/{inst['id']}/value?duration=1&ndatapoints=30", admin) or []
             return set().union(*(set(p["value"] or {}) for p in points))
 
         assert wait_for(lambda: keys_seen() == {"e2e-host"} and keys_seen(), 30)
         wait_for(lambda: b"NATS refused" in (tmp_path / "forger.log").read_bytes(), 30)
-        hosts = {h["hostname"] for h in httpx.get(url + "/hosts", timeout=10).json()["hosts"]}
+        hosts = {h["hostname"] for h in _get(url + "/hosts", admin)["hosts"]}
         assert hosts == {"e2e-host"}, "the forger could not even announce itself"
         assert keys_seen() == {"e2e-host"}
     finally:
@@ -247,9 +250,13 @@ def test_nats_config_secures_a_fleet_of_real_processes(tmp_path: Path) -> None:
         server.stop()
 
 
-def _get(url: str) -> dict | list | None:
+def _bearer(token: str) -> dict:
+    return {"authorization": f"Bearer {token}"}
+
+
+def _get(url: str, token: str) -> dict | list | None:
     try:
-        r = httpx.get(url, timeout=5)
+        r = httpx.get(url, timeout=5, headers=_bearer(token))
     except httpx.HTTPError:
         return None
     return r.json() if r.status_code == 200 else None

@@ -7,11 +7,14 @@ the live-stream hub and the dashboard's static files.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from fleetscope import __version__
-from fleetscope.api import errors
+from fleetscope.api import auth, errors
 from fleetscope.api.jsonbody import JsonBodies
 from fleetscope.api.routes import ROUTERS
 from fleetscope.api.routes.web import WEB_DIR
@@ -21,8 +24,11 @@ from fleetscope.api.stream import Hub
 __all__ = ["Services", "create_app"]
 
 
-def create_app(svc: Services, lifespan=None) -> FastAPI:
-    """The API application over ``svc``; ``lifespan`` starts and stops the services around it."""
+def create_app(svc: Services, lifespan=None, allowed_hosts: Sequence[str] | None = None) -> FastAPI:
+    """The API application over ``svc``; ``lifespan`` starts and stops the services around it.
+
+    ``allowed_hosts``: the only Host headers answered (the rest get 400), so that a web page
+    cannot reach a loopback server through DNS rebinding; None answers any (tests only)."""
     app = FastAPI(
         title="fleetscope",
         version=__version__,
@@ -32,11 +38,16 @@ def create_app(svc: Services, lifespan=None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = svc
+    app.state.auth = svc.auth  # read by the role checks (api/auth.py)
     hub = Hub()  # the aggregator's final points, fanned out to the streams
     svc.aggregator.listeners.append(hub.publish)
     app.state.hub = hub
     errors.install(app)
     app.add_middleware(JsonBodies, prefix="/api/")
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    auth.document(app, ROUTERS)
+    errors.document(ROUTERS)
     for router in ROUTERS:
         app.include_router(router)
     if (WEB_DIR / "index.html").exists():

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -204,6 +205,48 @@ def require(role: str):
 
     dependency.required_role = role  # type: ignore[attr-defined]  # read by the route walker test
     return Depends(dependency)
+
+
+def required_role(route: Any) -> str | None:
+    """The role a route declared (through a :data:`Viewer`, :data:`Operator` or :data:`Admin`
+    parameter), or None for a public one."""
+    for dep in getattr(getattr(route, "dependant", None), "dependencies", []):
+        role = getattr(dep.call, "required_role", None)
+        if role is not None:
+            return role
+    return None
+
+
+def document(app: Any, routers: Iterable[Any]) -> None:
+    """Declare the bearer and session schemes in ``app``'s OpenAPI document and, on each route
+    of ``routers`` that needs a role, its 401 and 403 answers and the role (``x-role``), so that
+    clients know before they ask. Call it before the routers are included."""
+    from fleetscope.api.errors import responses
+
+    for route in (r for router in routers for r in router.routes):
+        role = required_role(route)
+        if role is None:
+            continue
+        # An event stream's own errors are JSON all the same (errors.responses explains why).
+        events = getattr(route.response_class, "media_type", None) == "text/event-stream"
+        route.responses = {**responses(401, 403, json_route=not events), **route.responses}
+        route.openapi_extra = {**(route.openapi_extra or {}), "x-role": role,
+                               "security": [{"bearer": []}, {"session": []}]}
+    original = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = original()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "a token from `fleetscope token create`"},
+                "session": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE,
+                            "description": "the dashboard's session (POST /api/v1/login)"},
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 Viewer = Annotated[Caller, require(access.VIEWER)]

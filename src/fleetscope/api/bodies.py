@@ -46,3 +46,38 @@ class InstrumentationUpdate(BaseModel):
     idle_max: Seconds | None = None
     persist: StrictBool | None = None
     history: Retention | None = None
+
+
+class TokenCreate(BaseModel):
+    """A new token: shown once in the answer, kept only as its hash."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"name": "grafana", "role": "viewer", "expires": "90d"}]})
+    name: str = Field(description="what the token is for (letters, digits, . _ @ -)")
+    role: str = Field(description="viewer, operator or admin")
+    tenant: str | None = Field(None, description="limit the token to this tenant")
+    expires: Seconds | None = Field(None, description="lifetime, e.g. 30d (default: until revoked)")
+
+
+class Quotas(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    instrumentations: int | None = Field(None, ge=0, le=100_000, description="at most this many at once")
+    keys: int | None = Field(None, ge=1, le=10_000, description="keys per breakdown (the rest is (other))")
+    retention: Seconds | None = Field(None, description="longest real-time retention per instrumentation")
+
+
+class TenantBody(BaseModel):
+    """A tenant: what its tokens may see."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"name": "acme", "scope": 'container ~ "^acme-"', "hide_hosts": True,
+                      "quotas": {"instrumentations": 20}}]})
+    name: str = Field(description="lower-case letters, digits, _ and -")
+    scope: dict[str, Any] | str = Field(description="a predicate over fields: JSON tree or text form")
+    hide_hosts: StrictBool = Field(False, description="host names are never shown to it")
+    quotas: Quotas = Field(default_factory=Quotas)
+
+
+class Login(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(description="a token (or the one-time token of a login link)")

@@ -13,9 +13,11 @@ import json
 import logging
 import time
 
+from fleetscope.api import scope
 from fleetscope.bus import messages as m
 from fleetscope.bus.base import Bus, BusUnavailable, Msg
 from fleetscope.model import predicate as predicates
+from fleetscope.model.access import Caller
 from fleetscope.model.defaults import default_specs
 from fleetscope.model.errors import InputError, NotFound
 from fleetscope.model.instrumentation import Instrumentation, validate_spec, validate_update
@@ -57,16 +59,27 @@ class ControlPlane:
             raise NotFound("id", f"no instrumentation {inst_id}")
         return inst
 
-    async def create(self, body: object) -> Instrumentation:
+    def spec_for(self, body: object, caller: Caller | None = None) -> dict:
+        """A create body validated, with ``caller``'s tenant scope and quotas applied (none for
+        the operators and the control plane itself)."""
         spec = validate_spec(body, self.catalog)
+        if caller is None or caller.tenant is None:
+            return spec
+        owned = sum(1 for i in self.list() if i.tenant == caller.tenant.name)
+        return scope.scoped_spec(caller, spec, self.catalog.get(spec["module"], spec["stat"]), owned)
+
+    async def create(self, body: object, caller: Caller | None = None) -> Instrumentation:
+        spec = self.spec_for(body, caller)
         inst = self.store.create_instrumentation(spec, time.time())
         self._last_access[inst.id] = time.time()
         await self._announce(inst)
         return inst
 
-    async def update(self, inst_id: int, body: object) -> Instrumentation:
+    async def update(self, inst_id: int, body: object, caller: Caller | None = None) -> Instrumentation:
         current = self.get(inst_id)
         changes = validate_update(body, current)
+        if caller is not None:
+            scope.check_update(caller, changes)
         inst = current.updated(changes)
         self.store.update_instrumentation(inst)
         await self._announce(inst)

@@ -18,7 +18,7 @@ A dashboard document is::
                      "ymin": 0, "ymax": 100}}]}  # a zoomed heatmap axis
 
 ``options`` and each of its keys are optional. The server answers with the
-document plus ``id``, ``created`` and ``updated`` (epoch seconds). Every
+document plus ``id``, ``created``, ``updated`` (epoch seconds) and ``tenant``. Every
 document is validated strictly: an unknown key, a wrong type or an unknown
 instrumentation is an error naming the field (``panels[2].options.width``),
 and changes nothing.
@@ -112,7 +112,7 @@ def validate_dashboard(body: object, exists: Callable[[int], bool]) -> dict:
     """
     if not isinstance(body, Mapping):
         raise InputError("body", "the body must be a JSON object", 400)
-    doc = _object(body, "body", {"name", "panels", "id", "created", "updated"})
+    doc = _object(body, "body", {"name", "panels", "id", "created", "updated", "tenant"})
     name = doc.get("name")
     if not isinstance(name, str) or not name.strip():
         raise InputError("name", "is required (a non-empty string)")
@@ -170,6 +170,7 @@ DASHBOARD_SCHEMA = {
         "id": {"description": "ignored: the server's own (so a document read can be sent back)"},
         "created": {"description": "ignored"},
         "updated": {"description": "ignored"},
+        "tenant": {"description": "ignored: the tenant of the token that made it"},
     },
 }
 """The JSON schema of a dashboard document, as :func:`validate_dashboard` checks it (for OpenAPI)."""

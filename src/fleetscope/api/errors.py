@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Literal
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
@@ -33,10 +35,14 @@ class ErrorBody(BaseModel):
 
 _MEANING = {
     400: "malformed: the body is not JSON, or not a JSON object",
+    401: "no valid token: missing, wrong, expired or revoked (WWW-Authenticate: Bearer)",
+    403: "the token lacks the role this needs (the message names it), or a cookie write from "
+         "another origin",
     404: "no such resource (the field names the id)",
     405: "method not allowed (the Allow header lists those that are)",
     409: "conflict with the resource's state (e.g. a name in use, no numeric decomposition)",
     422: "well-formed but invalid (the field names the parameter or body field)",
+    429: "too many failed logins from this address: try again later",
 }
 
 
@@ -59,7 +65,8 @@ def error_response(status: int, message: str, field: str | None = None) -> JSONR
 
 async def _input_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, InputError)
-    return JSONResponse(exc.to_json(), status_code=exc.status)
+    headers = {"www-authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -115,3 +122,21 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+
+
+def document(routers: Iterable[APIRouter]) -> None:
+    """Declare, on every route of ``routers`` that takes parameters or a body and does not say
+    already, the 422 (and for a body the 400) it can answer, in the shape the server sends
+    (FastAPI would otherwise document its own validation shape, which the server never sends).
+    Call it before the routers are included in an app."""
+    for route in (r for router in routers for r in router.routes):
+        if not isinstance(route, APIRoute):
+            continue
+        d = route.dependant
+        has_params = any(x.query_params or x.path_params or x.header_params or x.body_params
+                         for x in (d, *d.dependencies))
+        events = getattr(route.response_class, "media_type", None) == "text/event-stream"
+        wanted = ([422] if has_params else []) + ([400] if d.body_params else [])
+        missing = [code for code in wanted if code not in route.responses]
+        if missing:
+            route.responses = {**route.responses, **responses(*missing, json_route=not events)}

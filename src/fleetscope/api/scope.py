@@ -15,10 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from fleetscope.model import access
+from fleetscope.model import predicate as predicates
 from fleetscope.model.access import Caller
 from fleetscope.model.errors import InputError, NotFound
 from fleetscope.model.instrumentation import Instrumentation
-from fleetscope.model.metrics import Catalog, Metric
+from fleetscope.model.metrics import POINT, Catalog, Metric
+from fleetscope.model.types import NUMBER
 
 
 def not_found(inst_id: int) -> NotFound:
@@ -89,3 +91,33 @@ def catalog_for(caller: Caller, catalog: Catalog) -> list[Metric]:
             metric = metric._replace(fields=shown)
         out.append(metric)
     return out
+
+
+def hosts_for(caller: Caller, hosts: list[dict], visible_ids: set[int]) -> list[dict]:
+    """The agents ``caller`` may know of: for a tenant, only hosts that run one of its
+    instrumentations, with only those instrumentations and their warnings, and no labels (a
+    label may name another customer); none when host names are hidden from it."""
+    if caller.tenant is None:
+        return hosts
+    if caller.tenant.hide_hosts:
+        return []
+    out = []
+    for host in hosts:
+        mine = [i for i in host["instrumentations"] if i in visible_ids]
+        if mine:
+            out.append({**host, "labels": {}, "instrumentations": mine, "buffer": {},
+                        "warnings": {k: v for k, v in host["warnings"].items() if int(k) in visible_ids}})
+    return out
+
+
+def parse_scope(pred: object, catalog: Catalog) -> dict:
+    """A tenant's scope (JSON or text form), checked against every field the fleet's metrics
+    have (a scope is over fields, not one metric); InputError naming ``scope``."""
+    fields: dict[str, object] = {}
+    for metric in catalog:
+        for f in metric.fields:
+            fields.setdefault(f.name, f)
+    if not pred:
+        raise InputError("scope", "is required: a tenant sees only what its scope matches")
+    every = Metric("tenant", "scope", "any metric", NUMBER, POINT, tuple(fields.values()))
+    return predicates.parse(pred, every, "scope")

@@ -13,30 +13,46 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from fleetscope.aggregator.aggregator import Aggregator
-from fleetscope.api import queries
+from fleetscope.api import queries, scope
+from fleetscope.api.auth import AuthConfig, Authenticator
 from fleetscope.api.control import ControlPlane
+from fleetscope.model.access import Caller
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.model.series import DataPoint
 from fleetscope.store.history import History
 
 
 class Services:
-    """What the API reads from: the control plane, the real-time window and the history."""
+    """What the API reads from: the control plane, the real-time window and the history; and
+    who may read it (``auth``: tokens required unless built with ``AuthConfig(enabled=False)``).
 
-    def __init__(self, control: ControlPlane, aggregator: Aggregator, history: History | None = None) -> None:
+    Instrumentations are read through :meth:`get`, :meth:`used` and :meth:`listed`, which
+    apply the caller's tenant scope (:mod:`fleetscope.api.scope`)."""
+
+    def __init__(self, control: ControlPlane, aggregator: Aggregator, history: History | None = None,
+                 auth: Authenticator | None = None) -> None:
         self.control = control
         self.aggregator = aggregator
         self.history = history
+        self.auth = auth if auth is not None else Authenticator(control.store, AuthConfig())
 
-    def used(self, inst_id: int) -> Instrumentation:
-        """The instrumentation ``inst_id``, marked as read (so ``idle_max`` does not expire it)."""
-        inst = self.control.get(inst_id)
+    def get(self, caller: Caller, inst_id: int) -> Instrumentation:
+        """The instrumentation ``inst_id`` if ``caller`` may see it; 404 otherwise."""
+        return scope.get(self.control.store, caller, inst_id)
+
+    def listed(self, caller: Caller) -> list[Instrumentation]:
+        """Every instrumentation ``caller`` may see."""
+        return scope.listed(caller, self.control.list())
+
+    def used(self, caller: Caller, inst_id: int) -> Instrumentation:
+        """:meth:`get`, marked as read (so ``idle_max`` does not expire it)."""
+        inst = self.get(caller, inst_id)
         self.control.touch(inst_id)
         return inst
 
-    def distribution(self, inst_id: int) -> Instrumentation:
+    def distribution(self, caller: Caller, inst_id: int) -> Instrumentation:
         """:meth:`used`, and a 409 unless it has a numeric decomposition."""
-        inst = self.used(inst_id)
+        inst = self.used(caller, inst_id)
         queries.require_distribution(inst)
         return inst
 

@@ -42,6 +42,8 @@ from starlette.types import Receive, Scope, Send
 from fleetscope.aggregator.aggregator import Aggregator
 from fleetscope.api.control import ControlPlane
 from fleetscope.api.params import MAX_ID
+from fleetscope.api.services import Services
+from fleetscope.model.access import Caller
 from fleetscope.model.errors import InputError, NotFound
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.model.series import DataPoint
@@ -231,11 +233,16 @@ async def events(control: ControlPlane, aggregator: Aggregator, hub: Hub, ids: l
         hub.unsubscribe(sub)
 
 
-def open_stream(control: ControlPlane, aggregator: Aggregator, hub: Hub, ids: list[int],
+def open_stream(svc: Services, caller: Caller, hub: Hub, ids: list[int],
                 last_event_id: str | None, keepalive: float = KEEPALIVE) -> EventStream:
-    """The response streaming ``ids``; NotFound naming ``ids`` for an unknown one."""
+    """The response streaming ``ids``; NotFound naming ``ids`` for one that does not exist or
+    that ``caller`` may not see (the same answer)."""
     for inst_id in ids:
-        if inst_id > MAX_ID or control.store.get_instrumentation(inst_id) is None:
-            raise NotFound("ids", f"no instrumentation {inst_id}")
-        control.touch(inst_id)
-    return EventStream(events(control, aggregator, hub, ids, parse_last_event_id(last_event_id), keepalive))
+        try:
+            if inst_id > MAX_ID:
+                raise NotFound("id", "")
+            svc.used(caller, inst_id)
+        except NotFound:
+            raise NotFound("ids", f"no instrumentation {inst_id}") from None
+    return EventStream(events(svc.control, svc.aggregator, hub, ids, parse_last_event_id(last_event_id),
+                              keepalive))

@@ -1,10 +1,10 @@
 """The one HTTP client of the fleetscope API, and the one exception type of its errors.
 
-:class:`Api` knows the base URL (``/api/v1`` under the server's URL), an optional bearer
-token (``$FLEETSCOPE_TOKEN`` through :func:`from_environment`; the server does not ask for
-one yet), whether and how to verify TLS, and the API's routes. Every error answer becomes an
-:class:`ApiError` carrying the API's message and the field at fault; transport failures stay
-:class:`httpx.HTTPError` so that the caller can name the URL.
+:class:`Api` knows the base URL (``/api/v1`` under the server's URL), the bearer token
+(:func:`from_environment`: ``fleetscope --token``, ``$FLEETSCOPE_TOKEN``, or the one
+``fleetscope login`` saved for that URL), whether and how to verify TLS, and the API's routes.
+Every error answer becomes an :class:`ApiError` carrying the API's message and the field at
+fault; transport failures stay :class:`httpx.HTTPError` so that the caller can name the URL.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import httpx
 DEFAULT_URL = "http://127.0.0.1:7070"
 API_PREFIX = "/api/v1"
 TOKEN_ENV = "FLEETSCOPE_TOKEN"
+CA_ENV = "FLEETSCOPE_CA_CERT"
 TIMEOUT = 10.0  # seconds: connecting, and each answer (a streamed export waits as long as it takes)
 
 
@@ -88,8 +89,14 @@ class Api:
 
     @classmethod
     def from_environment(cls, url: str, **options: Any) -> Api:
-        """A client of ``url`` with the token of ``$FLEETSCOPE_TOKEN`` (if set)."""
-        return cls(url, token=os.environ.get(TOKEN_ENV) or None, **options)
+        """A client of ``url`` with the caller's token: ``fleetscope --token`` (which sets
+        ``$FLEETSCOPE_TOKEN``), else the environment, else the one saved by ``fleetscope login``;
+        and ``$FLEETSCOPE_CA_CERT`` as the CA bundle for HTTPS, if set."""
+        from fleetscope.cli import logins
+
+        token = os.environ.get(TOKEN_ENV) or logins.saved_token(url)
+        options.setdefault("verify", os.environ.get(CA_ENV) or True)
+        return cls(url, token=token, **options)
 
     def __enter__(self) -> Api:
         return self
@@ -149,6 +156,35 @@ class Api:
         return self.request(
             "GET", f"/instrumentations/{inst_id}/percentiles", params={"q": q, **params}
         )
+
+    def whoami(self) -> dict:
+        return expect(self.request("GET", "/whoami"), dict)
+
+    def tokens(self, kind: str = "api") -> list[dict]:
+        return _field(self.request("GET", "/tokens", params={"kind": kind}), "tokens", list)
+
+    def create_token(self, body: Mapping[str, Any]) -> dict:
+        return expect(self.request("POST", "/tokens", body=dict(body)), dict)
+
+    def revoke_token(self, token_id: int) -> dict:
+        return expect(self.request("DELETE", f"/tokens/{token_id}"), dict)
+
+    def tenants(self) -> list[dict]:
+        return _field(self.request("GET", "/tenants"), "tenants", list)
+
+    def tenant(self, name: str) -> dict:
+        return expect(self.request("GET", f"/tenants/{name}"), dict)
+
+    def put_tenant(self, body: Mapping[str, Any], create: bool) -> dict:
+        if create:
+            return expect(self.request("POST", "/tenants", body=dict(body)), dict)
+        return expect(self.request("PUT", f"/tenants/{body['name']}", body=dict(body)), dict)
+
+    def delete_tenant(self, name: str) -> None:
+        self.request("DELETE", f"/tenants/{name}")
+
+    def audit(self, since: float = 0.0, limit: int = 1000) -> list[dict]:
+        return _field(self.request("GET", "/audit", params={"since": since, "limit": limit}), "audit", list)
 
     def store_stats(self) -> dict:
         return expect(self.request("GET", "/store/stats"), dict)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from fleetscope import __version__
+from fleetscope.cli.client import CA_ENV, TOKEN_ENV
 from fleetscope.cli.commands import register, register_servers
 
 app = typer.Typer(
@@ -26,8 +29,17 @@ def _version(value: bool) -> None:
 def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
+    token: str | None = typer.Option(None, "--token", envvar=TOKEN_ENV, show_envvar=True,
+                                     help="API token (default: the one `fleetscope login` saved)."),
+    ca_cert: str | None = typer.Option(None, "--ca-cert", envvar=CA_ENV, show_envvar=True,
+                                       help="CA bundle to check the server's HTTPS certificate."),
 ) -> None:
     """fleetscope."""
+    # Client commands build their Api from the environment: these options reach them that way.
+    if token:
+        os.environ[TOKEN_ENV] = token
+    if ca_cert:
+        os.environ[CA_ENV] = ca_cert
 
 
 register_servers(app)

@@ -16,18 +16,27 @@ from fastapi import FastAPI
 
 from fleetscope.aggregator.replica import Replica
 from fleetscope.api.app import Services, create_app
+from fleetscope.api.auth import AuthConfig, Authenticator
 from fleetscope.api.control import ControlPlane
 from fleetscope.bus.base import Bus
 from fleetscope.model.metrics import Catalog
-from fleetscope.processes.common import FleetParts, open_fleet_parts, serve_http, until_connected
+from fleetscope.processes.common import (
+    FleetParts,
+    allowed_hosts,
+    open_fleet_parts,
+    serve_http,
+    until_connected,
+)
 from fleetscope.processes.config import FleetConfig
 from fleetscope.store.base import Store
 from fleetscope.store.history import History, HistoryConfig
 
 
-def api_app(bus: Bus, store: Store, history_config: HistoryConfig | None = None) -> FastAPI:
+def api_app(bus: Bus, store: Store, history_config: HistoryConfig | None = None,
+            hosts: list[str] | None = None) -> FastAPI:
     """An API server of a fleet: definitions and history from the shared store, live values
-    from the replica; the metric catalogue is learnt from the agents."""
+    from the replica; the metric catalogue is learnt from the agents. Tokens are always
+    required (they are in the shared store); ``hosts``: the Host headers it answers."""
     control = ControlPlane(store, bus, Catalog())
     replica = Replica(bus)
     history = History(store, (history_config or HistoryConfig())._replace(topk=replica.topk))
@@ -55,7 +64,8 @@ def api_app(bus: Bus, store: Store, history_config: HistoryConfig | None = None)
             await bus.close()
             store.close()
 
-    return create_app(Services(control, replica, history), lifespan=lifespan)
+    auth = Authenticator(store, AuthConfig(enabled=True))
+    return create_app(Services(control, replica, history, auth), lifespan=lifespan, allowed_hosts=hosts)
 
 
 def assemble(config: FleetConfig) -> FleetParts:
@@ -65,4 +75,5 @@ def assemble(config: FleetConfig) -> FleetParts:
 
 def run(parts: FleetParts, config: FleetConfig) -> None:
     """Serve until SIGTERM or SIGINT (the app's lifespan connects and closes the bus and store)."""
-    serve_http(api_app(parts.bus, parts.store), config.host, config.port, config.log_level)
+    app = api_app(parts.bus, parts.store, hosts=allowed_hosts(config.host, config.allowed_hosts))
+    serve_http(app, config.host, config.port, config.log_level, config.tls_cert, config.tls_key)

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 from fleetscope.aggregator.aggregator import Aggregator
@@ -74,11 +75,32 @@ def finish_slots(aggregator: Aggregator) -> None:
         window.expire(time.time() + aggregator.grace + window.inst.granularity)
 
 
-def serve_http(app: Any, host: str, port: int, log_level: str) -> None:
-    """Serve the ASGI ``app`` until SIGTERM or SIGINT (its lifespan starts and stops the rest)."""
+def serve_http(app: Any, host: str, port: int, log_level: str, tls_cert: str | None = None,
+               tls_key: str | None = None) -> None:
+    """Serve the ASGI ``app`` until SIGTERM or SIGINT (its lifespan starts and stops the rest),
+    over HTTPS when given a certificate and key. No access log: the login link carries a token."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=5,
+                ssl_certfile=tls_cert, ssl_keyfile=tls_key)
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def allowed_hosts(host: str, extra: Sequence[str]) -> list[str]:
+    """The Host headers a server bound to ``host`` answers: its loopback names, the address it
+    listens on, and (listening on every address) this machine's names and addresses, plus
+    ``extra`` (``--allowed-host``). Anything else is a name some other party chose: a DNS
+    rebinding attack on a loopback server looks exactly like that."""
+    names = [*LOOPBACK_NAMES, host, *extra]
+    if host in ("0.0.0.0", "::", ""):
+        import psutil
+
+        names += [socket.gethostname(), socket.getfqdn()]
+        names += [a.address.split("%")[0] for addrs in psutil.net_if_addrs().values() for a in addrs
+                  if a.family in (socket.AF_INET, socket.AF_INET6)]
+    return list(dict.fromkeys(n for n in names if n))
 
 
 class FleetParts(NamedTuple):

@@ -60,6 +60,8 @@ class ServeConfig:
     history: HistoryConfig | None = None  # None: the defaults
     ingest: IngestConfig = field(default_factory=IngestConfig)
     tick_budget: float = 0.05  # CPU seconds per instrumentation per tick on the agent
+    auth: bool = True  # tokens (or the session of the login link) required; off only on loopback
+    allowed_hosts: tuple[str, ...] = ()  # Host headers answered besides the machine's own names
     log_level: str = "warning"
 
 
@@ -88,6 +90,9 @@ class FleetConfig:
     name: str | None = None  # aggregator: unique in the fleet (default host:pid)
     host: str = DEFAULT_HOST  # api: where to listen
     port: int = DEFAULT_PORT
+    allowed_hosts: tuple[str, ...] = ()  # api: Host headers answered besides the machine's names
+    tls_cert: str | None = None  # api: serve HTTPS with this certificate (PEM) and key
+    tls_key: str | None = None
     log_level: str = "info"
 
 
@@ -115,9 +120,10 @@ def setting(value: Any, cfg: dict[str, Any], key: str, default: Any = None) -> A
 
 
 def nats_options(cfg: dict[str, Any], flags: dict[str, str | None]) -> dict[str, str | None]:
-    """NATS credentials and TLS files: each flag (or its environment variable), else the config file."""
+    """NATS credentials and TLS files: each flag (or its environment variable), else the config
+    file's ``nats_<key>`` (``nats_creds``, ``nats_tls_ca``, ...)."""
     assert set(flags) <= set(NATS_KEYS), flags
-    return {key: setting(flags.get(key), cfg, key) for key in NATS_KEYS}
+    return {key: setting(flags.get(key), cfg, f"nats_{key}") for key in NATS_KEYS}
 
 
 # -- pieces ---------------------------------------------------------------------------------------
@@ -135,6 +141,28 @@ def check_port(field_name: str, host: str, port: int, *kinds: int) -> None:
                 probe.bind((host, port))
             except OSError as exc:
                 raise InputError(field_name, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on ``host`` is reachable from this machine only."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def host_patterns(hosts: list[str]) -> tuple[str, ...]:
+    """``--allowed-host`` values: names or addresses, ``*.example.com`` for a whole domain."""
+    import re
+
+    for h in hosts:
+        if not re.fullmatch(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9.:_-]*[A-Za-z0-9])?", h):
+            raise InputError("allowed-host", f"{h!r} is not a host name, an address or *.domain")
+    return tuple(hosts)
 
 
 def labels(pairs: list[str]) -> dict[str, str]:
@@ -194,13 +222,17 @@ def serve_config(*, data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
                  statsd_prefix: str = "app", otlp: str | None = None, otlp_prefix: str = "otel",
                  scrape: list[str] | None = None, ingest_max_metrics: int = DEFAULT_INGEST_MAX,
                  ingest_max_keys: int = DEFAULT_INGEST_MAX,
-                 tick_budget: str = DEFAULT_TICK_BUDGET) -> ServeConfig:
+                 tick_budget: str = DEFAULT_TICK_BUDGET, no_auth: bool = False,
+                 allowed_host: list[str] | None = None) -> ServeConfig:
     """The config of `fleetscope serve` from its flags (it reads no config file)."""
     from fleetscope.agent.budget import parse_budget
     from fleetscope.model.tiers import DEFAULT_RETENTION, validate_retention
     from fleetscope.store.history import HistoryConfig
 
     check_port("port", host, port)
+    if no_auth and not is_loopback(host):
+        raise InputError("no-auth", f"is for a single-user laptop: refused on {host}, which other "
+                         "machines can reach (use tokens: fleetscope token create)")
     if not 0.1 <= flush_every <= 3600:
         raise InputError("flush-every", "must be between 0.1 and 3600 seconds")
     ingest = ingest_config(statsd=statsd, statsd_prefix=statsd_prefix, otlp=otlp, otlp_prefix=otlp_prefix,
@@ -208,7 +240,8 @@ def serve_config(*, data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
     retention = {**DEFAULT_RETENTION, **validate_retention(history or {}, field="history")}
     return ServeConfig(data_dir=data_dir, host=host, port=port, hostname=hostname, store_url=store,
                        history=HistoryConfig(retention=retention, flush_every=flush_every), ingest=ingest,
-                       tick_budget=parse_budget(tick_budget), log_level=log_level)
+                       tick_budget=parse_budget(tick_budget), auth=not no_auth,
+                       allowed_hosts=host_patterns(allowed_host or []), log_level=log_level)
 
 
 def agent_config(*, config: Path | None = None, bus: str | None = None, hostname: str | None = None,
@@ -244,10 +277,19 @@ def agent_config(*, config: Path | None = None, bus: str | None = None, hostname
 
 def fleet_config(section: str, *, config: Path | None = None, bus: str | None = None,
                  store: str | None = None, nats: dict[str, str | None] | None = None,
-                 log_level: str = "info", **extra: Any) -> FleetConfig:
+                 log_level: str = "info", allowed_host: list[str] | None = None,
+                 tls_cert: str | None = None, tls_key: str | None = None, **extra: Any) -> FleetConfig:
     """The config of `fleetscope aggregator` or `fleetscope api` (``section``): flags over the
     ``[section]`` table of ``config``; ``extra`` are the process's own settings (name, host, port)."""
     cfg = load_section(config, section)
+    tls_cert, tls_key = setting(tls_cert, cfg, "tls_cert"), setting(tls_key, cfg, "tls_key")
+    if bool(tls_cert) != bool(tls_key):
+        raise InputError("tls-key" if tls_cert else "tls-cert", "HTTPS needs both --tls-cert and --tls-key")
+    for name, path in (("tls-cert", tls_cert), ("tls-key", tls_key)):
+        if path and not Path(path).is_file():
+            raise InputError(name, f"no file {path}")
+    extra.update(allowed_hosts=host_patterns(list(allowed_host or cfg.get("allowed_hosts", []))),
+                 tls_cert=tls_cert, tls_key=tls_key)
     store_url = setting(store, cfg, "store")
     if not store_url:
         raise InputError("store", "is required: the shared store, e.g. postgresql://fleetscope@db/fleetscope")

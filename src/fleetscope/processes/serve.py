@@ -17,10 +17,12 @@ from fastapi import FastAPI
 from fleetscope.agent.agent import Agent
 from fleetscope.aggregator.aggregator import Aggregator
 from fleetscope.api.app import Services, create_app
+from fleetscope.api.auth import LOGIN_LINK_SECONDS, AuthConfig, Authenticator
 from fleetscope.api.control import ControlPlane
 from fleetscope.bus.memory import MemoryBus
+from fleetscope.model.access import ADMIN
 from fleetscope.processes.agent import ingest_sources
-from fleetscope.processes.common import cancel, finish_slots, keep_history, serve_http
+from fleetscope.processes.common import allowed_hosts, cancel, finish_slots, keep_history, serve_http
 from fleetscope.processes.config import ServeConfig
 from fleetscope.sources.registry import local_sources
 from fleetscope.sources.selfmetrics import MeasureRequests, SelfSource
@@ -77,10 +79,24 @@ def serve_app(config: ServeConfig) -> FastAPI:
             await bus.close()
             store.close()
 
-    app = create_app(Services(control, aggregator, history), lifespan=lifespan)
+    auth = Authenticator(store, AuthConfig(enabled=config.auth))
+    app = create_app(Services(control, aggregator, history, auth), lifespan=lifespan,
+                     allowed_hosts=allowed_hosts(config.host, config.allowed_hosts))
     app.add_middleware(MeasureRequests, source=own)
     app.state.agent = agent
     return app
+
+
+def login_link(app: FastAPI, config: ServeConfig) -> str | None:
+    """A one-time address that logs the dashboard in as admin (as Jupyter's does), valid for
+    a day; None when authentication is off."""
+    auth: Authenticator = app.state.services.auth
+    if not auth.config.enabled:
+        return None
+    secret, _ = auth.issue("serve login link", ADMIN, kind="login", expires_in=LOGIN_LINK_SECONDS)
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{config.port}/login?token={secret}"
 
 
 def run(app: FastAPI, config: ServeConfig) -> None:

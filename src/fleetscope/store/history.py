@@ -218,10 +218,11 @@ class History:
 
     # -- statistics ------------------------------------------------------------------------------
 
-    def report(self) -> dict:
+    def report(self, insts: Sequence[Instrumentation] | None = None) -> dict:
         """What ``fleetscope store stats`` and ``GET /api/v1/store/stats`` show: per
-        instrumentation and tier (with its metric), totals, the bytes the store takes on disk."""
-        return store_report(self.store, self.tiers, self.buffered())
+        instrumentation and tier (with its metric), totals, the bytes the store takes on disk.
+        Given ``insts``, only theirs, without the store's own figures (disk, head)."""
+        return store_report(self.store, self.tiers, self.buffered(), insts)
 
     def stats(self, insts: Sequence[Instrumentation] | None = None) -> list[TierReport]:
         """Per instrumentation and tier: chunks, points, samples, bytes, bytes per sample, oldest

@@ -52,10 +52,12 @@ def tier_reports(store, tiers: Callable[[Instrumentation], Sequence[Tier]],
     return out
 
 
-def store_report(store, tiers: Callable[[Instrumentation], Sequence[Tier]], buffered: int) -> dict:
+def store_report(store, tiers: Callable[[Instrumentation], Sequence[Tier]], buffered: int,
+                 only: Sequence[Instrumentation] | None = None) -> dict:
     """Per instrumentation and tier (with its metric), totals, the bytes the store takes on
-    disk, and the points ``buffered`` in the head."""
-    insts = {i.id: i for i in store.list_instrumentations()}
+    disk, and the points ``buffered`` in the head; with ``only``, just those instrumentations
+    and neither of the store's own figures (which would tell of the others')."""
+    insts = {i.id: i for i in (store.list_instrumentations() if only is None else only)}
     rows = []
     for t in tier_reports(store, tiers, list(insts.values())):
         row = t.to_json()
@@ -64,7 +66,11 @@ def store_report(store, tiers: Callable[[Instrumentation], Sequence[Tier]], buff
         row["decomposition"] = list(inst.decomposition) if inst else []
         rows.append(row)
     samples = sum(r["samples"] for r in rows)
+    payload = sum(r["bytes"] for r in rows)
+    if only is not None:
+        return {"tiers": rows, "samples": samples, "bytes": payload, "disk_bytes": None,
+                "bytes_per_sample": round(payload / samples, 3) if samples else None, "buffered": None}
     disk = store.disk_bytes()
-    return {"tiers": rows, "samples": samples, "bytes": sum(r["bytes"] for r in rows), "disk_bytes": disk,
+    return {"tiers": rows, "samples": samples, "bytes": payload, "disk_bytes": disk,
             "bytes_per_sample": round(disk / samples, 3) if samples else None,
             "buffered": buffered}

@@ -8,6 +8,7 @@ order. A route reads its services through ``svc: Svc``
 """
 
 from fleetscope.api.routes import (
+    access,
     dashboards,
     discovery,
     docs,
@@ -33,6 +34,7 @@ ROUTERS = [
     store.router,
     dashboards.router,
     exposition.router,
+    access.router,
     docs.router,
     web.router,
 ]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from fleetscope.api import scope
+from fleetscope.api.auth import Viewer
 from fleetscope.api.services import Svc
 
 router = APIRouter(prefix="/api/v1", tags=["discovery"])
 
 
 @router.get("/metrics", summary="Metrics, their fields and units (discovery)")
-def list_metrics(svc: Svc) -> dict:
-    return {"metrics": [mt.to_json() for mt in svc.control.catalog]}
+def list_metrics(svc: Svc, caller: Viewer) -> dict:
+    return {"metrics": [mt.to_json() for mt in scope.catalog_for(caller, svc.control.catalog)]}

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from fleetscope.api import export, queries
+from fleetscope.api.auth import Viewer
 from fleetscope.api.errors import responses
 from fleetscope.api.params import MAX_TIME, InstId
 from fleetscope.api.services import Svc
@@ -24,6 +25,7 @@ _STREAMED = {200: {"content": {t.split(";")[0]: {} for t in export.MEDIA_TYPES.v
 def export_range(
     id: InstId,
     svc: Svc,
+    caller: Viewer,
     since: Annotated[str | None, Query(description="how far back, e.g. 7d (default 1h)")] = None,
     start_time: Annotated[int | None, Query(ge=0, le=MAX_TIME, description=(
         "epoch seconds (instead of since)"))] = None,
@@ -33,7 +35,7 @@ def export_range(
         "seconds per point (default: the finest tier holding the range)"))] = None,
     format: Literal["csv", "json", "openmetrics"] = "csv",
 ) -> Any:
-    inst = svc.control.get(id)
+    inst = svc.used(caller, id)
     now = time.time()
     tiers = svc.tiers(inst)
     start, end, step = queries.export_plan(inst, tiers, start_time, end_time, since, step, now)

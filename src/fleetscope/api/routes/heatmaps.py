@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 
 from fleetscope.api import exposition, heatmap, queries
+from fleetscope.api.auth import Viewer
 from fleetscope.api.errors import responses
 from fleetscope.api.heatmap.matrix import MAX_NBUCKETS
 from fleetscope.api.heatmap.png import MAX_PIXELS
@@ -33,6 +34,7 @@ _FORMATS = {
 def get_heatmap(
     id: InstId,
     svc: Svc,
+    caller: Viewer,
     start_time: RangeStart = None,
     end_time: RangeEnd = None,
     duration: Annotated[int | None, Query(ge=1, le=MAX_TIME, description=(
@@ -54,7 +56,7 @@ def get_heatmap(
         description="json: the matrix; png: an image; grafana: Grafana heatmap cells "
                     "[{xMin (epoch ms), yMin, yMax, count}] for the JSON/Infinity data source")] = "json",
 ) -> Any:
-    inst = svc.distribution(id)
+    inst = svc.distribution(caller, id)
     # Columns of `step` seconds, else at most `ndatapoints` (default queries.HEATMAP_COLUMNS),
     # from the finest history tier that holds the range.
     rng = queries.heatmap_range(inst, svc.latest(inst), start_time, end_time, duration, step, ndatapoints,
@@ -82,13 +84,14 @@ def get_heatmap(
 def heatmap_details(
     id: InstId,
     svc: Svc,
+    caller: Viewer,
     t: Annotated[int, Query(ge=0, le=MAX_TIME, description="epoch seconds inside the cell's column")],
     ymin: float,
     ymax: float,
     duration: Annotated[int | None, Query(ge=1, le=MAX_TIME, description=(
         "seconds in the cell's column (default: the granularity)"))] = None,
 ) -> dict:
-    inst = svc.distribution(id)
+    inst = svc.distribution(caller, id)
     if ymax <= ymin:
         raise InputError("ymax", "must be greater than ymin")
     rng = queries.resolve_range(inst, None, start_time=t, duration=duration, ndatapoints=1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Header, Query, Request
 
 from fleetscope.api import stream
+from fleetscope.api.auth import Viewer
 from fleetscope.api.errors import responses
 from fleetscope.api.services import Svc
 from fleetscope.api.stream import EventStream, Hub
@@ -22,17 +23,17 @@ def _hub(request: Request) -> Hub:
 
 
 @router.get("/stream", summary="Live values of several instrumentations (server-sent events)", **_SSE)
-async def stream_many(request: Request, svc: Svc,
+async def stream_many(request: Request, svc: Svc, caller: Viewer,
                       ids: str = Query(..., description="comma-separated instrumentation ids"),
                       last_event_id: str | None = Header(None)) -> EventStream:
     ids_ = stream.parse_ids(ids)
-    return stream.open_stream(svc.control, svc.aggregator, _hub(request), ids_, last_event_id)
+    return stream.open_stream(svc, caller, _hub(request), ids_, last_event_id)
 
 
 @router.get("/instrumentations/{id}/stream",
             summary="Live values of one instrumentation (server-sent events)", **_SSE)
-async def stream_one(request: Request, svc: Svc, id: int,
+async def stream_one(request: Request, svc: Svc, caller: Viewer, id: int,
                      last_event_id: str | None = Header(None)) -> EventStream:
     if id <= 0:
         raise InputError("id", "must be a positive integer")
-    return stream.open_stream(svc.control, svc.aggregator, _hub(request), [id], last_event_id)
+    return stream.open_stream(svc, caller, _hub(request), [id], last_event_id)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from fleetscope.api import queries
+from fleetscope.api.auth import Viewer
 from fleetscope.api.errors import responses
 from fleetscope.api.params import (
     ONE_OR_MANY,
@@ -23,6 +24,7 @@ from fleetscope.api.params import (
     one_or_many,
 )
 from fleetscope.api.services import Services, Svc
+from fleetscope.model.access import Caller
 from fleetscope.model.histogram import Histogram
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.model.series import DataPoint
@@ -39,12 +41,12 @@ def _range_points(svc: Services, inst: Instrumentation, start_time: int | None, 
     return svc.points(inst, rng), svc.resolution(inst, rng)
 
 
-def _distribution(svc: Services, id: int, start_time: int | None, end_time: int | None,
+def _distribution(svc: Services, caller: Caller, id: int, start_time: int | None, end_time: int | None,
                   duration: int | None, ndatapoints: int | None,
                   estimate: Callable[[Histogram | None], dict]) -> Any:
     """Percentiles or average: per point, the slot, its sources, the count and what ``estimate``
     makes of the point's histogram (None for a gap); one or many by :func:`one_or_many`."""
-    inst = svc.distribution(id)
+    inst = svc.distribution(caller, id)
     pts, res = _range_points(svc, inst, start_time, end_time, duration, ndatapoints)
     out = []
     for p in pts:
@@ -57,9 +59,9 @@ def _distribution(svc: Services, id: int, start_time: int | None, end_time: int 
 
 @router.get("/value", summary="Values: one point, or an array", description=ONE_OR_MANY,
             responses=responses(404, 422))
-def value(id: InstId, svc: Svc, start_time: RangeStart = None, end_time: RangeEnd = None,
+def value(id: InstId, svc: Svc, caller: Viewer, start_time: RangeStart = None, end_time: RangeEnd = None,
           duration: RangeDuration = None, ndatapoints: RangePoints = None) -> Any:
-    inst = svc.used(id)
+    inst = svc.used(caller, id)
     pts, res = _range_points(svc, inst, start_time, end_time, duration, ndatapoints)
     out = [{**p.to_json(inst.shape), "resolution": res} for p in pts]
     return one_or_many(out, start_time, end_time, ndatapoints)
@@ -68,20 +70,20 @@ def value(id: InstId, svc: Svc, start_time: RangeStart = None, end_time: RangeEn
 @router.get("/percentiles", summary="Percentiles estimated from the buckets",
             description=f"{ONE_OR_MANY} Each point has `percentiles`: {{q: value}}, null for a gap.",
             responses=responses(404, 409, 422))
-def percentiles(id: InstId, svc: Svc,
+def percentiles(id: InstId, svc: Svc, caller: Viewer,
                 q: Annotated[str, Query(description="quantiles between 0 and 1, comma-separated")]
                 = DEFAULT_QUANTILES,
                 start_time: RangeStart = None, end_time: RangeEnd = None,
                 duration: RangeDuration = None, ndatapoints: RangePoints = None) -> Any:
     qs = queries.parse_quantiles(q)
-    return _distribution(svc, id, start_time, end_time, duration, ndatapoints, lambda h: {
+    return _distribution(svc, caller, id, start_time, end_time, duration, ndatapoints, lambda h: {
         "percentiles": {f"{x:g}": queries.finite_or_none(h.quantile(x)) if h else None for x in qs}})
 
 
 @router.get("/average", summary="Average estimated from the buckets",
             description=f"{ONE_OR_MANY} Each point has `average`, null for a gap.",
             responses=responses(404, 409, 422))
-def average(id: InstId, svc: Svc, start_time: RangeStart = None, end_time: RangeEnd = None,
+def average(id: InstId, svc: Svc, caller: Viewer, start_time: RangeStart = None, end_time: RangeEnd = None,
             duration: RangeDuration = None, ndatapoints: RangePoints = None) -> Any:
-    return _distribution(svc, id, start_time, end_time, duration, ndatapoints, lambda h: {
+    return _distribution(svc, caller, id, start_time, end_time, duration, ndatapoints, lambda h: {
         "average": queries.finite_or_none(h.mean()) if h else None})

@@ -10,11 +10,12 @@ hosts               hosts
 instrumentations    inst create|list|show|update|delete, defaults
 values              value, watch, export
 store               store stats
+access              login, logout, whoami, token create|list|revoke, tenant ..., audit
 ==================  ===================================================================
 
 A new noun gets a module here and one line in :func:`register` (a group of its own when it
-has several verbs, as ``inst``): ``tokens.py`` (``token create|list|revoke``), ``alerts.py``
-(``alert ...``) and ``importing.py`` (``import sysstat|csv ...``) are the ones planned. Client
+has several verbs, as ``inst``): ``alerts.py`` (``alert ...``) and ``importing.py``
+(``import sysstat|csv ...``) are the ones planned. Client
 commands take the :mod:`~fleetscope.cli.commands.common` options (``--url``, ``--json``),
 talk through :class:`fleetscope.cli.client.Api` and report errors with
 :func:`~fleetscope.cli.commands.common.reporting_errors`.
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import typer
 
-from fleetscope.cli.commands import buscfg, hosts, instrumentations, metrics, servers, store, values
+from fleetscope.cli.commands import access, buscfg, hosts, instrumentations, metrics, servers, store, values
 
 
 def register_servers(app: typer.Typer) -> None:
@@ -52,3 +53,18 @@ def register(app: typer.Typer) -> None:
     history = typer.Typer(help="The history store.", no_args_is_help=True)
     history.command("stats")(store.store_stats)
     app.add_typer(history, name="store")
+    app.command("login")(access.login)
+    app.command("logout")(access.logout)
+    app.command("whoami")(access.whoami)
+    tokens = typer.Typer(help="Make, list and revoke API tokens (admin).", no_args_is_help=True)
+    tokens.command("create")(access.token_create)
+    tokens.command("list")(access.token_list)
+    tokens.command("revoke")(access.token_revoke)
+    app.add_typer(tokens, name="token")
+    tenants = typer.Typer(help="Tenants: what each one's tokens may see (admin).", no_args_is_help=True)
+    tenants.command("create")(access.tenant_create)
+    tenants.command("list")(access.tenant_list)
+    tenants.command("update")(access.tenant_update)
+    tenants.command("delete")(access.tenant_delete)
+    app.add_typer(tenants, name="tenant")
+    app.command("audit")(access.audit)

@@ -3,7 +3,7 @@
 Prints the nats-server ``authorization`` block (public keys and each user's permissions, see
 :mod:`fleetscope.bus.permissions`) and writes each process's NKey seed to a file of its own
 (mode 0600) in ``--out``: copy ``agent-HOST.nk`` to HOST and start its agent with
-``--nkey agent-HOST.nk``. The seeds are written, never printed.
+``--nats-nkey agent-HOST.nk``. The seeds are written, never printed.
 """
 
 from __future__ import annotations

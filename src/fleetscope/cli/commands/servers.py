@@ -64,8 +64,13 @@ def serve(
                                         "values per field of a metric (more are dropped and counted)."),
     tick_budget: str = typer.Option(DEFAULT_TICK_BUDGET, help="CPU each instrumentation may use per tick "
                                     "on the agent; one over it is paused there with a warning (1ms..1s)."),
+    no_auth: bool = typer.Option(False, "--no-auth", help="No tokens at all: for a single-user laptop "
+                                 "(refused unless listening on loopback)."),
+    allowed_host: AllowedHost = None,
 ) -> None:
-    """Run everything on this host: agent, aggregator, store, API and dashboard."""
+    """Run everything on this host: agent, aggregator, store, API and dashboard.
+
+    Prints a one-time login address for the dashboard (unless --no-auth)."""
     from fleetscope.processes import serve as process
     from fleetscope.processes.common import configure_logging
 
@@ -74,10 +79,16 @@ def serve(
                               history=history, flush_every=flush_every, log_level=log_level, statsd=statsd,
                               statsd_prefix=statsd_prefix, otlp=otlp, otlp_prefix=otlp_prefix,
                               scrape=scrape, ingest_max_metrics=ingest_max_metrics,
-                              ingest_max_keys=ingest_max_keys, tick_budget=tick_budget)
+                              ingest_max_keys=ingest_max_keys, tick_budget=tick_budget, no_auth=no_auth,
+                              allowed_host=allowed_host)
         configure_logging(log_level)
         application = process.serve_app(config)
     typer.echo(f"fleetscope {__version__} serving at http://{host}:{port}/ (data in {data_dir})")
+    link = process.login_link(application, config)
+    if link:
+        typer.echo(f"Open the dashboard (this address logs you in, once; valid for a day):\n    {link}")
+    else:
+        typer.echo("Authentication is off (--no-auth): anyone who can reach this port is admin.")
     process.run(application, config)
 
 
@@ -87,15 +98,26 @@ BusUrl = Annotated[str | None, typer.Option("--bus", envvar="FLEETSCOPE_BUS",
                                             help="NATS URL, e.g. nats://nats1:4222.")]
 StoreUrl = Annotated[str | None, typer.Option("--store", envvar="FLEETSCOPE_STORE",
                                               help="postgresql://user@host/db (or sqlite:///path).")]
-Creds = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_NATS_CREDS", help="NATS credentials file.")]
-User = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_NATS_USER", help="NATS user.")]
-Password = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_NATS_PASSWORD", help="NATS password.")]
-Token = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_NATS_TOKEN", help="NATS token.")]
+# The bus's credentials and TLS files: --nats-* flags, FLEETSCOPE_NATS_* variables, nats_* keys.
+Creds = Annotated[str | None, typer.Option("--nats-creds", envvar="FLEETSCOPE_NATS_CREDS",
+                                           help="NATS credentials file (JWT and seed).")]
+User = Annotated[str | None, typer.Option("--nats-user", envvar="FLEETSCOPE_NATS_USER", help="NATS user.")]
+Password = Annotated[str | None, typer.Option("--nats-password", envvar="FLEETSCOPE_NATS_PASSWORD",
+                                              help="NATS password.")]
+Token = Annotated[str | None, typer.Option("--nats-token", envvar="FLEETSCOPE_NATS_TOKEN",
+                                           help="NATS token.")]
 NKey = Annotated[str | None, typer.Option(
-    envvar="FLEETSCOPE_NATS_NKEY", help="File with this process's NKey seed (fleetscope nats-config).")]
-TlsCa = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_TLS_CA", help="CA certificate for TLS.")]
-TlsCert = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_TLS_CERT", help="Client certificate.")]
-TlsKey = Annotated[str | None, typer.Option(envvar="FLEETSCOPE_TLS_KEY", help="Client key.")]
+    "--nats-nkey", envvar="FLEETSCOPE_NATS_NKEY",
+    help="File with this process's NKey seed (fleetscope nats-config).")]
+TlsCa = Annotated[str | None, typer.Option("--nats-tls-ca", envvar="FLEETSCOPE_NATS_TLS_CA",
+                                           help="CA certificate of the NATS servers.")]
+TlsCert = Annotated[str | None, typer.Option("--nats-tls-cert", envvar="FLEETSCOPE_NATS_TLS_CERT",
+                                             help="Client certificate for NATS.")]
+TlsKey = Annotated[str | None, typer.Option("--nats-tls-key", envvar="FLEETSCOPE_NATS_TLS_KEY",
+                                            help="Client key for NATS.")]
+AllowedHost = Annotated[list[str] | None, typer.Option(
+    help="Another Host header to answer (a name the server is reached by; *.domain; repeatable). "
+         "Requests for any other are refused, against DNS rebinding.")]
 LogLevel = Annotated[str, typer.Option(help="debug, info, warning or error.")]
 
 
@@ -198,10 +220,19 @@ def api(
     creds: Creds = None, nkey: NKey = None, user: User = None, password: Password = None, token: Token = None,
     tls_ca: TlsCa = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
     config: Annotated[Path | None, config_option("api")] = None, log_level: LogLevel = "warning",
+    allowed_host: AllowedHost = None,
+    https_cert: Annotated[str | None, typer.Option("--tls-cert", envvar="FLEETSCOPE_TLS_CERT",
+                                                   help="Serve HTTPS with this certificate (PEM).")] = None,
+    https_key: Annotated[str | None, typer.Option("--tls-key", envvar="FLEETSCOPE_TLS_KEY",
+                                                  help="The certificate's private key (PEM).")] = None,
 ) -> None:
-    """Serve the API and the dashboard of a fleet (any number of these, behind a balancer)."""
+    """Serve the API and the dashboard of a fleet (any number of these, behind a balancer).
+
+    Every request needs a token: make the first with `fleetscope token create --store URL`."""
     from fleetscope.processes import api as process
 
-    _run_fleet_process(process, f"fleetscope api {{version}} serving at http://{host}:{port}/ (bus {{bus}})",
+    banner = f"fleetscope api {{version}} serving at {'https' if https_cert else 'http'}://{host}:{port}/"
+    _run_fleet_process(process, banner + " (bus {bus})",
                        section="api", config=config, bus=bus, store=store, log_level=log_level, host=host,
-                       port=port, nats=_nats(creds, nkey, user, password, token, tls_ca, tls_cert, tls_key))
+                       port=port, nats=_nats(creds, nkey, user, password, token, tls_ca, tls_cert, tls_key),
+                       allowed_host=allowed_host, tls_cert=https_cert, tls_key=https_key)
