@@ -1,6 +1,6 @@
 // What every panel body shares: the range it shows and how live points extend it.
 
-import { stepFor } from "./time.js";
+import { stepFor } from "../lib/time.js";
 
 /**
  * A panel's chart and the data behind it. Subclasses implement fetch(range, signal) (which

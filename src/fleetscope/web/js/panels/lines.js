@@ -1,12 +1,12 @@
-// Panels of values and discrete breakdowns: a line chart or stacked areas of the top keys,
-// with a legend of current values (click: highlight, double-click: isolate).
+// The line panel (values and discrete breakdowns): a line chart or stacked areas of the top keys,
+// drawn by charts/lines.js, with a legend of current values (click: highlight, double-click: isolate).
 
-import { api } from "./api.js";
+import { api } from "../net/api.js";
 import { Body } from "./body.js";
-import { cssVar, seriesColor } from "./color.js";
-import { h, fill } from "./dom.js";
-import { formatTime, formatValue } from "./format.js";
-import { LineChart } from "./linechart.js";
+import { cssVar, seriesColor } from "../lib/color.js";
+import { h, fill } from "../lib/dom.js";
+import { formatTime, formatValue } from "../lib/format.js";
+import { LineChart } from "../charts/lines.js";
 
 export const TOP_KEYS = 8;
 export const REST = "(rest)";
