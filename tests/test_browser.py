@@ -35,6 +35,7 @@ VIEWPORT = {"width": 1280, "height": 720}
 # Generous deadlines: every wait in this file polls for a condition, so a long one costs time
 # only when something is wrong, and a busy machine (every core loaded) still passes.
 TIMEOUT_MS = 20_000
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 @pytest.fixture(scope="module")
@@ -114,22 +115,35 @@ def in_page(page: Page, inst_id: int, expression: str):
 
 def hottest_cell(page: Page, inst_id: int, layer: str | None = None, before: float = 1.0) -> dict:
     """Page coordinates of the heatmap cell with the largest count (of one selected key's
-    ``layer`` if given, among the first ``before`` share of the columns), and that count."""
+    ``layer`` if given, among the first ``before`` share of the columns), and that count.
+
+    The coordinates are whole pixels that the page maps to that cell: chromium hands the page
+    whole-pixel pointer positions (it drops the fraction), and a cell is often barely more than
+    a pixel wide (300 columns of a narrow panel), so its fractional middle could point at its
+    neighbour."""
     return page.evaluate(
         """([id, layer, before]) => {
             const p = window.fleetscope.panels.find((x) => x.inst && x.inst.id === id);
             const chart = p.body.chart, m = chart.matrix, a = chart.area();
+            const box = chart.canvas.getBoundingClientRect();
+            const pointAt = (c, r) => {  // whole page pixels inside cell (c, r), or null
+                const x = box.left + a.x0 + (c + 0.5) / m.times.length * a.w;
+                const y = box.top + a.y1 - (r + 0.5) / m.nbuckets * a.h;
+                for (const dx of [0, 1, -1]) for (const dy of [0, 1, -1]) {
+                    const px = Math.floor(x) + dx, py = Math.floor(y) + dy;
+                    const cell = chart.cellAt(px - box.left, py - box.top);
+                    if (cell && cell.col === c && cell.row === r) return {x: px, y: py};
+                }
+                return null;
+            };
             let best = {v: -1};
             m.counts.forEach((col, c) => col.forEach((v, r) => {
                 if (c >= before * m.times.length) return;
                 let total = layer ? m.keys[layer][c][r] : v;
                 if (!layer) for (const k of Object.keys(m.keys)) total += m.keys[k][c][r];
-                if (total > best.v) best = {v: total, c, r};
+                if (total > best.v && pointAt(c, r)) best = {v: total, c, r};
             }));
-            const box = chart.canvas.getBoundingClientRect();
-            return {count: best.v, col: best.c, row: best.r,
-                    x: box.left + a.x0 + (best.c + 0.5) / m.times.length * a.w,
-                    y: box.top + a.y1 - (best.r + 0.5) / m.nbuckets * a.h};
+            return {count: best.v, col: best.c, row: best.r, ...pointAt(best.c, best.r)};
         }""", [inst_id, layer, before])
 
 
@@ -520,6 +534,12 @@ def hue_apart(a: float, b: float) -> float:
     return abs((a - b + 180) % 360 - 180)
 
 
+def latest_slot(client: httpx.Client, inst_id: int) -> int:
+    """The start of the newest slot of an instrumentation that its sources reported."""
+    points = client.get(f"{API}/instrumentations/{inst_id}/value", params={"ndatapoints": 10}).json()
+    return max(p["start_time"] for p in points if p["nsources"] and p["nsources"] == p["expected"])
+
+
 def check_heatmap_pixels(page: Page, client: httpx.Client, inst_id: int, start: int, end: int) -> dict:
     """Compare every heatmap cell the page drew with the API's matrix for the same minute, asked
     for here: cells with no count are not drawn (transparent, or a grey grid line), every cell with
@@ -614,6 +634,8 @@ def check_stacked_lines(page: Page, client: httpx.Client, inst_id: int, start: i
     for p in points:
         for k, v in (p["value"] or {}).items():
             totals[k] = totals.get(k, 0) + v / p["duration"]
+    assert in_page(page, inst_id, "p.body.pts.map((x) => x.value)") == [p["value"] for p in points], \
+        "the page shows the same data"
     top = min((k for k in totals if k != "(other)"), key=lambda k: (-totals[k], k))
     i = max(range(len(points)), key=lambda j: (points[j]["value"] or {}).get(top, 0))
     assert points[i]["value"][top] > 0
@@ -643,7 +665,9 @@ def test_dashboard_screenshot(server: Server, busy_heatmap: int, page: Page, cli
         wait_for(lambda: sum(1 for p in client.get(f"{API}/instrumentations/{busy_heatmap}/value",
                                                    params={"ndatapoints": 60}).json() if p["value"]) >= 20,
                  timeout=60)
-        end = int(time.time()) - 2  # a fixed minute of final slots: nothing moves while it is checked
+        # A fixed minute that ends with the newest slot both panels have been sent: every slot in it
+        # is final (the one source reported), so the page and this test see the same data.
+        end = min(latest_slot(client, inst) for inst in (cpu, busy_heatmap)) + 1
         start = end - 60
         page.set_viewport_size(SCREENSHOT_VIEWPORT)
         page.goto(f"{server.url}/?dashboard={board['id']}&from={start}&to={end}")

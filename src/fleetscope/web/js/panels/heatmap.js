@@ -301,16 +301,17 @@ export class HeatBody extends Body {
     const tidy = (v) => Number(v.toPrecision(4));
     const [a, b] = [tidy(lo), tidy(hi)];
     if (!(b > a)) return;
-    this.panel.setOption("ymin", a);
-    this.panel.setOption("ymax", b);
-    this.toolbar();
-    this.panel.selectionChanged();
-    this.load();
+    this.setYRange(a, b);
   }
 
   resetZoom() {
-    this.panel.setOption("ymin", undefined);
-    this.panel.setOption("ymax", undefined);
+    this.setYRange(undefined, undefined);
+  }
+
+  /** Draw the values in [ymin, ymax) (both undefined: the automatic axis), and reload. */
+  setYRange(ymin, ymax) {
+    this.panel.setOption("ymin", ymin);
+    this.panel.setOption("ymax", ymax);
     this.toolbar();
     this.panel.selectionChanged();
     this.load();
