@@ -1,8 +1,8 @@
 // The drawer that creates an instrumentation (or changes one), checking input as it is typed.
 
-import { api } from "./api.js";
-import { debounce, fill, h } from "./dom.js";
-import { formatDuration } from "./format.js";
+import { api } from "./net/api.js";
+import { debounce, fill, h } from "./lib/dom.js";
+import { formatDuration } from "./lib/format.js";
 
 const FIELDS = ["metric", "decomposition", "predicate", "granularity", "retention", "idle_max", "persist"];
 

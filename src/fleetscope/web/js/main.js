@@ -1,15 +1,15 @@
 // The dashboard application: loads metrics, instrumentations and dashboards, keeps the panels
 // live through one event stream, and follows the time range, the URL and the theme.
 
-import { api } from "./api.js";
-import { themeChanged } from "./color.js";
-import { $, $$, debounce, fill, h } from "./dom.js";
-import { fromLocalInput, toLocalInput } from "./format.js";
+import { api } from "./net/api.js";
+import { themeChanged } from "./lib/color.js";
+import { $, $$, debounce, fill, h } from "./lib/dom.js";
+import { fromLocalInput, toLocalInput } from "./lib/format.js";
 import { InstrumentationForm } from "./form.js";
-import { openMenu } from "./menu.js";
-import { Panel, missingPanel } from "./panel.js";
-import { LiveStream } from "./stream.js";
-import { TimeRange } from "./time.js";
+import { openMenu } from "./lib/menu.js";
+import { Panel, missingPanel } from "./panels/panel.js";
+import { LiveStream } from "./net/stream.js";
+import { TimeRange } from "./lib/time.js";
 
 const ALL = { id: null, name: "All instrumentations" };
 const THEMES = ["auto", "light", "dark"];

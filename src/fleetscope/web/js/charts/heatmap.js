@@ -1,4 +1,4 @@
-// Heatmaps from the API's JSON matrix, drawn on a canvas the way the appliance drew them.
+// Heatmap drawing: the API's JSON matrix on a canvas, the way the appliance drew them.
 //
 // Colour (DESIGN.md): one hue per selected key (21°, then 91° further each), the rest in a
 // blue-grey, much less saturated while keys are selected so that they stand out (the third
@@ -7,8 +7,8 @@
 // normalised count (a key wins a tie with the rest). On the dark theme the count raises the
 // brightness instead, so that faint cells stay faint against the dark background.
 
-import { CanvasView, MARGIN, axisTicks, axisWidth, drawTimeAxis, drawValueAxis, themeColors } from "./chart.js";
-import { BASE_HUE, cssVar, hsv, isDark, keyHue } from "./color.js";
+import { CanvasView, MARGIN, axisTicks, axisWidth, drawTimeAxis, drawValueAxis, themeColors } from "./canvas.js";
+import { BASE_HUE, cssVar, hsv, isDark, keyHue } from "../lib/color.js";
 
 const MIN_SATURATION = 0.08;
 const KEY_SATURATION = 1.0;

@@ -1,6 +1,6 @@
 // What every panel body shares: the range it shows and how live points extend it.
 
-import { stepFor } from "./time.js";
+import { stepFor } from "../lib/time.js";
 
 /**
  * A panel's chart and the data behind it. Subclasses implement fetch(range, signal) (which
@@ -28,10 +28,16 @@ export class Body {
     return { live: false, step, n, span: n * step, start: end - n * step, end };
   }
 
+  /**
+   * Fetch the range wanted now and draw it. While a load is on its way the panel's element
+   * carries data-loading: what it shows (data-state) is of the range before, which is how a
+   * test knows that, after pausing or selecting, the cells under the pointer will not move.
+   */
   async load() {
     this.controller?.abort();
     const controller = new AbortController();
     this.controller = controller;
+    this.panel.el.dataset.loading = "true";
     const range = this.wanted();
     try {
       await this.fetch(range, controller.signal);
@@ -41,6 +47,8 @@ export class Body {
       this.draw();
     } catch (err) {
       if (err.name !== "AbortError") this.panel.setError(err);
+    } finally {
+      if (this.controller === controller) delete this.panel.el.dataset.loading;
     }
   }
 

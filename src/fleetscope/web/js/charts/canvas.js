@@ -1,8 +1,8 @@
 // Canvas plumbing shared by the charts: sizing for the device pixel ratio, theme colours, axes.
 
-import { cssVar } from "./color.js";
-import { formatTick, timeTicks, valueTicks } from "./format.js";
-import { frameThrottle, h } from "./dom.js";
+import { cssVar } from "../lib/color.js";
+import { formatTick, timeTicks, valueTicks } from "../lib/format.js";
+import { frameThrottle, h } from "../lib/dom.js";
 
 export const MARGIN = { left: 58, right: 10, top: 8, bottom: 20 };
 

@@ -1,12 +1,12 @@
-// Panels of values and discrete breakdowns: a line chart or stacked areas of the top keys,
-// with a legend of current values (click: highlight, double-click: isolate).
+// The line panel (values and discrete breakdowns): a line chart or stacked areas of the top keys,
+// drawn by charts/lines.js, with a legend of current values (click: highlight, double-click: isolate).
 
-import { api } from "./api.js";
+import { api } from "../net/api.js";
 import { Body } from "./body.js";
-import { cssVar, seriesColor } from "./color.js";
-import { h, fill } from "./dom.js";
-import { formatTime, formatValue } from "./format.js";
-import { LineChart } from "./linechart.js";
+import { cssVar, seriesColor } from "../lib/color.js";
+import { h, fill } from "../lib/dom.js";
+import { formatTime, formatValue } from "../lib/format.js";
+import { LineChart } from "../charts/lines.js";
 
 export const TOP_KEYS = 8;
 export const REST = "(rest)";
@@ -166,6 +166,12 @@ export class LineBody extends Body {
     this.panel.placeTip(x, a.y0 + 4);
   }
 
+  /**
+   * The legend: the time shown, the total, and a row per series. Rows are built when the keys
+   * change and updated in place otherwise: a live point arrives every second, and a row rebuilt
+   * between the press and the release of a click would lose the click (the browser then sends
+   * it to the list, not to the row).
+   */
   legendRows() {
     if (!this.discrete || !this.current) return;
     const i = this.shownIndex();
@@ -173,29 +179,47 @@ export class LineBody extends Body {
     const rate = this.inst.kind === "interval";
     const total = i === null || this.pts[i].value === null ? null
       : Object.values(this.pts[i].value).reduce((a, b) => a + b, 0) / this.scale(this.pts[i]);
-    fill(this.legend,
-      h("div.legend-head", {}, h("span", {}, i !== null && this.hoverIndex !== null ? formatTime(this.pts[i].start_time).slice(11) : "now"),
-        h("span.v", {}, formatValue(total, unit, { rate }))),
-      h("ul.legend-list", {}, this.current.map((s) => {
-        const v = i === null ? null : s.values[i];
-        return h("li.legend-row", {
-          class: [s.key === this.highlight ? "hl" : "", this.highlight && s.key !== this.highlight ? "dim" : "",
-            this.isolate === s.key ? "iso" : "", this.isolate && this.isolate !== s.key ? "dim" : ""].join(" ").trim(),
-          title: `${s.label}: click to highlight, double-click to show only this key`,
-          dataset: { key: s.key },
-          tabindex: 0,
-          onkeydown: (e) => {
-            if (e.key === "Enter" || e.key === " ") {
-              e.preventDefault();
-              if (e.shiftKey) this.setIsolate(this.isolate === s.key ? null : s.key);
-              else this.setHighlight(this.highlight === s.key ? null : s.key);
-            }
-          },
-          onclick: () => this.setHighlight(this.highlight === s.key ? null : s.key),
-          ondblclick: () => this.setIsolate(this.isolate === s.key ? null : s.key),
-        }, h("span.swatch", { style: { background: s.color } }), h("span.k", {}, s.label),
-        h("span.v", {}, formatValue(v, unit, { rate })));
-      })));
+    const keys = this.current.map((s) => s.key).join("\n");
+    if (this.legendKeys !== keys) {
+      this.legendKeys = keys;
+      this.legendTime = h("span");
+      this.legendTotal = h("span.v");
+      this.rows = new Map(this.current.map((s) => [s.key, this.legendRow(s.key)]));
+      fill(this.legend, h("div.legend-head", {}, this.legendTime, this.legendTotal),
+        h("ul.legend-list", {}, [...this.rows.values()].map((r) => r.el)));
+    }
+    this.legendTime.textContent = i !== null && this.hoverIndex !== null ? formatTime(this.pts[i].start_time).slice(11) : "now";
+    this.legendTotal.textContent = formatValue(total, unit, { rate });
+    for (const s of this.current) {
+      const row = this.rows.get(s.key);
+      row.el.className = ["legend-row", s.key === this.highlight ? "hl" : "", this.highlight && s.key !== this.highlight ? "dim" : "",
+        this.isolate === s.key ? "iso" : "", this.isolate && this.isolate !== s.key ? "dim" : ""].filter(Boolean).join(" ");
+      row.el.title = `${s.label}: click to highlight, double-click to show only this key`;
+      row.swatch.style.background = s.color;
+      row.label.textContent = s.label;
+      row.value.textContent = formatValue(i === null ? null : s.values[i], unit, { rate });
+    }
+  }
+
+  /** One legend row of series `key`, filled in by legendRows. */
+  legendRow(key) {
+    const swatch = h("span.swatch");
+    const label = h("span.k");
+    const value = h("span.v");
+    const el = h("li.legend-row", {
+      dataset: { key },
+      tabindex: 0,
+      onkeydown: (e) => {
+        if (e.key === "Enter" || e.key === " ") {
+          e.preventDefault();
+          if (e.shiftKey) this.setIsolate(this.isolate === key ? null : key);
+          else this.setHighlight(this.highlight === key ? null : key);
+        }
+      },
+      onclick: () => this.setHighlight(this.highlight === key ? null : key),
+      ondblclick: () => this.setIsolate(this.isolate === key ? null : key),
+    }, swatch, label, value);
+    return { el, swatch, label, value };
   }
 
   setHighlight(key) {

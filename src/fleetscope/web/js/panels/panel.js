@@ -1,11 +1,12 @@
-// A panel: one instrumentation on the dashboard, with its header, chart, legend and actions.
+// The panel frame: one instrumentation on the dashboard, with its header, chart, legend and actions
+// (drill-down and panel menus); its body is a heatmap panel or a line panel.
 
-import { api } from "./api.js";
-import { h } from "./dom.js";
-import { formatDuration } from "./format.js";
-import { HeatBody } from "./heat.js";
+import { api } from "../net/api.js";
+import { h } from "../lib/dom.js";
+import { formatDuration } from "../lib/format.js";
+import { HeatBody } from "./heatmap.js";
 import { LineBody } from "./lines.js";
-import { openMenu } from "./menu.js";
+import { openMenu } from "../lib/menu.js";
 
 const DISTRIBUTIONS = new Set(["histogram", "discrete_histogram"]);
 

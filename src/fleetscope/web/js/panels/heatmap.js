@@ -1,12 +1,12 @@
-// Panels of distributions: a heatmap from the API's JSON matrix, with hover details,
-// key selection from a cell, vertical drag to zoom, and average/percentile lines.
+// The heatmap panel (distributions): the API's JSON matrix, drawn by charts/heatmap.js, with hover
+// details, key selection from a cell, vertical drag to zoom, and average/percentile lines.
 
-import { api } from "./api.js";
+import { api } from "../net/api.js";
 import { Body } from "./body.js";
-import { baseColor, keyColor } from "./color.js";
-import { debounce, fill, h } from "./dom.js";
-import { formatCount, formatTime, formatValue } from "./format.js";
-import { HeatmapChart } from "./heatmap.js";
+import { baseColor, keyColor } from "../lib/color.js";
+import { debounce, fill, h } from "../lib/dom.js";
+import { formatCount, formatTime, formatValue } from "../lib/format.js";
+import { HeatmapChart } from "../charts/heatmap.js";
 
 export const NBUCKETS = 100;
 export const OVERLAYS = ["avg", "p50", "p90", "p99"];
@@ -301,16 +301,17 @@ export class HeatBody extends Body {
     const tidy = (v) => Number(v.toPrecision(4));
     const [a, b] = [tidy(lo), tidy(hi)];
     if (!(b > a)) return;
-    this.panel.setOption("ymin", a);
-    this.panel.setOption("ymax", b);
-    this.toolbar();
-    this.panel.selectionChanged();
-    this.load();
+    this.setYRange(a, b);
   }
 
   resetZoom() {
-    this.panel.setOption("ymin", undefined);
-    this.panel.setOption("ymax", undefined);
+    this.setYRange(undefined, undefined);
+  }
+
+  /** Draw the values in [ymin, ymax) (both undefined: the automatic axis), and reload. */
+  setYRange(ymin, ymax) {
+    this.panel.setOption("ymin", ymin);
+    this.panel.setOption("ymax", ymax);
     this.toolbar();
     this.panel.selectionChanged();
     this.load();

@@ -1,6 +1,6 @@
 // Line and stacked-area charts of time series on a canvas, with a hover crosshair.
 
-import { CanvasView, MARGIN, axisTicks, axisWidth, drawTimeAxis, drawValueAxis, themeColors, tidyTop } from "./chart.js";
+import { CanvasView, MARGIN, axisTicks, axisWidth, drawTimeAxis, drawValueAxis, themeColors, tidyTop } from "./canvas.js";
 
 /**
  * data: {start, end, step, times: [t], series: [{key, color, values: [number|null]}], unit, rate}
