@@ -56,9 +56,45 @@ class App {
     try {
       await this.sync();
     } catch (err) {
-      if (err.status === 0) this.connectionLost();
+      if (err.status === 401) this.askLogin(err.detail);
+      else if (err.status === 0) this.connectionLost();
       else this.toast(err.message, "error");
     }
+  }
+
+  async logout() {
+    try {
+      await api.logout();
+    } catch { /* no session (authentication off): nothing to end */ }
+    location.reload();
+  }
+
+  /** No valid session: the server wants a token. The link `fleetscope serve` prints logs in
+   * by itself; otherwise a token pasted here becomes the session (an HttpOnly cookie: the page
+   * never keeps the token). */
+  askLogin(reason) {
+    this.stream.close();
+    const input = h("input#login-token", { type: "password", autocomplete: "off", required: true,
+      placeholder: "fs_…", "aria-label": "token" });
+    const error = h("p.login-error", { role: "alert" });
+    const form = h("form#login.login", {},
+      h("h2", {}, "Log in to fleetscope"),
+      h("p", {}, "Open the address that ", h("code", {}, "fleetscope serve"), " printed, or paste a token (",
+        h("code", {}, "fleetscope token create NAME"), ")."),
+      input, h("button.btn.primary", { type: "submit" }, "Log in"), error);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      try {
+        await api.login(input.value.trim());
+        location.reload();
+      } catch (err) {
+        error.textContent = err.detail || err.message;
+      }
+    });
+    fill($("#grid"), form);
+    this.setConn("login");
+    input.focus();
+    error.textContent = reason && !/a token is needed/.test(reason) ? reason : "";
   }
 
   /** (Re)load everything from the server and show the dashboard the URL names. */
@@ -374,6 +410,7 @@ class App {
         { label: "Rename…", disabled: !saved, onSelect: () => this.rename() },
         { label: "Copy link", hint: "this dashboard and range", onSelect: () => this.copyLink() },
         { label: "Delete dashboard", disabled: !saved, onSelect: () => this.deleteBoard() },
+        { label: "Log out", hint: "end this session", onSelect: () => this.logout() },
       ], { align: "left" });
     });
     $("#theme-btn").addEventListener("click", () => {
@@ -402,9 +439,9 @@ class App {
   setConn(state) {
     const el = $("#conn");
     const paused = !this.time.live;
-    const s = state === "down" ? "down" : paused ? "paused" : "live";
+    const s = state === "down" || state === "login" ? state : paused ? "paused" : "live";
     el.dataset.state = s;
-    $(".conn-text", el).textContent = { down: "offline", paused: "paused", live: "live" }[s];
+    $(".conn-text", el).textContent = { down: "offline", login: "not logged in", paused: "paused", live: "live" }[s];
   }
 
   /** The server went away: say so, and come back by ourselves when it answers again. */
