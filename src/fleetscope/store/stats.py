@@ -60,6 +60,8 @@ def store_report(store, tiers: Callable[[Instrumentation], Sequence[Tier]], buff
     insts = {i.id: i for i in (store.list_instrumentations() if only is None else only)}
     rows = []
     for t in tier_reports(store, tiers, list(insts.values())):
+        if only is not None and t.inst_id not in insts:
+            continue  # another tenant's, or history of a deleted instrumentation
         row = t.to_json()
         inst = insts.get(t.inst_id)
         row["metric"] = inst.metric if inst else None
