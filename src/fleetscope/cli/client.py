@@ -10,6 +10,7 @@ fault; transport failures stay :class:`httpx.HTTPError` so that the caller can n
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -73,11 +74,11 @@ class Api:
     Methods return the decoded JSON and raise :class:`ApiError` for error answers; transport
     failures are left as :class:`httpx.HTTPError` so that the caller can name the URL.
     ``token`` is sent as ``Authorization: Bearer <token>``; ``verify`` is httpx's: True (the
-    system's CAs), False, or the path of a CA bundle.
+    system's CAs), False, or an SSL context (with the CA bundle to trust).
     """
 
     def __init__(
-        self, url: str, *, token: str | None = None, verify: bool | str = True,
+        self, url: str, *, token: str | None = None, verify: bool | ssl.SSLContext = True,
         timeout: float = TIMEOUT, transport: httpx.BaseTransport | None = None
     ) -> None:
         self.url = url.rstrip("/")
@@ -95,7 +96,8 @@ class Api:
         from fleetscope.cli import logins
 
         token = os.environ.get(TOKEN_ENV) or logins.saved_token(url)
-        options.setdefault("verify", os.environ.get(CA_ENV) or True)
+        ca = os.environ.get(CA_ENV)
+        options.setdefault("verify", ssl.create_default_context(cafile=ca) if ca else True)
         return cls(url, token=token, **options)
 
     def __enter__(self) -> Api:

@@ -45,7 +45,9 @@ def reporting_errors(url: str) -> Iterator[None]:
         yield
     except (ApiError, InputError) as exc:
         fail(str(exc))
-    except httpx.ConnectError:
+    except httpx.ConnectError as exc:
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate" in str(exc).lower():
+            fail(f"{url}: its HTTPS certificate is not trusted ({exc}); give its CA with --ca-cert FILE")
         fail(f"cannot connect to {url}: is `fleetscope serve` running?")
     except httpx.TimeoutException:
         fail(f"{url} did not answer in time")
