@@ -54,7 +54,7 @@ def unauthorized(message: str) -> InputError:
 @dataclass(frozen=True)
 class AuthConfig:
     enabled: bool = True
-    secure_cookies: bool = False  # set when serving TLS
+    failures_allowed: int = FAILURES_ALLOWED  # per client address in FAILURE_WINDOW seconds
 
 
 class FailureLimiter:
@@ -91,7 +91,7 @@ class Authenticator:
     def __init__(self, store: Any, config: AuthConfig) -> None:
         self.store = store
         self.config = config
-        self.limiter = FailureLimiter()
+        self.limiter = FailureLimiter(config.failures_allowed)
         self._cache: dict[str, tuple[float, TokenInfo, Tenant | None]] = {}
         self._lock = threading.Lock()
 
@@ -229,7 +229,7 @@ def document(app: Any, routers: Iterable[Any]) -> None:
             continue
         # An event stream's own errors are JSON all the same (errors.responses explains why).
         events = getattr(route.response_class, "media_type", None) == "text/event-stream"
-        route.responses = {**responses(401, 403, json_route=not events), **route.responses}
+        route.responses = {**responses(401, 403, 429, json_route=not events), **route.responses}
         route.openapi_extra = {**(route.openapi_extra or {}), "x-role": role,
                                "security": [{"bearer": []}, {"session": []}]}
     original = app.openapi

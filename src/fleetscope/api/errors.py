@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 
 
 class ErrorDetail(BaseModel):
-    code: Literal["bad_request", "not_found", "conflict", "invalid", "internal"] = Field(
-        description="bad_request (400), not_found (404), conflict (409), invalid (422)")
+    code: Literal["bad_request", "unauthorized", "forbidden", "not_found", "conflict", "invalid",
+                  "too_many_requests", "internal"] = Field(
+        description="bad_request (400), unauthorized (401), forbidden (403), not_found (404), "
+                    "conflict (409), invalid (422), too_many_requests (429)")
     message: str = Field(description="what is wrong, for people")
     field: str | None = Field(description="the parameter or body field at fault (panels[2].options.width)")
 

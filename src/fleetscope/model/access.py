@@ -32,8 +32,8 @@ VIEWER, OPERATOR, ADMIN = ROLES
 TOKEN_PREFIX = "fs_"
 TOKEN_BYTES = 32
 # A tenant name is also a label in URLs, logs and exported series.
-TENANT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
-TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+TENANT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")  # anchored: also a JSON Schema pattern
+TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 HOSTNAME_FIELD = "hostname"
 
 

@@ -33,7 +33,7 @@ from fleetscope.store.history import History, HistoryConfig
 
 
 def api_app(bus: Bus, store: Store, history_config: HistoryConfig | None = None,
-            hosts: list[str] | None = None) -> FastAPI:
+            hosts: list[str] | None = None, auth: AuthConfig | None = None) -> FastAPI:
     """An API server of a fleet: definitions and history from the shared store, live values
     from the replica; the metric catalogue is learnt from the agents. Tokens are always
     required (they are in the shared store); ``hosts``: the Host headers it answers."""
@@ -64,8 +64,9 @@ def api_app(bus: Bus, store: Store, history_config: HistoryConfig | None = None,
             await bus.close()
             store.close()
 
-    auth = Authenticator(store, AuthConfig(enabled=True))
-    return create_app(Services(control, replica, history, auth), lifespan=lifespan, allowed_hosts=hosts)
+    authenticator = Authenticator(store, auth or AuthConfig())
+    return create_app(Services(control, replica, history, authenticator), lifespan=lifespan,
+                      allowed_hosts=hosts)
 
 
 def assemble(config: FleetConfig) -> FleetParts:
@@ -75,5 +76,6 @@ def assemble(config: FleetConfig) -> FleetParts:
 
 def run(parts: FleetParts, config: FleetConfig) -> None:
     """Serve until SIGTERM or SIGINT (the app's lifespan connects and closes the bus and store)."""
-    app = api_app(parts.bus, parts.store, hosts=allowed_hosts(config.host, config.allowed_hosts))
+    app = api_app(parts.bus, parts.store, hosts=allowed_hosts(config.host, config.allowed_hosts),
+                  auth=AuthConfig(enabled=True, failures_allowed=config.auth_failures))
     serve_http(app, config.host, config.port, config.log_level, config.tls_cert, config.tls_key)

@@ -32,6 +32,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_BUS = "nats://127.0.0.1:4222"
 DEFAULT_BUFFER = "64MiB"
 DEFAULT_TICK_BUDGET = "50ms"  # agent.budget.DEFAULT_BUDGET, as the flag is written
+DEFAULT_AUTH_FAILURES = 10  # api.auth.FAILURES_ALLOWED: per client address and minute
 DEFAULT_INGEST_MAX = 1000  # metric names per source, and distinct values per field of a metric
 MAX_INGEST_MAX = 1_000_000
 NATS_KEYS = ("creds", "nkey", "user", "password", "token", "tls_ca", "tls_cert", "tls_key")
@@ -61,6 +62,7 @@ class ServeConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     tick_budget: float = 0.05  # CPU seconds per instrumentation per tick on the agent
     auth: bool = True  # tokens (or the session of the login link) required; off only on loopback
+    auth_failures: int = DEFAULT_AUTH_FAILURES  # failed authentications per client address and minute
     allowed_hosts: tuple[str, ...] = ()  # Host headers answered besides the machine's own names
     log_level: str = "warning"
 
@@ -91,6 +93,7 @@ class FleetConfig:
     host: str = DEFAULT_HOST  # api: where to listen
     port: int = DEFAULT_PORT
     allowed_hosts: tuple[str, ...] = ()  # api: Host headers answered besides the machine's names
+    auth_failures: int = DEFAULT_AUTH_FAILURES  # api: failed authentications per address and minute
     tls_cert: str | None = None  # api: serve HTTPS with this certificate (PEM) and key
     tls_key: str | None = None
     log_level: str = "info"
@@ -141,6 +144,12 @@ def check_port(field_name: str, host: str, port: int, *kinds: int) -> None:
                 probe.bind((host, port))
             except OSError as exc:
                 raise InputError(field_name, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def check_auth_failures(n: int) -> int:
+    if not 1 <= n <= 100_000:
+        raise InputError("auth-failures", f"{n} is not between 1 and 100000 (per address and minute)")
+    return n
 
 
 def is_loopback(host: str) -> bool:
@@ -223,7 +232,8 @@ def serve_config(*, data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
                  scrape: list[str] | None = None, ingest_max_metrics: int = DEFAULT_INGEST_MAX,
                  ingest_max_keys: int = DEFAULT_INGEST_MAX,
                  tick_budget: str = DEFAULT_TICK_BUDGET, no_auth: bool = False,
-                 allowed_host: list[str] | None = None) -> ServeConfig:
+                 allowed_host: list[str] | None = None,
+                 auth_failures: int = DEFAULT_AUTH_FAILURES) -> ServeConfig:
     """The config of `fleetscope serve` from its flags (it reads no config file)."""
     from fleetscope.agent.budget import parse_budget
     from fleetscope.model.tiers import DEFAULT_RETENTION, validate_retention
@@ -241,6 +251,7 @@ def serve_config(*, data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
     return ServeConfig(data_dir=data_dir, host=host, port=port, hostname=hostname, store_url=store,
                        history=HistoryConfig(retention=retention, flush_every=flush_every), ingest=ingest,
                        tick_budget=parse_budget(tick_budget), auth=not no_auth,
+                       auth_failures=check_auth_failures(auth_failures),
                        allowed_hosts=host_patterns(allowed_host or []), log_level=log_level)
 
 
@@ -278,7 +289,8 @@ def agent_config(*, config: Path | None = None, bus: str | None = None, hostname
 def fleet_config(section: str, *, config: Path | None = None, bus: str | None = None,
                  store: str | None = None, nats: dict[str, str | None] | None = None,
                  log_level: str = "info", allowed_host: list[str] | None = None,
-                 tls_cert: str | None = None, tls_key: str | None = None, **extra: Any) -> FleetConfig:
+                 tls_cert: str | None = None, tls_key: str | None = None, auth_failures: int | None = None,
+                 **extra: Any) -> FleetConfig:
     """The config of `fleetscope aggregator` or `fleetscope api` (``section``): flags over the
     ``[section]`` table of ``config``; ``extra`` are the process's own settings (name, host, port)."""
     cfg = load_section(config, section)
@@ -289,7 +301,9 @@ def fleet_config(section: str, *, config: Path | None = None, bus: str | None = 
         if path and not Path(path).is_file():
             raise InputError(name, f"no file {path}")
     extra.update(allowed_hosts=host_patterns(list(allowed_host or cfg.get("allowed_hosts", []))),
-                 tls_cert=tls_cert, tls_key=tls_key)
+                 tls_cert=tls_cert, tls_key=tls_key,
+                 auth_failures=check_auth_failures(int(setting(auth_failures, cfg, "auth_failures",
+                                                                    DEFAULT_AUTH_FAILURES))))
     store_url = setting(store, cfg, "store")
     if not store_url:
         raise InputError("store", "is required: the shared store, e.g. postgresql://fleetscope@db/fleetscope")

@@ -79,7 +79,7 @@ def serve_app(config: ServeConfig) -> FastAPI:
             await bus.close()
             store.close()
 
-    auth = Authenticator(store, AuthConfig(enabled=config.auth))
+    auth = Authenticator(store, AuthConfig(enabled=config.auth, failures_allowed=config.auth_failures))
     app = create_app(Services(control, aggregator, history, auth), lifespan=lifespan,
                      allowed_hosts=allowed_hosts(config.host, config.allowed_hosts))
     app.add_middleware(MeasureRequests, source=own)

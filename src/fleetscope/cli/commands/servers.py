@@ -21,6 +21,7 @@ from fleetscope import __version__
 from fleetscope.cli.commands.common import fail
 from fleetscope.model.errors import InputError
 from fleetscope.processes.config import (
+    DEFAULT_AUTH_FAILURES,
     DEFAULT_HOST,
     DEFAULT_PORT,
     DEFAULT_TICK_BUDGET,
@@ -67,6 +68,7 @@ def serve(
     no_auth: bool = typer.Option(False, "--no-auth", help="No tokens at all: for a single-user laptop "
                                  "(refused unless listening on loopback)."),
     allowed_host: AllowedHost = None,
+    auth_failures: AuthFailures = DEFAULT_AUTH_FAILURES,
 ) -> None:
     """Run everything on this host: agent, aggregator, store, API and dashboard.
 
@@ -80,7 +82,7 @@ def serve(
                               statsd_prefix=statsd_prefix, otlp=otlp, otlp_prefix=otlp_prefix,
                               scrape=scrape, ingest_max_metrics=ingest_max_metrics,
                               ingest_max_keys=ingest_max_keys, tick_budget=tick_budget, no_auth=no_auth,
-                              allowed_host=allowed_host)
+                              allowed_host=allowed_host, auth_failures=auth_failures)
         configure_logging(log_level)
         application = process.serve_app(config)
     typer.echo(f"fleetscope {__version__} serving at http://{host}:{port}/ (data in {data_dir})")
@@ -118,6 +120,8 @@ TlsKey = Annotated[str | None, typer.Option("--nats-tls-key", envvar="FLEETSCOPE
 AllowedHost = Annotated[list[str] | None, typer.Option(
     help="Another Host header to answer (a name the server is reached by; *.domain; repeatable). "
          "Requests for any other are refused, against DNS rebinding.")]
+AuthFailures = Annotated[int, typer.Option(
+    help="Failed authentications allowed per client address and minute (then 429).")]
 LogLevel = Annotated[str, typer.Option(help="debug, info, warning or error.")]
 
 
@@ -221,6 +225,8 @@ def api(
     tls_ca: TlsCa = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
     config: Annotated[Path | None, config_option("api")] = None, log_level: LogLevel = "warning",
     allowed_host: AllowedHost = None,
+    auth_failures: Annotated[int | None, typer.Option(
+        help="Failed authentications allowed per client address and minute (10).")] = None,
     https_cert: Annotated[str | None, typer.Option("--tls-cert", envvar="FLEETSCOPE_TLS_CERT",
                                                    help="Serve HTTPS with this certificate (PEM).")] = None,
     https_key: Annotated[str | None, typer.Option("--tls-key", envvar="FLEETSCOPE_TLS_KEY",
@@ -235,4 +241,5 @@ def api(
     _run_fleet_process(process, banner + " (bus {bus})",
                        section="api", config=config, bus=bus, store=store, log_level=log_level, host=host,
                        port=port, nats=_nats(creds, nkey, user, password, token, tls_ca, tls_cert, tls_key),
-                       allowed_host=allowed_host, tls_cert=https_cert, tls_key=https_key)
+                       allowed_host=allowed_host, tls_cert=https_cert, tls_key=https_key,
+                       auth_failures=auth_failures)
