@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from fleetscope.api.auth import FAILURES_ALLOWED, PUBLIC_PATHS, SESSION_COOKIE
-from tests.conftest import VENV_BIN, Server, free_port
+from tests.conftest import VENV_BIN, Server, free_port, wait_for
 
 API = "/api/v1"
 # Reachable without a token besides PUBLIC_PATHS: the API's own description and its viewer.
@@ -230,3 +230,43 @@ def test_cli_login_saves_the_token_privately(server: Server, tokens, tmp_path: P
     nothing = subprocess.run([exe, "inst", "list", "--url", server.url], capture_output=True, text=True,
                              timeout=60, env={**env, "FLEETSCOPE_CONFIG_DIR": str(tmp_path / "other")})
     assert nothing.returncode == 1 and "token" in nothing.stderr
+
+
+def test_a_tenants_quotas_bound_what_it_may_ask(server: Server, tokens) -> None:
+    admin = bearer(tokens["admin"])
+    made = httpx.post(server.url + f"{API}/tenants", headers=admin, json={
+        "name": "quota", "scope": 'container ~ ".*"',
+        "quotas": {"instrumentations": 2, "keys": 3, "retention": "2m"}})
+    assert made.status_code == 201, made.text
+    assert made.json()["quotas"] == {"instrumentations": 2, "keys": 3, "retention": 120}
+    token = httpx.post(server.url + f"{API}/tokens", headers=admin,
+                       json={"name": "quota-op", "role": "operator", "tenant": "quota"}).json()["token"]
+    url = server.url + f"{API}/instrumentations"
+    too_long = httpx.post(url, headers=bearer(token), json={"metric": "proc.cpu", "retention": "10m"})
+    assert too_long.status_code == 422 and too_long.json()["error"]["field"] == "retention"
+    by_name = httpx.post(url, headers=bearer(token),
+                         json={"metric": "proc.cpu", "decomposition": ["execname"], "retention": 120})
+    assert by_name.status_code == 201, by_name.text
+    inst = by_name.json()
+    assert inst["keys"] == 3 and inst["tenant"] == "quota"
+    assert httpx.post(url, headers=bearer(token), json={"metric": "cpu.usage"}).status_code == 201
+    third = httpx.post(url, headers=bearer(token), json={"metric": "cpu.usage"})
+    assert third.status_code == 409 and "quota" in third.json()["error"]["message"]
+    longer = httpx.patch(f"{url}/{inst['id']}", headers=bearer(token), json={"retention": 600})
+    assert longer.status_code == 422 and longer.json()["error"]["field"] == "retention"
+
+    def folded() -> list[dict]:
+        points = httpx.get(f"{url}/{inst['id']}/value", headers=bearer(token),
+                           params={"duration": 1, "ndatapoints": 10}).json()
+        return [p for p in points if p["value"] and len(p["value"]) > 1]
+
+    points = wait_for(folded, 30)
+    for p in points:  # this host runs far more than 3 process names: 3 kept, the rest folded
+        assert set(p["value"]) - {"(other)"} and len(set(p["value"]) - {"(other)"}) <= 3
+        assert "(other)" in p["value"]
+    # The same question from the operators keeps the fleet's 50: the 3 were the tenant's quota.
+    operators = httpx.post(url, headers=admin,
+                           json={"metric": "proc.cpu", "decomposition": ["execname"]}).json()
+    recent = {"duration": 1, "ndatapoints": 10}
+    wait_for(lambda: any(len(p["value"] or {}) > 4 for p in httpx.get(
+        f"{url}/{operators['id']}/value", headers=admin, params=recent).json()), 30)

@@ -60,7 +60,7 @@ class Aggregator(Follower):
             return
         window = self.windows.get(inst.id)
         if window is None:
-            self.windows[inst.id] = Window(inst, self.topk, self.grace, self._notify)
+            self.windows[inst.id] = Window(inst, inst.keys_kept(self.topk), self.grace, self._notify)
         else:
             window.inst = inst  # retention, idle_max or persist changed
 

@@ -20,7 +20,12 @@ from fleetscope.model import predicate as predicates
 from fleetscope.model.access import Caller
 from fleetscope.model.defaults import default_specs
 from fleetscope.model.errors import InputError, NotFound
-from fleetscope.model.instrumentation import Instrumentation, validate_spec, validate_update
+from fleetscope.model.instrumentation import (
+    DEFAULT_RETENTION,
+    Instrumentation,
+    validate_spec,
+    validate_update,
+)
 from fleetscope.model.metrics import Catalog, Metric
 from fleetscope.store.base import Store
 
@@ -62,9 +67,12 @@ class ControlPlane:
     def spec_for(self, body: object, caller: Caller | None = None) -> dict:
         """A create body validated, with ``caller``'s tenant scope and quotas applied (none for
         the operators and the control plane itself)."""
-        spec = validate_spec(body, self.catalog)
         if caller is None or caller.tenant is None:
-            return spec
+            return validate_spec(body, self.catalog)
+        longest = caller.tenant.quotas.retention
+        if longest is not None and isinstance(body, dict) and "retention" not in body:
+            body = {**body, "retention": min(DEFAULT_RETENTION, longest)}  # the default, within quota
+        spec = validate_spec(body, self.catalog)
         owned = sum(1 for i in self.list() if i.tenant == caller.tenant.name)
         return scope.scoped_spec(caller, spec, self.catalog.get(spec["module"], spec["stat"]), owned)
 

@@ -222,7 +222,7 @@ def data_points(inst: Instrumentation, window: Window | None, rng: Range, topk: 
         window_from = min(window.slots) if window and window.slots else None
         block = history.read(inst, tier, rng.start, rng.end, now, finals, window_from)
     if rng.duration != tier.resolution:
-        block = rollup(block, inst.shape, rng.start, rng.duration, topk)
+        block = rollup(block, inst.shape, rng.start, rng.duration, inst.keys_kept(topk))
     found = {p.start_time: p for p in to_points(block, inst.shape, inst.kind, rng.duration)}
     return [found.get(t) or DataPoint(t, rng.duration, None, 0, 0) for t in rng.times()]
 
@@ -293,5 +293,5 @@ def window_points(inst: Instrumentation, finals: list[DataPoint], start: int, st
     (for an instrumentation without history); only the slots that hold data."""
     block = from_points(finals, inst.shape)
     if step != inst.granularity:
-        block = rollup(block, inst.shape, start, step, topk)
+        block = rollup(block, inst.shape, start, step, inst.keys_kept(topk))
     return to_points(block, inst.shape, inst.kind, step)

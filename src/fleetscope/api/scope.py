@@ -66,7 +66,7 @@ def scoped_spec(caller: Caller, spec: dict, metric: Metric, owned: int) -> dict:
         raise InputError("retention", f"at most {quotas.retention} s for tenant {tenant.name!r}")
     scope = access.scope_for(caller, metric)
     return {**spec, "predicate": access.with_scope(scope, spec["predicate"]),
-            "tenant": tenant.name, "scope": scope}
+            "tenant": tenant.name, "scope": scope, "keys": quotas.keys}
 
 
 def check_update(caller: Caller, changes: dict) -> None:

@@ -55,11 +55,19 @@ class Instrumentation:
     # ``predicate`` includes (AND-ed in at creation; shown apart so the tenant sees why).
     tenant: str | None = None
     scope: dict = field(default_factory=dict)
+    # Keys kept per breakdown when fewer than the fleet's own (a tenant's quota): the rest is
+    # folded into "(other)", exactly, in the window and in every rollup.
+    keys: int | None = None
     extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def metric(self) -> str:
         return f"{self.module}.{self.stat}"
+
+    def keys_kept(self, default: int) -> int:
+        """The top keys a breakdown of this instrumentation keeps, where ``default`` is the
+        fleet's (values.TOP_K unless configured)."""
+        return min(self.keys, default) if self.keys else default
 
     def to_json(self) -> dict:
         d = asdict(self)

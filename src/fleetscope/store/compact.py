@@ -95,7 +95,7 @@ class Compactor:
                     mark = max(mark, nxt // res * res)
                     stop = min(limit, (mark // tier.span + 1) * tier.span)
                     block = self.reader.read(inst, finer, mark, stop)
-                    rolled = rollup(block, inst.shape, mark, res, self.config.topk)
+                    rolled = rollup(block, inst.shape, mark, res, inst.keys_kept(self.config.topk))
                 self.store.write_history(HistoryChange(add=to_chunks(inst.id, tier, rolled),
                                                        watermarks=[(inst.id, tier.level, stop)]))
                 report[f"rolled_{tier.name}"] += rolled.n
@@ -120,7 +120,7 @@ class Compactor:
                 continue
             res = tier.resolution
             parts = [rollup(self.reader.read(inst, finer, s, s + res), inst.shape, s, res,
-                                   self.config.topk) for s in starts]
+                            inst.keys_kept(self.config.topk)) for s in starts]
             block = merge(parts, inst.shape)
             nxt: list[tuple[int, int, int]] = []
             if i + 1 < len(tiers):

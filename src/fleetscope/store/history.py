@@ -200,7 +200,7 @@ class History:
         parts = [self.chunks.read(inst, tier, start, upto)] if upto > start else []
         if end > upto:
             finer = self.read(inst, tiers[idx - 1], upto, end, now, window, window_from)
-            parts.append(rollup(finer, inst.shape, upto, tier.resolution, self.config.topk))
+            parts.append(rollup(finer, inst.shape, upto, tier.resolution, inst.keys_kept(self.config.topk)))
         return merge(parts, inst.shape)
 
     def export(self, inst: Instrumentation, tier: Tier, start: int, end: int, step: int,
@@ -213,7 +213,7 @@ class History:
             e = min(end, s + piece)
             block = self.read(inst, tier, s, e, now, window, window_from)
             if step != tier.resolution:
-                block = rollup(block, inst.shape, s, step, self.config.topk)
+                block = rollup(block, inst.shape, s, step, inst.keys_kept(self.config.topk))
             yield from to_points(block, inst.shape, inst.kind, step)
 
     # -- statistics ------------------------------------------------------------------------------
