@@ -159,6 +159,8 @@ class Fleet:
         nats = shutil.which("nats-server") or "/usr/sbin/nats-server"
         self._spawn([nats, "-a", "127.0.0.1", "-p", str(self.port)])
         bus = ["--bus", self.url, "--store", self.store]
+        self.token = subprocess.run([str(EXE), "token", "create", "bench", "--role", "admin", "--store",
+                                     self.store], capture_output=True, text=True, check=True).stdout.strip()
         self._spawn([str(EXE), "api", *bus, "--port", str(self.api_port)])
         for i in range(self.n_aggregators):
             # Pinned: the aggregators have core 1 to themselves; everything else shares core 0.
@@ -180,7 +182,8 @@ class Fleet:
         await bus.connect()
         status = m.AgentStatus("sim-0", __version__, time.time(), metrics=[mt.to_json() for mt in METRICS])
         created: list[tuple[int, str]] = []
-        async with httpx.AsyncClient(base_url=self.api, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=self.api, timeout=10,
+                                     headers={"authorization": f"Bearer {self.token}"}) as client:
             for spec in specs:
                 for _ in range(50):
                     await bus.publish(m.status_subject(status.host), m.encode(status))

@@ -110,7 +110,7 @@ class Process:
         exe = shutil.which("fleetscope", path=str(Path(sys.executable).parent)) or "fleetscope"
         cmd = ["taskset", "-c", str(SERVER_CORE), exe, "serve", "--port", str(self.port),
                "--data-dir", str(workdir), "--statsd", f"127.0.0.1:{self.statsd}",
-               "--otlp", f"127.0.0.1:{self.otlp}"]
+               "--otlp", f"127.0.0.1:{self.otlp}", "--no-auth"]
         self.log = open(workdir / "serve.log", "wb")  # noqa: SIM115 - the child writes to it
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         self.client = httpx.Client(base_url=self.url, timeout=10)
