@@ -171,6 +171,13 @@ class ControlPlane:
             # Shared with API servers that start later, which have no agent of their own.
             self.store.set_meta(CATALOG_KEY, json.dumps([mt.to_json() for mt in self.catalog]))
 
+    def warnings_of(self, inst_id: int, now: float | None = None) -> dict[str, str]:
+        """The warnings the agents that are not gone report for ``inst_id``, by host."""
+        now = time.time() if now is None else now
+        key = str(inst_id)
+        return {host: status.warnings[key] for host, (status, received) in sorted(self.hosts.items())
+                if key in status.warnings and now - received < GONE_AFTER}
+
     def host_list(self, now: float | None = None) -> list[dict]:
         """Every agent heard from: status (online, stale, gone), last report, version, clock offset
         (the agent's clock minus ours, in seconds), its instrumentations and their warnings."""

@@ -121,3 +121,11 @@ def parse_scope(pred: object, catalog: Catalog) -> dict:
         raise InputError("scope", "is required: a tenant sees only what its scope matches")
     every = Metric("tenant", "scope", "any metric", NUMBER, POINT, tuple(fields.values()))
     return predicates.parse(pred, every, "scope")
+
+
+def warnings_for(caller: Caller, warnings: dict[str, str]) -> dict[str, str]:
+    """An instrumentation's warnings by host, with host names numbered instead for a tenant
+    from whom they are hidden."""
+    if caller.tenant is None or not caller.tenant.hide_hosts:
+        return warnings
+    return {f"host {n}": text for n, text in enumerate(warnings.values(), 1)}

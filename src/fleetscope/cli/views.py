@@ -294,6 +294,8 @@ def instrumentation_table(inst: Mapping[str, Any]) -> Table:
         "idle_max": format_idle_max(inst.get("idle_max")),
         "persist": yes_no(inst.get("persist")),
         "created": format_timestamp(inst.get("created")),
+        "tenant": inst.get("tenant") or "-",
+        "warnings": "; ".join(f"{h}: {text}" for h, text in (inst.get("warnings") or {}).items()) or "-",
     }
     shown = {*rows, "module", "stat", "predicate_text", "predicate"}
     for key, text in rows.items():

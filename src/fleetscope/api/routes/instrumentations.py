@@ -10,10 +10,18 @@ from fleetscope.api.auth import Operator, Viewer
 from fleetscope.api.bodies import InstrumentationCreate, InstrumentationUpdate
 from fleetscope.api.errors import responses
 from fleetscope.api.params import InstId
-from fleetscope.api.services import Svc
+from fleetscope.api.services import Services, Svc
 from fleetscope.model import predicate as predicates
+from fleetscope.model.access import Caller
+from fleetscope.model.instrumentation import Instrumentation
 
 router = APIRouter(prefix="/api/v1/instrumentations", tags=["instrumentations"])
+
+
+def shown(svc: Services, caller: Caller, inst: Instrumentation) -> dict:
+    """An instrumentation as the API shows it: its definition, and the warnings its agents
+    report now (paused over its time budget, a breakdown folded, a source failing), by host."""
+    return {**inst.to_json(), "warnings": scope.warnings_for(caller, svc.control.warnings_of(inst.id))}
 ONE = "/{id:idseg}"  # not /validate, which is a route of its own
 
 
@@ -24,7 +32,7 @@ def list_instrumentations(svc: Svc, caller: Viewer, tenant: str | None = Query(
     insts = svc.listed(caller)
     if wanted is not None:
         insts = [i for i in insts if i.tenant == wanted]
-    return {"instrumentations": [i.to_json() for i in insts]}
+    return {"instrumentations": [shown(svc, caller, i) for i in insts]}
 
 
 @router.post("", status_code=201, summary="Create an instrumentation",
@@ -46,7 +54,7 @@ def validate_instrumentation(body: InstrumentationCreate, svc: Svc, caller: Oper
 
 @router.get(ONE, summary="One instrumentation", responses=responses(404, 422))
 def get_instrumentation(id: InstId, svc: Svc, caller: Viewer) -> dict:
-    return svc.get(caller, id).to_json()
+    return shown(svc, caller, svc.get(caller, id))
 
 
 @router.patch(ONE, summary="Change retention, idle_max, persist or history",

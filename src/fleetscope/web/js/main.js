@@ -13,6 +13,7 @@ import { TimeRange } from "./lib/time.js";
 
 const ALL = { id: null, name: "All instrumentations" };
 const THEMES = ["auto", "light", "dark"];
+const WARNINGS_EVERY_MS = 15_000;
 let uid = 0;
 
 class App {
@@ -36,6 +37,19 @@ class App {
       onGone: () => this.sync(),
     });
     this.save = debounce(() => this.saveBoard(), 500);
+    // Agents' warnings (an instrumentation paused over its budget, ...) come with the list.
+    setInterval(() => this.refreshWarnings(), WARNINGS_EVERY_MS);
+  }
+
+  async refreshWarnings() {
+    if (!this.online || document.hidden) return;
+    try {
+      for (const inst of await api.instrumentations()) {
+        const known = this.insts.get(inst.id);
+        if (known) known.warnings = inst.warnings;
+      }
+    } catch { return; /* the next sync or reconnect says what is wrong */ }
+    for (const p of this.panels) if (p.inst) p.setWarnings(this.insts.get(p.inst.id)?.warnings);
   }
 
   /** The create/change drawer, built when first needed (it is not part of the first screen). */

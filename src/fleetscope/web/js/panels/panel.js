@@ -41,6 +41,7 @@ export class Panel {
     this.metric = app.metrics.get(inst.metric);
     this.drawn = false;
     this.build();
+    this.setWarnings(inst.warnings);
     this.body = DISTRIBUTIONS.has(inst.shape) ? new HeatBody(this) : new LineBody(this);
   }
 
@@ -65,6 +66,7 @@ export class Panel {
     }, "Drill down");
     this.menuBtn = h("button.btn.small.icon", { title: "panel actions", "aria-label": "panel actions",
       "aria-haspopup": "menu", onclick: () => this.actionsMenu() }, "⋯");
+    this.warnEl = h("span.warn", { hidden: true, role: "status" });
     this.toolsEl = h("div.tools");
     this.chartEl = h("div.chart");
     this.emptyEl = h("div.empty", {}, "");
@@ -74,7 +76,7 @@ export class Panel {
       "aria-label": titleOf(inst, this.metric) },
     h("header.panel-head", {},
       h("h2.panel-title", { title: `instrumentation ${inst.id}` }, titleOf(inst, this.metric)),
-      h("div.head-actions", {}, this.valueEl, this.drillBtn, this.menuBtn),
+      h("div.head-actions", {}, this.warnEl, this.valueEl, this.drillBtn, this.menuBtn),
       h("div.panel-sub", {},
         h("code", {}, inst.metric), h("span.where", { title: where }, where),
         h("span.timing", {}, `${formatDuration(inst.granularity)} · keeps ${formatDuration(inst.retention)}`)),
@@ -88,6 +90,14 @@ export class Panel {
 
   load() {
     return this.body.load();
+  }
+
+  /** What the agents report about this instrumentation now, by host ("paused: over its budget…"). */
+  setWarnings(warnings) {
+    const entries = Object.entries(warnings || {});
+    this.warnEl.hidden = entries.length === 0;
+    this.warnEl.textContent = entries.length === 1 ? "⚠ 1 host" : `⚠ ${entries.length} hosts`;
+    this.warnEl.title = entries.map(([host, text]) => `${host}: ${text}`).join("\n");
   }
 
   onPoint(point) {
