@@ -1,1 +1,9 @@
-"""The aggregator: merges partial values of a slot across sources, keeps the real-time window."""
+"""The aggregator: merges partial values of a slot across sources, keeps the real-time window.
+
+``aggregator.py`` receives batches and finalises slots, ``window.py`` holds one
+instrumentation's slots (who contributed, top keys, lateness), ``shards.py`` shares the
+instrumentations among aggregators by leases, ``follow.py`` learns definitions from the bus,
+``replica.py`` is an API server's copy of the windows. Imports ``model`` and ``bus`` (the
+store it is given through its interface); never ``api``, ``agent``, ``sources`` or
+``processes``.
+"""
