@@ -18,7 +18,7 @@ def test_flag_over_file_over_default(tmp_path: Path) -> None:
     config = tmp_path / "fleet.toml"
     config.write_text('bus = "nats://top:4222"\nstore = "sqlite:///top.db"\nbuffer = "8MiB"\n'
                       '[agent]\nhostname = "from-file"\nlabels = { rack = "r1", tier = "web" }\n'
-                      '[api]\nstore = "postgresql://db/api"\ntoken = "t0"\n')
+                      '[api]\nstore = "postgresql://db/api"\nnats_token = "t0"\n')
     agent = agent_config(config=config, label=["tier=db"], nats={"user": "u"})
     assert agent.bus_url == "nats://top:4222"  # a top-level key applies to every section
     assert agent.hostname == "from-file" and agent.buffer_bytes == 8 << 20
