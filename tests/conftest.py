@@ -48,6 +48,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def make_token(store: str, name: str, role: str = "admin", tenant: str | None = None) -> str:
+    """A new token in the store at URL ``store``, made the way an operator makes a fleet's first
+    one (`fleetscope token create`, printing the secret once)."""
+    exe = shutil.which("fleetscope", path=str(VENV_BIN)) or "fleetscope"
+    cmd = [exe, "token", "create", name, "--role", role, "--store", store,
+           *(["--tenant", tenant] if tenant else [])]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout.strip()
+
+
 class Server:
     """A running `fleetscope serve` subprocess: with ``--no-auth`` unless ``auth`` (the tests of
     who may ask what use ``auth=True`` and :meth:`token`)."""
@@ -81,12 +91,8 @@ class Server:
         return stop_process(self.proc, sig)
 
     def token(self, name: str, role: str = "admin", tenant: str | None = None) -> str:
-        """A new token, made the way an operator makes a fleet's first one (into the store)."""
-        exe = shutil.which("fleetscope", path=str(VENV_BIN)) or "fleetscope"
-        cmd = [exe, "token", "create", name, "--role", role, "--store",
-               f"sqlite:///{self.data_dir / 'fleetscope.db'}", *(["--tenant", tenant] if tenant else [])]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
-        return done.stdout.strip()
+        """A new token in this server's store."""
+        return make_token(f"sqlite:///{self.data_dir / 'fleetscope.db'}", name, role, tenant)
 
     def login_link(self) -> str:
         """The one-time login address `serve` printed."""

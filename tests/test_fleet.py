@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import VENV_BIN, free_port, stop_process
+from tests.conftest import VENV_BIN, free_port, make_token, stop_process
 from tests.nats_server import NatsServer
 from tests.netns import Host
 from tests.store_backends import pg_url  # noqa: F401 - fixture
@@ -61,8 +61,19 @@ class Fleet:
                                    "--hostname", h, "--label", f"rack=r{i}"], tmp, host)
                        for i, (h, host) in enumerate(self.hosts.items(), 1)}
 
+        self.clients: list[httpx.Client] = []
+
     def url(self, i: int) -> str:
         return f"http://127.0.0.1:{self.ports[i]}"
+
+    def log_in(self) -> None:
+        """An admin token made into the shared store, as an operator makes a fleet's first one:
+        either API server accepts it."""
+        auth = {"Authorization": f"Bearer {make_token(self.store, 'fleet-admin')}"}
+        self.clients = [httpx.Client(base_url=self.url(i) + API, headers=auth, timeout=10) for i in (0, 1)]
+
+    def api(self, i: int) -> httpx.Client:
+        return self.clients[i]
 
     def processes(self) -> list[Proc]:
         return [*self.aggregators, *self.apis, *self.agents.values()]
@@ -99,13 +110,16 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Fle
         for i in (0, 1):
             wait_for(lambda i=i: httpx.get(f.url(i) + "/healthz", timeout=2).status_code == 200, 30,
                      f"api{i + 1} up")
-        wait_for(lambda: {h["hostname"] for h in httpx.get(f.url(0) + f"{API}/hosts").json()["hosts"]}
+        f.log_in()
+        wait_for(lambda: {h["hostname"] for h in f.api(0).get("/hosts").json()["hosts"]}
                  >= set(HOSTS), 30, "every agent known to the API")
         yield f
     except BaseException:
         print(f.logs())
         raise
     finally:
+        for c in f.clients:
+            c.close()
         for p in f.processes():
             p.stop()
         f.nats.stop()
@@ -113,48 +127,50 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Fle
             host.delete()
 
 
-def create(url: str, body: dict) -> dict:
-    resp = httpx.post(url + f"{API}/instrumentations", json=body, timeout=10)
+def create(api: httpx.Client, body: dict) -> dict:
+    resp = api.post("/instrumentations", json=body)
     assert resp.status_code == 201, resp.text
     return resp.json()
 
 
-def points(url: str, inst_id: int, n: int) -> list[dict]:
-    return httpx.get(url + f"{API}/instrumentations/{inst_id}/value", params={"ndatapoints": n},
-                     timeout=10).json()
+def points(api: httpx.Client, inst_id: int, n: int) -> list[dict]:
+    return api.get(f"/instrumentations/{inst_id}/value", params={"ndatapoints": n}).json()
 
 
-def complete(url: str, inst_id: int, n: int, nsources: int) -> list[dict] | None:
+def complete(api: httpx.Client, inst_id: int, n: int, nsources: int) -> list[dict] | None:
     """The last ``n`` points if they all have data from ``nsources`` sources (an interval metric's
     first tick on a host has no rows yet: its points are empty breakdowns)."""
-    pts = points(url, inst_id, n)
+    pts = points(api, inst_id, n)
     return pts if all(p["value"] and p["nsources"] == nsources for p in pts) else None
 
 
 def assert_not_double_counted(pts: list[dict]) -> None:
+    """Each host's ``cpu.usage`` (every mode, idle included) of a second is the CPU time of this
+    machine's NCPU CPUs in that second: NCPU seconds, within the tick-length jitter the agent leaves
+    unscaled (0.75 to 1.25 s). A batch merged twice would give 2 x NCPU. Each host contributes
+    at most its own key (none on an interval metric's first tick)."""
     for p in pts:
         if p["value"] is None:
             continue
-        assert p["nsources"] <= len(HOSTS), p
+        assert len(p["value"]) <= p["nsources"] <= len(HOSTS), p
         for host, cpu in p["value"].items():
-            # Every agent runs on this machine: at most NCPU CPU seconds per second each.
-            assert cpu <= NCPU * 1.2, f"{host} counted twice at {p['start_time']}: {cpu}"
+            assert 0.7 * NCPU <= cpu <= 1.3 * NCPU, f"{host} at {p['start_time']}: {cpu} CPU-s, not {NCPU}"
 
 
 def test_fleet_wide_values_through_either_api_server(fleet: Fleet) -> None:
-    inst = create(fleet.url(0), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"],
+    inst = create(fleet.api(0), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"],
                                  "persist": True})
-    pts = wait_for(lambda: complete(fleet.url(1), inst["id"], 3, 3), 20, "3 sources via the other API")
+    pts = wait_for(lambda: complete(fleet.api(1), inst["id"], 3, 3), 20, "3 sources via the other API")
     for p in pts:
         assert set(p["value"]) == set(HOSTS)
         assert p["expected"] == 3
     assert_not_double_counted(pts)
     # The metric catalogue came from the agents (API servers have no sources of their own).
-    names = {m["name"] for m in httpx.get(fleet.url(1) + f"{API}/metrics").json()["metrics"]}
+    names = {m["name"] for m in fleet.api(1).get("/metrics").json()["metrics"]}
     assert {"cpu.usage", "proc.cpu"} <= names
 
     def all_online() -> bool:
-        hosts = httpx.get(fleet.url(1) + f"{API}/hosts").json()["hosts"]
+        hosts = fleet.api(1).get("/hosts").json()["hosts"]
         return {h["hostname"]: h["status"] for h in hosts if h["hostname"] in HOSTS} == dict.fromkeys(
             HOSTS, "online")
 
@@ -174,31 +190,30 @@ def test_each_agent_is_a_host_of_its_own_on_the_network(fleet: Fleet) -> None:
 
 
 def test_host_limited_instrumentations(fleet: Fleet) -> None:
-    by_name = create(fleet.url(1), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"],
+    by_name = create(fleet.api(1), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"],
                                     "predicate": 'hostname == "fleet-h2"'})
-    by_label = create(fleet.url(0), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"],
+    by_label = create(fleet.api(0), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"],
                                      "predicate": 'rack in ["r1", "r3"]'})
-    pts = wait_for(lambda: complete(fleet.url(0), by_name["id"], 3, 1), 20, "host-limited values")
+    pts = wait_for(lambda: complete(fleet.api(0), by_name["id"], 3, 1), 20, "host-limited values")
     assert all(set(p["value"]) == {"fleet-h2"} and p["expected"] == 1 for p in pts)
-    pts = wait_for(lambda: complete(fleet.url(1), by_label["id"], 3, 2), 20, "label-limited values")
+    pts = wait_for(lambda: complete(fleet.api(1), by_label["id"], 3, 2), 20, "label-limited values")
     assert all(set(p["value"]) == {"fleet-h1", "fleet-h3"} for p in pts)
-    hosts = {h["hostname"]: h for h in httpx.get(fleet.url(0) + f"{API}/hosts").json()["hosts"]}
-    wait_for(lambda: by_name["id"] in {h["hostname"]: h for h in httpx.get(
-        fleet.url(0) + f"{API}/hosts").json()["hosts"]}["fleet-h2"]["instrumentations"], 15, "h2 reports it")
-    hosts = {h["hostname"]: h for h in httpx.get(fleet.url(0) + f"{API}/hosts").json()["hosts"]}
+    wait_for(lambda: by_name["id"] in {h["hostname"]: h for h in fleet.api(0).get(
+        "/hosts").json()["hosts"]}["fleet-h2"]["instrumentations"], 15, "h2 reports it")
+    hosts = {h["hostname"]: h for h in fleet.api(0).get("/hosts").json()["hosts"]}
     assert by_name["id"] not in hosts["fleet-h1"]["instrumentations"], "h1 was never asked to run it"
 
 
 def test_killing_an_aggregator_moves_its_work_without_double_counting(fleet: Fleet) -> None:
-    inst = create(fleet.url(0), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"]})
-    wait_for(lambda: complete(fleet.url(0), inst["id"], 3, 3), 20, "values before the kill")
+    inst = create(fleet.api(0), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"]})
+    wait_for(lambda: complete(fleet.api(0), inst["id"], 3, 3), 20, "values before the kill")
     killed_at = time.time()
     fleet.aggregators[0].stop(signal.SIGKILL)
     try:
         # Values continue within 10 s (lease time-out), whichever aggregator held it.
-        wait_for(lambda: points(fleet.url(0), inst["id"], 1)[0]["start_time"] > killed_at + 1
-                 and complete(fleet.url(0), inst["id"], 3, 3), 20, "values after the takeover")
-        pts = points(fleet.url(1), inst["id"], 30)
+        wait_for(lambda: points(fleet.api(0), inst["id"], 1)[0]["start_time"] > killed_at + 1
+                 and complete(fleet.api(0), inst["id"], 3, 3), 20, "values after the takeover")
+        pts = points(fleet.api(1), inst["id"], 30)
         assert_not_double_counted(pts)
         gap = [p for p in pts if p["value"] is None and p["start_time"] > killed_at - 1]
         assert len(gap) <= 10, f"a visible gap of at most the takeover time: {len(gap)} s"
@@ -207,8 +222,8 @@ def test_killing_an_aggregator_moves_its_work_without_double_counting(fleet: Fle
 
 
 def test_a_nats_outage_loses_nothing_from_the_agents_buffers(fleet: Fleet) -> None:
-    inst = create(fleet.url(0), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"]})
-    wait_for(lambda: complete(fleet.url(0), inst["id"], 3, 3), 30, "values before the outage")
+    inst = create(fleet.api(0), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"]})
+    wait_for(lambda: complete(fleet.api(0), inst["id"], 3, 3), 30, "values before the outage")
     down_from = int(time.time())
     fleet.nats.stop()
     time.sleep(30)
@@ -216,37 +231,37 @@ def test_a_nats_outage_loses_nothing_from_the_agents_buffers(fleet: Fleet) -> No
     down_to = int(time.time())
 
     def outage_complete():
-        pts = httpx.get(fleet.url(0) + f"{API}/instrumentations/{inst['id']}/value",
-                        params={"start_time": down_from, "end_time": down_to}, timeout=10).json()
+        pts = fleet.api(0).get(f"/instrumentations/{inst['id']}/value",
+                        params={"start_time": down_from, "end_time": down_to}).json()
         return pts if all(p["nsources"] == 3 for p in pts) else None
 
     pts = wait_for(outage_complete, 60, "every second of the outage from every agent")
     assert len(pts) == down_to - down_from
-    buffers = {h["hostname"]: h["buffer"] for h in httpx.get(fleet.url(0) + f"{API}/hosts").json()["hosts"]
+    buffers = {h["hostname"]: h["buffer"] for h in fleet.api(0).get("/hosts").json()["hosts"]
                if h["hostname"] in HOSTS}
     assert all(b["dropped"] == 0 and b["queued"] <= 2 for b in buffers.values()), buffers
     assert_not_double_counted(pts)
 
 
 def test_an_agent_restart(fleet: Fleet) -> None:
-    inst = create(fleet.url(1), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"]})
-    wait_for(lambda: complete(fleet.url(1), inst["id"], 3, 3), 20, "values before the restart")
+    inst = create(fleet.api(1), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"]})
+    wait_for(lambda: complete(fleet.api(1), inst["id"], 3, 3), 20, "values before the restart")
     agent = fleet.agents["fleet-h3"]
     agent.stop()
-    wait_for(lambda: points(fleet.url(1), inst["id"], 2)[-1]["expected"] == 2, 20,
+    wait_for(lambda: points(fleet.api(1), inst["id"], 2)[-1]["expected"] == 2, 20,
              "a stopped host is not expected any more")
     agent.start()
-    wait_for(lambda: complete(fleet.url(1), inst["id"], 3, 3), 30, "the restarted agent reports again")
+    wait_for(lambda: complete(fleet.api(1), inst["id"], 3, 3), 30, "the restarted agent reports again")
 
 
 def test_an_api_server_restart(fleet: Fleet) -> None:
-    inst = create(fleet.url(1), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"]})
-    wait_for(lambda: complete(fleet.url(1), inst["id"], 5, 3), 20, "values before the restart")
+    inst = create(fleet.api(1), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"]})
+    wait_for(lambda: complete(fleet.api(1), inst["id"], 5, 3), 20, "values before the restart")
     api = fleet.apis[1]
     api.stop()
     api.start()
     wait_for(lambda: httpx.get(fleet.url(1) + "/healthz", timeout=2).status_code == 200, 30, "api2 back")
     # The window before the restart is backfilled from the aggregators, and new values flow.
-    pts = wait_for(lambda: complete(fleet.url(1), inst["id"], 10, 3), 30, "values after the restart")
+    pts = wait_for(lambda: complete(fleet.api(1), inst["id"], 10, 3), 30, "values after the restart")
     assert_not_double_counted(pts)
-    assert httpx.get(fleet.url(1) + f"{API}/instrumentations/{inst['id']}").json()["id"] == inst["id"]
+    assert fleet.api(1).get(f"/instrumentations/{inst['id']}").json()["id"] == inst["id"]

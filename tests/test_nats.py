@@ -260,7 +260,7 @@ def test_fleet_processes_start_before_the_bus_and_stop_cleanly(tmp_path: Path) -
     aggregator waiting for the bus stop at once on SIGTERM."""
     import httpx
 
-    from tests.conftest import free_port
+    from tests.conftest import free_port, make_token
 
     exe = str(Path(sys.executable).parent / "fleetscope")
     bus = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
@@ -278,7 +278,8 @@ def test_fleet_processes_start_before_the_bus_and_stop_cleanly(tmp_path: Path) -
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        assert httpx.get(url + "/api/v1/instrumentations").json() == {"instrumentations": []}
+        auth = {"Authorization": f"Bearer {make_token(store, 'first')}"}
+        assert httpx.get(url + "/api/v1/instrumentations", headers=auth).json() == {"instrumentations": []}
         time.sleep(1)
     finally:
         for p in (api, agg):

@@ -101,6 +101,9 @@ def test_each_user_may_use_only_its_subjects(secured: NatsServer, users, tmp_pat
         await api.publish(m.agent_subject("auth-b.example.com"), b"for b only")
         await settle(api)
         await wait_async(lambda: agent_a.permission_errors >= 6)
+        # The watcher's callback runs in a task of its own: wait for the two allowed messages. A
+        # forged one that got through was routed before the server's refusals and would show too.
+        await wait_async(lambda: len(seen) >= 2)
         await settle(watcher)
         result = {"seen": sorted(seen), "snooped": snooped, "refused": agent_a.permission_errors}
         for bus in (watcher, agent_a, api):

@@ -8,6 +8,5 @@ window and the history; ``heatmap/``, ``export.py``, ``exposition.py`` and
 is the live event stream; ``control.py`` the control plane.
 
 May import model, store, the bus interfaces, aggregator and formats; never agent,
-sources or processes. (``embedded.py`` and ``fleet.py`` still assemble processes
-here until they move to ``processes/``.)
+sources or processes: the processes that serve it are assembled in ``processes/``.
 """

@@ -41,7 +41,7 @@ async def create_instrumentation(body: InstrumentationCreate, svc: Svc, caller: 
     inst = await svc.control.create(body.model_dump(exclude_none=True), caller)
     audit(svc, caller, "instrumentation.create", f"instrumentation {inst.id}",
           {"metric": inst.metric, "predicate": inst.predicate, "decomposition": list(inst.decomposition)})
-    return inst.to_json()
+    return shown(svc, caller, inst)
 
 
 @router.post("/validate", summary="Check a create body without creating anything",
@@ -64,7 +64,7 @@ async def update_instrumentation(id: InstId, body: InstrumentationUpdate, svc: S
     changes = body.model_dump(exclude_none=True)
     inst = await svc.control.update(id, changes, caller)
     audit(svc, caller, "instrumentation.update", f"instrumentation {id}", changes)
-    return inst.to_json()
+    return shown(svc, caller, inst)
 
 
 @router.delete(ONE, status_code=204, summary="Delete an instrumentation", response_class=Response,
