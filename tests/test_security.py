@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,6 +111,24 @@ def test_wrong_expired_and_revoked_tokens_get_401(server: Server, tokens) -> Non
     bad = httpx.post(server.url + f"{API}/tokens", json={"name": "x", "role": "viewer", "expires": "1s"},
                      headers=admin)
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "expires"
+
+
+def test_a_token_past_its_expiry_gets_401(server: Server) -> None:
+    """A token made (as `token create --expires` makes one, hashed into the store) to expire two
+    seconds from now works until then and is refused after, by the server's own clock."""
+    from fleetscope.model import access
+    from fleetscope.store.open import open_store
+
+    secret = access.new_token()
+    store = open_store(f"sqlite:///{server.data_dir / 'fleetscope.db'}", create=False)
+    try:
+        store.create_token("brief", "viewer", None, "api", access.token_hash(secret), time.time() + 2)
+    finally:
+        store.close()
+    url = server.url + f"{API}/instrumentations"
+    assert httpx.get(url, headers=bearer(secret)).status_code == 200
+    refused = wait_for(lambda: (r := httpx.get(url, headers=bearer(secret))).status_code == 401 and r, 15)
+    assert "expired" in refused.json()["error"]["message"]
 
 
 def test_the_login_link_sets_a_strict_session_cookie_once(server: Server) -> None:
@@ -236,9 +255,9 @@ def test_a_tenants_quotas_bound_what_it_may_ask(server: Server, tokens) -> None:
     admin = bearer(tokens["admin"])
     made = httpx.post(server.url + f"{API}/tenants", headers=admin, json={
         "name": "quota", "scope": 'container ~ ".*"',
-        "quotas": {"instrumentations": 2, "keys": 3, "retention": "2m"}})
+        "quotas": {"instrumentations": 2, "keys": 3, "retention": "2m", "history": "10d"}})
     assert made.status_code == 201, made.text
-    assert made.json()["quotas"] == {"instrumentations": 2, "keys": 3, "retention": 120}
+    assert made.json()["quotas"] == {"instrumentations": 2, "keys": 3, "retention": 120, "history": 864000}
     token = httpx.post(server.url + f"{API}/tokens", headers=admin,
                        json={"name": "quota-op", "role": "operator", "tenant": "quota"}).json()["token"]
     url = server.url + f"{API}/instrumentations"
@@ -249,6 +268,13 @@ def test_a_tenants_quotas_bound_what_it_may_ask(server: Server, tokens) -> None:
     assert by_name.status_code == 201, by_name.text
     inst = by_name.json()
     assert inst["keys"] == 3 and inst["tenant"] == "quota"
+    # No tier keeps its history past the quota: the second tier's week stays, the rest are cut.
+    assert inst["history"] == {"second": 7 * 86400, "minute": 864000, "hour": 864000}
+    kept_long = httpx.post(url, headers=bearer(token), json={"metric": "cpu.usage", "persist": True,
+                                                             "retention": 60, "history": {"hour": "1y"}})
+    assert kept_long.status_code == 422 and kept_long.json()["error"]["field"] == "history.hour"
+    longer = httpx.patch(f"{url}/{inst['id']}", headers=bearer(token), json={"history": {"minute": "90d"}})
+    assert longer.status_code == 422 and longer.json()["error"]["field"] == "history.minute"
     assert httpx.post(url, headers=bearer(token), json={"metric": "cpu.usage"}).status_code == 201
     third = httpx.post(url, headers=bearer(token), json={"metric": "cpu.usage"})
     assert third.status_code == 409 and "quota" in third.json()["error"]["message"]

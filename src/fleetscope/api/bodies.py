@@ -71,6 +71,7 @@ class Quotas(BaseModel):
     instrumentations: StrictInt = Field(None, ge=0, le=100_000, description="at most this many at once")
     keys: StrictInt = Field(None, ge=1, le=10_000, description="keys per breakdown (the rest is (other))")
     retention: Seconds = Field(None, description="longest real-time retention per instrumentation")
+    history: Seconds = Field(None, description="longest time any history tier keeps an instrumentation")
 
 
 class TenantBody(BaseModel):

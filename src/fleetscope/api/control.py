@@ -87,7 +87,7 @@ class ControlPlane:
         current = self.get(inst_id)
         changes = validate_update(body, current)
         if caller is not None:
-            scope.check_update(caller, changes)
+            changes = scope.scoped_update(caller, changes)
         inst = current.updated(changes)
         self.store.update_instrumentation(inst)
         await self._announce(inst)

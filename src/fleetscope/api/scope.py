@@ -20,6 +20,7 @@ from fleetscope.model.access import Caller
 from fleetscope.model.errors import InputError, NotFound
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.model.metrics import POINT, Catalog, Metric
+from fleetscope.model.tiers import capped_retention
 from fleetscope.model.types import NUMBER
 
 
@@ -64,15 +65,21 @@ def scoped_spec(caller: Caller, spec: dict, metric: Metric, owned: int) -> dict:
                          "instrumentations already (its quota)", 409)
     if quotas.retention is not None and spec["retention"] > quotas.retention:
         raise InputError("retention", f"at most {quotas.retention} s for tenant {tenant.name!r}")
+    if quotas.history is not None:
+        spec = {**spec, "history": capped_retention(spec["history"], quotas.history)}
     scope = access.scope_for(caller, metric)
     return {**spec, "predicate": access.with_scope(scope, spec["predicate"]),
             "tenant": tenant.name, "scope": scope, "keys": quotas.keys}
 
 
-def check_update(caller: Caller, changes: dict) -> None:
+def scoped_update(caller: Caller, changes: dict) -> dict:
+    """Validated update ``changes`` within the caller's tenant quotas."""
     quotas = caller.tenant.quotas if caller.tenant else None
     if quotas and quotas.retention is not None and changes.get("retention", 0) > quotas.retention:
         raise InputError("retention", f"at most {quotas.retention} s for tenant {caller.tenant.name!r}")
+    if quotas and quotas.history is not None and "history" in changes:
+        return {**changes, "history": capped_retention(changes["history"], quotas.history)}
+    return changes
 
 
 def catalog_for(caller: Caller, catalog: Catalog) -> list[Metric]:

@@ -73,10 +73,12 @@ class Quotas:
     instrumentations: int | None = None  # how many it may have at once
     keys: int | None = None  # keys per breakdown (the rest is folded into "(other)")
     retention: int | None = None  # seconds of per-second data in memory per instrumentation
+    history: int | None = None  # seconds any history tier keeps of an instrumentation
 
     def to_json(self) -> dict:
         return {k: v for k, v in (("instrumentations", self.instrumentations), ("keys", self.keys),
-                                  ("retention", self.retention)) if v is not None}
+                                  ("retention", self.retention), ("history", self.history))
+                if v is not None}
 
 
 @dataclass(frozen=True)

@@ -55,14 +55,30 @@ def parse_retention(value: object, field: str = "history") -> dict[str, int]:
     for name, amount in value.items():
         if name not in NAMES:
             raise InputError(f"{field}.{name}", f"unknown tier (tiers: {', '.join(NAMES)})")
-        if isinstance(amount, bool) or not isinstance(amount, int | float | str):
-            raise InputError(f"{field}.{name}", "must be a duration such as '7d'")
-        years = re.fullmatch(r"\s*(\d+)\s*y\s*", amount) if isinstance(amount, str) else None
-        seconds = int(years[1]) * 365 * 86400 if years else parse_duration(amount, f"{field}.{name}")
-        if not 60 <= seconds <= MAX_RETENTION:
-            raise InputError(f"{field}.{name}", f"must be between 60 s and {MAX_RETENTION // 86400} days")
-        out[name] = seconds
+        out[name] = parse_tier_retention(amount, f"{field}.{name}")
     return out
+
+
+def parse_tier_retention(amount: object, field: str) -> int:
+    """How long a tier keeps data, in seconds: a duration as :func:`parse_duration` reads it, or
+    years (``"1y"`` is 365 days), 60 s to :data:`MAX_RETENTION`; InputError naming ``field``."""
+    if isinstance(amount, bool) or not isinstance(amount, int | float | str):
+        raise InputError(field, "must be a duration such as '7d'")
+    years = re.fullmatch(r"\s*(\d+)\s*y\s*", amount) if isinstance(amount, str) else None
+    seconds = int(years[1]) * 365 * 86400 if years else parse_duration(amount, field)
+    if not 60 <= seconds <= MAX_RETENTION:
+        raise InputError(field, f"must be between 60 s and {MAX_RETENTION // 86400} days")
+    return seconds
+
+
+def capped_retention(given: Mapping[str, int], longest: int, field: str = "history") -> dict[str, int]:
+    """Every tier's retention for an instrumentation that may keep history at most ``longest``
+    seconds (a tenant's quota): the tiers ``given`` if within it (InputError naming
+    ``field.tier`` otherwise), the others at their default or ``longest``, whichever is shorter."""
+    for name, seconds in given.items():
+        if seconds > longest:
+            raise InputError(f"{field}.{name}", f"at most {longest} s (the tenant's history quota)")
+    return {name: given.get(name, min(DEFAULT_RETENTION[name], longest)) for name in NAMES}
 
 
 def validate_retention(value: object, defaults: Mapping[str, int] = DEFAULT_RETENTION,

@@ -23,6 +23,7 @@ from fleetscope.api.services import Svc
 from fleetscope.model import access
 from fleetscope.model.access import Caller, Quotas, Tenant
 from fleetscope.model.errors import InputError, NotFound
+from fleetscope.model.tiers import parse_tier_retention
 from fleetscope.model.types import parse_duration
 
 router = APIRouter(tags=["access"])
@@ -128,9 +129,10 @@ def _tenant(body: TenantBody, svc, created: float) -> Tenant:
     if not access.TENANT_NAME.fullmatch(body.name):
         raise InputError("name", "must be 1-63 lower-case letters, digits, '_' or '-', "
                          "starting with a letter")
-    retention = body.quotas.retention
+    retention, history = body.quotas.retention, body.quotas.history
     quotas = Quotas(body.quotas.instrumentations, body.quotas.keys,
-                    None if retention is None else parse_duration(retention, "retention"))
+                    None if retention is None else parse_duration(retention, "quotas.retention"),
+                    None if history is None else parse_tier_retention(history, "quotas.history"))
     scoped = scope.parse_scope(body.scope, svc.control.catalog)
     return Tenant(body.name, scoped, body.hide_hosts, quotas, created)
 

@@ -123,10 +123,11 @@ def token_revoke(token_id: Annotated[int, typer.Argument(metavar="ID")], url: Ur
 
 
 def _tenant_body(name: str, scope: str | None, hide_hosts: bool, max_instrumentations: int | None,
-                 max_keys: int | None, max_retention: str | None) -> dict:
+                 max_keys: int | None, max_retention: str | None, max_history: str | None) -> dict:
     if not scope:
         fail("scope: is required, e.g. --scope 'container ~ \"^acme-\"'")
-    quotas = {"instrumentations": max_instrumentations, "keys": max_keys, "retention": max_retention}
+    quotas = {"instrumentations": max_instrumentations, "keys": max_keys, "retention": max_retention,
+              "history": max_history}
     return {"name": name, "scope": scope, "hide_hosts": hide_hosts,
             "quotas": {k: v for k, v in quotas.items() if v is not None}}
 
@@ -136,14 +137,16 @@ HideHosts = Annotated[bool, typer.Option("--hide-hosts", help="Never show it hos
 MaxInst = Annotated[int | None, typer.Option(help="At most this many instrumentations.")]
 MaxKeys = Annotated[int | None, typer.Option(help="At most this many keys per breakdown.")]
 MaxRetention = Annotated[str | None, typer.Option(help="At most this real-time retention, e.g. 1h.")]
+MaxHistory = Annotated[str | None, typer.Option(help="History kept at most this long in any tier, e.g. 30d.")]
 
 
 def tenant_create(name: Annotated[str, typer.Argument()], scope: ScopeOpt = None,
                   hide_hosts: HideHosts = False, max_instrumentations: MaxInst = None,
                   max_keys: MaxKeys = None, max_retention: MaxRetention = None,
-                  url: Url = DEFAULT_URL) -> None:
+                  max_history: MaxHistory = None, url: Url = DEFAULT_URL) -> None:
     """Make a tenant: tokens of it see only what its scope matches."""
-    body = _tenant_body(name, scope, hide_hosts, max_instrumentations, max_keys, max_retention)
+    body = _tenant_body(name, scope, hide_hosts, max_instrumentations, max_keys, max_retention,
+                        max_history)
     with reporting_errors(url), Api.from_environment(url) as api:
         made = api.put_tenant(body, create=True)
     typer.echo(f"tenant {made['name']}: {made['scope_text']}")
@@ -152,9 +155,10 @@ def tenant_create(name: Annotated[str, typer.Argument()], scope: ScopeOpt = None
 def tenant_update(name: Annotated[str, typer.Argument()], scope: ScopeOpt = None,
                   hide_hosts: HideHosts = False, max_instrumentations: MaxInst = None,
                   max_keys: MaxKeys = None, max_retention: MaxRetention = None,
-                  url: Url = DEFAULT_URL) -> None:
+                  max_history: MaxHistory = None, url: Url = DEFAULT_URL) -> None:
     """Replace a tenant's scope, host hiding and quotas (for instrumentations made from now on)."""
-    body = _tenant_body(name, scope, hide_hosts, max_instrumentations, max_keys, max_retention)
+    body = _tenant_body(name, scope, hide_hosts, max_instrumentations, max_keys, max_retention,
+                        max_history)
     with reporting_errors(url), Api.from_environment(url) as api:
         made = api.put_tenant(body, create=False)
     typer.echo(f"tenant {made['name']}: {made['scope_text']}")
