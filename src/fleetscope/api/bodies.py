@@ -89,3 +89,49 @@ class TenantBody(BaseModel):
 class Login(BaseModel):
     model_config = ConfigDict(extra="forbid")
     token: str = Field(description="a token (or the one-time token of a login link)")
+
+
+class AlertWindow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    days: list[StrictStr] | StrictStr = Field(None, description="mon, tue, ... sun (default: every day)")
+    start: StrictStr = Field(None, description="time of day it starts, e.g. 08:00")
+    end: StrictStr = Field(None, description="time of day it ends, e.g. 18:00 (before start: past midnight)")
+    tz: StrictStr = Field(None, description="time zone, e.g. Europe/Berlin (default UTC)")
+
+
+class AlertRuleBody(BaseModel):
+    """An alert rule on one instrumentation (see fleetscope.model.alerts for the conditions)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra={
+        "examples": [{"instrumentation": 1, "when": "p99 > 200ms", "for": "1m", "clear": "150ms",
+                      "severity": "critical", "receivers": ["alertmanager"],
+                      "summary": "p99 latency of {key} is {value}"}]})
+    instrumentation: StrictInt = Field(ge=1, description="the instrumentation it watches")
+    when: StrictStr = Field(description="value > 0.9 | each key > 0.9 | key \"k\" > 1 | p99 > 200ms | "
+                                        "avg > 10ms | no data for 30s | sources < expected")
+    for_: Seconds = Field(None, alias="for", description="how long it must hold before firing")
+    clear: StrictInt | float | StrictStr = Field(None, description="clears only past this (hysteresis)")
+    clear_for: Seconds = Field(None, description="how long it must stay clear before resolving")
+    window: AlertWindow = Field(None, description="when the rule is active (default: always)")
+    severity: Literal["info", "warning", "critical"] = Field(None)
+    labels: dict[str, StrictStr] = Field(None, description="added to the alert's labels")
+    summary: StrictStr = Field(None, description="text with {value}, {key}, {threshold}, {metric} ...")
+    description: StrictStr = Field(None)
+    repeat: Seconds = Field(None, description="tell the receivers again this often while firing (0: never)")
+    receivers: list[StrictStr] = Field(None, description="names of receivers to tell")
+
+    def to_body(self) -> dict:
+        """The fields given, as :func:`fleetscope.model.alerts.parse_rule` takes them."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class ReceiverBody(BaseModel):
+    """Where notifications go: kind alertmanager {url}, webhook {url, secret}, email {host, port,
+    starttls, username, password, sender, to}."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"name": "alertmanager", "kind": "alertmanager",
+                      "settings": {"url": "http://127.0.0.1:9093"}}]})
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")
+    kind: Literal["alertmanager", "webhook", "email"]
+    settings: dict[str, Any] = Field(description="depends on kind; secrets are shown masked")

@@ -30,6 +30,7 @@ from typing import Any
 
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.store.access import ACCESS_SCHEMA, AccessTables
+from fleetscope.store.alerts import ALERTS_SCHEMA, AlertTables
 from fleetscope.store.base import Chunk, HistoryChange, TierStats
 
 SCHEMA = """
@@ -81,8 +82,8 @@ CREATE TABLE IF NOT EXISTS pending_rollups (
 """
 
 
-class SQLStore(AccessTables):
-    """Definitions, dashboards, access (tokens, tenants, audit) and history over SQL; see the
+class SQLStore(AccessTables, AlertTables):
+    """Definitions, dashboards, access (tokens, tenants, audit), alerts and history over SQL; see the
     module docstring."""
 
     ID_TYPE = "INTEGER PRIMARY KEY"
@@ -93,7 +94,8 @@ class SQLStore(AccessTables):
     REAL_TYPE = "REAL"
 
     def schema(self) -> str:
-        return (SCHEMA + ACCESS_SCHEMA).format(id=self.ID_TYPE, blob=self.BLOB_TYPE, real=self.REAL_TYPE)
+        return (SCHEMA + ACCESS_SCHEMA + ALERTS_SCHEMA).format(id=self.ID_TYPE, blob=self.BLOB_TYPE,
+                                                               real=self.REAL_TYPE)
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Any]:
@@ -135,6 +137,10 @@ class SQLStore(AccessTables):
             found = cur.rowcount > 0
             if found:
                 self._delete_history(db, inst_id)
+                ids = [r[0] for r in db.execute("SELECT id FROM alert_rules WHERE inst_id = ?", (inst_id,))]
+                for rule_id in ids:  # its alert rules go with it
+                    db.execute("DELETE FROM alert_states WHERE rule_id = ?", (rule_id,))
+                db.execute("DELETE FROM alert_rules WHERE inst_id = ?", (inst_id,))
         return found
 
     def get_meta(self, key: str) -> str | None:

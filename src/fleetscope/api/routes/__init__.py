@@ -9,6 +9,7 @@ order. A route reads its services through ``svc: Svc``
 
 from fleetscope.api.routes import (
     access,
+    alerts,
     dashboards,
     discovery,
     docs,
@@ -33,6 +34,7 @@ ROUTERS = [
     export.router,
     store.router,
     dashboards.router,
+    alerts.router,
     exposition.router,
     access.router,
     docs.router,
