@@ -163,7 +163,25 @@ def test_distribution_endpoints(client: httpx.Client) -> None:
     assert set(pct["percentiles"]) == {"0.5", "0.99"}
     assert pct["percentiles"]["0.5"] <= pct["percentiles"]["0.99"]
     avg = client.get(f"{API}/instrumentations/{heat}/average").json()
-    assert avg["average"] is not None and avg["average"] >= 0
+    assert avg["average"] is not None
+    # The latest slot's average is its histogram's sum / count, as /value gives that slot.
+    h = client.get(f"{API}/instrumentations/{heat}/value", params={"start_time": avg["start_time"]}).json()
+    assert h["start_time"] == avg["start_time"] and h["value"]["count"] > 0
+    assert avg["count"] == pytest.approx(h["value"]["count"])
+    assert avg["average"] == pytest.approx(h["value"]["sum"] / h["value"]["count"], rel=1e-9)
+    # and so for every slot of the heatmap's range
+    span = {"start_time": hm["times"][0], "ndatapoints": len(hm["times"])}
+    avgs = client.get(f"{API}/instrumentations/{heat}/average", params=span).json()
+    values = client.get(f"{API}/instrumentations/{heat}/value", params=span).json()
+    assert [a["start_time"] for a in avgs] == [v["start_time"] for v in values] == hm["times"]
+    full = [(a, v["value"]) for a, v in zip(avgs, values, strict=True) if v["value"]]
+    assert any(v["count"] > 0 for _, v in full)
+    for a, v in full:
+        assert a["count"] == pytest.approx(v["count"])
+        if v["count"] > 0:
+            assert a["average"] == pytest.approx(v["sum"] / v["count"], rel=1e-9)
+        else:  # nothing counted in that slot (the server had just started): no average
+            assert a["average"] is None
 
 
 def test_idle_instrumentations_expire(client: httpx.Client) -> None:

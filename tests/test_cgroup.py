@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -15,6 +17,7 @@ from fleetscope.sources.cgroup import METRICS, CgroupSource, Hierarchy, find_hie
 from fleetscope.sources.cgroup.v1 import parse_blkio
 from fleetscope.sources.cgroup.v2 import parse_io_stat, parse_pressure
 from fleetscope.sources.procfs import read_devices
+from tests.conftest import wait_for
 
 ROOT = Path("/sys/fs/cgroup")
 HIER = find_hierarchies()
@@ -102,15 +105,66 @@ def rows_of(src: CgroupSource, metric: str, path_or_name: str) -> list[tuple]:
     return [r for r in rows.rows if r[i] == path_or_name]
 
 
-def two_ticks(src: CgroupSource, metric: str, pid: int, seconds: float = 1.5) -> tuple[list, float]:
-    src.begin_tick(0)
-    src.collect(metric)  # the first reading: the baseline of the rates
-    c0, t0 = proc_cpu(pid), time.monotonic()
-    time.sleep(seconds)
-    src.begin_tick(1)
-    rows = src.collect(metric)
-    # Divide by the time that really passed: on a loaded host a sleep overshoots.
-    return rows, (proc_cpu(pid) - c0) / (time.monotonic() - t0)
+def busy_seconds() -> float:
+    """The CPU seconds all the host's CPUs spent busy since boot, from the first line of
+    /proc/stat: user, nice, system, irq and softirq (guest time is inside user)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[1:8])
+    return (user + nice + system + irq + softirq) / CLK
+
+
+class Reading(NamedTuple):
+    """The clock, /proc/stat's busy time and the burner's own CPU time, read at one moment."""
+
+    t: float
+    busy: float
+    burner: float
+
+
+class TwoTicks:
+    """Two readings of ``metrics`` from ``src`` (the first is the baseline of the rates), with
+    the host's busy time (/proc/stat) and the burner's own CPU time (/proc/PID/stat) read just
+    before and just after each; between them, a wait until the burner has had ``cpu`` CPU
+    seconds and at least ``seconds`` passed (past a normal tick, so rates are per second; long
+    enough for figures counted in clock ticks). On a loaded host that takes longer: every figure
+    is divided by the time that really passed."""
+
+    def __init__(self, src: CgroupSource, metrics: list[str], pid: int, cpu: float = 0.3,
+                 seconds: float = 1.5) -> None:
+        self.pid = pid
+        src.begin_tick(0)
+        self.first = self._around(lambda: [src.collect(m) for m in metrics])
+        t0, c0 = self.first[1].t, self.first[1].burner
+        wait_for(lambda: proc_cpu(pid) - c0 >= cpu and time.monotonic() - t0 >= seconds, timeout=60)
+        src.begin_tick(1)
+        self.rows: dict[str, list[tuple]] = {}
+        self.second = self._around(lambda: self.rows.update({m: src.collect(m).rows for m in metrics}))
+        self.elapsed = self._mid("t")
+        # the burner's CPU seconds per second: what the load really got
+        self.burner = self._mid("burner") / self.elapsed
+        # the host's busy CPU seconds per second, all CPUs together
+        self.busy = self._mid("busy") / self.elapsed
+        # how far a figure read inside the brackets may be from one read at their middles
+        widths = sum(r[1].t - r[0].t for r in (self.first, self.second))
+        self.slack = (2 / CLK * os.cpu_count() + widths * os.cpu_count()) / self.elapsed
+
+    def _around(self, read: Callable[[], object]) -> tuple[Reading, Reading]:
+        before = Reading(time.monotonic(), busy_seconds(), proc_cpu(self.pid))
+        read()
+        return before, Reading(time.monotonic(), busy_seconds(), proc_cpu(self.pid))
+
+    def _mid(self, field: str) -> float:
+        def mid(pair: tuple[Reading, Reading]) -> float:
+            return (getattr(pair[0], field) + getattr(pair[1], field)) / 2
+
+        return mid(self.second) - mid(self.first)
+
+
+def started(pid: int) -> None:
+    """Wait until the burner ``pid`` is past the interpreter's start-up and in its loop (it has
+    used more CPU time than starting Python takes)."""
+    wait_for(lambda: proc_cpu(pid) >= 0.05, timeout=30)
 
 
 @pytest.fixture
@@ -135,37 +189,46 @@ def test_hierarchies_found() -> None:
 def test_v1_cpu_matches_load(cgroups) -> None:
     cg, p = cgroups([V1["cpuacct"].mount, V1["cpu"].mount], BURN)
     src = CgroupSource(rescan_every=0)
-    time.sleep(0.3)
-    rows, expected = two_ticks(src, "container.cpu", p.pid)
-    mine = [r for r in rows.rows if r[0] == cg.path]
+    started(p.pid)
+    m = TwoTicks(src, ["container.cpu"], p.pid)
+    rows = m.rows["container.cpu"]
+    mine = [r for r in rows if r[0] == cg.path]
     assert len(mine) == 1
     _, runtime, pod, vm, util, rate = mine[0]
     assert (runtime, pod, vm) == ("cgroup", "", "")
     # The burner's own CPU time over the same interval (what the load really got on a busy host).
+    expected = m.burner
     assert expected > 0.2
     assert rate == pytest.approx(expected, rel=0.1, abs=0.03)
     assert util == pytest.approx(100 * rate)
-    # the host row: the rest of the root's CPU time, never negative
-    host = [r for r in rows.rows if r[1] == "host"]
+    # The host row: the rest of the CPU time /proc/stat counted on the host's CPUs over the same
+    # interval, once the burner's own is taken out, and that of any other container of the
+    # cpuacct hierarchy (other tests' cgroups, if some run at the same time).
+    host = [r for r in rows if r[1] == "host"]
     assert len(host) == 1 and host[0][-1] >= 0
+    assert host[0][-2] == pytest.approx(100 * host[0][-1])
+    others = {tuple(c) for path, c in src.containers(V1["cpuacct"]).items() if path != cg.path}
+    other = sum(r[-1] for r in rows if tuple(r[:4]) in others)
+    assert host[0][-1] == pytest.approx(m.busy - expected - other, abs=0.05 + m.slack)
 
 
 @needs_root
 def test_v1_throttled_and_quota(cgroups) -> None:
     setup = {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "20000"}  # 20 % of a CPU
-    cg, _ = cgroups([V1["cpuacct"].mount, V1["cpu"].mount], BURN, setup)
+    cg, p = cgroups([V1["cpuacct"].mount, V1["cpu"].mount], BURN, setup)
     src = CgroupSource(rescan_every=0)
-    time.sleep(0.3)
-    src.begin_tick(0)
-    src.collect("container.cpu")
-    src.collect("container.throttled")
-    time.sleep(2.0)
-    src.begin_tick(1)
-    cpu = rows_of(src, "container.cpu", cg.path)[0][-1]
-    throttled = rows_of(src, "container.throttled", cg.path)[0][-1]
-    assert cpu == pytest.approx(0.2, abs=0.05)
-    # throttled time per second: the task wanted the CPU for most of the other 80 ms of each period
-    assert 0.3 < throttled < 1.0
+    started(p.pid)
+    # until the burner has had 0.3 s of CPU time: 1.5 s at its quota, longer on a busy host
+    m = TwoTicks(src, ["container.cpu", "container.throttled"], p.pid, cpu=0.3)
+    cpu = next(r for r in m.rows["container.cpu"] if r[0] == cg.path)[-1]
+    throttled = next(r for r in m.rows["container.throttled"] if r[0] == cg.path)[-1]
+    # What the burner really got, by its own count: the quota at most (its figures are counted
+    # in clock ticks: 10 ms in some 1.5 s), and the cgroup's figure is that.
+    assert 0.1 < m.burner <= 0.2 + 0.03
+    assert cpu == pytest.approx(m.burner, rel=0.1, abs=0.03)
+    # Throttled time per second: the task wanted the CPU for most of the other 80 ms of each
+    # period; it was throttled at most while it did not run (it never sleeps).
+    assert 0.3 < throttled <= 1 - m.burner + 0.05
 
 
 @needs_root
@@ -190,11 +253,12 @@ def test_v1_memory_limit_pids(cgroups) -> None:
 def test_v2_cpu_and_pressure(cgroups) -> None:
     cg, p = cgroups([V2.mount], BURN)
     src = CgroupSource(rescan_every=0)
-    time.sleep(0.3)
-    rows, expected = two_ticks(src, "container.cpu", p.pid)
-    mine = [r for r in rows.rows if r[0] == cg.path]
+    started(p.pid)
+    m = TwoTicks(src, ["container.cpu"], p.pid)
+    mine = [r for r in m.rows["container.cpu"] if r[0] == cg.path]
     assert len(mine) == 1
-    assert mine[0][-1] == pytest.approx(expected, rel=0.1, abs=0.03)
+    assert m.burner > 0.2
+    assert mine[0][-1] == pytest.approx(m.burner, rel=0.1, abs=0.03)
     pressure = {(r[4], r[5]): r[6] for r in rows_of(src, "container.pressure", cg.path)}
     assert {("cpu", "some"), ("memory", "some"), ("memory", "full"), ("io", "some")} <= set(pressure)
     assert all(0 <= v <= 100 for v in pressure.values())

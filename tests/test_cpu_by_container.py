@@ -305,21 +305,32 @@ def test_files_read_once_per_tick_and_idle_ones_not_parsed_again(cgroups) -> Non
 # --- end to end: a real fleetscope serve ----------------------------------------------------------
 
 
+def cpus_seconds() -> float:
+    """The CPU seconds all the host's CPUs counted since boot in every mode (idle included;
+    guest time is inside user time), from the first line of /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return sum(map(int, fields[1:9])) / CLK  # user nice system idle iowait irq softirq steal
+
+
 class Sampler(threading.Thread):
-    """The burner's CPU seconds, sampled every 50 ms against wall-clock time."""
+    """The burner's CPU seconds and the host CPUs' (:func:`cpus_seconds`), sampled every 50 ms
+    against wall-clock time."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.pid = pid
-        self.samples: list[tuple[float, float]] = []
+        self.samples: list[tuple[float, float, float]] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.wait(0.05):
-            self.samples.append((time.time(), proc_cpu(self.pid)))
+            self.samples.append((time.time(), proc_cpu(self.pid), cpus_seconds()))
 
-    def at(self, t: float) -> float:
-        for (t0, c0), (t1, c1) in zip(self.samples, self.samples[1:], strict=False):
+    def at(self, t: float, column: int = 1) -> float:
+        """The burner's CPU seconds at ``t`` (``column`` 2: the host CPUs'), interpolated."""
+        for s0, s1 in zip(self.samples, self.samples[1:], strict=False):
+            (t0, c0), (t1, c1) = (s0[0], s0[column]), (s1[0], s1[column])
             if t0 <= t <= t1:
                 return c0 + (c1 - c0) * (t - t0) / (t1 - t0)
         raise AssertionError(f"no sample around {t}")
@@ -372,3 +383,11 @@ def test_serve_breaks_cpu_usage_down_by_container(cgroups, fresh_server: Server)
     got = sum(a[s][cg.path] for s in slots) / len(slots)
     assert expected > 0.2
     assert got == pytest.approx(expected, rel=REL, abs=0.05)
+    # The host's own row averages to the rest of the CPUs' time that /proc/stat counted over the
+    # same slots (idle included): without the burner's own, nor any other container's (other
+    # tests' cgroups, if some run at the same time).
+    cpus = (sampler.at(end, 2) - sampler.at(start, 2)) / (end - start)
+    assert cpus == pytest.approx(os.cpu_count(), rel=0.05)
+    others = sum(v for s in slots for k, v in a[s].items() if k not in (cg.path, "/")) / len(slots)
+    host = sum(a[s]["/"] for s in slots) / len(slots)
+    assert host == pytest.approx(cpus - expected - others, abs=0.05)
