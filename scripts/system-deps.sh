@@ -5,6 +5,8 @@ need=()
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 # A real Prometheus scrapes `fleetscope serve` in tests/test_exposition.py.
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+# A real Prometheus Alertmanager receives alert notifications in tests/test_alert_receivers.py.
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 # Debian's chromium, driven by Playwright in tests/test_browser.py (no browser download).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # PostgreSQL: the store tests run against a real server (they create and drop their own database).
