@@ -188,6 +188,32 @@ class Api:
     def audit(self, since: float = 0.0, limit: int = 1000) -> list[dict]:
         return _field(self.request("GET", "/audit", params={"since": since, "limit": limit}), "audit", list)
 
+    def alert_rules(self, instrumentation: int | None = None) -> list[dict]:
+        return _field(self.request("GET", "/alerts/rules", params={"instrumentation": instrumentation}),
+                      "rules", list)
+
+    def create_alert_rule(self, body: Mapping[str, Any]) -> dict:
+        return expect(self.request("POST", "/alerts/rules", body=dict(body)), dict)
+
+    def delete_alert_rule(self, rule_id: int) -> None:
+        self.request("DELETE", f"/alerts/rules/{rule_id}")
+
+    def alerts(self, since: float | None = None) -> dict:
+        return expect(self.request("GET", "/alerts", params={"since": since}), dict)
+
+    def alert_history(self, since: float = 0.0, limit: int = 1000) -> list[dict]:
+        return _field(self.request("GET", "/alerts/history", params={"since": since, "limit": limit}),
+                      "events", list)
+
+    def receivers(self) -> list[dict]:
+        return _field(self.request("GET", "/alerts/receivers"), "receivers", list)
+
+    def create_receiver(self, body: Mapping[str, Any]) -> dict:
+        return expect(self.request("POST", "/alerts/receivers", body=dict(body)), dict)
+
+    def delete_receiver(self, name: str) -> None:
+        self.request("DELETE", f"/alerts/receivers/{name}")
+
     def store_stats(self) -> dict:
         return expect(self.request("GET", "/store/stats"), dict)
 

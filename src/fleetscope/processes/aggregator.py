@@ -13,6 +13,8 @@ import logging
 
 from fleetscope.aggregator.aggregator import Aggregator
 from fleetscope.aggregator.shards import LeaseKeeper
+from fleetscope.alerts.deliver import Notifier
+from fleetscope.alerts.engine import AlertEngine
 from fleetscope.bus.base import Bus
 from fleetscope.processes.common import (
     FleetParts,
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 async def run_aggregator(bus: Bus, store: Store, stop: asyncio.Event, name: str | None = None,
-                         history_config: HistoryConfig | None = None) -> None:
+                         history_config: HistoryConfig | None = None, public_url: str = "") -> None:
     """Aggregate this process's share of the instrumentations until ``stop`` is set."""
     aggregator = Aggregator(bus, publish_finals=True)
     aggregator.own(set())  # nothing until the first lease round
@@ -39,16 +41,25 @@ async def run_aggregator(bus: Bus, store: Store, stop: asyncio.Event, name: str 
     history = History(store, (history_config or HistoryConfig())._replace(topk=aggregator.topk),
                       owns=lambda inst_id: aggregator.owned is None or inst_id in aggregator.owned)
     aggregator.listeners.append(history.record)  # persisted instrumentations only
+    # Alerts are evaluated where their instrumentation's slots are final: by its lease holder.
+    notifier = Notifier(public_url)
+    alerts = AlertEngine(store, notifier, owns=lambda inst_id: aggregator.owned is None
+                         or inst_id in aggregator.owned)
+    aggregator.listeners.append(alerts.record)
     leases = LeaseKeeper(store, aggregator, name)
     if not await until_connected(bus, stop):
         return
     await aggregator.start()
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(leases.run()), loop.create_task(keep_history(history))]
+    await notifier.start()
+    alerts.start()
     log.info("aggregator %s started", leases.name)
     await stop.wait()
     for task in tasks:
         await cancel(task)
+    await alerts.stop()
+    await notifier.stop()
     await aggregator.stop()
     # Finish the pending slots and write everything down, then let the others take over at once.
     finish_slots(aggregator)

@@ -16,6 +16,8 @@ from fastapi import FastAPI
 
 from fleetscope.agent.agent import Agent
 from fleetscope.aggregator.aggregator import Aggregator
+from fleetscope.alerts.deliver import Notifier
+from fleetscope.alerts.engine import AlertEngine
 from fleetscope.api.app import Services, create_app
 from fleetscope.api.auth import LOGIN_LINK_SECONDS, AuthConfig, Authenticator
 from fleetscope.api.control import ControlPlane
@@ -53,6 +55,9 @@ def serve_app(config: ServeConfig) -> FastAPI:
     control = ControlPlane(store, bus, agent.catalog)
     history = History(store, (config.history or HistoryConfig())._replace(topk=aggregator.topk))
     aggregator.listeners.append(history.record)  # persisted instrumentations only
+    notifier = Notifier(public_url(config.host, config.port))
+    alerts = AlertEngine(store, notifier)
+    aggregator.listeners.append(alerts.record)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,9 +66,13 @@ def serve_app(config: ServeConfig) -> FastAPI:
         await aggregator.start()
         agent_task = asyncio.get_running_loop().create_task(agent.run())
         history_task = asyncio.get_running_loop().create_task(keep_history(history))
+        await notifier.start()
+        alerts.start()
         try:
             yield
         finally:
+            await alerts.stop()
+            await notifier.stop()
             agent.stop()
             with contextlib.suppress(asyncio.CancelledError):
                 await agent_task
@@ -84,6 +93,7 @@ def serve_app(config: ServeConfig) -> FastAPI:
                      allowed_hosts=allowed_hosts(config.host, config.allowed_hosts))
     app.add_middleware(MeasureRequests, source=own)
     app.state.agent = agent
+    app.state.alerts = alerts
     return app
 
 
@@ -94,9 +104,14 @@ def login_link(app: FastAPI, config: ServeConfig) -> str | None:
     if not auth.config.enabled:
         return None
     secret, _ = auth.issue("serve login link", ADMIN, kind="login", expires_in=LOGIN_LINK_SECONDS)
-    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+    return f"{public_url(config.host, config.port)}/login?token={secret}"
+
+
+def public_url(host: str, port: int) -> str:
+    """The address a person on this host opens for a server bound to ``host``."""
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{config.port}/login?token={secret}"
+    return f"http://{host}:{port}"
 
 
 def run(app: FastAPI, config: ServeConfig) -> None:

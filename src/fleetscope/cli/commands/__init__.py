@@ -11,11 +11,12 @@ instrumentations    inst create|list|show|update|delete, defaults
 values              value, watch, export
 store               store stats
 access              login, logout, whoami, token create|list|revoke, tenant ..., audit
+alerts              alert create|list|delete|history, alert receiver ..., alerts
 ==================  ===================================================================
 
 A new noun gets a module here and one line in :func:`register` (a group of its own when it
-has several verbs, as ``inst``): ``alerts.py`` (``alert ...``) and ``importing.py``
-(``import sysstat|csv ...``) are the ones planned. Client
+has several verbs, as ``inst``): ``importing.py`` (``import sysstat|csv ...``) is the one
+planned. Client
 commands take the :mod:`~fleetscope.cli.commands.common` options (``--url``, ``--json``),
 talk through :class:`fleetscope.cli.client.Api` and report errors with
 :func:`~fleetscope.cli.commands.common.reporting_errors`.
@@ -25,7 +26,17 @@ from __future__ import annotations
 
 import typer
 
-from fleetscope.cli.commands import access, buscfg, hosts, instrumentations, metrics, servers, store, values
+from fleetscope.cli.commands import (
+    access,
+    alerts,
+    buscfg,
+    hosts,
+    instrumentations,
+    metrics,
+    servers,
+    store,
+    values,
+)
 
 
 def register_servers(app: typer.Typer) -> None:
@@ -68,3 +79,16 @@ def register(app: typer.Typer) -> None:
     tenants.command("delete")(access.tenant_delete)
     app.add_typer(tenants, name="tenant")
     app.command("audit")(access.audit)
+    alert = typer.Typer(help="Alert rules on instrumentations, and where they send (receivers).",
+                        no_args_is_help=True)
+    alert.command("create")(alerts.alert_create)
+    alert.command("list")(alerts.alert_list)
+    alert.command("delete")(alerts.alert_delete)
+    alert.command("history")(alerts.alert_history)
+    receivers = typer.Typer(help="Where alerts go: Alertmanager, webhooks, e-mail.", no_args_is_help=True)
+    receivers.command("create")(alerts.receiver_create)
+    receivers.command("list")(alerts.receiver_list)
+    receivers.command("delete")(alerts.receiver_delete)
+    alert.add_typer(receivers, name="receiver")
+    app.add_typer(alert, name="alert")
+    app.command("alerts")(alerts.alerts)
