@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -55,6 +56,38 @@ async def start_control_plane(url: str, tmp_path: Path
     return control, aggregator, stop
 
 
+async def until(condition: Callable[[], object], timeout: float = 15.0, interval: float = 0.05) -> None:
+    """Poll ``condition`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
+        await asyncio.sleep(interval)
+
+
+async def server_holds_subscriptions_of(subscriber: NatsBus, watcher: NatsBus, timeout: float = 15.0) -> None:
+    """Return once the server holds every subscription ``subscriber`` made so far, for messages
+    from any connection: ``subscriber`` publishes a marker after them on the same connection
+    (which the server reads in order) until ``watcher`` receives one.
+
+    nats-py's own ``flush()`` does not say so: it writes its PING straight to the socket,
+    ahead of SUB commands still in the client's buffer, so its PONG can come back before the
+    server has read them; a request from another connection then finds no responder."""
+    marker = f"test.marker.{os.urandom(4).hex()}"
+    seen = asyncio.Event()
+
+    async def on_marker(msg: Msg) -> None:
+        seen.set()
+
+    sub = await watcher.subscribe(marker, on_marker)
+    deadline = time.monotonic() + timeout
+    while not seen.is_set():  # again while the watcher's own subscription is not in place
+        assert time.monotonic() < deadline, "the subscriber's marker never arrived"
+        await subscriber.publish(marker, b"")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(seen.wait(), 0.1)
+    await sub.unsubscribe()
+
+
 def test_publish_subscribe_queue_and_request(nats_server: NatsServer) -> None:
     async def scenario() -> tuple[list[bytes], list[list[bytes]], bytes]:
         a, b = NatsBus(NatsOptions(nats_server.url)), NatsBus(NatsOptions(nats_server.url))
@@ -77,15 +110,14 @@ def test_publish_subscribe_queue_and_request(nats_server: NatsServer) -> None:
             await b.publish(msg.reply, msg.data[::-1])
 
         await b.subscribe("echo", echo)
-        await b.nc.flush()
+        await server_holds_subscriptions_of(b, a)
         for i in range(20):
             await a.publish("fleetscope.data.h1", str(i).encode())
             await a.publish("work", str(i).encode())
         answer = await a.request("echo", b"abc", timeout=5)
-        await a.nc.flush()
-        await asyncio.sleep(0.3)
+        await until(lambda: len(plain) >= 20 and sum(map(len, members)) >= 20)
         await a.close()
-        await b.close()
+        await b.close()  # drains: anything more (a duplicate) would be handled before it returns
         return plain, members, answer
 
     plain, members, answer = asyncio.run(scenario())
@@ -168,39 +200,55 @@ def test_host_limited_instrumentations_reach_only_matching_agents(nats_server: N
                                                                   tmp_path: Path) -> None:
     """Two real agents; an instrumentation limited to one of them by hostname, another by label."""
 
-    async def scenario() -> dict[str, set[str]]:
+    async def scenario() -> tuple[dict[str, set[str]], dict[str, set[str]], dict[str, int]]:
         control, aggregator, stop = await start_control_plane(nats_server.url, tmp_path)
+        ran: dict[str, list[set[int]]] = {}  # host -> the instrumentations in each of its batches
+
+        async def record(msg: Msg) -> None:
+            batch = m.decode(msg.data, m.Batch)
+            ran.setdefault(batch.host, []).append({p.id for p in batch.partials})
+
+        # On the control plane's connection, so in place before any instrumentation is sent.
+        await aggregator.bus.subscribe(f"{m.DATA}.>", record)
         exe = Path(sys.executable).parent / "fleetscope"
         agents = [subprocess.Popen([str(exe), "agent", "--bus", nats_server.url, "--hostname", name,
                                     "--label", f"role={role}"], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
                   for name, role in (("lim-a", "web"), ("lim-b", "db"))]
         try:
-            for _ in range(100):  # both agents announced themselves
-                if {"lim-a", "lim-b"} <= set(control.known_hosts):
-                    break
-                await asyncio.sleep(0.1)
+            await until(lambda: {"lim-a", "lim-b"} <= set(control.known_hosts))  # both announced
             by_host = await control.create({"module": "cpu", "stat": "usage", "decomposition": ["hostname"],
                                             "predicate": 'hostname == "lim-a"'})
             by_label = await control.create({"module": "cpu", "stat": "usage", "decomposition": ["hostname"],
                                              "predicate": 'role == "db"'})
             everywhere = await control.create({"module": "cpu", "stat": "usage",
                                                "decomposition": ["hostname"]})
-            for _ in range(150):
-                if (seen_keys(aggregator, by_host.id) and seen_keys(aggregator, by_label.id)
-                        and len(seen_keys(aggregator, everywhere.id)) == 2):
-                    break
-                await asyncio.sleep(0.1)
-            await asyncio.sleep(2)  # an agent wrongly running one would have reported by now
-            return {name: seen_keys(aggregator, inst.id) for name, inst in
+            await until(lambda: seen_keys(aggregator, by_host.id) and seen_keys(aggregator, by_label.id)
+                        and len(seen_keys(aggregator, everywhere.id)) == 2)
+
+            # The marker: `everywhere` went to each agent after the other two, on the one subject
+            # it handles in order, so a batch holding it is made by an agent that has handled any
+            # instrumentation it was (wrongly) sent before; wait for a second such batch, a tick
+            # later, from each agent.
+            def markers(host: str) -> int:
+                return sum(everywhere.id in ids for ids in ran.get(host, []))
+
+            await until(lambda: markers("lim-a") >= 2 and markers("lim-b") >= 2)
+            seen = {name: seen_keys(aggregator, inst.id) for name, inst in
                     (("by_host", by_host), ("by_label", by_label), ("everywhere", everywhere))}
+            names = {by_host.id: "by_host", by_label.id: "by_label", everywhere.id: "everywhere"}
+            ran_by_host = {host: {names.get(i, str(i)) for ids in batches for i in ids}
+                           for host, batches in ran.items()}
+            return seen, ran_by_host, {host: markers(host) for host in ran}
         finally:
             for a in agents:
                 a.terminate()
                 a.wait(10)
             await stop()
 
-    seen = asyncio.run(scenario())
+    seen, ran, markers = asyncio.run(scenario())
+    assert ran == {"lim-a": {"by_host", "everywhere"}, "lim-b": {"by_label", "everywhere"}}, (
+        f"each agent ran only the instrumentations meant for it ({markers} batches with the marker)")
     assert seen == {"by_host": {"lim-a"}, "by_label": {"lim-b"}, "everywhere": {"lim-a", "lim-b"}}
 
 

@@ -4,16 +4,18 @@ OpenTelemetry SDK exporting to a real `fleetscope serve --otlp`."""
 
 from __future__ import annotations
 
-import contextlib
 import json
+import math
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
@@ -25,7 +27,9 @@ from fleetscope.agent.evaluate import Plan
 from fleetscope.model.histogram import Histogram, bucket_index
 from fleetscope.model.instrumentation import Instrumentation, validate_spec
 from fleetscope.model.metrics import Catalog
-from fleetscope.sources.otlp import OtlpSource
+from fleetscope.sources.base import Rows
+from fleetscope.sources.otlp import Decoded, OtlpSource
+from fleetscope.sources.statsd_parse import MAX_NAME, MAX_TAG_VALUE
 from tests import otlp_program
 from tests.conftest import Server, free_port
 from tests.test_api import API, wait_for
@@ -168,32 +172,223 @@ _VALID = _request(
         explicit_bounds=[1, 2], bucket_counts=[1, 0, 4])])))
 
 
-@settings(max_examples=300, deadline=None)
+def collect_well_formed(src, now: float) -> dict[str, Rows]:
+    """Begin a tick of ``src`` and collect every metric it knows, checking that each row is
+    well formed: one text per discrete field, a finite number >= 0 or a consistent histogram
+    per numeric field, then a finite measure (a weighted row's: its positive weight, a ready
+    histogram's its count); and that the agent evaluates the rows. The rows by metric."""
+    src.begin_tick(now)
+    out: dict[str, Rows] = {}
+    for m in src.metrics():
+        rows = src.collect(m.name)
+        kinds = {f.name: f.kind for f in m.fields}
+        assert rows.columns == tuple(f.name for f in m.fields if f.name != "hostname"), m.name
+        for row in rows.rows:
+            assert len(row) == len(rows.columns) + 1, (m.name, row)
+            *head, measure = row
+            assert isinstance(measure, float) and math.isfinite(measure), (m.name, row)
+            for name, v in zip(rows.columns, head, strict=True):
+                if kinds[name] == "discrete":
+                    assert isinstance(v, str), (m.name, row)
+                elif isinstance(v, Histogram):
+                    assert rows.weighted and measure == v.count, (m.name, row)
+                    assert all(math.isfinite(n) and n > 0 for n in v.buckets.values()), (m.name, v)
+                    assert math.isfinite(v.zero_count) and v.zero_count >= 0, (m.name, v)
+                    assert math.isclose(v.count, math.fsum([v.zero_count, *v.buckets.values()])), v
+                else:
+                    assert isinstance(v, int | float) and math.isfinite(v) and v >= 0, (m.name, row)
+            if rows.weighted:
+                assert measure > 0, (m.name, row)
+        numeric = [f.name for f in m.fields if f.kind == "numeric"]
+        inst = Instrumentation(id=1, created=0.0, **validate_spec(
+            {"module": m.module, "stat": m.stat, "decomposition": numeric}, Catalog([m])))
+        Plan(inst, rows.columns, {"hostname": "h"}).evaluate(rows.rows, rows.weighted)
+        out[m.name] = rows
+    return out
+
+
+def _value_now(src: OtlpSource, body: dict):
+    """The value of an instrumentation over the rows of the tick ``src`` is in (no new tick)."""
+    inst = Instrumentation(id=1, created=0.0, **validate_spec(body, Catalog(src.metrics())))
+    rows = src.collect(inst.metric)
+    return Plan(inst, rows.columns, {"hostname": "h"}).evaluate(rows.rows, rows.weighted)
+
+
+# A known-good request fed after each fuzzed one: its names are too long for a few mutated
+# bytes of _VALID to make, so what it must give is known whatever the fuzz did before it.
+SURVIVOR_LATENCIES = [0, 1, 2, 3, 300]
+SURVIVOR = _request(
+    pb.Metric(name="survivor_temperature", gauge=pb.Gauge(data_points=[pb.NumberDataPoint(as_double=21.5)])),
+    pb.Metric(name="survivor_orders", sum=pb.Sum(
+        is_monotonic=True, aggregation_temporality=pb.AGGREGATION_TEMPORALITY_DELTA,
+        data_points=[pb.NumberDataPoint(as_int=7, attributes=_attrs(http_route="/a"))])),
+    pb.Metric(name="survivor_latency", exponential_histogram=pb.ExponentialHistogram(
+        aggregation_temporality=pb.AGGREGATION_TEMPORALITY_DELTA,
+        data_points=[_exp_point(SURVIVOR_LATENCIES, 3)])))
+SURVIVOR_POINTS = 3
+
+
+def _check_survivor(src: OtlpSource) -> None:
+    """The survivor's values in the current tick, exactly."""
+    assert _value_now(src, {"module": "otel", "stat": "survivor_temperature"}) == 21.5
+    assert _value_now(src, {"module": "otel", "stat": "survivor_orders",
+                            "decomposition": ["http_route"]}) == {"/a": 7.0}
+    got = _value_now(src, {"module": "otel", "stat": "survivor_latency", "decomposition": ["value"]})
+    want = Histogram()
+    for x in SURVIVOR_LATENCIES:
+        want.record(x)
+    assert (got.count, got.zero_count, got.buckets) == (want.count, want.zero_count, want.buckets)
+
+
+def _fuzz_round(src: OtlpSource, body: bytes, ctype: str, reference_parse) -> Decoded:
+    """Feed a fuzzed ``body`` and then the survivor to ``src``: a body the reference parser
+    refuses is refused and counted once under ``reason``; an accepted one has each of its data
+    points counted as accepted or dropped; its rows are well formed; the survivor's values and
+    counts come out exactly. What ``body`` brought."""
+    reason = {PROTO: "protobuf", "application/json": "json"}[ctype]
+    try:
+        reference = reference_parse(body)
+    except Exception:
+        reference = None
+    try:
+        got = src.ingest_request(body, ctype)
+    except ValueError as exc:
+        assert reference is None, f"refused what the reference parser reads: {exc}"
+        assert str(exc) == reason and src.dropped == {reason: 1} and src.received == 0
+        got = Decoded(0, 0, [])
+        verdict = "refused whole"
+    else:
+        assert reference is not None, "accepted what the reference parser refuses"
+        metrics = [mt for rm in reference.resource_metrics for sm in rm.scope_metrics for mt in sm.metrics]
+        points = sum(len(getattr(mt, mt.WhichOneof("data")).data_points) for mt in metrics
+                     if mt.WhichOneof("data"))
+        # One verdict per data point; a metric refused whole without points counts once.
+        assert points <= got.accepted + got.rejected <= points + len(metrics)
+        assert got.rejected == len(got.reasons)
+        assert src.received == got.accepted and src.dropped == Counter(got.reasons)
+        verdict = (f"accepted: {'some' if got.accepted else 'no'} points in, "
+                   f"{'some' if got.rejected else 'none'} dropped")
+    if currently_in_test_context():
+        event(verdict)  # --hypothesis-show-statistics: how much of the fuzz reaches the points
+    assert src.ingest_request(SURVIVOR, PROTO) == (SURVIVOR_POINTS, 0, [])
+    rows = collect_well_formed(src, 1.0)
+    dropped: Counter[str] = Counter()
+    for protocol, why, n in rows["fleetscope.otlp_dropped"].rows:
+        assert protocol == "http"
+        dropped[why] += n
+    assert dropped == src.dropped
+    assert rows["fleetscope.otlp_received"].rows == [("http", float(got.accepted + SURVIVOR_POINTS))]
+    _check_survivor(src)
+    return got
+
+
+@settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_fuzz_mutated_protobuf_never_escapes(data) -> None:
     body = bytearray(_VALID)
     for _ in range(data.draw(st.integers(0, 6))):
         i = data.draw(st.integers(0, len(body) - 1))
-        body[i] = data.draw(st.integers(0, 255))
-    body = bytes(body[:data.draw(st.integers(0, len(body)))])
+        if data.draw(st.booleans()):
+            body[i] = data.draw(st.integers(0, 255))
+        else:  # one bit: often still a message, with a changed value, length or kind
+            body[i] ^= 1 << data.draw(st.integers(0, 7))
+    cut = data.draw(st.just(len(body)) | st.integers(0, len(body)))  # cut short, or whole
+    body = bytes(body[:cut])
+    _fuzz_round(OtlpSource(), body, PROTO, ExportMetricsServiceRequest.FromString)
+
+
+_FINITE = st.floats(-1e6, 1e6)
+_NUMBERS = _FINITE | _FINITE | _FINITE | st.sampled_from([math.nan, math.inf, -math.inf])
+# Mostly good, sometimes too long (for a field name, for a field value).
+_KEYS = st.sampled_from(["route", "k", "region", "y" * (MAX_NAME + 1)])
+_VALUES = st.sampled_from(["", "a", "/x", "é", "v" * (MAX_TAG_VALUE + 1)])
+
+
+@st.composite
+def _structured_metric(draw, i: int) -> tuple[pb.Metric, list[str | None], float]:
+    """A metric of a drawn kind, name and points; the verdict the receiver must give each
+    point (None: accepted; else the drop reason), by the rules its docstring states (a metric
+    refused whole counts once even without points); and the
+    sum of the accepted points of a monotonic sum."""
+    kind = draw(st.sampled_from(["gauge", "sum", "exponential"] * 2 + ["summary", "none"]))
+    name = draw(st.sampled_from([f"m{i}"] * 4 + ["", "  ", "n" * (MAX_NAME + 1)]))
+    mt = pb.Metric(name=name)
+    verdicts: list[str | None] = []
+    total = 0.0
+    for _ in range(draw(st.integers(0, 3)) if kind != "none" else 0):
+        attrs = draw(st.dictionaries(_KEYS, _VALUES, max_size=2))
+        kv = [KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in attrs.items()]
+        bad_attr = any(len(k) > MAX_NAME or len(v) > MAX_TAG_VALUE for k, v in attrs.items())
+        if kind == "summary":
+            mt.summary.data_points.add().attributes.extend(kv)
+            verdicts.append("unsupported")
+            continue
+        if kind == "exponential":
+            scale = draw(st.integers(-6, 22))
+            dp = mt.exponential_histogram.data_points.add(scale=scale, zero_count=draw(st.integers(0, 3)))
+            dp.positive.offset = draw(st.integers(-20, 20))
+            dp.positive.bucket_counts.extend(draw(st.lists(st.integers(0, 5), max_size=4)))
+            mt.exponential_histogram.aggregation_temporality = pb.AGGREGATION_TEMPORALITY_DELTA
+            reason = "scale" if not -4 <= scale <= 20 else None
+        else:
+            x = draw(_NUMBERS)
+            dp = getattr(mt, kind).data_points.add(as_double=x)
+            if kind == "sum":
+                mt.sum.is_monotonic = True
+                mt.sum.aggregation_temporality = pb.AGGREGATION_TEMPORALITY_DELTA
+            reason = "value" if not math.isfinite(x) else None
+        dp.attributes.extend(kv)
+        reason = "attribute" if bad_attr else reason
+        verdicts.append(reason)
+        if kind == "sum" and reason is None:
+            total += x
+    if kind != "none":
+        getattr(mt, {"exponential": "exponential_histogram"}.get(kind, kind)).SetInParent()  # no points
+    if kind in ("summary", "none"):
+        verdicts = ["unsupported"] * max(len(verdicts), 1)
+    elif not name.strip() or len(name) > MAX_NAME:
+        verdicts = ["name"] * max(len(verdicts), 1)
+    return mt, verdicts, total
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_fuzz_structured_requests_give_each_point_its_verdict(data) -> None:
+    """Requests of every kind of metric, good and bad: each data point is accepted or dropped
+    for the reason the rules give, counted so, and the accepted sums add up exactly."""
+    drawn = [data.draw(_structured_metric(i)) for i in range(data.draw(st.integers(1, 4)))]
     src = OtlpSource()
-    with contextlib.suppress(ValueError):
-        src.ingest_request(body, PROTO)
-    src.begin_tick(1.0)
-    for m in src.metrics():
-        src.collect(m.name)
+    body = _request(*(mt for mt, _, _ in drawn))
+    got = _fuzz_round(src, body, PROTO, ExportMetricsServiceRequest.FromString)
+    verdicts = [v for _, vs, _ in drawn for v in vs]
+    assert Counter(got.reasons) == Counter(v for v in verdicts if v)
+    assert got.accepted == verdicts.count(None)
+    for i, (mt, vs, total) in enumerate(drawn):
+        if mt.WhichOneof("data") == "sum" and None in vs:
+            assert math.isclose(_value_now(src, {"module": "otel", "stat": f"m{i}"}), total, abs_tol=1e-6)
 
 
-@settings(max_examples=200, deadline=None)
+def _reference_json(body: bytes):
+    from google.protobuf import json_format
+
+    return json_format.Parse(body.decode("utf-8"), ExportMetricsServiceRequest(), ignore_unknown_fields=True)
+
+
+@settings(max_examples=150, deadline=None)
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
                     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(
                         st.sampled_from(["resourceMetrics", "scopeMetrics", "metrics", "name", "gauge",
                                          "dataPoints", "asInt", "asDouble", "sum", "histogram"]),
                         kids, max_size=3), max_leaves=20))
 def test_fuzz_json_never_escapes(doc) -> None:
+    _fuzz_round(OtlpSource(), json.dumps(doc).encode(), "application/json", _reference_json)
+
+
+def test_fuzz_round_sees_real_data_points() -> None:
+    """The fuzz's checks on a body known to hold points of each kind (not only refusals)."""
     src = OtlpSource()
-    with contextlib.suppress(ValueError):
-        src.ingest_request(json.dumps(doc).encode(), "application/json")
+    _fuzz_round(src, _VALID, PROTO, ExportMetricsServiceRequest.FromString)
+    assert src.received == 3 + SURVIVOR_POINTS and not src.dropped
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from fleetscope.aggregator.aggregator import Aggregator
 from fleetscope.aggregator.replica import Replica
@@ -30,13 +31,21 @@ async def control_plane(bus: MemoryBus, insts: list[Instrumentation]) -> None:
     await bus.subscribe(m.CTL_LIST, answer)
 
 
+async def until(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    """Poll ``condition`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
+        await asyncio.sleep(0.01)
+
+
 def test_replica_follows_finals_and_backfills() -> None:
     async def scenario():
         bus = MemoryBus()
         await control_plane(bus, [inst()])
         aggregator = Aggregator(bus, publish_finals=True)
         await aggregator.start()
-        await asyncio.sleep(0.1)
+        await until(lambda: aggregator.window(1))  # it learnt the instrumentation
         now = int(time.time())
         # Data the aggregator finalised before any API server was there.
         for k in range(3):
@@ -46,16 +55,12 @@ def test_replica_follows_finals_and_backfills() -> None:
         seen = []
         replica.listeners.append(lambda i, p: seen.append(p.start_time))
         await replica.start()
-        for _ in range(50):  # synced and backfilled
-            w = replica.window(1)
-            if w and len(w.points(0, 2**40)) == 3:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: replica.window(1) and len(replica.window(1).points(0, 2**40)) == 3)  # backfilled
         aggregator.add_batch(received(m.Batch("h1", now - 5, now, [m.Partial(1, {"user": 7.0})])), now=now)
-        await asyncio.sleep(0.1)
+        await until(lambda: len(replica.window(1).points(0, 2**40)) == 4)  # the broadcast final
         await bus.publish(f"{m.FINAL}.1", b"junk")
         await bus.publish(f"{m.FINAL}.1", m.encode(m.FinalPoint(1, now, 1, "not a breakdown", 1, 1)))
-        await asyncio.sleep(0.1)
+        await until(lambda: replica.dropped["malformed_final"] >= 2)
         got = [(p.start_time, p.value) for p in replica.window(1).points(0, 2**40)]
         await replica.stop()
         await aggregator.stop()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
@@ -20,6 +20,7 @@ from fleetscope.sources.promtext import Sample, parse, parse_sample
 from fleetscope.sources.scrape import ScrapeSource, Target, parse_target
 from tests.conftest import Server, free_port
 from tests.test_api import API, wait_for
+from tests.test_otlp import collect_well_formed
 
 
 def test_parse_samples_and_families() -> None:
@@ -40,20 +41,39 @@ def test_parse_samples_and_families() -> None:
 
 
 _PIECES = [*'ab_{}="\\,# \n\t1.e+-', "le", "# TYPE a ", "histogram", "counter", "_bucket", "_total",
-           "+Inf", "NaN"]
+           "+Inf", "NaN",
+           # whole lines, so that many texts hold samples beside their junk
+           "\na 1\n", '\na_bucket{le="1"} 2\n', '\na_bucket{le="+Inf"} 3\n', "\na_count 3\n",
+           '\nb_total{x="y"} 4\n', "\n# TYPE a histogram\n", "\n# TYPE b counter\n"]
 
 
-@settings(max_examples=400, deadline=None)
+def _survivor(jobs: float) -> str:
+    """A known-good scrape, fed after the fuzzed ones: no name in it can be made of _PIECES."""
+    return (f'# TYPE zq_survivor_jobs counter\nzq_survivor_jobs_total{{queue="mail"}} {jobs!r}\n'
+            "# TYPE zq_survivor_temp gauge\nzq_survivor_temp 21.5\n")
+
+
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(_PIECES), max_size=40).map("".join))
 def test_fuzz_parser_never_raises(text: str) -> None:
     scrape = parse(text)
-    assert scrape.bad >= 0
+    # Every line that is neither blank nor a comment is a sample or counted bad.
+    content = [line for line in text.split("\n") if line.strip() and not line.strip().startswith("#")]
+    samples = sum(len(f.samples) for f in scrape.families.values())
+    assert scrape.bad + samples == len(content)
+    event(f"{'some' if samples else 'no'} samples, {'some' if scrape.bad else 'no'} bad lines")
     src = ScrapeSource([])
     src.ingest_text(text)
     src.ingest_text(text)
-    src.begin_tick(1.0)
-    for m in src.metrics():
-        src.collect(m.name)
+    assert src.dropped["syntax"] == 2 * scrape.bad, "each bad line counted, each time"
+    src.ingest_text(_survivor(5), "survivor")  # a baseline...
+    src.ingest_text(_survivor(8), "survivor")  # ...and an increase of 3
+    rows = collect_well_formed(src, 1.0)
+    dropped = sum(n for _, _, n in rows["fleetscope.scrape_dropped"].rows)
+    assert dropped == sum(src.dropped.values())
+    assert _evaluate(src, {"module": "prom", "stat": "zq_survivor_jobs", "decomposition": ["queue"]}) == {
+        "mail": 3.0}
+    assert _evaluate(src, {"module": "prom", "stat": "zq_survivor_temp"}) == 21.5
 
 
 def test_parse_target() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import Counter
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,8 +20,10 @@ from fleetscope.model.histogram import Histogram
 from fleetscope.model.instrumentation import Instrumentation, validate_spec
 from fleetscope.model.metrics import Catalog
 from fleetscope.sources.scrape import ScrapeSource
+from fleetscope.sources.statsd_parse import MAX_NAME
 from tests.conftest import Server, free_port
 from tests.test_api import API, default_id, wait_for
+from tests.test_otlp import collect_well_formed
 
 
 def _hist(*xs: float, schema: int = 3, zero_threshold: float = 0.0) -> Histogram:
@@ -211,6 +214,7 @@ _LABELS = st.dictionaries(st.sampled_from(["a", "le", "hostname", "x" * 300]), s
                           max_size=2)
 _ZEROS = st.sampled_from([0.0, 1e-9, -1.0, math.inf, math.nan])
 _OFFSETS = st.integers(-2**31, 2**31 - 1)
+_SAMPLE_VALUES = st.floats() | st.sampled_from([math.nan, math.inf, -math.inf])  # often not finite
 
 
 @st.composite
@@ -233,39 +237,90 @@ def _families(draw) -> list:
             summary = proto.M["Summary"](sample_count=draw(st.integers(0, 9)), sample_sum=draw(st.floats()))
             summary.quantile.add(quantile=draw(st.floats()), value=draw(st.floats()))
             metrics.append(_metric(draw(_LABELS), histogram=h, summary=summary,
-                                   counter=proto.M["Counter"](value=draw(st.floats())),
-                                   gauge=proto.M["Gauge"](value=draw(st.floats()))))
+                                   counter=proto.M["Counter"](value=draw(_SAMPLE_VALUES)),
+                                   gauge=proto.M["Gauge"](value=draw(_SAMPLE_VALUES))))
         name = draw(st.sampled_from(["a", "b_total", "c_seconds", "n" * 300, ""]))
         out.append(_family(name, kind, *metrics))
     return out
 
 
-def _tick_everything(src: ScrapeSource, now: float) -> None:
-    src.begin_tick(now)
-    for m in src.metrics():
-        rows = src.collect(m.name)
-        numeric = [f.name for f in m.fields if f.kind == "numeric"]
-        inst = Instrumentation(id=1, created=0.0, **validate_spec(
-            {"module": m.module, "stat": m.stat, "decomposition": numeric}, Catalog([m])))
-        Plan(inst, rows.columns, {"hostname": "h"}).evaluate(rows.rows, rows.weighted)
+_KNOWN_KINDS = {proto.COUNTER, proto.GAUGE, proto.SUMMARY, proto.UNTYPED, proto.HISTOGRAM,
+                proto.GAUGE_HISTOGRAM}
 
 
-@settings(max_examples=300, deadline=None)
+_PLAIN = {proto.COUNTER: "counter", proto.GAUGE: "gauge", proto.UNTYPED: "untyped"}
+
+
+def _bad_name(name: str) -> bool:
+    return not name or len(name) > MAX_NAME
+
+
+def _survivor(i: int) -> bytes:
+    """The ``i``-th scrape of a known-good target, fed after each fuzzed one: a counter going
+    up by 10 a scrape, a gauge, a gauge histogram (its names are none the fuzz draws)."""
+    return proto.encode_delimited([
+        _family("zq_survivor_jobs_total", proto.COUNTER,
+                _metric({"queue": "mail"}, counter=proto.M["Counter"](value=10.0 * (i + 1)))),
+        _family("zq_survivor_temp", proto.GAUGE, _metric(gauge=proto.M["Gauge"](value=21.5 + i))),
+        _family("zq_survivor_slot", proto.GAUGE_HISTOGRAM, _native(_hist(0, 1, 2, 300))),
+    ])
+
+
+def _check_survivor(src: ScrapeSource, i: int) -> None:
+    """The survivor's values in the tick after its ``i``-th scrape, exactly."""
+    jobs = {"module": "prom", "stat": "zq_survivor_jobs", "decomposition": ["queue"]}
+    assert _evaluate(src, jobs) == ({} if i == 0 else {"mail": 10.0})  # the first scrape: a baseline
+    assert _evaluate(src, {"module": "prom", "stat": "zq_survivor_temp"}) == 21.5 + i
+    slot = {"module": "prom", "stat": "zq_survivor_slot", "decomposition": ["value"]}
+    assert _evaluate(src, slot) == _hist(0, 1, 2, 300)
+
+
+def _counted_drops(rows: dict) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for protocol, reason, n in rows["fleetscope.scrape_dropped"].rows:
+        assert protocol == "http"
+        out[reason] += n
+    return out
+
+
+@settings(max_examples=200, deadline=None)
 @given(st.lists(_families(), min_size=1, max_size=3))
 def test_fuzz_structured_payloads_never_escape(scrapes: list) -> None:
+    """Each scrape counts the drops its families must cause (by rules stated independently of
+    the code), its rows are well formed, and a good target scraped beside it comes out exactly."""
     src = ScrapeSource([])
     for i, fams in enumerate(scrapes):
+        before = Counter(src.dropped)
         src.ingest_protobuf(proto.encode_delimited(fams), "t")
-        _tick_everything(src, float(i))
+        src.ingest_protobuf(_survivor(i), "survivor")
+        new = src.dropped - before
+        # One "unsupported" per family of an unknown type, nothing else gives it.
+        assert new["unsupported"] == sum(f.type not in _KNOWN_KINDS for f in fams)
+        # A family with an unusable name that has something to say drops at least once as "name".
+        named = [f for f in fams if f.type in _KNOWN_KINDS and _bad_name(f.name)
+                 and (f.metric or f.type in (proto.HISTOGRAM, proto.GAUGE_HISTOGRAM))]
+        assert new["name"] >= len(named)
+        # A counter, gauge or untyped sample: one "tags" drop if a label cannot be a field name,
+        # else one "value" drop if its value is not finite.
+        plain = [(m, getattr(m, _PLAIN[f.type]).value) for f in fams
+                 if f.type in _PLAIN and not _bad_name(f.name) for m in f.metric]
+        bad_label = [any(len(lp.name) > MAX_NAME for lp in m.label) for m, _ in plain]
+        assert new["tags"] >= sum(bad_label)
+        assert new["value"] >= sum(not bad and not math.isfinite(x)
+                                   for bad, (_, x) in zip(bad_label, plain, strict=True))
+        rows = collect_well_formed(src, float(i))
+        assert _counted_drops(rows) == new
+        _check_survivor(src, i)
 
 
 _VALID = proto.encode_delimited([
     _family("lat", proto.HISTOGRAM, _native(_hist(0, 1, 2, 300))),
     _family("q", proto.SUMMARY, _metric(summary=proto.M["Summary"](sample_count=1, sample_sum=2))),
 ])
+_FIRST_FRAME = len(proto.encode_delimited([_family("lat", proto.HISTOGRAM, _native(_hist(0, 1, 2, 300)))]))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200) | st.builds(
     lambda cut, flips: bytes(b ^ flips.get(i, 0) for i, b in enumerate(_VALID))[:cut],
     st.integers(0, len(_VALID)), st.dictionaries(st.integers(0, len(_VALID) - 1), st.integers(1, 255))))
@@ -274,9 +329,18 @@ def test_fuzz_bytes_never_escape_and_are_counted(data: bytes) -> None:
     _, bad = proto.decode_delimited(data)
     src.ingest_protobuf(data, "t")
     src.ingest_protobuf(data, "t")
-    _tick_everything(src, 1.0)
-    for reason in bad:
-        assert src.dropped[reason] >= 2
+    for reason, n in Counter(bad).items():  # framing reasons: nothing but framing gives them
+        assert src.dropped[reason] == 2 * n, reason
+    if _VALID.startswith(data):  # cut short, unchanged: the frames before the cut are read, whole
+        frames = [0, _FIRST_FRAME, len(_VALID)]
+        assert src.dropped == ({} if len(data) in frames else {"truncated": 2})
+        names = {m.name for m in src.metrics()}
+        assert ("prom.lat" in names, "prom.q_count" in names) == (len(data) >= _FIRST_FRAME,
+                                                                   len(data) == len(_VALID))
+    src.ingest_protobuf(_survivor(0), "survivor")
+    rows = collect_well_formed(src, 1.0)
+    assert _counted_drops(rows) == src.dropped
+    _check_survivor(src, 0)
 
 
 # -- end to end -------------------------------------------------------------------------------
