@@ -53,7 +53,10 @@ def bus_for(server: NatsServer, user: permissions.User, tmp_path: Path) -> NatsB
 
 
 async def settle(bus: NatsBus) -> None:
-    """A round trip to the server: what was sent before has been processed by it."""
+    """A round trip to the server: what was sent before has been processed by it. Twice:
+    nats-py's flush() writes its PING straight to the socket, ahead of commands (a SUB, a PUB)
+    still in its buffer, which its flusher task writes while the first PONG is awaited."""
+    await bus.nc.flush(timeout=5)
     await bus.nc.flush(timeout=5)
 
 
