@@ -113,6 +113,17 @@ def test_a_rule_fires_to_a_signed_webhook_and_resolves_when_the_load_stops(
     events = admin.get("/alerts/history").json()["events"]
     assert [e["status"] for e in events if e["rule_id"] == rule_id] == ["resolved", "firing"]
 
+    # Both deliveries are counted (saved every few seconds by the process that delivers them).
+    def delivered() -> dict | None:
+        hook_row = {r["name"]: r for r in admin.get("/alerts/receivers").json()["receivers"]}["hook"]
+        return hook_row["delivery"] if (hook_row["delivery"] or {}).get("sent") == 2 else None
+
+    counters = wait_for(delivered, 30)
+    assert counters["failed_attempts"] == 0 and counters["pending"] == 0
+    exposition = httpx.get(server.url + "/metrics", headers=admin.headers).text
+    assert 'fleetscope_alert_notifications_total{receiver="hook",outcome="sent"} 2\n' in exposition
+    assert "# TYPE fleetscope_alert_notifications_total counter" in exposition
+
 
 def test_roles_and_tenants_see_and_touch_only_their_own(server: Server, admin: httpx.Client) -> None:
     for name, scope in (("red", 'container == "red-1"'), ("blue", 'container == "blue-1"')):
@@ -161,6 +172,8 @@ def test_roles_and_tenants_see_and_touch_only_their_own(server: Server, admin: h
         assert admin.get("/alerts/rules").json()["rules"] == before
         # A receiver in use is not deleted from under its rules.
         assert red.delete("/alerts/receivers/pager").status_code == 409
+        # Delivery counters of the operators' receivers are not a tenant's to see.
+        assert "alert_notifications" not in red.get(server.url + "/metrics").text
 
 
 def test_the_cli_makes_and_lists_rules(server: Server, admin: httpx.Client) -> None:

@@ -39,6 +39,10 @@ class Inbox:
     def send(self, notification: Notification, receiver: Receiver) -> None:
         self.got.append((notification, receiver.name))
 
+    def stats(self) -> dict[str, dict]:
+        names = {name for _, name in self.got}
+        return {name: {"sent": sum(1 for _, n in self.got if n == name)} for name in names}
+
     def statuses(self, receiver: str = "hook") -> list[tuple[str, str]]:
         return [(n.status, n.key) for n, name in self.got if name == receiver and not n.repeat]
 

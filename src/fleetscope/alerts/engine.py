@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 TICK = 0.5  # seconds between evaluation rounds
 RELOAD = 2.0  # seconds between reloads of rules and receivers
 RESEND = 60.0  # seconds between reminders to Alertmanager while firing
+COUNTERS_EVERY = 10.0  # seconds between saves of the delivery counters (for the API and /metrics)
 LINK_BEFORE, LINK_AFTER = 600, 300  # seconds around a change that its dashboard link shows
 MAX_QUEUED = 100_000  # final slots waiting for a round; older ones are dropped (and counted)
 
@@ -55,6 +56,8 @@ class Sender(Protocol):
     """What the engine hands notifications to (:class:`fleetscope.alerts.deliver.Notifier`)."""
 
     def send(self, notification: Notification, receiver: Receiver) -> None: ...
+
+    def stats(self) -> dict[str, dict]: ...
 
 
 class EngineStats(NamedTuple):
@@ -72,8 +75,10 @@ class AlertEngine:
     """Evaluates the alert rules of the instrumentations ``owns`` says are this process's."""
 
     def __init__(self, store: Store, sender: Sender, owns: Callable[[int], bool] = lambda _id: True,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, process: str = "serve") -> None:
+        """``process`` names this process's delivery counters in the store."""
         self.store = store
+        self.process = process
         self.sender = sender
         self.owns = owns
         self.clock = clock
@@ -87,6 +92,7 @@ class AlertEngine:
         self._last_data: dict[int, float] = {}  # inst id -> end of the last slot with data
         self._owned_since: dict[int, float] = {}  # inst id -> when this process came to own it
         self._loaded = 0.0
+        self._counted = 0.0
         self._task: asyncio.Task | None = None
         self.evaluations = self.notifications = self.unknown_receivers = self.dropped_slots = 0
         self.last_round_seconds = 0.0
@@ -133,6 +139,19 @@ class AlertEngine:
             self._tell(change, repeat=False, everyone=True)
         for change, everyone in reminders:
             self._tell(change, repeat=True, everyone=everyone)
+        if now - self._counted >= COUNTERS_EVERY:
+            self._counted = now
+            await asyncio.to_thread(self.store.save_alert_deliveries, self.process, self.delivery_counters())
+
+    def delivery_counters(self) -> dict[tuple[str, str], dict]:
+        """The sender's counters by (owner, receiver name), for the receivers that exist."""
+        stats = self.sender.stats()
+        out = {}
+        for owner, name in self.receivers:
+            counters = stats.get(f"{owner}/{name}" if owner else name)
+            if counters is not None:
+                out[(owner, name)] = counters
+        return out
 
     def reload(self) -> None:
         """Read the rules and receivers again (they change through the API, in any process)."""

@@ -49,6 +49,32 @@ class Sample(NamedTuple):
     value: values.Value
 
 
+class OwnSample(NamedTuple):
+    """One of fleetscope's own figures that is not an instrumentation (alert deliveries):
+    ``family`` without ``_total``; ``counter`` families get ``_total`` on their samples."""
+
+    family: str
+    help: str
+    counter: bool
+    labels: tuple[tuple[str, str], ...]
+    value: float
+
+
+def _own_lines(own: Iterable[OwnSample], openmetrics: bool) -> Iterator[str]:
+    families: dict[str, list[OwnSample]] = {}
+    for s in own:
+        families.setdefault(s.family, []).append(s)
+    for family in sorted(families):
+        first = families[family][0]
+        sample = f"{family}_total" if first.counter else family
+        named = family if openmetrics or not first.counter else sample
+        yield f"# HELP {named} {escape(first.help)}\n"
+        yield f"# TYPE {named} {'counter' if first.counter else 'gauge'}\n"
+        for s in families[family]:
+            labels = ",".join(f'{k}="{escape(v)}"' for k, v in s.labels)
+            yield f"{sample}{{{labels}}} {number_text(s.value)}\n"
+
+
 def wants_openmetrics(accept: str | None) -> bool:
     """Whether an ``Accept`` header asks for OpenMetrics text."""
     return bool(accept) and "application/openmetrics-text" in accept
@@ -122,8 +148,9 @@ def _histogram_lines(name: str, labels: str, h: Histogram, om: bool) -> Iterator
     yield f"{name}_{g}count{{{labels}}} {number_text(h.count)}\n"
 
 
-def render(samples: Iterable[Sample], openmetrics: bool = False) -> str:
-    """The exposition of ``samples``: one family per name, families sorted by name."""
+def render(samples: Iterable[Sample], openmetrics: bool = False, own: Iterable[OwnSample] = ()) -> str:
+    """The exposition of ``samples`` (one family per name, families sorted by name), then of
+    fleetscope's ``own`` figures."""
     families: dict[str, list[Sample]] = {}
     for s in samples:
         families.setdefault(family_name(s.inst), []).append(s)
@@ -149,6 +176,7 @@ def render(samples: Iterable[Sample], openmetrics: bool = False) -> str:
                     out.extend(_histogram_lines(name, labels, v, openmetrics))
                 else:
                     out.append(f"{name}{{{labels}}} {number_text(v)}\n")
+    out.extend(_own_lines(own, openmetrics))
     if openmetrics:
         out.append("# EOF\n")
     return "".join(out)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fleetscope.api.exposition import Sample, escape, family_name, label_name
+from fleetscope.api.exposition import OwnSample, Sample, escape, family_name, label_name
 from fleetscope.formats.promproto import (
     CONTENT_TYPE,
+    COUNTER,
     GAUGE,
     GAUGE_HISTOGRAM,
     M,
@@ -31,8 +32,9 @@ from fleetscope.model import values
 __all__ = ["CONTENT_TYPE", "render", "wants_protobuf"]
 
 
-def render(samples: Iterable[Sample]) -> bytes:
-    """The delimited protobuf exposition of ``samples`` (families sorted by name)."""
+def render(samples: Iterable[Sample], own: Iterable[OwnSample] = ()) -> bytes:
+    """The delimited protobuf exposition of ``samples`` (families sorted by name), then of
+    fleetscope's ``own`` figures."""
     families: dict[str, list[Sample]] = {}
     for s in samples:
         families.setdefault(family_name(s.inst), []).append(s)
@@ -57,5 +59,21 @@ def render(samples: Iterable[Sample]) -> bytes:
                     encode_native(v, metric.histogram)
                 else:
                     metric.gauge.value = float(v)
+        out.append(fam)
+    own_families: dict[str, list[OwnSample]] = {}
+    for o in own:
+        own_families.setdefault(o.family, []).append(o)
+    for family in sorted(own_families):
+        first = own_families[family][0]
+        fam = M["MetricFamily"](name=f"{family}_total" if first.counter else family,
+                                type=COUNTER if first.counter else GAUGE, help=first.help)
+        for o in own_families[family]:
+            metric = fam.metric.add()
+            for k, v in o.labels:
+                metric.label.add(name=k, value=v)
+            if first.counter:
+                metric.counter.value = o.value
+            else:
+                metric.gauge.value = o.value
         out.append(fam)
     return encode_delimited(out)

@@ -130,6 +130,28 @@ def parse_scope(pred: object, catalog: Catalog) -> dict:
     return predicates.parse(pred, every, "scope")
 
 
+def deliveries_for(caller: Caller, rows: Iterable[tuple[str, str, str, dict]]) -> dict[tuple[str, str], dict]:
+    """Alert delivery counters ``(process, owner, receiver, counters)`` of the receivers
+    ``caller`` may see (a tenant's own; the operators' every one), summed over processes by
+    ``(owner, receiver)``; the latest error and success of any process."""
+    out: dict[tuple[str, str], dict] = {}
+    for _process, owner, name, counters in rows:
+        if caller.tenant is not None and owner != caller.tenant.name:
+            continue
+        acc = out.setdefault((owner, name), dict.fromkeys(DELIVERY_COUNTS, 0) | {
+            "last_error": None, "last_error_at": None, "last_success": None})
+        for k in DELIVERY_COUNTS:
+            acc[k] += counters.get(k, 0)
+        if (counters.get("last_error_at") or 0) > (acc["last_error_at"] or 0):
+            acc["last_error"], acc["last_error_at"] = counters.get("last_error"), counters["last_error_at"]
+        if (counters.get("last_success") or 0) > (acc["last_success"] or 0):
+            acc["last_success"] = counters["last_success"]
+    return out
+
+
+DELIVERY_COUNTS = ("sent", "failed_attempts", "given_up", "dropped", "pending")
+
+
 def warnings_for(caller: Caller, warnings: dict[str, str]) -> dict[str, str]:
     """An instrumentation's warnings by host, with host names numbered instead for a tenant
     from whom they are hidden."""

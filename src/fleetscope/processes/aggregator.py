@@ -43,10 +43,10 @@ async def run_aggregator(bus: Bus, store: Store, stop: asyncio.Event, name: str 
     aggregator.listeners.append(history.record)  # persisted instrumentations only
     # Alerts are evaluated where their instrumentation's slots are final: by its lease holder.
     notifier = Notifier(public_url)
-    alerts = AlertEngine(store, notifier, owns=lambda inst_id: aggregator.owned is None
-                         or inst_id in aggregator.owned)
-    aggregator.listeners.append(alerts.record)
     leases = LeaseKeeper(store, aggregator, name)
+    alerts = AlertEngine(store, notifier, owns=lambda inst_id: aggregator.owned is None
+                         or inst_id in aggregator.owned, process=f"aggregator {leases.name}")
+    aggregator.listeners.append(alerts.record)
     if not await until_connected(bus, stop):
         return
     await aggregator.start()

@@ -39,6 +39,14 @@ CREATE TABLE IF NOT EXISTS alert_events (
     document TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alert_events_by_time ON alert_events (time);
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+    process TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    receiver TEXT NOT NULL,
+    updated {real} NOT NULL,
+    document TEXT NOT NULL,
+    PRIMARY KEY (process, owner, receiver)
+);
 """
 
 EVENTS_KEPT = 30 * 86400  # seconds of alert history kept
@@ -151,6 +159,23 @@ class AlertTables:
                            (e["at"], e["rule_id"], json.dumps(e)))
             if events:
                 db.execute("DELETE FROM alert_events WHERE time < ?", (now - EVENTS_KEPT,))
+
+    def save_alert_deliveries(self, process: str, counters: dict[tuple[str, str], dict]) -> None:
+        """The delivery counters of one process, by (owner, receiver name), as they are now."""
+        now = time.time()
+        with self._tx() as db:
+            for (owner, name), doc in counters.items():
+                db.execute("DELETE FROM alert_deliveries WHERE process = ? AND owner = ? AND receiver = ?",
+                           (process, owner, name))
+                db.execute("INSERT INTO alert_deliveries (process, owner, receiver, updated, document) "
+                           "VALUES (?, ?, ?, ?, ?)", (process, owner, name, now, json.dumps(doc)))
+
+    def alert_deliveries(self) -> list[tuple[str, str, str, dict]]:
+        """Every process's delivery counters: ``(process, owner, receiver, counters)``."""
+        with self._tx() as db:
+            rows = db.execute("SELECT process, owner, receiver, document FROM alert_deliveries "
+                              "ORDER BY owner, receiver, process").fetchall()
+        return [(p, o, r, json.loads(d)) for p, o, r, d in rows]
 
     def alert_events(self, since: float, limit: int = 1000) -> list[dict]:
         """State changes since ``since``, newest first."""

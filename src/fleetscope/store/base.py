@@ -129,6 +129,10 @@ class Store(Protocol):
 
     def alert_events(self, since: float, limit: int = 1000) -> list[dict]: ...
 
+    def save_alert_deliveries(self, process: str, counters: dict[tuple[str, str], dict]) -> None: ...
+
+    def alert_deliveries(self) -> list[tuple[str, str, str, dict]]: ...
+
     # Dashboards: JSON documents ``{name, panels, ...}`` validated by the API. The store adds
     # ``id`` (an integer), ``created`` and ``updated`` (epoch seconds) and returns the whole.
 

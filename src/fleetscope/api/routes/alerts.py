@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
+from fleetscope.api import scope
 from fleetscope.api.audit import audit
 from fleetscope.api.auth import Operator, Viewer
 from fleetscope.api.bodies import AlertRuleBody, ReceiverBody
@@ -166,11 +167,13 @@ def _receiver(svc: Services, caller: Caller, name: str) -> Receiver:
     return found
 
 
-@router.get("/receivers", summary="Every receiver of the caller's tenant (secrets masked)")
+@router.get("/receivers", summary="Every receiver of the caller's tenant (secrets masked), with its "
+            "delivery counters")
 def list_receivers(svc: Svc, caller: Viewer) -> dict:
     own = owner_of(_tenant(caller))
-    return {"receivers": [r.to_json() for r in svc.control.store.list_alert_receivers()
-                          if owner_of(r.tenant) == own]}
+    deliveries = scope.deliveries_for(caller, svc.control.store.alert_deliveries())
+    mine = [r for r in svc.control.store.list_alert_receivers() if owner_of(r.tenant) == own]
+    return {"receivers": [{**r.to_json(), "delivery": deliveries.get((own, r.name))} for r in mine]}
 
 
 @router.post("/receivers", status_code=201, summary="Create a receiver", responses=responses(400, 409, 422))
