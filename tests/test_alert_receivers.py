@@ -16,9 +16,7 @@ import hmac
 import io
 import json
 import logging
-import shutil
 import ssl
-import subprocess
 import threading
 import time
 from datetime import datetime
@@ -26,7 +24,6 @@ from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
@@ -35,7 +32,8 @@ from PIL import Image
 
 from fleetscope.alerts.deliver import Notifier
 from fleetscope.model.alerts import Notification, Receiver
-from tests.conftest import free_port, stop_process, wait_for
+from tests.alertmanager import active, running_alertmanager
+from tests.conftest import free_port, wait_for
 
 BASE_URL = "https://fleetscope.example.test:8443"
 
@@ -320,41 +318,8 @@ def test_email_over_starttls_with_login_and_the_panel_attached(background: Backg
 
 @pytest.fixture
 def alertmanager(tmp_path: Path):
-    """A real Alertmanager on a free port (no clustering, a receiver that sends nowhere): its URL."""
-    exe = shutil.which("prometheus-alertmanager")
-    assert exe, "Debian's prometheus-alertmanager package is needed (scripts/system-deps.sh)"
-    config = tmp_path / "alertmanager.yml"
-    config.write_text("route:\n  receiver: nowhere\n  group_wait: 1s\nreceivers:\n  - name: nowhere\n")
-    port = free_port()
-    log = open(tmp_path / "alertmanager.log", "wb")  # noqa: SIM115 - kept open for the child
-    proc = subprocess.Popen([exe, f"--config.file={config}", f"--storage.path={tmp_path / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert proc.poll() is None, (tmp_path / "alertmanager.log").read_text()[-2000:]
-        with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(url + "/-/ready", timeout=1).status_code == 200
-        return False
-
-    try:
-        wait_for(ready, timeout=20)
+    with running_alertmanager(tmp_path) as url:
         yield url
-    finally:
-        stop_process(proc)
-        log.close()
-
-
-def am_alerts(url: str, alertname: str) -> list[dict]:
-    r = httpx.get(url + "/api/v2/alerts", params={"filter": f'alertname="{alertname}"'}, timeout=5)
-    r.raise_for_status()
-    return r.json()
-
-
-def active(url: str, alertname: str, key: str) -> dict | None:
-    return next((a for a in am_alerts(url, alertname)
-                 if a["labels"].get("key") == key and a["status"]["state"] == "active"), None)
 
 
 def epoch(rfc3339: str) -> float:

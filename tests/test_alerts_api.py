@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import os
 import subprocess
 import threading
 from collections.abc import Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
+from PIL import Image
 
+from tests.alertmanager import active, running_alertmanager
 from tests.conftest import Server, free_port, wait_for
 
 API = "/api/v1"
@@ -73,9 +79,9 @@ def client(server: Server, token: str) -> httpx.Client:
     return httpx.Client(base_url=server.url + API, timeout=10, headers={"authorization": f"Bearer {token}"})
 
 
-def burner(tmp_path: Path) -> subprocess.Popen:
-    """A busy shell loop whose process name (the name it was executed by) is BURNER."""
-    exe = tmp_path / BURNER
+def burner(tmp_path: Path, name: str = BURNER) -> subprocess.Popen:
+    """A busy shell loop whose process name (the name it was executed by) is ``name``."""
+    exe = tmp_path / name
     exe.symlink_to("/bin/sh")
     return subprocess.Popen([str(exe), "-c", "while :; do :; done"])
 
@@ -198,3 +204,62 @@ def test_the_cli_makes_and_lists_rules(server: Server, admin: httpx.Client) -> N
     bad = cli("alert", "create", str(inst["id"]), "--when", "value >> 3")
     assert bad.returncode != 0 and "when" in bad.stderr
     assert cli("alerts").returncode == 0
+
+
+class Mailbox:
+    """aiosmtpd handler keeping every message."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+def test_a_real_alertmanager_and_a_mail_server_hear_of_a_real_workload(
+        server: Server, admin: httpx.Client, tmp_path: Path) -> None:
+    """The issue's end-to-end case: a CPU-burning process makes a rule fire; Alertmanager shows
+    the alert in its own API and sees it resolved when the load stops; an e-mail per change
+    carries the panel around that moment."""
+    mailbox = Mailbox()
+    smtpd = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    smtpd.start()
+    name = "alertburn2"
+    try:
+        with running_alertmanager(tmp_path) as am:
+            for body in ({"name": "am", "kind": "alertmanager", "settings": {"url": am}},
+                         {"name": "mail", "kind": "email", "settings": {
+                             "host": "127.0.0.1", "port": smtpd.port, "starttls": False,
+                             "sender": "fleetscope@example.test",
+                             "to": ["ops@example.test"]}}):
+                assert admin.post("/alerts/receivers", json=body).status_code == 201
+            inst = admin.post("/instrumentations", json={"metric": "proc.cpu",
+                                                         "predicate": f'execname == "{name}"'}).json()
+            made = admin.post("/alerts/rules", json={
+                "instrumentation": inst["id"], "when": "value > 0.5", "for": "2s", "name": "BurnerBusy",
+                "receivers": ["am", "mail"], "summary": "{metric} busy: {value}"})
+            assert made.status_code == 201, made.text
+            proc = burner(tmp_path, name)
+            try:
+                alert = wait_for(lambda: active(am, "BurnerBusy", ""), 30)
+                assert alert["labels"]["instrumentation"] == str(inst["id"])
+                assert alert["labels"]["metric"] == "proc.cpu"
+                assert alert["annotations"]["summary"].startswith("proc.cpu busy: ")
+                assert alert["generatorURL"].startswith(server.url + "/?from=")
+            finally:
+                proc.kill()
+                proc.wait()
+            wait_for(lambda: active(am, "BurnerBusy", "") is None, 30)
+            wait_for(lambda: len(mailbox.messages) == 2, 30)
+    finally:
+        smtpd.stop()
+    subjects = [m["Subject"] for m in mailbox.messages]
+    assert subjects[0].startswith("[FIRING] proc.cpu busy") and subjects[1].startswith("[RESOLVED]")
+    for message, mark in zip(mailbox.messages, [(200, 30, 30), (40, 150, 60)], strict=True):
+        [png] = [a.get_content() for a in message.iter_attachments()]
+        image = Image.open(io.BytesIO(png)).convert("RGB")
+        assert image.size == (640, 240)
+        # The burner's CPU is drawn (the line's blue), and the change is marked (red, then green).
+        colours = {colour for _, colour in image.getcolors(maxcolors=640 * 240)}
+        assert (33, 102, 172) in colours and mark in colours

@@ -107,6 +107,7 @@ class AlertRuleBody(BaseModel):
                       "severity": "critical", "receivers": ["alertmanager"],
                       "summary": "p99 latency of {key} is {value}"}]})
     instrumentation: StrictInt = Field(ge=1, le=2**63 - 1, description="the instrumentation it watches")
+    name: StrictStr = Field(None, max_length=128, description="the alert's name (default rule-ID)")
     when: StrictStr = Field(description="value > 0.9 | each key > 0.9 | key \"k\" > 1 | p99 > 200ms | "
                                         "avg > 10ms | no data for 30s | sources < expected")
     for_: Seconds = Field(None, alias="for", description="how long it must hold before firing")

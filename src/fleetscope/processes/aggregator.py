@@ -18,6 +18,7 @@ from fleetscope.alerts.engine import AlertEngine
 from fleetscope.bus.base import Bus
 from fleetscope.processes.common import (
     FleetParts,
+    alert_renderer,
     cancel,
     finish_slots,
     keep_history,
@@ -42,7 +43,7 @@ async def run_aggregator(bus: Bus, store: Store, stop: asyncio.Event, name: str 
                       owns=lambda inst_id: aggregator.owned is None or inst_id in aggregator.owned)
     aggregator.listeners.append(history.record)  # persisted instrumentations only
     # Alerts are evaluated where their instrumentation's slots are final: by its lease holder.
-    notifier = Notifier(public_url)
+    notifier = Notifier(public_url, render=alert_renderer(store, aggregator, history))
     leases = LeaseKeeper(store, aggregator, name)
     alerts = AlertEngine(store, notifier, owns=lambda inst_id: aggregator.owned is None
                          or inst_id in aggregator.owned, process=f"aggregator {leases.name}")

@@ -12,8 +12,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 from fleetscope.aggregator.aggregator import Aggregator
+from fleetscope.api import queries
+from fleetscope.api.alert_image import AFTER, BEFORE, alert_png
 from fleetscope.bus.base import Bus
 from fleetscope.bus.connect import connect_bus
+from fleetscope.model.alerts import Notification
 from fleetscope.processes.config import FleetConfig
 from fleetscope.store.base import Store
 from fleetscope.store.history import History
@@ -114,3 +117,22 @@ def open_fleet_parts(config: FleetConfig) -> FleetParts:
     """The bus (not connected yet) and the opened store; InputError naming ``bus`` or ``store``."""
     bus = connect_bus(config.bus_url, name=f"fleetscope {config.section}", **config.nats)
     return FleetParts(bus, open_store(config.store_url))
+
+
+def alert_renderer(store: Store, aggregator: Aggregator,
+                   history: History | None) -> Callable[[Notification], Awaitable[bytes | None]]:
+    """What draws an alert e-mail's picture in a process that aggregates the instrumentation:
+    its real-time window and history around the change (read in the event loop, which owns
+    the window), drawn in a thread."""
+
+    async def render(n: Notification) -> bytes | None:
+        rule = await asyncio.to_thread(store.get_alert_rule, n.rule_id)
+        inst = aggregator.known.get(n.inst_id)
+        if rule is None or inst is None:
+            return None  # deleted meanwhile
+        step = inst.granularity
+        rng = queries.Range(int(n.at - BEFORE) // step * step, step, max(1, (BEFORE + AFTER) // step))
+        points = queries.data_points(inst, aggregator.window(inst.id), rng, aggregator.topk, history)
+        return await asyncio.to_thread(alert_png, rule, inst, points, n)
+
+    return render

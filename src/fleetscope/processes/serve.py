@@ -24,7 +24,14 @@ from fleetscope.api.control import ControlPlane
 from fleetscope.bus.memory import MemoryBus
 from fleetscope.model.access import ADMIN
 from fleetscope.processes.agent import ingest_sources
-from fleetscope.processes.common import allowed_hosts, cancel, finish_slots, keep_history, serve_http
+from fleetscope.processes.common import (
+    alert_renderer,
+    allowed_hosts,
+    cancel,
+    finish_slots,
+    keep_history,
+    serve_http,
+)
 from fleetscope.processes.config import ServeConfig
 from fleetscope.sources.registry import local_sources
 from fleetscope.sources.selfmetrics import MeasureRequests, SelfSource
@@ -55,7 +62,8 @@ def serve_app(config: ServeConfig) -> FastAPI:
     control = ControlPlane(store, bus, agent.catalog)
     history = History(store, (config.history or HistoryConfig())._replace(topk=aggregator.topk))
     aggregator.listeners.append(history.record)  # persisted instrumentations only
-    notifier = Notifier(public_url(config.host, config.port))
+    notifier = Notifier(public_url(config.host, config.port),
+                        render=alert_renderer(store, aggregator, history))
     alerts = AlertEngine(store, notifier)
     aggregator.listeners.append(alerts.record)
 
