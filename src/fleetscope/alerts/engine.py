@@ -5,7 +5,8 @@ aggregates, state kept in the store, notifications handed to the notifier.
 the aggregator's finalisation, which must stay quick). :meth:`AlertEngine.run` wakes every
 ``TICK`` seconds and, off the event loop where it touches the store:
 
-1. reloads rules and receivers when they may have changed (every ``RELOAD`` seconds);
+1. reloads rules and receivers when their version in the store changed (and every
+   ``RELOAD`` seconds regardless);
 2. loads the saved state of the rules of instrumentations this process has just come to own
    (another aggregator's, until it died or gave them up) and forgets those it gave up;
 3. evaluates the queued slots (first finals only: a revision never fires nor clears), the
@@ -45,7 +46,7 @@ from fleetscope.store.base import Store
 log = logging.getLogger(__name__)
 
 TICK = 0.5  # seconds between evaluation rounds
-RELOAD = 2.0  # seconds between reloads of rules and receivers
+RELOAD = 60.0  # seconds between reloads of rules and receivers when their version did not change
 RESEND = 60.0  # seconds between reminders to Alertmanager while firing
 COUNTERS_EVERY = 10.0  # seconds between saves of the delivery counters (for the API and /metrics)
 LINK_BEFORE, LINK_AFTER = 600, 300  # seconds around a change that its dashboard link shows
@@ -92,6 +93,7 @@ class AlertEngine:
         self._last_data: dict[int, float] = {}  # inst id -> end of the last slot with data
         self._owned_since: dict[int, float] = {}  # inst id -> when this process came to own it
         self._loaded = 0.0
+        self._version: str | None = None
         self._counted = 0.0
         self._task: asyncio.Task | None = None
         self.evaluations = self.notifications = self.unknown_receivers = self.dropped_slots = 0
@@ -124,9 +126,10 @@ class AlertEngine:
     async def round(self) -> None:
         """One evaluation round (see the module docstring)."""
         now = self.clock()
-        if now - self._loaded >= RELOAD:
+        version = await asyncio.to_thread(self.store.alerts_version)
+        if version != self._version or now - self._loaded >= RELOAD:
             await asyncio.to_thread(self.reload)
-            self._loaded = now
+            self._loaded, self._version = now, version
         await asyncio.to_thread(self._follow_ownership, now)
         saved, ended, changes = self.evaluate(now)
         saved += self._mark_sent(changes, now)

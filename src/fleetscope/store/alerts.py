@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
 from fleetscope.model.alerts import AlertState, Receiver, Rule
@@ -50,6 +51,14 @@ CREATE TABLE IF NOT EXISTS alert_deliveries (
 """
 
 EVENTS_KEPT = 30 * 86400  # seconds of alert history kept
+VERSION_KEY = "alerts_version"  # meta key: changes with every change of a rule or a receiver
+
+
+def mark_changed(db: Any) -> None:
+    """Give the rules and receivers a new version (in the transaction of the change), so that
+    every evaluating process reloads them, and only then."""
+    db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+               "excluded.value", (VERSION_KEY, uuid.uuid4().hex))
 
 
 def owner_of(tenant: str | None) -> str:
@@ -71,6 +80,7 @@ class AlertTables:
             made = Rule.from_json({**rule.to_json(), "id": int(row[0])})
             db.execute("UPDATE alert_rules SET document = ? WHERE id = ?",
                        (json.dumps(made.to_json()), made.id))
+            mark_changed(db)
         return made
 
     def get_alert_rule(self, rule_id: int) -> Rule | None:
@@ -89,12 +99,14 @@ class AlertTables:
             cur = db.execute("UPDATE alert_rules SET document = ?, inst_id = ? WHERE id = ?",
                              (json.dumps(rule.to_json()), rule.inst_id, rule.id))
             db.execute("DELETE FROM alert_states WHERE rule_id = ?", (rule.id,))
+            mark_changed(db)
         return cur.rowcount > 0
 
     def delete_alert_rule(self, rule_id: int) -> bool:
         with self._tx() as db:
             cur = db.execute("DELETE FROM alert_rules WHERE id = ?", (rule_id,))
             db.execute("DELETE FROM alert_states WHERE rule_id = ?", (rule_id,))
+            mark_changed(db)
         return cur.rowcount > 0
 
     # -- receivers --------------------------------------------------------------------------------
@@ -113,6 +125,7 @@ class AlertTables:
             else:
                 db.execute("UPDATE alert_receivers SET document = ? WHERE owner = ? AND name = ?",
                            (doc, owner, receiver.name))
+            mark_changed(db)
         return True
 
     def get_alert_receiver(self, tenant: str | None, name: str) -> Receiver | None:
@@ -130,7 +143,14 @@ class AlertTables:
         with self._tx() as db:
             cur = db.execute("DELETE FROM alert_receivers WHERE owner = ? AND name = ?",
                              (owner_of(tenant), name))
+            mark_changed(db)
         return cur.rowcount > 0
+
+    def alerts_version(self) -> str | None:
+        """The version of the rules and receivers (see :func:`mark_changed`)."""
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (VERSION_KEY,)).fetchone()
+        return row[0] if row else None
 
     # -- states and events ------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.store.access import ACCESS_SCHEMA, AccessTables
-from fleetscope.store.alerts import ALERTS_SCHEMA, AlertTables
+from fleetscope.store.alerts import ALERTS_SCHEMA, AlertTables, mark_changed
 from fleetscope.store.base import Chunk, HistoryChange, TierStats
 
 SCHEMA = """
@@ -141,6 +141,8 @@ class SQLStore(AccessTables, AlertTables):
                 for rule_id in ids:  # its alert rules go with it
                     db.execute("DELETE FROM alert_states WHERE rule_id = ?", (rule_id,))
                 db.execute("DELETE FROM alert_rules WHERE inst_id = ?", (inst_id,))
+                if ids:
+                    mark_changed(db)
         return found
 
     def get_meta(self, key: str) -> str | None:
