@@ -1,6 +1,8 @@
 // The dashboard application: loads metrics, instrumentations and dashboards, keeps the panels
 // live through one event stream, and follows the time range, the URL and the theme.
 
+import { AlertForm } from "./alertform.js";
+import { AlertList } from "./alerts.js";
 import { api } from "./net/api.js";
 import { themeChanged } from "./lib/color.js";
 import { $, $$, debounce, fill, h } from "./lib/dom.js";
@@ -14,6 +16,8 @@ import { TimeRange } from "./lib/time.js";
 const ALL = { id: null, name: "All instrumentations" };
 const THEMES = ["auto", "light", "dark"];
 const WARNINGS_EVERY_MS = 15_000;
+const RULES_EVERY_MS = 15_000; // panels ask for their alert rules again (made elsewhere, changed, deleted)
+const WRITERS = new Set(["operator", "admin"]); // roles that may make alert rules (DESIGN.md)
 let uid = 0;
 
 class App {
@@ -29,6 +33,10 @@ class App {
     this.firstChart = null;
     this.time = new TimeRange();
     this.formInstance = null;
+    this.alertFormInstance = null;
+    this.me = null; // the caller (GET /whoami): role and tenant
+    this.focusPending = Number(new URLSearchParams(location.search).get("inst")) || null;
+    this.alerting = new AlertList(this);
     this.stream = new LiveStream({
       onValue: (p) => this.onValue(p),
       onDown: () => this.connectionLost(),
@@ -39,6 +47,24 @@ class App {
     this.save = debounce(() => this.saveBoard(), 500);
     // Agents' warnings (an instrumentation paused over its budget, ...) come with the list.
     setInterval(() => this.refreshWarnings(), WARNINGS_EVERY_MS);
+    setInterval(() => this.refreshRules(), RULES_EVERY_MS);
+  }
+
+  refreshRules() {
+    if (!this.online || document.hidden) return;
+    for (const p of this.panels) p.rules?.load();
+  }
+
+  /** The alerts' states changed: thresholds change colour. */
+  alertStatesChanged() {
+    for (const p of this.panels) p.rules?.draw();
+  }
+
+  /** Why this caller may not make alert rules, or null if it may. */
+  get writeDenied() {
+    if (!this.me) return "Your role is not known (the server did not say who you are).";
+    if (WRITERS.has(this.me.role)) return null;
+    return `Your role is ${this.me.role}: alert rules need the operator role.`;
   }
 
   async refreshWarnings() {
@@ -56,6 +82,12 @@ class App {
   get form() {
     if (!this.formInstance) this.formInstance = new InstrumentationForm(this);
     return this.formInstance;
+  }
+
+  /** The "Alert when…" form, built when first needed. */
+  get alertForm() {
+    if (!this.alertFormInstance) this.alertFormInstance = new AlertForm(this);
+    return this.alertFormInstance;
   }
 
   // -- start ---------------------------------------------------------------------------------
@@ -115,6 +147,7 @@ class App {
   async sync() {
     const q = new URLSearchParams(location.search);
     const wanted = Number(q.get("dashboard")) || null;
+    const who = api.whoami().catch(() => null); // asked alongside: what the caller may do
     const [metrics, insts, boards] = await this.firstAnswers();
     this.metrics = new Map(metrics.map((m) => [m.name, m]));
     this.insts = new Map(insts.map((i) => [i.id, i]));
@@ -130,6 +163,15 @@ class App {
     }
     this.show(board);
     this.setConn("live");
+    this.me = await who; // after the first drawing is on its way: only menus and the alerts need it
+    this.alerting.refresh();
+    if (this.focusPending !== null) {
+      this.focusPanel(this.focusPending);
+      this.focusPending = null;
+      const q = new URLSearchParams(location.search);
+      q.delete("inst"); // followed once: a reload or a copied link of this view need not scroll again
+      history.replaceState(null, "", `${location.pathname}${q.size ? `?${q}` : ""}`);
+    }
   }
 
   /** Metrics, instrumentations and dashboards: requested by index.html on the first load. */
@@ -302,10 +344,28 @@ class App {
     panel.load();
     this.openStream();
     this.boardChanged();
-    panel.el.classList.add("fresh");
-    panel.el.scrollIntoView({ block: "nearest", behavior: "smooth" });
-    setTimeout(() => panel.el.classList.remove("fresh"), 1600);
+    this.flash(panel, "nearest");
     return panel;
+  }
+
+  /** Scroll `panel` into view and mark it for a moment. */
+  flash(panel, block) {
+    panel.el.classList.add("fresh");
+    panel.el.scrollIntoView({ block, behavior: "smooth" });
+    setTimeout(() => panel.el.classList.remove("fresh"), 1600);
+  }
+
+  /** Bring the panel of instrumentation `id` into view, if it is on this dashboard. */
+  focusPanel(id) {
+    const panel = this.panels.find((p) => p.inst && p.inst.id === id);
+    if (panel) this.flash(panel, "center");
+    else this.toast(`Instrumentation ${id} is not on this dashboard.`);
+  }
+
+  /** Show [from, to) and the panel of instrumentation `id` (an alert's link, followed in the page). */
+  showAround(from, to, id) {
+    this.time.setRange(from, to);
+    this.focusPanel(id);
   }
 
   removeSlot(slot) {

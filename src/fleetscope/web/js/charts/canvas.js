@@ -15,6 +15,8 @@ export function themeColors() {
     axis: cssVar("--border-strong"),
     panel: cssVar("--panel"),
     accent: cssVar("--accent"),
+    warn: cssVar("--warn"),
+    danger: cssVar("--danger"),
     font: `11px ${cssVar("--font-mono") || "monospace"}`,
   };
 }
@@ -147,4 +149,57 @@ export function tidyTop(max, unit) {
   const ticks = valueTicks(0, max, unit, 4);
   const step = ticks.length > 1 ? ticks[1].value - ticks[0].value : max;
   return Math.ceil(max / step - 1e-9) * step;
+}
+
+const THRESHOLD_DASH = [6, 4];
+const THRESHOLD_LABEL_GAP = 13; // px between the labels of thresholds drawn close together
+
+/**
+ * Alert thresholds over the plot `a` whose value axis runs over [lo, hi]: a dashed horizontal
+ * line at each `value` with its condition as label, in the colour of its state (ok: muted,
+ * pending: warn, firing: danger); one outside the axis is only named at that edge (▲ or ▼).
+ * lines: [{id, value, label, state}]. Returns them as drawn, with `y` (null: off the axis) for
+ * the browser tests.
+ */
+export function drawThresholds(ctx, a, lo, hi, lines, c) {
+  const drawn = [];
+  const colour = (state) => (state === "firing" ? c.danger : state === "pending" ? c.warn : c.muted);
+  ctx.save();
+  ctx.font = c.font;
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  const labels = [];
+  for (const line of lines) {
+    const inside = line.value >= lo && line.value <= hi && hi > lo;
+    const y = inside ? Math.round(a.y1 - ((line.value - lo) / (hi - lo)) * a.h) + 0.5 : null;
+    drawn.push({ ...line, y });
+    if (inside) {
+      ctx.strokeStyle = colour(line.state);
+      ctx.lineWidth = line.state === "firing" ? 1.6 : 1.2;
+      ctx.setLineDash(THRESHOLD_DASH);
+      ctx.beginPath();
+      ctx.moveTo(a.x0, y);
+      ctx.lineTo(a.x1, y);
+      ctx.stroke();
+    }
+    const text = `${y === null ? (line.value > hi ? "▲ " : "▼ ") : ""}${line.label}${line.state === "firing" ? " · firing" : ""}`;
+    const ly = y === null ? (line.value > hi ? a.y0 + 7 : a.y1 - 7) : y - 7 < a.y0 + 6 ? y + 8 : y - 7;
+    labels.push({ text, y: ly, color: colour(line.state) });
+  }
+  ctx.setLineDash([]);
+  labels.sort((p, q) => p.y - q.y);
+  let prev = -Infinity;
+  for (const l of labels) {
+    const ly = Math.max(l.y, prev + THRESHOLD_LABEL_GAP);
+    prev = ly;
+    const w = ctx.measureText(l.text).width;
+    ctx.globalAlpha = 0.85;
+    ctx.fillStyle = c.panel;
+    ctx.fillRect(a.x1 - w - 7, ly - 6, w + 6, 12);
+    ctx.globalAlpha = 1;
+    ctx.fillStyle = l.color;
+    ctx.fillText(l.text, a.x1 - 4, ly);
+  }
+  ctx.restore();
+  return drawn;
 }

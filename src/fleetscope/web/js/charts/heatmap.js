@@ -7,7 +7,8 @@
 // normalised count (a key wins a tie with the rest). On the dark theme the count raises the
 // brightness instead, so that faint cells stay faint against the dark background.
 
-import { CanvasView, MARGIN, axisTicks, axisWidth, drawTimeAxis, drawValueAxis, themeColors } from "./canvas.js";
+import { CanvasView, MARGIN, axisTicks, axisWidth, drawThresholds, drawTimeAxis, drawValueAxis, themeColors }
+  from "./canvas.js";
 import { BASE_HUE, cssVar, hsv, isDark, keyHue } from "../lib/color.js";
 
 const MIN_SATURATION = 0.08;
@@ -105,6 +106,8 @@ function ramp(hue, top, dark) {
  * The heatmap. setData(matrix, opts): matrix is the API's JSON (times, counts, keys, ymin,
  * ymax, nbuckets, step, unit); opts = {coloring, order: [selected keys], overlays: {name: [v]}}.
  * Callbacks: onHover(cell|null), onClick(cell), onZoom(lo, hi).
+ * setThresholds([{id, value, label, state}]): alert thresholds on the value axis (percentile and
+ * average rules), dashed lines over the map; as drawn in `thresholdsDrawn`.
  */
 export class HeatmapChart extends CanvasView {
   constructor(container, { onHover, onClick, onZoom } = {}) {
@@ -115,6 +118,8 @@ export class HeatmapChart extends CanvasView {
     this.hoverCell = null;
     this.pinned = null;
     this.drag = null;
+    this.thresholds = [];
+    this.thresholdsDrawn = [];
     this.onHover = onHover || (() => {});
     this.onClick = onClick || (() => {});
     this.onZoom = onZoom || (() => {});
@@ -144,6 +149,11 @@ export class HeatmapChart extends CanvasView {
       this.hoverCell = null;
       this.setHover(this.cellAt(this.pointerAt.x, this.pointerAt.y));
     }
+  }
+
+  setThresholds(lines) {
+    this.thresholds = lines;
+    this.requestDraw();
   }
 
   setOverlays(overlays) {
@@ -301,6 +311,7 @@ export class HeatmapChart extends CanvasView {
       ctx.drawImage(this.image, a.x0, a.y0, a.w, a.h);
     }
     this.drawOverlays(ctx, a, c);
+    this.thresholdsDrawn = drawThresholds(ctx, a, m.ymin, m.ymax, this.thresholds, c);
     const mark = (cell, style) => {
       if (!cell) return;
       const cw = a.w / m.times.length;

@@ -1,11 +1,16 @@
 // Line and stacked-area charts of time series on a canvas, with a hover crosshair.
 
-import { CanvasView, MARGIN, axisTicks, axisWidth, drawTimeAxis, drawValueAxis, themeColors, tidyTop } from "./canvas.js";
+import { CanvasView, MARGIN, axisTicks, axisWidth, drawThresholds, drawTimeAxis, drawValueAxis, themeColors, tidyTop }
+  from "./canvas.js";
+
+const THRESHOLD_ROOM = 1.08; // the axis reaches this far past the highest threshold (room for its label)
 
 /**
  * data: {start, end, step, times: [t], series: [{key, color, values: [number|null]}], unit, rate}
  * style: {stacked, highlight: key|null, isolate: key|null}
  * onHover(index|null) is called as the pointer moves over a point.
+ * setThresholds([{id, value, label, state}]): alert thresholds, drawn as dashed lines (the value
+ * axis reaches up to them, so that a threshold above the data is seen); as drawn in `thresholdsDrawn`.
  */
 export class LineChart extends CanvasView {
   constructor(container, { onHover } = {}) {
@@ -13,6 +18,8 @@ export class LineChart extends CanvasView {
     this.data = null;
     this.style = { stacked: true, highlight: null, isolate: null };
     this.hoverIndex = null;
+    this.thresholds = [];
+    this.thresholdsDrawn = [];
     this.onHover = onHover || (() => {});
     this.canvas.addEventListener("mousemove", (e) => this.hover(e));
     this.canvas.addEventListener("mouseleave", () => this.setHover(null));
@@ -21,6 +28,11 @@ export class LineChart extends CanvasView {
   setData(data, style) {
     this.data = data;
     if (style) this.style = { ...this.style, ...style };
+    this.requestDraw();
+  }
+
+  setThresholds(lines) {
+    this.thresholds = lines;
     this.requestDraw();
   }
 
@@ -78,7 +90,7 @@ export class LineChart extends CanvasView {
     if (!d) return;
     const c = themeColors();
     const { shown, stacks, max } = this.visible();
-    const top = tidyTop(max, d.unit);
+    const top = tidyTop(Math.max(max, ...this.thresholds.map((t) => t.value * THRESHOLD_ROOM)), d.unit);
     const ticks = axisTicks(0, top, d.unit, this.height - MARGIN.top - MARGIN.bottom);
     const a = this.area({ ...MARGIN, left: axisWidth(ctx, ticks, c, d.rate) });
     this.a = a;
@@ -107,6 +119,7 @@ export class LineChart extends CanvasView {
     });
     ctx.globalAlpha = 1;
     ctx.restore();
+    this.thresholdsDrawn = drawThresholds(ctx, a, 0, top, this.thresholds, c);
     if (this.hoverIndex !== null && this.hoverIndex < d.times.length) {
       const px = Math.round(x(this.hoverIndex)) + 0.5;
       ctx.strokeStyle = c.muted;

@@ -13,7 +13,7 @@ export function closeMenu() {
 }
 
 /**
- * Open a menu under `anchor`. items: {label, hint, onSelect, disabled, testid} | {heading} | {text}.
+ * Open a menu under `anchor`. items: {label, hint, title, onSelect, disabled, testid} | {heading} | {text}.
  */
 export function openMenu(anchor, items, { align = "right" } = {}) {
   const again = open && open.anchor === anchor;
@@ -25,6 +25,7 @@ export function openMenu(anchor, items, { align = "right" } = {}) {
     return h("button.menu-item", {
       role: "menuitem",
       disabled: item.disabled,
+      title: item.title,
       dataset: item.testid ? { testid: item.testid } : undefined,
       onclick: (e) => {
         e.stopPropagation();

@@ -69,6 +69,10 @@ export const api = {
   createDashboard: (doc) => request("POST", "/dashboards", { body: doc }),
   saveDashboard: (id, doc) => request("PUT", `/dashboards/${id}`, { body: doc }),
   deleteDashboard: (id) => request("DELETE", `/dashboards/${id}`),
+  alertRules: (instrumentation) => get("/alerts/rules", { instrumentation }).then((d) => d.rules),
+  createAlertRule: (body) => request("POST", "/alerts/rules", { body }),
+  alertReceivers: () => get("/alerts/receivers").then((d) => d.receivers),
+  alerts: () => get("/alerts"),
   healthy: async () => {
     try {
       return (await fetch("/healthz", { cache: "no-store" })).ok;

@@ -6,7 +6,8 @@ import { stepFor } from "../lib/time.js";
  * A panel's chart and the data behind it. Subclasses implement fetch(range, signal) (which
  * may correct range.step and range.n to what the API answered: history can be coarser),
  * fetchNext(from, step) (one data point or column starting at `from`), accept(point)
- * (a per-slot point from the stream when step == granularity) and draw().
+ * (a per-slot point from the stream when step == granularity), draw() and largestShown() (in
+ * chart units, for the threshold an alert rule starts with); `chart` draws thresholds.
  */
 export class Body {
   constructor(panel) {
@@ -84,6 +85,11 @@ export class Body {
           this.fetchingNext = false;
         });
     }
+  }
+
+  /** Alert thresholds to draw over the chart (see rules.js): [{id, value, label, state}]. */
+  setThresholds(lines) {
+    this.chart.setThresholds(lines);
   }
 
   /** Drop points older than the range (after appending). */

@@ -326,6 +326,25 @@ export class HeatBody extends Body {
     return Object.keys(out).length ? out : null;
   }
 
+  /** The top of the highest row holding any count (the axis's top if values were clipped above it). */
+  largestShown() {
+    const m = this.m;
+    if (!m || !m.times.length) return 0;
+    if (m.clipped_above.some((n) => n > 0)) return m.ymax;
+    let top = -1;
+    for (const layer of [m.counts, ...Object.values(m.keys)]) {
+      for (const col of layer) {
+        for (let r = col.length - 1; r > top; r--) {
+          if (col[r] > 0) {
+            top = r;
+            break;
+          }
+        }
+      }
+    }
+    return top < 0 ? 0 : m.ymin + ((top + 1) * (m.ymax - m.ymin)) / m.nbuckets;
+  }
+
   headline(point) {
     if (point.value === null) return null;
     const v = point.value;

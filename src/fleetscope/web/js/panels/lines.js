@@ -245,6 +245,17 @@ export class LineBody extends Body {
     return { key };
   }
 
+  /** The largest value drawn: of the value, or of any one key of a breakdown (per second for rates). */
+  largestShown() {
+    let max = 0;
+    for (const p of this.pts) {
+      if (p.value === null) continue;
+      const values = this.discrete ? Object.entries(p.value).filter(([k]) => k !== OTHER).map(([, v]) => v) : [p.value];
+      for (const v of values) max = Math.max(max, v / this.scale(p));
+    }
+    return max;
+  }
+
   /** The value shown big in the header for a live point. */
   headline(point) {
     if (point.value === null) return null;

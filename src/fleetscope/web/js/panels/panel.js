@@ -5,10 +5,9 @@ import { api } from "../net/api.js";
 import { h } from "../lib/dom.js";
 import { formatDuration } from "../lib/format.js";
 import { HeatBody } from "./heatmap.js";
+import { DISTRIBUTIONS, PanelRules } from "./rules.js";
 import { LineBody } from "./lines.js";
 import { openMenu } from "../lib/menu.js";
-
-const DISTRIBUTIONS = new Set(["histogram", "discrete_histogram"]);
 
 /** A readable title: "CPU time by mode", "process CPU time: utilization by execname". */
 export function titleOf(inst, metric) {
@@ -43,6 +42,8 @@ export class Panel {
     this.build();
     this.setWarnings(inst.warnings);
     this.body = DISTRIBUTIONS.has(inst.shape) ? new HeatBody(this) : new LineBody(this);
+    this.rules = new PanelRules(this);
+    this.rules.load();
   }
 
   get options() {
@@ -217,6 +218,9 @@ export class Panel {
     const wide = this.options.width === 2;
     openMenu(this.menuBtn, [
       { label: "Change retention…", testid: "edit", onSelect: () => this.app.form.edit(this.inst) },
+      { label: "Alert when…", testid: "alert", disabled: Boolean(this.app.writeDenied),
+        hint: this.app.writeDenied ? "needs operator role" : null, title: this.app.writeDenied || "a rule on this instrumentation",
+        onSelect: () => this.app.alertForm.open(this) },
       { label: wide ? "Narrow" : "Wide", hint: wide ? "one column" : "two columns", onSelect: () => {
         this.setOption("width", wide ? undefined : 2);
         this.el.classList.toggle("wide", !wide);
@@ -242,6 +246,6 @@ export function missingPanel(app, slot) {
     h("header.panel-head", {}, h("h2.panel-title", {}, `Instrumentation ${slot.instrumentation}`),
       h("div.panel-sub", {}, "no longer exists (deleted, or expired unused); the next save drops it")),
     h("div.missing-body", {}, h("button.btn", { onclick: () => app.removeSlot(slot) }, "Remove from dashboard")));
-  return { el, slot, inst: null, load() {}, onPoint() {}, redrawTheme() {}, destroy() { el.remove(); } };
+  return { el, slot, inst: null, rules: null, load() {}, onPoint() {}, redrawTheme() {}, destroy() { el.remove(); } };
 }
 
