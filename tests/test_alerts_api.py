@@ -5,17 +5,12 @@ and touch only what is theirs."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import io
-import json
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -25,40 +20,10 @@ from PIL import Image
 
 from tests.alertmanager import active, running_alertmanager
 from tests.conftest import Server, free_port, wait_for
+from tests.webhook import SECRET, Webhook
 
 API = "/api/v1"
-SECRET = "webhook-secret-1"
 BURNER = "alertburn"
-
-
-class Webhook:
-    """A webhook receiver that keeps the notifications whose signature it could check."""
-
-    def __init__(self) -> None:
-        self.got: list[dict] = []
-        self.bad_signatures = 0
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-                if hmac.compare_digest(expected, self.headers.get("x-fleetscope-signature", "")):
-                    hook.got.extend(json.loads(body)["notifications"])
-                else:
-                    hook.bad_signatures += 1
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def statuses(self) -> list[str]:
-        return [n["status"] for n in self.got if not n["repeat"]]
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +202,8 @@ def test_a_real_alertmanager_and_a_mail_server_hear_of_a_real_workload(
             inst = admin.post("/instrumentations", json={"metric": "proc.cpu",
                                                          "predicate": f'execname == "{name}"'}).json()
             made = admin.post("/alerts/rules", json={
-                "instrumentation": inst["id"], "when": "value > 0.5", "for": "2s", "name": "BurnerBusy",
+                "instrumentation": inst["id"], "when": "value > 0.5", "clear": 0.1, "for": "2s",
+                "name": "BurnerBusy",
                 "receivers": ["am", "mail"], "summary": "{metric} busy: {value}"})
             assert made.status_code == 201, made.text
             proc = burner(tmp_path, name)

@@ -237,3 +237,11 @@ def test_bad_rules_name_the_field(body: dict, field: str) -> None:
     with pytest.raises(InputError) as e:
         parse_rule(body, SCALAR, None)
     assert e.value.field == field
+
+
+def test_a_slot_without_data_neither_holds_nor_clears(store) -> None:
+    rule(store, SCALAR, {"when": "value > 1"})
+    eng, inbox, clock = engine(store)
+    feed(eng, clock, SCALAR, [5.0, None, None, 5.0, None, 0.5])  # an outage is not a recovery
+    assert inbox.statuses() == [(FIRING, ""), (RESOLVED, "")]
+    assert next(n for n, _ in inbox.got if n.status == RESOLVED).at == T0 + 6

@@ -19,6 +19,7 @@ from tests.conftest import VENV_BIN, free_port, make_token, stop_process
 from tests.nats_server import NatsServer
 from tests.netns import Host
 from tests.store_backends import pg_url  # noqa: F401 - fixture
+from tests.webhook import SECRET, Webhook
 
 API = "/api/v1"
 HOSTS = ("fleet-h1", "fleet-h2", "fleet-h3")
@@ -219,6 +220,58 @@ def test_killing_an_aggregator_moves_its_work_without_double_counting(fleet: Fle
         assert len(gap) <= 10, f"a visible gap of at most the takeover time: {len(gap)} s"
     finally:
         fleet.aggregators[0].start()
+
+
+def lease_owner(fleet: Fleet, inst_id: int) -> Proc | None:
+    """The aggregator that holds ``inst_id``'s lease now, as the shared store says."""
+    import psycopg
+
+    with psycopg.connect(fleet.store) as db:
+        row = db.execute("SELECT owner FROM leases WHERE inst_id = %s AND expires > %s",
+                         (inst_id, time.time())).fetchone()
+    return next((a for a in fleet.aggregators if row and row[0] == a.args[-1]), None)
+
+
+def test_an_alert_moves_with_its_instrumentation_and_fires_once(fleet: Fleet, tmp_path: Path) -> None:
+    """A rule fires on the aggregator that owns the instrumentation; that aggregator is killed;
+    the one that takes over goes on from the stored state: no second firing, and the resolve
+    comes from it when the load stops."""
+    hook = Webhook()
+    api = fleet.api(0)
+    try:
+        made = api.post("/alerts/receivers", json={"name": "fleet-hook", "kind": "webhook",
+                                                   "settings": {"url": hook.url, "secret": SECRET}})
+        assert made.status_code == 201, made.text
+        inst = create(api, {"metric": "proc.cpu",
+                            "predicate": 'execname == "fleetburn" and hostname == "fleet-h1"'})
+        rule = api.post("/alerts/rules", json={"instrumentation": inst["id"], "when": "value > 0.5",
+                                               "clear": 0.1, "receivers": ["fleet-hook"]})
+        assert rule.status_code == 201, rule.text
+        exe = tmp_path / "fleetburn"
+        exe.symlink_to("/bin/sh")
+        burner = subprocess.Popen([str(exe), "-c", "while :; do :; done"])
+        try:
+            wait_for(lambda: hook.statuses() == ["firing"], 30, "the owner fires")
+            owner = wait_for(lambda: lease_owner(fleet, inst["id"]), 10, "the lease holder")
+            owner.stop(signal.SIGKILL)
+            try:
+                other = wait_for(lambda: lease_owner(fleet, inst["id"]) not in (None, owner)
+                                 and lease_owner(fleet, inst["id"]), 30, "the takeover")
+                # The new owner evaluates the still-firing rule for a while: nothing is sent again.
+                seen = wait_for(lambda: (p := points(api, inst["id"], 1)[0])["value"] and
+                                p["start_time"] > time.time() - 3 and p, 30, "values from the new owner")
+                wait_for(lambda: points(api, inst["id"], 1)[0]["start_time"] >= seen["start_time"] + 5, 30,
+                         "five more seconds evaluated")
+                assert hook.statuses() == ["firing"], f"{other.name} took over and did not fire again"
+            finally:
+                owner.start()
+        finally:
+            burner.kill()
+            burner.wait()
+        wait_for(lambda: hook.statuses() == ["firing", "resolved"], 30, "resolved by whoever owns it now")
+        assert hook.bad_signatures == 0
+    finally:
+        hook.close()
 
 
 def test_a_nats_outage_loses_nothing_from_the_agents_buffers(fleet: Fleet) -> None:

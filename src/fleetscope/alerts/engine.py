@@ -33,6 +33,7 @@ from fleetscope.model.alerts import (
     FIRING,
     NO_DATA,
     RESOLVED,
+    SOURCES,
     AlertState,
     Notification,
     Receiver,
@@ -211,8 +212,12 @@ class AlertEngine:
             if point.value is not None:
                 self._last_data[inst.id] = end
             for rule in self.by_inst.get(inst.id, ()):
-                if rule.condition.what != NO_DATA:
-                    apply(rule, observe_point(rule.condition, point, inst.shape), point.start_time, end)
+                what = rule.condition.what
+                # A slot without any data says nothing about a value (an outage, a takeover):
+                # it neither holds nor clears; "no data for" rules are about such slots.
+                if what == NO_DATA or (point.value is None and what != SOURCES):
+                    continue
+                apply(rule, observe_point(rule.condition, point, inst.shape), point.start_time, end)
         for inst_id, rules in self.by_inst.items():
             for rule in rules:
                 if rule.condition.what == NO_DATA and inst_id in self._owned_since:
