@@ -47,7 +47,15 @@ from fleetscope.api import export, heatmap, queries
 from fleetscope.model import values
 from fleetscope.model.metrics import INTERVAL, POINT
 from fleetscope.model.tiers import DEFAULT_RETENTION
-from fleetscope.store.block import Block, Hists, compact_columns, from_points, nsamples, to_points
+from fleetscope.store.block import (
+    HIST_FIELDS,
+    Block,
+    Hists,
+    compact_columns,
+    from_points,
+    nsamples,
+    to_points,
+)
 from fleetscope.store.history import History, HistoryConfig
 from fleetscope.store.open import open_store
 from fleetscope.store.rollup import fold_numbers
@@ -102,23 +110,46 @@ def numbers(times: np.ndarray, keys: list[str], m: np.ndarray, rng: np.random.Ge
                  np.zeros(n, bool), tuple(sorted(keys)), np.asarray(m, float)[:, order], None)
 
 
+def extent(idx: np.ndarray, counts: np.ndarray, zero: np.ndarray, grain: float,
+           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A min and max per point, as a histogram keeps them: 0 when the zero bucket holds values,
+    else a value in the lowest non-empty bucket; a value in the highest one (multiples of
+    ``grain``, as the values are)."""
+    if not counts.shape[1]:
+        return np.zeros(len(zero)), np.zeros(len(zero))
+    nonempty = counts > 0
+    first = nonempty.argmax(axis=1)
+    last = nonempty.shape[1] - 1 - nonempty[:, ::-1].argmax(axis=1)
+
+    def inside(col: np.ndarray) -> np.ndarray:
+        lower, upper = bucket_upper(idx[col] - 1), bucket_upper(idx[col])
+        x = np.ceil((lower + (upper - lower) * rng.random(len(col))) / grain) * grain
+        return np.clip(x, np.nextafter(lower, np.inf), upper)
+
+    return np.where(zero > 0, 0.0, inside(first)), np.where(nonempty.any(axis=1), inside(last), 0.0)
+
+
 def histograms(times: np.ndarray, keys: list[str], parts: list[tuple[np.ndarray, np.ndarray, np.ndarray,
                                                                        np.ndarray]],
-               rng: np.random.Generator) -> Block:
-    """``parts[k] = (bucket indices, counts[n, len(indices)], zero_count[n], sum[n])`` per key."""
+               rng: np.random.Generator, grain: float = 0.001) -> Block:
+    """``parts[k] = (bucket indices, counts[n, len(indices)], zero_count[n], sum[n])`` per key;
+    values are multiples of ``grain`` (their min and max too)."""
     n = len(times)
     k = len(keys)
     order = np.argsort(keys)
-    fields = [np.full((n, k), np.nan) for _ in range(5)]
+    fields = [np.full((n, k), np.nan) for _ in HIST_FIELDS]
     bkeys, bidx, cols = [], [], []
     for j_new, j in enumerate(order):
         idx, counts, zero, total = parts[j]
         present = (counts.sum(axis=1) + zero) > 0
+        least, most = extent(idx, counts, zero, grain, rng)
         fields[0][present, j_new] = SCHEMA
         fields[1][present, j_new] = 0.0
         fields[2][present, j_new] = zero[present]
         fields[3][present, j_new] = (counts.sum(axis=1) + zero)[present]
         fields[4][present, j_new] = total[present]
+        fields[5][present, j_new] = least[present]
+        fields[6][present, j_new] = most[present]
         for c, i in enumerate(idx):
             bkeys.append(j_new)
             bidx.append(int(i))
@@ -239,7 +270,7 @@ def gen_proc_util(st: State, t: np.ndarray) -> Block:
         per_bucket[:, j] = counts[:, idx == b].sum(axis=1)
     zero = procs - counts.sum(axis=1)
     total = (counts * u[None, :]).sum(axis=1).astype(float)
-    return histograms(t, [""], [(grid, per_bucket, zero.astype(float), total)], st.rng)
+    return histograms(t, [""], [(grid, per_bucket, zero.astype(float), total)], st.rng, grain=1.0)
 
 
 def gen_load(st: State, t: np.ndarray) -> Block:
@@ -315,7 +346,7 @@ def gen_rss_hist(st: State, t: np.ndarray) -> Block:
     counts = np.maximum(base[None, :] + noise, 0).astype(float)
     mid = np.rint(np.sqrt(bucket_upper(grid) * bucket_upper(grid - 1)) / 4096) * 4096
     total = (counts * mid[None, :]).sum(axis=1)
-    return histograms(t, [""], [(grid, counts, np.zeros(n), total)], st.rng)
+    return histograms(t, [""], [(grid, counts, np.zeros(n), total)], st.rng, grain=4096.0)
 
 
 def gen_disk_latency(st: State, t: np.ndarray) -> Block:

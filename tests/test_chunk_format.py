@@ -1,10 +1,13 @@
-"""The chunk format on disk stays readable: chunks written by an earlier version of the code
-(``tests/data/chunks_format1.json``, made once and committed) decode to the points they were
-made from, and today's encoder still writes the same document for them.
+"""The chunk format on disk stays readable: chunks written by earlier versions of the code
+(``tests/data/chunks_format1.json``, before histograms kept min and max, and
+``tests/data/chunks_format1_range.json``, with them: each made once and committed) decode to
+the points they were made from (the older ones with min and max not known), and today's
+encoder still writes the same document for them (the older ones: but for the ``range`` key).
 
 The points are built here by plain arithmetic (no random generator whose sequence could change
 between Python or numpy versions), so the expected values do not come from the code under test.
-Regenerate the fixture only for a new format version (``FORMAT``), never to make this test pass:
+Regenerate the newest fixture only for a change of the format (a new ``FORMAT``, or a key added
+as ``range`` was; give it a new file), never to make this test pass:
 ``python tests/test_chunk_format.py --write``.
 """
 
@@ -27,7 +30,8 @@ from fleetscope.model.series import DataPoint
 from fleetscope.store import chunkenc, colenc
 from fleetscope.store.block import from_points, to_points
 
-FIXTURE = Path(__file__).parent / "data" / "chunks_format1.json"
+FIXTURE = Path(__file__).parent / "data" / "chunks_format1.json"  # before min and max were kept
+FIXTURE_RANGE = Path(__file__).parent / "data" / "chunks_format1_range.json"  # the newest
 FORMAT_DOC = Path(__file__).parent.parent / "docs" / "format" / "chunks.md"
 T0 = 1_700_000_000 - 1_700_000_000 % 86400
 
@@ -88,40 +92,80 @@ def _doc(data: bytes):
     return msgspec.msgpack.decode(zlib.decompress(data))
 
 
-def _packed(v):
-    """A value with floats as their bit patterns (-0.0 != 0.0; NaN == NaN)."""
+def _packed(v, with_range: bool = True):
+    """A value with floats as their bit patterns (-0.0 != 0.0; NaN == NaN); histograms with
+    their min and max unless ``with_range`` is false."""
     if isinstance(v, float):
         return struct.pack("<d", v)
     if isinstance(v, dict):
-        return {k: _packed(x) for k, x in v.items()}
+        return {k: _packed(x, with_range) for k, x in v.items()}
     if isinstance(v, Histogram):
+        extent = (_packed(v.min), _packed(v.max)) if with_range else ()
         return (v.schema, _packed(v.zero_threshold), _packed(v.zero_count), _packed(v.count),
-                _packed(v.sum), {i: _packed(c) for i, c in v.buckets.items()})
+                _packed(v.sum), {i: _packed(c) for i, c in v.buckets.items()}, *extent)
     return v
+
+
+def _histograms(value) -> list[Histogram]:
+    if isinstance(value, Histogram):
+        return [value]
+    return [h for h in value.values() if isinstance(h, Histogram)] if isinstance(value, dict) else []
+
+
+def _load(path: Path) -> dict[str, bytes]:
+    return {name: bytes.fromhex(h) for name, h in json.loads(path.read_text()).items()}
 
 
 @pytest.fixture(scope="module")
 def old() -> dict[str, bytes]:
-    return {name: bytes.fromhex(h) for name, h in json.loads(FIXTURE.read_text()).items()}
+    return _load(FIXTURE)
 
 
-def test_the_fixture_holds_every_case(old: dict[str, bytes]) -> None:
-    assert set(old) == set(cases())
+@pytest.fixture(scope="module")
+def ranged() -> dict[str, bytes]:
+    return _load(FIXTURE_RANGE)
+
+
+def test_the_fixtures_hold_every_case(old: dict[str, bytes], ranged: dict[str, bytes]) -> None:
+    assert set(old) == set(ranged) == set(cases())
+
+
+def _same_points(got: list[DataPoint], points: list[DataPoint], with_range: bool) -> None:
+    assert [(p.start_time, p.nsources, p.expected, p.revised) for p in got] == \
+        [(p.start_time, p.nsources, p.expected, p.revised) for p in points]
+    assert [_packed(p.value, with_range) for p in got] == [_packed(p.value, with_range) for p in points]
 
 
 @pytest.mark.parametrize("name", sorted(cases()))
 def test_old_chunks_decode_to_their_points(old: dict[str, bytes], name: str) -> None:
+    """Chunks from before min and max were kept: the same points, their range not known."""
     shape, points = cases()[name]
     got = to_points(chunkenc.decode(old[name]), shape, INTERVAL, 1)
-    assert [(p.start_time, p.nsources, p.expected, p.revised) for p in got] == \
-        [(p.start_time, p.nsources, p.expected, p.revised) for p in points]
-    assert [_packed(p.value) for p in got] == [_packed(p.value) for p in points]
+    _same_points(got, points, with_range=False)
+    for h in (h for p in got for h in _histograms(p.value)):
+        assert math.isnan(h.min) and math.isnan(h.max) and h.count > 0
 
 
 @pytest.mark.parametrize("name", sorted(cases()))
-def test_todays_encoder_writes_the_old_document(old: dict[str, bytes], name: str) -> None:
-    """Compared before compression, so that another zlib build cannot fail it."""
-    assert _doc(encoded()[name]) == _doc(old[name])
+def test_chunks_with_min_and_max_decode_to_their_points(ranged: dict[str, bytes], name: str) -> None:
+    shape, points = cases()[name]
+    got = to_points(chunkenc.decode(ranged[name]), shape, INTERVAL, 1)
+    _same_points(got, points, with_range=True)
+    hists = [h for p in got for h in _histograms(p.value)]
+    assert all(-math.inf < h.min <= h.max < math.inf for h in hists)  # every one knows them
+
+
+@pytest.mark.parametrize("name", sorted(cases()))
+def test_todays_encoder_writes_the_old_document(old: dict[str, bytes], ranged: dict[str, bytes],
+                                                name: str) -> None:
+    """Compared before compression, so that another zlib build cannot fail it. The older
+    chunks differ only by the ``range`` key, which histogram chunks have now."""
+    new = _doc(encoded()[name])
+    assert new == _doc(ranged[name])
+    has_range = cases()[name][0] in (values.HISTOGRAM, values.DISCRETE_HISTOGRAM)
+    assert (chunkenc.KEY_HIST_RANGE in new) == has_range
+    new.pop(chunkenc.KEY_HIST_RANGE, None)
+    assert new == _doc(old[name])
 
 
 @pytest.mark.parametrize("module", [chunkenc, colenc])
@@ -138,7 +182,7 @@ def test_the_format_document_names_every_key(module) -> None:
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
         sys.exit(__doc__)
-    FIXTURE.parent.mkdir(exist_ok=True)
+    FIXTURE_RANGE.parent.mkdir(exist_ok=True)
     hexed = {k: v.hex() for k, v in encoded().items()}
-    FIXTURE.write_text(json.dumps(hexed, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {FIXTURE}")
+    FIXTURE_RANGE.write_text(json.dumps(hexed, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {FIXTURE_RANGE}")

@@ -411,11 +411,14 @@ def test_quantile_monotone(hobs, qs):
 def test_quantile_interpolation():
     h = Histogram(0)
     h.record(3.0, 4)  # bucket (2, 4]
+    assert h.quantile(0.0) == h.quantile(0.5) == h.quantile(1.0) == 3.0  # min == max == 3
+    h.forget_range()  # the bucket alone, as from a source without min and max
     assert h.quantile(0.0) == 2.0
     assert h.quantile(1.0) == 4.0
     assert h.quantile(0.5) == pytest.approx(2 * math.sqrt(2))  # exponential, not 3.0
     z = Histogram(zero_threshold=1.0)
     z.record(0.5, 2)
+    z.forget_range()
     assert z.quantile(0.5) == 0.5  # linear in the zero bucket
 
 
@@ -439,10 +442,13 @@ def test_mean_and_max_value():
     assert h.max_value() == 0.0
     h.record(3.0, 3)
     assert h.mean() == 9.0 / 4
-    assert h.max_value() == h.bucket_bounds(bucket_index(3.0, 3))[1] >= 3.0
+    assert h.max_value() == 3.0  # the largest value recorded
+    h.forget_range()
+    assert h.max_value() == h.bucket_bounds(bucket_index(3.0, 3))[1] > 3.0  # its bucket's top
     t = Histogram(zero_threshold=0.25)
     t.record(0.1)
-    assert t.max_value() == 0.25
+    assert t.max_value() == 0.1
+    assert t.forget_range().max_value() == 0.25
 
 
 def test_iter_buckets_order():
@@ -509,6 +515,8 @@ def test_to_json_shape():
         "zero_count": 1.0,
         "count": 4.0,
         "sum": 2.0,
+        "min": 0.0,
+        "max": 1.0,
         "buckets": {"-8": 2.0, "0": 1.0},
     }
 
@@ -535,7 +543,13 @@ def with_bucket(key, value):
         ([], "v"),
         (None, "v"),
         ({k: v for k, v in valid().items() if k != "sum"}, "v.sum"),
-        ({**valid(), "min": 0.0}, "v"),
+        ({**valid(), "mean": 0.0}, "v"),
+        (with_("min", math.nan), "v.min"),
+        (with_("min", "0"), "v.min"),
+        (with_("min", 2.0), "v.min"),  # above max
+        (with_("max", -math.inf), "v.max"),
+        (with_("max", 10**400), "v.max"),
+        (with_("max", None), "v.max"),
         (with_("schema", 9), "v.schema"),
         (with_("schema", -5), "v.schema"),
         (with_("schema", 3.0), "v.schema"),
@@ -614,7 +628,9 @@ def test_from_json_one_bad_field(key, junk):
     try:
         h = Histogram.from_json(d)
     except InputError as err:
-        assert err.field.startswith(f"value.{key}") or err.field == "value.count"
+        # count must agree with the buckets, min with max: either of a pair may be named
+        pair = {"min": "max", "max": "min"}.get(key, "count")
+        assert err.field.startswith(f"value.{key}") or err.field == f"value.{pair}"
     else:
         assert h.to_json() == Histogram.from_json(h.to_json()).to_json()
 

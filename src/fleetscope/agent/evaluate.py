@@ -74,15 +74,27 @@ class Plan:
         ``weighted``: a numeric decomposition records each row's value with its
         measure as weight (see :attr:`Rows.weighted`), else once per row; a weighted
         row holding a ready histogram is merged whole, unless the predicate reads its
-        field: then each bucket is a row at its upper bound (the zero bucket at 0).
+        field: then each bucket is a row at its upper bound (the zero bucket at 0), and
+        the histograms made of such rows do not know their min and max.
         ``deadline`` (``time.thread_time`` seconds): OverBudget once past it."""
         match = self.match
         if match is False:
             return values.empty(self.shape)
         if weighted and self.filter_at and match is not True:
-            rows = _split(rows, self.filter_at)
+            split = _split(rows, self.filter_at)
+            if split is not rows:  # values at bucket bounds: the true min and max are lost
+                value = self._decompose([r for chunk in _chunks(split, deadline) for r in chunk if match(r)],
+                                        weighted, deadline)
+                for h in value.values() if isinstance(value, dict) else (value,):
+                    if h.__class__ is Histogram:
+                        h.forget_range()
+                return value
         if match is not True:
             rows = [r for chunk in _chunks(rows, deadline) for r in chunk if match(r)]
+        return self._decompose(rows, weighted, deadline)
+
+    def _decompose(self, rows: list[tuple], weighted: bool, deadline: float) -> values.Value:
+        """The value of rows that passed the predicate."""
         shape = self.shape
         if shape == values.SCALAR:
             return float(sum(r[-1] for r in rows))

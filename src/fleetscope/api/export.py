@@ -5,17 +5,19 @@ piece at a time so that an export of any size streams.
 
 * ``csv``: numbers as ``start_time,duration,nsources,expected,key,value`` (one
   row per key of a breakdown; ``key`` empty for a plain number); histograms as
-  ``start_time,duration,nsources,expected,key,count,sum,lower,upper,bucket_count``
+  ``start_time,duration,nsources,expected,key,count,sum,lower,upper,bucket_count,min,max``
   (one row per non-empty bucket ``(lower, upper]``; the zero bucket has lower
-  ``-inf``).
+  ``-inf``; ``min`` and ``max``, the histogram's smallest and largest value, are
+  empty where not known; they came last, so readers by position are unchanged).
 * ``json``: one JSON object per line (JSON Lines): ``{"start_time",
-  "duration", "value", "nsources", "expected"}``, values as the API gives them.
+  "duration", "value", "nsources", "expected"}``, values as the API gives them
+  (histograms with ``min`` and ``max`` when known).
 * ``openmetrics``: one metric family ``fleetscope_<module>_<stat>``, a
   ``gauge`` (every value is the value of its slot) or a ``gaugehistogram``
   (cumulative ``le`` buckets, ``+Inf`` being the count, and ``_gsum``),
   labelled ``instrumentation`` and the discrete field, with timestamps in
   seconds; ``# EOF`` at the end. ``promtool tsdb create-blocks-from openmetrics``
-  reads it.
+  reads it. OpenMetrics histograms have no min or max: they are left out.
 """
 
 from __future__ import annotations
@@ -83,12 +85,17 @@ def _bucket_rows(h: Histogram) -> Iterator[tuple[float, float, float]]:
         yield lower, upper, h.buckets[i]
 
 
+def _known_text(x: float) -> str:
+    """A histogram's min or max, empty when not known (NaN, or none: the histogram is empty)."""
+    return number_text(x) if math.isfinite(x) else ""
+
+
 def _csv(inst: Instrumentation, points: Iterable[DataPoint]) -> Iterator[str]:
     hist = inst.shape in (values.HISTOGRAM, values.DISCRETE_HISTOGRAM)
 
     def lines() -> Iterator[str]:
         if hist:
-            yield "start_time,duration,nsources,expected,key,count,sum,lower,upper,bucket_count\n"
+            yield "start_time,duration,nsources,expected,key,count,sum,lower,upper,bucket_count,min,max\n"
         else:
             yield "start_time,duration,nsources,expected,key,value\n"
         for p in points:
@@ -99,9 +106,10 @@ def _csv(inst: Instrumentation, points: Iterable[DataPoint]) -> Iterator[str]:
                 if not hist:
                     yield f"{head}{_csv_field(key)},{number_text(v)}\n"
                     continue
+                extent = f"{_known_text(v.min)},{_known_text(v.max)}"
                 for lower, upper, c in _bucket_rows(v):
                     yield (f"{head}{_csv_field(key)},{number_text(v.count)},{number_text(v.sum)},"
-                           f"{bound_text(lower)},{bound_text(upper)},{number_text(c)}\n")
+                           f"{bound_text(lower)},{bound_text(upper)},{number_text(c)},{extent}\n")
 
     return _batched(lines())
 

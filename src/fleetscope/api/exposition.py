@@ -14,7 +14,9 @@ while it has none):
   (when the scraper's ``Accept`` asks for ``application/openmetrics-text``) it
   is a ``gaugehistogram`` (``_gsum``, ``_gcount``), which is what it is: the
   distribution of one slot, not a running total. Use ``histogram_quantile``
-  on the series itself, not on its ``rate()``.
+  on the series itself, not on its ``rate()``. Neither format has a place for
+  a histogram's min and max (nor have native histograms): they are left out;
+  the API's values and the JSON and CSV exports carry them.
 
 A scraper that asks for the protobuf exposition (Prometheus with native
 histograms enabled) gets distributions as exact native histograms instead: see

@@ -126,7 +126,8 @@ def is_protobuf(content_type: str | None) -> bool:
 
 def encode_native(h: Histogram, out: Message) -> None:
     """Fill the ``Histogram`` message ``out`` with ``h`` as a native histogram: integer
-    counts as deltas when they all are integers, float counts otherwise."""
+    counts as deltas when they all are integers, float counts otherwise. A native
+    histogram has no place for ``min`` and ``max``: they are left out."""
     out.schema = h.schema
     out.zero_threshold = h.zero_threshold
     out.sample_sum = h.sum
@@ -259,7 +260,9 @@ def decode_native(h: Message) -> Histogram:
     zero bucket and indices. A schema finer than fleetscope's (3) is downscaled to 3,
     which only adds neighbouring buckets; a coarser one is kept. Negative buckets
     are counted in the zero bucket (fleetscope histograms hold values >= 0).
-    ``count`` is what the buckets hold. ValueError (a drop reason: ``schema``,
+    ``count`` is what the buckets hold. Native histograms carry no min or max: the
+    result does not know them (NaN, see :meth:`Histogram.forget_range`), so its
+    estimates are not clamped. ValueError (a drop reason: ``schema``,
     ``histogram``, ``value``) if the message is not a valid native histogram."""
     schema = h.schema
     if not MIN_SCHEMA <= schema <= MAX_SCHEMA:
@@ -279,4 +282,4 @@ def decode_native(h: Message) -> Histogram:
         out.downscale(schema - DEFAULT_SCHEMA)
     while len(out.buckets) > MAX_BUCKETS and out.schema > MIN_SCHEMA:
         out.downscale(1)  # as a histogram does itself when it grows past MAX_BUCKETS
-    return out
+    return out.forget_range()

@@ -33,6 +33,32 @@ Notes for exporters and readers:
   relative error is below ``base - 1`` (9.05 % at schema 3). The "under 5 %" of
   the design holds for a midpoint of that bucket (geometric midpoint:
   ``sqrt(base) - 1`` = 4.43 % at schema 3); see :meth:`Histogram.quantile_bounds`.
+
+Minimum and maximum (as OpenTelemetry's exponential histogram keeps them):
+
+* ``min`` and ``max`` are the smallest and largest value recorded, exactly; merge
+  takes the smaller ``min`` and the larger ``max``, so they stay exact through
+  any merge, rollup and round trip, like the counts.
+* An empty histogram has none: ``min = inf`` and ``max = -inf``, the identities of
+  min and max, so that neither recording nor merging tests for emptiness (the
+  agent's hot path costs two comparisons more, see ``docs/benchmarks.md``).
+* When they are not known (the source does not report them: Prometheus native
+  histograms; histograms stored or sent before they were kept) they are NaN,
+  and NaN sticks: a merge with such a histogram does not know them either. The
+  two are independent (a cumulative OTLP series may tell a new maximum but not
+  its minimum). Either way not finite: ``math.isfinite(h.max)`` says whether
+  ``max`` is known. :meth:`Histogram.forget_range` marks them unknown.
+* Estimates are clamped to them where they are known: the bucket that holds a
+  quantile is narrowed to ``[min, max]`` before interpolating in it (the last
+  bucket, above all after downscaling, often reaches far past the largest
+  value: a p99.9 of values up to 100 came out as 107), :meth:`Histogram.mean`
+  and :meth:`Histogram.max_value` are kept within them. Values in the zero
+  bucket lie in ``[min, zero_threshold]``, negative ones too, so with ``min``
+  known quantiles there reach below 0. A ``min``/``max`` that contradicts the
+  buckets (an outside source's rounding) is ignored rather than trusted.
+* Equality (``==``) compares the distribution (schema, zero bucket, counts, sum,
+  buckets), not ``min``/``max``: a histogram whose range is unknown equals one
+  with the same buckets whose range is known.
 """
 
 from __future__ import annotations
@@ -107,9 +133,17 @@ def _check_schema(schema: object) -> int:
 
 class Histogram:
     """A sparse exponential histogram. Attributes: schema, zero_threshold,
-    zero_count, count, sum, buckets (dict[int, float])."""
+    zero_count, count, sum, buckets (dict[int, float]), min, max (see the module
+    docstring: ``inf``/``-inf`` when empty, NaN when not known).
 
-    __slots__ = ("buckets", "count", "schema", "sum", "zero_count", "zero_threshold")
+    >>> h = Histogram()
+    >>> for x in (12.0, 17.5, 98.0):
+    ...     h.record(x)
+    >>> h.min, h.max, h.quantile(1.0)  # not 98.4: the top of 98's bucket
+    (12.0, 98.0, 98.0)
+    """
+
+    __slots__ = ("buckets", "count", "max", "min", "schema", "sum", "zero_count", "zero_threshold")
 
     def __init__(self, schema: int = DEFAULT_SCHEMA, zero_threshold: float = 0.0) -> None:
         self.schema = _check_schema(schema)
@@ -120,6 +154,8 @@ class Histogram:
         self.count = 0.0
         self.sum = 0.0
         self.buckets: dict[int, float] = {}
+        self.min = inf  # empty: the identities of min() and max()
+        self.max = -inf
 
     # -- recording ---------------------------------------------------------
 
@@ -156,6 +192,11 @@ class Histogram:
             self.zero_count += weight
         else:
             raise ValueError(f"cannot record {x!r}")
+        # x is finite here. A NaN min or max (not known) compares false and stays.
+        if x < self.min:
+            self.min = x
+        if x > self.max:
+            self.max = x
         self.count += weight
         self.sum += x * weight
 
@@ -172,6 +213,10 @@ class Histogram:
         With different zero thresholds the larger one wins and grows, as in
         Prometheus, to the upper bound of any bucket reaching below it; such
         buckets move into the zero bucket.
+
+        ``min`` and ``max`` become the smaller and the larger of the two (an empty
+        side's ``inf``/``-inf`` changes nothing); NaN (not known) on either side
+        gives NaN.
         """
         if other is self:
             other = other.copy()
@@ -192,6 +237,11 @@ class Histogram:
         self.zero_count += other.zero_count
         self.count += other.count
         self.sum += other.sum
+        lo, hi = other.min, other.max
+        if lo < self.min or lo != lo:
+            self.min = lo
+        if hi > self.max or hi != hi:
+            self.max = hi
         if other.zero_threshold != self.zero_threshold:
             self._widen_zero(max(self.zero_threshold, other.zero_threshold))
         if len(buckets) > MAX_BUCKETS:
@@ -207,13 +257,23 @@ class Histogram:
         h.count = self.count
         h.sum = self.sum
         h.buckets = dict(self.buckets)
+        h.min = self.min
+        h.max = self.max
         return h
+
+    def forget_range(self) -> Histogram:
+        """Mark ``min`` and ``max`` as not known (NaN), for a source that does not report
+        them; an empty histogram stays empty (``inf``/``-inf``). Returns self."""
+        if self.count > 0.0:
+            self.min = self.max = math.nan
+        return self
 
     def scale(self, factor: float) -> Histogram:
         """A new histogram with every count (and sum) multiplied by ``factor``.
 
         ``factor`` must be finite and >= 0 (ValueError otherwise); buckets whose
-        count becomes 0 are dropped.
+        count becomes 0 are dropped. ``min`` and ``max`` stay (the values are the
+        same, their weights change), unless nothing is left.
         """
         if not 0.0 <= factor < inf:
             raise ValueError(f"factor must be finite and >= 0: {factor!r}")
@@ -222,6 +282,8 @@ class Histogram:
         h.count *= factor
         h.sum *= factor
         h.buckets = {i: c * factor for i, c in self.buckets.items() if c * factor > 0.0}
+        if not h.count > 0.0:
+            h.min, h.max = inf, -inf
         return h
 
     def downscale(self, by: int = 1) -> None:
@@ -277,18 +339,24 @@ class Histogram:
 
     def _locate(self, q: float) -> tuple[float, float, float, bool] | None:
         """``(lower, upper, fraction, in_zero_bucket)`` for the bucket holding the
-        ``q`` quantile, ``fraction`` being the part of its count below the rank."""
+        ``q`` quantile, ``fraction`` being the part of its count below the rank.
+        ``lower`` and ``upper`` are narrowed to ``[min, max]`` where those are
+        known and agree with the bucket (then ``lower`` may be the quantile itself)."""
         if not 0.0 <= q <= 1.0:
             raise InputError("q", f"must be a number between 0 and 1, not {q!r}")
         if self.count <= 0.0:
             return None
         rank = q * self.count
         cum = self.zero_count
-        if cum > 0.0 and cum >= rank:
-            return 0.0, self.zero_threshold, rank / cum, True
+        lo, hi = self.min, self.max  # NaN when not known: every comparison below is then false
+        if (cum > 0.0 and cum >= rank) or not self.buckets:  # (the latter: float rounding)
+            lower, upper = 0.0, self.zero_threshold
+            if lo <= upper:  # the zero bucket's values (negative ones too) lie in [min, threshold]
+                lower = lo
+            if lower <= hi < upper:
+                upper = hi
+            return lower, upper, min(rank / cum, 1.0) if cum > 0.0 else 1.0, True
         buckets = self.buckets
-        if not buckets:  # only float rounding left rank above zero_count
-            return 0.0, self.zero_threshold, 1.0, True
         for i in sorted(buckets):
             c = buckets[i]
             if cum + c >= rank:
@@ -300,6 +368,10 @@ class Histogram:
         lower, upper = self.bucket_bounds(i)
         # A bucket may reach below a positive zero threshold; no value of it does.
         lower = min(max(lower, self.zero_threshold), upper)
+        if lower < lo <= upper:
+            lower = lo
+        if lower <= hi < upper:
+            upper = hi
         return lower, upper, f, False
 
     def quantile(self, q: float) -> float:
@@ -307,17 +379,22 @@ class Histogram:
         (relative error bounded by the bucket width). NaN when empty.
 
         The bucket is the one where the cumulative count first reaches
-        ``q * count``, i.e. the bucket holding the nearest-rank quantile. Inside it
-        the estimate is ``lower * (upper / lower) ** f`` (exponential, as PromQL
-        does for native histograms), ``f`` being the fraction of the bucket's
-        count below the rank; in the zero bucket it is linear from 0 to
-        ``zero_threshold``. Hence ``|estimate - true| / true < base - 1`` for
-        positive quantiles (9.05 % at schema 3). InputError("q") outside [0, 1].
+        ``q * count``, i.e. the bucket holding the nearest-rank quantile, its
+        bounds narrowed to ``[min, max]`` when those are known. Inside it the
+        estimate is ``lower * (upper / lower) ** f`` (exponential, as PromQL does
+        for native histograms), ``f`` being the fraction of the bucket's count
+        below the rank; in the zero bucket it is linear from 0 (or ``min``) to
+        ``zero_threshold`` (or ``max``). Hence ``|estimate - true| / true < base - 1``
+        for positive quantiles (9.05 % at schema 3), the estimate never leaves
+        ``[min, max]``, and ``quantile(0)``, ``quantile(1)`` are ``min``, ``max``
+        when known. InputError("q") outside [0, 1].
         """
         found = self._locate(q)
         if found is None:
             return math.nan
         lower, upper, f, in_zero = found
+        if f >= 1.0:  # the top of the bucket: exactly (max itself, where it is the top)
+            return upper if upper != inf else lower
         if in_zero or lower <= 0.0:
             return lower + (upper - lower) * f
         if upper == inf:  # the top bucket of the float range
@@ -325,8 +402,10 @@ class Histogram:
         return min(max(lower * (upper / lower) ** f, lower), upper)
 
     def quantile_bounds(self, q: float) -> tuple[float, float]:
-        """``(lower, upper)`` of the bucket holding the ``q`` quantile: the true
-        quantile lies in ``(lower, upper]``. ``(nan, nan)`` when empty.
+        """``(lower, upper)`` of the bucket holding the ``q`` quantile, narrowed to
+        ``[min, max]`` when those are known: the true quantile lies in
+        ``(lower, upper]`` (where ``min`` is the lower end, ``lower`` is the float
+        just below it, so the interval stays half-open). ``(nan, nan)`` when empty.
 
         Its geometric midpoint ``sqrt(lower * upper)`` is within ``sqrt(base) - 1``
         (4.43 % at schema 3) of the true quantile.
@@ -334,43 +413,65 @@ class Histogram:
         found = self._locate(q)
         if found is None:
             return math.nan, math.nan
-        return found[0], found[1]
+        lower = found[0]
+        return math.nextafter(lower, -inf) if lower == self.min else lower, found[1]
 
     def mean(self) -> float:
-        """``sum / count``; NaN when empty."""
-        return self.sum / self.count if self.count > 0.0 else math.nan
+        """``sum / count``, kept within ``[min, max]`` when known (float rounding of the
+        sum, or a source's estimated sum, can carry it past); NaN when empty."""
+        if not self.count > 0.0:
+            return math.nan
+        m = self.sum / self.count
+        if m < self.min:
+            return self.min
+        if m > self.max:
+            return self.max
+        return m
 
     def max_value(self) -> float:
-        """Upper bound of the highest non-empty bucket (0.0 when empty)."""
+        """The largest value, ``max``, when known; else the upper bound of the highest
+        non-empty bucket. 0.0 when empty."""
+        if not self.count > 0.0:
+            return 0.0
+        if -inf < self.max < inf:
+            return self.max
         if self.buckets:
             return bucket_upper(max(self.buckets), self.schema)
-        return self.zero_threshold if self.zero_count > 0.0 else 0.0
+        return self.zero_threshold
 
     # -- wire format ---------------------------------------------------------
 
     def to_json(self) -> dict:
-        """``{"schema", "zero_threshold", "zero_count", "count", "sum",
-        "buckets": {str(index): count}}``."""
-        return {
+        """``{"schema", "zero_threshold", "zero_count", "count", "sum", "min", "max",
+        "buckets": {str(index): count}}``, ``min`` and ``max`` each only when known
+        (never for an empty histogram)."""
+        out = {
             "schema": self.schema,
             "zero_threshold": self.zero_threshold,
             "zero_count": self.zero_count,
             "count": self.count,
             "sum": self.sum,
-            "buckets": {str(i): self.buckets[i] for i in sorted(self.buckets)},
         }
+        if -inf < self.min < inf:
+            out["min"] = self.min
+        if -inf < self.max < inf:
+            out["max"] = self.max
+        out["buckets"] = {str(i): self.buckets[i] for i in sorted(self.buckets)}
+        return out
 
     @classmethod
     def from_json(cls, obj: object, field: str = "value") -> Histogram:
         """Validate and build; :class:`~fleetscope.model.errors.InputError` naming
         ``field`` when malformed.
 
-        All six keys are required and no other is allowed. Bucket keys are
-        canonical decimal integers (``"-3"``, not ``"-03"`` or ``" 3"``; int keys
-        are accepted too) within the float range of the schema; counts are finite
-        and >= 0 (zero counts are dropped); ``count`` must equal ``zero_count``
-        plus the bucket counts (to float rounding). More than ``MAX_BUCKETS``
-        buckets are downscaled, as a histogram would do itself.
+        The six keys of :data:`_KEYS` are required, ``min`` and ``max`` optional
+        (finite, ``min <= max``; absent: not known, as from a sender that did not
+        keep them; ignored when ``count`` is 0), and no other is allowed. Bucket
+        keys are canonical decimal integers (``"-3"``, not ``"-03"`` or ``" 3"``;
+        int keys are accepted too) within the float range of the schema; counts
+        are finite and >= 0 (zero counts are dropped); ``count`` must equal
+        ``zero_count`` plus the bucket counts (to float rounding). More than
+        ``MAX_BUCKETS`` buckets are downscaled, as a histogram would do itself.
         """
         h = cls._from_json_fast(obj)
         return h if h is not None else cls._from_json_checked(obj, field)
@@ -379,16 +480,23 @@ class Histogram:
     def _from_json_fast(cls, obj: object) -> Histogram | None:
         """:meth:`from_json` of a valid histogram with checks in bulk (C loops: aggregators decode
         thousands a second); None when anything needs the closer look that names the error."""
-        if type(obj) is not dict or obj.keys() != _KEYS:
+        if type(obj) is not dict:
+            return None
+        keys = obj.keys()
+        if keys == _KEYS_RANGE:  # what to_json writes when min and max are known
+            scalars = (obj["zero_threshold"], obj["zero_count"], obj["count"], obj["sum"], obj["min"],
+                       obj["max"])
+        elif keys == _KEYS:  # neither known, or empty
+            scalars = (obj["zero_threshold"], obj["zero_count"], obj["count"], obj["sum"])
+        else:  # one of min and max (rare: a cumulative OTLP series), or not a histogram
             return None
         raw = obj["buckets"]
-        scalars = (obj["zero_threshold"], obj["zero_count"], obj["count"], obj["sum"])
         if (type(obj["schema"]) is not int or type(raw) is not dict
                 or not set(map(type, scalars)) <= _NUMBER_TYPES
                 or not set(map(type, raw.values())) <= _NUMBER_TYPES):
             return None
         try:
-            return cls._from_parts(obj["schema"], *map(float, scalars), raw)
+            return cls._from_parts(obj["schema"], raw, *map(float, scalars))
         except OverflowError:
             return None
 
@@ -396,15 +504,24 @@ class Histogram:
     def from_wire(cls, wire: HistogramWire) -> Histogram | None:
         """The histogram ``wire`` holds (msgspec checked the types), or None when it is not a
         valid one: :meth:`from_json` of the same data names what is wrong."""
-        return cls._from_parts(wire.schema, wire.zero_threshold, wire.zero_count, wire.count, wire.sum,
-                               wire.buckets)
+        least, most = wire.min, wire.max
+        return cls._from_parts(wire.schema, wire.buckets, wire.zero_threshold, wire.zero_count, wire.count,
+                               wire.sum, None if least is msgspec.UNSET else least,
+                               None if most is msgspec.UNSET else most)
 
     @classmethod
-    def _from_parts(cls, schema: int, threshold: float, zero_count: float, count: float,
-                    total_sum: float, raw: dict) -> Histogram | None:
-        """A histogram from fields of the right types, checked in bulk; None if invalid."""
+    def _from_parts(cls, schema: int, raw: dict, threshold: float, zero_count: float, count: float,
+                    total_sum: float, least: float | None = None,
+                    most: float | None = None) -> Histogram | None:
+        """A histogram from fields of the right types, checked in bulk; None if invalid.
+        ``least``/``most``: min and max, None when not given."""
         if not MIN_SCHEMA <= schema <= MAX_SCHEMA:
             return None
+        if least is not None or most is not None:
+            if not (least is None or -inf < least < inf) or not (most is None or -inf < most < inf):
+                return None
+            if least is not None and most is not None and least > most:
+                return None
         counts = list(raw.values())
         index = _canonical_indexes(raw)
         if index is None:
@@ -420,6 +537,9 @@ class Histogram:
             return None
         h = cls(schema)
         h.zero_threshold, h.zero_count, h.count, h.sum = threshold, zero_count, count, total_sum
+        if count > 0.0:
+            h.min = math.nan if least is None else least
+            h.max = math.nan if most is None else most
         if counts and min(counts) == 0:  # zero counts are dropped
             h.buckets = {i: float(c) for i, c in zip(index, counts, strict=True) if c > 0}
         else:
@@ -434,7 +554,7 @@ class Histogram:
         missing = _KEYS - obj.keys()
         if missing:
             raise InputError(f"{field}.{sorted(missing)[0]}", "is required")
-        extra = obj.keys() - _KEYS
+        extra = obj.keys() - _KEYS_RANGE
         if extra:
             raise InputError(field, f"unknown key {sorted(map(str, extra))[0]!r}")
         schema = obj["schema"]
@@ -447,6 +567,12 @@ class Histogram:
         h.zero_count = _number(obj["zero_count"], f"{field}.zero_count", 0.0)
         h.count = _number(obj["count"], f"{field}.count", 0.0)
         h.sum = _number(obj["sum"], f"{field}.sum", None)
+        least = _number(obj["min"], f"{field}.min", None) if "min" in obj else math.nan
+        most = _number(obj["max"], f"{field}.max", None) if "max" in obj else math.nan
+        if least > most:
+            raise InputError(f"{field}.min", f"is {least!r}, above max {most!r}")
+        if h.count > 0.0:
+            h.min, h.max = least, most
         raw = obj["buckets"]
         if not isinstance(raw, dict):
             raise InputError(f"{field}.buckets", "must be an object {index: count}")
@@ -470,6 +596,8 @@ class Histogram:
         return h
 
     def __eq__(self, other: object) -> bool:
+        """The same distribution: schema, zero bucket, count, sum and buckets (not ``min``
+        and ``max``, see the module docstring)."""
         if not isinstance(other, Histogram):
             return NotImplemented
         return (
@@ -484,11 +612,13 @@ class Histogram:
     def __repr__(self) -> str:
         return (
             f"Histogram(schema={self.schema}, count={self.count!r}, sum={self.sum!r}, "
-            f"zero_count={self.zero_count!r}, buckets={len(self.buckets)})"
+            f"zero_count={self.zero_count!r}, min={self.min!r}, max={self.max!r}, "
+            f"buckets={len(self.buckets)})"
         )
 
 
-_KEYS = frozenset(("schema", "zero_threshold", "zero_count", "count", "sum", "buckets"))
+_KEYS = frozenset(("schema", "zero_threshold", "zero_count", "count", "sum", "buckets"))  # required
+_KEYS_RANGE = _KEYS | {"min", "max"}  # every key, the optional ones too
 
 
 class HistogramWire(msgspec.Struct, forbid_unknown_fields=True):
@@ -500,6 +630,11 @@ class HistogramWire(msgspec.Struct, forbid_unknown_fields=True):
     count: float
     sum: float
     buckets: dict[str, float]
+    # Absent: not known (or empty). UNSET, not None: a nil sent is refused, as from_json does.
+    min: float | msgspec.UnsetType = msgspec.UNSET
+    max: float | msgspec.UnsetType = msgspec.UNSET
+
+
 _NUMBER_TYPES = frozenset((int, float))  # exact types: bool is not a number here
 
 

@@ -13,6 +13,10 @@ HISTOGRAM              Histogram                   histogram object
 DISCRETE_HISTOGRAM     dict[str, Histogram]        {key: histogram object}
 =====================  ==========================  ===========================
 
+A histogram object is :meth:`Histogram.to_json`: with ``min`` and ``max`` where
+they are known; :func:`decode` and :func:`decode_msgpack` (the bus) accept it
+without them too (a value from before they were kept: not known).
+
 Across sources values are added (``merge_into``). Across time, interval metrics
 are added and point metrics averaged (``scale`` by 1/ticks after adding).
 Discrete breakdowns keep the top K keys exactly and fold the rest into

@@ -150,8 +150,10 @@ def exponential_histogram(dp) -> Histogram:
     bucket ``k`` at scale ``s`` is index ``k + 1`` at schema ``s``; scales above
     fleetscope's schema (3) are downscaled to it (``k >> d``: neighbours added), lower
     ones kept. Negative buckets count in the zero bucket. ``sum`` is OTel's when the
-    point has one, else each count at its bucket's upper bound. ValueError (``value``)
-    for a bucket outside the float range or a bad zero threshold or sum."""
+    point has one, else each count at its bucket's upper bound. ``min`` and ``max`` are
+    OTel's when the point has them (not known otherwise, or when they are not finite
+    or contradict each other). ValueError (``value``) for a bucket outside the float
+    range or a bad zero threshold or sum."""
     scale = dp.scale
     schema = min(scale, DEFAULT_SCHEMA)
     shift = scale - schema
@@ -182,6 +184,11 @@ def exponential_histogram(dp) -> Histogram:
             raise ValueError("value")
     else:
         h.sum = math.fsum(n * bucket_upper(i, schema) for i, n in buckets.items())
+    if h.count > 0.0:  # an empty one keeps its empty range
+        h.min = dp.min if dp.HasField("min") and math.isfinite(dp.min) else math.nan
+        h.max = dp.max if dp.HasField("max") and math.isfinite(dp.max) else math.nan
+        if h.min > h.max:
+            h.min = h.max = math.nan
     while len(h.buckets) > MAX_BUCKETS and h.schema > MIN_SCHEMA:  # as a histogram does itself
         h.downscale(1)
     return h
@@ -191,7 +198,12 @@ def histogram_delta(current: Histogram, previous: Histogram) -> Histogram | None
     """``current - previous`` of a cumulative histogram series, exactly: at the coarser
     schema of the two (bucket bounds nest, so downscaling only adds neighbours) and the
     wider zero bucket. None when ``current`` does not continue ``previous`` (a reset:
-    some count went down), the caller then counting ``current`` whole."""
+    some count went down), the caller then counting ``current`` whole.
+
+    The min and max of a cumulative series cover all of it, so the delta's are known
+    only where they moved: a new maximum happened since ``previous`` and is the
+    delta's maximum (a new minimum likewise); an unchanged one may or may not lie in
+    the delta, which then does not know it (NaN)."""
     if current.count < previous.count:
         return None
     cur, prev = current.copy(), previous.copy()
@@ -218,6 +230,9 @@ def histogram_delta(current: Histogram, previous: Histogram) -> Histogram | None
     out.zero_count = zero
     out.count = math.fsum([zero, *out.buckets.values()])
     out.sum = cur.sum - prev.sum
+    if out.count > 0.0:  # NaN on either side compares false: not known
+        out.min = cur.min if cur.min < prev.min else math.nan
+        out.max = cur.max if cur.max > prev.max else math.nan
     return out
 
 

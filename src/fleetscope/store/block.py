@@ -11,7 +11,9 @@ first, one per slot, in columns (numpy arrays):
 * histograms (shapes ``histogram`` and ``discrete_histogram``): a
   :class:`Hists` with the same ``[n, k]`` layout for each of
   :data:`HIST_FIELDS` (NaN where the key has no histogram at that point) and
-  one column of bucket counts per (key, bucket index) pair.
+  one column of bucket counts per (key, bucket index) pair. ``min`` and ``max``
+  are NaN also where the histogram has none (empty: ``count`` 0; or not known),
+  the histogram's ``inf``/``-inf`` or NaN coming back when cells are read.
 
 Values are stored as **sums**: a point metric's average is ``value / count``
 and is only formed when points are read (:func:`to_points`), so rollups of
@@ -38,8 +40,10 @@ from fleetscope.model.metrics import POINT
 from fleetscope.model.series import DataPoint
 
 # The per-(point, key) fields of a histogram, the first fields of :class:`Hists` in this order.
-HIST_FIELDS = ("schema", "zero_threshold", "zero_count", "count", "sum")
+HIST_FIELDS = ("schema", "zero_threshold", "zero_count", "count", "sum", "min", "max")
 NHIST_FIELDS = len(HIST_FIELDS)
+# The last of them, kept apart in a chunk (chunks written before they existed have none).
+RANGE_FIELDS = ("min", "max")
 # The per-point columns of a block, the first fields of :class:`Block` in this order.
 POINT_COLUMNS = ("times", "counts", "nsources", "expected", "revised")
 # Integers up to this magnitude are exact in a float64 (and so are their sums below it).
@@ -59,6 +63,8 @@ class Hists(NamedTuple):
     zero_count: np.ndarray
     count: np.ndarray
     sum: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
     bucket_key: np.ndarray
     bucket_index: np.ndarray
     buckets: np.ndarray
@@ -90,7 +96,7 @@ class Block(NamedTuple):
         return int(self.times[-1]) if len(self.times) else None
 
 
-assert Hists._fields[:NHIST_FIELDS] == HIST_FIELDS
+assert Hists._fields[:NHIST_FIELDS] == HIST_FIELDS and HIST_FIELDS[-len(RANGE_FIELDS):] == RANGE_FIELDS
 assert Block._fields[:len(POINT_COLUMNS)] == POINT_COLUMNS
 
 
@@ -138,6 +144,10 @@ def _hists_from_cells(n: int, k: int, cells: Sequence[tuple[int, int, Histogram]
         fields[2][r, j] = h.zero_count
         fields[3][r, j] = h.count
         fields[4][r, j] = h.sum
+        if -np.inf < h.min < np.inf:  # else NaN: none (empty) or not known
+            fields[5][r, j] = h.min
+        if -np.inf < h.max < np.inf:
+            fields[6][r, j] = h.max
         for i, c in h.buckets.items():
             buckets[r, col_of[j, i]] = c
     return Hists(*fields, np.array([p[0] for p in pairs], np.int64),
@@ -212,7 +222,12 @@ def hist_cells(block: Block, rows: Sequence[int] | None = None) -> dict[int, dic
     cells = er * k + ek
     lo = np.searchsorted(cell_of_bucket, cells, "left").tolist()
     hi = np.searchsorted(cell_of_bucket, cells, "right").tolist()
-    fields = [a[er, ek].tolist() for a in hs[:NHIST_FIELDS]]
+    fields = [a[er, ek] for a in hs[:NHIST_FIELDS]]  # copies (fancy indexing)
+    # A NaN min/max is an empty histogram's inf/-inf; one that holds values does not know them.
+    empty_cells = fields[3] == 0.0
+    fields[5][empty_cells] = np.inf
+    fields[6][empty_cells] = -np.inf
+    fields = [a.tolist() for a in fields]
     new = Histogram.__new__
     for e, (r, j) in enumerate(zip(er.tolist(), ek.tolist(), strict=True)):
         h = new(Histogram)
@@ -221,6 +236,8 @@ def hist_cells(block: Block, rows: Sequence[int] | None = None) -> dict[int, dic
         h.zero_count = fields[2][e]
         h.count = fields[3][e]
         h.sum = fields[4][e]
+        h.min = fields[5][e]
+        h.max = fields[6][e]
         a, b = lo[e], hi[e]
         h.buckets = dict(zip(index[a:b], counts[a:b], strict=True))
         per = out.get(r)

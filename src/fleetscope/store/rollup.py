@@ -2,12 +2,13 @@
 
 :func:`rollup` turns the points of a block into points of ``step`` seconds:
 sums and counts add, ``nsources`` takes the smallest and ``expected`` the
-largest part, histograms merge bucket by bucket. Breakdowns keep their top
-keys and fold the rest into ``(other)`` (:func:`fold_numbers`), so totals stay
-exact. The result equals :func:`fleetscope.model.series.rollup` over the same
-points (the tests compare the two), at numpy speed: the few points where
-histograms of different schemas meet, or a merge overflows, are rebuilt with
-``Histogram.merge`` itself.
+largest part, histograms merge bucket by bucket (their min and max: the
+smallest and the largest, not known where a part does not know its own).
+Breakdowns keep their top keys and fold the rest into ``(other)``
+(:func:`fold_numbers`), so totals stay exact. The result equals
+:func:`fleetscope.model.series.rollup` over the same points (the tests compare
+the two), at numpy speed: the few points where histograms of different schemas
+meet, or a merge overflows, are rebuilt with ``Histogram.merge`` itself.
 """
 
 from __future__ import annotations
@@ -101,11 +102,25 @@ def fold_numbers(block: Block, k: int) -> Block:
     return block._replace(keys=keys, values=vals)
 
 
+def _range(hs: Hists, heads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The min and max of the merged histograms of each step and key, as ``Histogram.merge``
+    makes them: the smallest min and largest max of the histograms that hold values, NaN (not
+    known) as soon as one of them does not know its own, NaN (none) when none holds a value."""
+    holds = hs.count > 0.0  # false where absent (NaN) or empty: those change nothing
+    # np.minimum/np.maximum (unlike fmin/fmax) carry a NaN through: not known stays not known.
+    least = np.minimum.reduceat(np.where(holds, hs.min, np.inf), heads, axis=0)
+    most = np.maximum.reduceat(np.where(holds, hs.max, -np.inf), heads, axis=0)
+    none = ~np.logical_or.reduceat(holds, heads, axis=0)
+    least[none] = np.nan
+    most[none] = np.nan
+    return least, most
+
+
 def _rollup_hists(block: Block, shape: str, heads: np.ndarray, out: Block, topk: int | None) -> Block:
     """:func:`rollup` of a histogram block: ``heads`` the first row of each step, ``out`` the
     rolled-up per-point columns. Names: ``*_min``/``*_max`` the smallest and largest schema or
     zero threshold (``zt``) of a step's histograms of one key; ``nbuckets[step, key]`` the
-    buckets the merged histogram would have."""
+    buckets the merged histogram would have; ``least``/``most`` the merged min and max."""
     hs = block.hists
     nsteps, k = len(heads), len(block.keys)
     present = ~np.isnan(hs.count)
@@ -122,6 +137,7 @@ def _rollup_hists(block: Block, shape: str, heads: np.ndarray, out: Block, topk:
             return s
 
         zero_count, count, total = add(hs.zero_count), add(hs.count), add(hs.sum)
+        least, most = _range(hs, heads)
         if hs.buckets.shape[1]:
             bucket_present = np.logical_or.reduceat(~np.isnan(hs.buckets), heads, axis=0)
             buckets = np.add.reduceat(np.nan_to_num(hs.buckets, nan=0.0), heads, axis=0)
@@ -138,11 +154,11 @@ def _rollup_hists(block: Block, shape: str, heads: np.ndarray, out: Block, topk:
         slow = any_present & ((schema_min != schema_max) | (zt_min != zt_max) | (nbuckets > MAX_BUCKETS))
         schema, zero_threshold = schema_min, zt_min
     else:
-        schema = zero_threshold = zero_count = count = total = np.zeros((nsteps, 0))
+        schema = zero_threshold = zero_count = count = total = least = most = np.zeros((nsteps, 0))
         buckets = np.zeros((nsteps, 0))
         slow = np.zeros((nsteps, 0), bool)
-    merged = out._replace(hists=Hists(schema, zero_threshold, zero_count, count, total, hs.bucket_key,
-                                      hs.bucket_index, buckets))
+    merged = out._replace(hists=Hists(schema, zero_threshold, zero_count, count, total, least, most,
+                                      hs.bucket_key, hs.bucket_index, buckets))
     nkeys = (~np.isnan(count)).sum(axis=1) if k else np.zeros(nsteps, np.int64)
     fold_rows = np.flatnonzero(nkeys > topk) if topk is not None and shape in KEYED_SHAPES else []
     slow_rows = sorted(set(np.flatnonzero(slow.any(axis=1)).tolist()) | set(np.asarray(fold_rows).tolist()))
