@@ -67,3 +67,18 @@ def test_serve_config(tmp_path: Path) -> None:
         with pytest.raises(InputError) as info:
             serve_config(data_dir=tmp_path, **{"port": free_port(), **kwargs})
         assert info.value.field == field, (kwargs, info.value)
+
+
+def test_the_public_url_of_alert_links(tmp_path: Path) -> None:
+    config = tmp_path / "fleet.toml"
+    config.write_text('store = "sqlite:///x.db"\n[aggregator]\npublic_url = "https://fleet.example.com/"\n')
+    assert fleet_config("aggregator", config=config).public_url == "https://fleet.example.com"
+    assert fleet_config("aggregator", config=config, public_url="http://10.0.0.1:7070").public_url == (
+        "http://10.0.0.1:7070")  # the flag over the file
+    assert fleet_config("aggregator", store="sqlite:///x.db", public_url=None).public_url == ""
+    assert serve_config(data_dir=tmp_path, port=free_port(),
+                        public_url="https://me.example/fs").public_url == "https://me.example/fs"
+    for bad in ("fleet.example.com", "ftp://x", "https://x/?q=1"):
+        with pytest.raises(InputError) as info:
+            fleet_config("aggregator", store="sqlite:///x.db", public_url=bad)
+        assert info.value.field == "public-url"

@@ -78,7 +78,7 @@ def run(parts: FleetParts, config: FleetConfig) -> None:
 
     async def main(stop: asyncio.Event) -> None:
         try:
-            await run_aggregator(parts.bus, parts.store, stop, config.name)
+            await run_aggregator(parts.bus, parts.store, stop, config.name, public_url=config.public_url)
         finally:
             await parts.bus.close()
             parts.store.close()

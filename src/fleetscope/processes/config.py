@@ -13,6 +13,7 @@ the store, whose config types appear here, are imported only when a config is bu
 
 from __future__ import annotations
 
+import re
 import socket
 import tomllib
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ class ServeConfig:
     auth: bool = True  # tokens (or the session of the login link) required; off only on loopback
     auth_failures: int = DEFAULT_AUTH_FAILURES  # failed authentications per client address and minute
     allowed_hosts: tuple[str, ...] = ()  # Host headers answered besides the machine's own names
+    public_url: str | None = None  # the address people open (links in alerts); default: host and port
     log_level: str = "warning"
 
 
@@ -96,6 +98,7 @@ class FleetConfig:
     auth_failures: int = DEFAULT_AUTH_FAILURES  # api: failed authentications per address and minute
     tls_cert: str | None = None  # api: serve HTTPS with this certificate (PEM) and key
     tls_key: str | None = None
+    public_url: str = ""  # aggregator: the fleet's dashboard address, for links in alerts
     log_level: str = "info"
 
 
@@ -233,7 +236,7 @@ def serve_config(*, data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
                  ingest_max_keys: int = DEFAULT_INGEST_MAX,
                  tick_budget: str = DEFAULT_TICK_BUDGET, no_auth: bool = False,
                  allowed_host: list[str] | None = None,
-                 auth_failures: int = DEFAULT_AUTH_FAILURES) -> ServeConfig:
+                 auth_failures: int = DEFAULT_AUTH_FAILURES, public_url: str | None = None) -> ServeConfig:
     """The config of `fleetscope serve` from its flags (it reads no config file)."""
     from fleetscope.agent.budget import parse_budget
     from fleetscope.model.tiers import DEFAULT_RETENTION, validate_retention
@@ -252,7 +255,8 @@ def serve_config(*, data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
                        history=HistoryConfig(retention=retention, flush_every=flush_every), ingest=ingest,
                        tick_budget=parse_budget(tick_budget), auth=not no_auth,
                        auth_failures=check_auth_failures(auth_failures),
-                       allowed_hosts=host_patterns(allowed_host or []), log_level=log_level)
+                       allowed_hosts=host_patterns(allowed_host or []),
+                       public_url=check_public_url(public_url) if public_url else None, log_level=log_level)
 
 
 def agent_config(*, config: Path | None = None, bus: str | None = None, hostname: str | None = None,
@@ -304,9 +308,20 @@ def fleet_config(section: str, *, config: Path | None = None, bus: str | None = 
                  tls_cert=tls_cert, tls_key=tls_key,
                  auth_failures=check_auth_failures(int(setting(auth_failures, cfg, "auth_failures",
                                                                     DEFAULT_AUTH_FAILURES))))
+    if "public_url" in extra or "public_url" in cfg:
+        url = setting(extra.pop("public_url", None), cfg, "public_url")
+        extra["public_url"] = check_public_url(str(url)) if url else ""
     store_url = setting(store, cfg, "store")
     if not store_url:
         raise InputError("store", "is required: the shared store, e.g. postgresql://fleetscope@db/fleetscope")
     return FleetConfig(section=section, store_url=str(store_url),
                        bus_url=str(setting(bus, cfg, "bus", DEFAULT_BUS)), nats=nats_options(cfg, nats or {}),
                        log_level=log_level, **extra)
+
+
+def check_public_url(url: str) -> str:
+    """``--public-url``: an http(s) address without a trailing slash; InputError otherwise."""
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
+        raise InputError("public-url", f"{url!r} is not an http:// or https:// address such as "
+                         "https://fleet.example.com")
+    return url.rstrip("/")

@@ -62,7 +62,7 @@ def serve_app(config: ServeConfig) -> FastAPI:
     control = ControlPlane(store, bus, agent.catalog)
     history = History(store, (config.history or HistoryConfig())._replace(topk=aggregator.topk))
     aggregator.listeners.append(history.record)  # persisted instrumentations only
-    notifier = Notifier(public_url(config.host, config.port),
+    notifier = Notifier(config.public_url or public_url(config.host, config.port),
                         render=alert_renderer(store, aggregator, history))
     alerts = AlertEngine(store, notifier)
     aggregator.listeners.append(alerts.record)

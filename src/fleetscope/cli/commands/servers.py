@@ -40,6 +40,11 @@ def refusing_bad_config() -> Iterator[None]:
         fail(str(exc))
 
 
+PublicUrl = Annotated[str | None, typer.Option(
+    help="The address people open the dashboard at (links in alert notifications), e.g. "
+         "https://fleet.example.com.", show_default=False)]
+
+
 def serve(
     port: int = typer.Option(DEFAULT_PORT, help="TCP port of the API and dashboard."),
     host: str = typer.Option(DEFAULT_HOST, help="Address to listen on."),
@@ -69,6 +74,7 @@ def serve(
                                  "(refused unless listening on loopback)."),
     allowed_host: AllowedHost = None,
     auth_failures: AuthFailures = DEFAULT_AUTH_FAILURES,
+    public_url: PublicUrl = None,
 ) -> None:
     """Run everything on this host: agent, aggregator, store, API and dashboard.
 
@@ -82,7 +88,8 @@ def serve(
                               statsd_prefix=statsd_prefix, otlp=otlp, otlp_prefix=otlp_prefix,
                               scrape=scrape, ingest_max_metrics=ingest_max_metrics,
                               ingest_max_keys=ingest_max_keys, tick_budget=tick_budget, no_auth=no_auth,
-                              allowed_host=allowed_host, auth_failures=auth_failures)
+                              allowed_host=allowed_host, auth_failures=auth_failures,
+                              public_url=public_url)
         configure_logging(log_level)
         application = process.serve_app(config)
     typer.echo(f"fleetscope {__version__} serving at http://{host}:{port}/ (data in {data_dir})")
@@ -208,12 +215,15 @@ def aggregator(
     creds: Creds = None, nkey: NKey = None, user: User = None, password: Password = None, token: Token = None,
     tls_ca: TlsCa = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
     config: Annotated[Path | None, config_option("aggregator")] = None, log_level: LogLevel = "info",
+    public_url: PublicUrl = None,
 ) -> None:
-    """Merge the agents' data (a share of the instrumentations) and write history to the store."""
+    """Merge the agents' data (a share of the instrumentations) and write history to the store;
+    evaluate their alert rules."""
     from fleetscope.processes import aggregator as process
 
     _run_fleet_process(process, "fleetscope aggregator {version}, bus {bus}", section="aggregator",
                        config=config, bus=bus, store=store, log_level=log_level, name=name,
+                       public_url=public_url,
                        nats=_nats(creds, nkey, user, password, token, tls_ca, tls_cert, tls_key))
 
 
