@@ -19,11 +19,22 @@ from tests.test_browser import panel
 API = "/api/v1"
 
 
+EXTRA_PROCESSES = 400  # a process breakdown over this many takes several ms a tick on any machine
+
+
 @pytest.fixture(scope="module")
 def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("budget"), free_port(), ["--tick-budget", "1ms"]).start()
-    yield srv
-    srv.stop()
+    # Without them a quiet machine of ~120 processes reads them in about the budget, and whether
+    # a default instrumentation went over it was luck.
+    sleepers = [subprocess.Popen(["sleep", "600"]) for _ in range(EXTRA_PROCESSES)]
+    try:
+        srv = Server(tmp_path_factory.mktemp("budget"), free_port(), ["--tick-budget", "1ms"]).start()
+        yield srv
+        srv.stop()
+    finally:
+        for p in sleepers:
+            p.kill()
+            p.wait()
 
 
 def paused(server: Server) -> dict | None:
