@@ -175,3 +175,19 @@ def test_a_batch_over_the_limit_splits_into_messages_that_add_up() -> None:
     assert {(b.host, b.time) for b in parts} == {("h1", 100)}
     assert m.encode_batch(m.Batch("h1", 1, 1.0, partials[:2]), 300, oversized) == [
         m.encode(m.Batch("h1", 1, 1.0, partials[:2]))], "a small batch is one message, unchanged"
+
+
+def test_hosts_spread_over_partitions_stably() -> None:
+    """The partition of a host is the same in every process (CRC-32, not Python's salted hash),
+    and a thousand hosts land in every partition, none with more than three times its share."""
+    import zlib
+
+    from fleetscope.bus import messages as m
+
+    assert m.partition_of("web-1") == zlib.crc32(b"web-1") % m.PARTITIONS
+    host = "web-1.example.com"
+    assert m.data_subject(host) == f"fleetscope.data.{m.partition_of(host)}.{host}"
+    counts = [0] * m.PARTITIONS
+    for i in range(1000):
+        counts[m.partition_of(f"host-{i}.dc1.example.com")] += 1
+    assert min(counts) > 0 and max(counts) < 3 * 1000 / m.PARTITIONS

@@ -112,7 +112,7 @@ def test_publish_subscribe_queue_and_request(nats_server: NatsServer) -> None:
         await b.subscribe("echo", echo)
         await server_holds_subscriptions_of(b, a)
         for i in range(20):
-            await a.publish("fleetscope.data.h1", str(i).encode())
+            await a.publish(m.data_subject("h1"), str(i).encode())
             await a.publish("work", str(i).encode())
         answer = await a.request("echo", b"abc", timeout=5)
         await until(lambda: len(plain) >= 20 and sum(map(len, members)) >= 20)

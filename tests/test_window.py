@@ -152,12 +152,13 @@ def test_messages_from_the_bus_that_are_garbage_or_foreign_are_counted_and_dropp
     t = int(time.time()) - 2  # handled as they arrive: a recent second
     good = m.encode(m.Batch("a", t, t + 1.0, [m.Partial(1, 2.0)]))
     bad_value = m.encode(m.Batch("b", t, t + 1.0, [m.Partial(1, {"x": "y"})]))
-    messages = [(f"{m.DATA}.a", good), (f"{m.DATA}.a", b"\xc1garbage"),
-                (f"{m.DATA}.c", m.encode(m.Batch("d", t, t + 1.0, [m.Partial(1, 5.0)]))),
-                (f"{m.DATA}.b", bad_value), (f"{m.DATA}.a", b"\x00" * (m.MAX_MESSAGE + 1))]
+    messages = [(m.data_subject("a"), good), (m.data_subject("a"), b"\xc1garbage"),
+                (m.data_subject("c"), m.encode(m.Batch("d", t, t + 1.0, [m.Partial(1, 5.0)]))),
+                (m.data_subject("b"), bad_value), (m.data_subject("a"), b"\x00" * (m.MAX_MESSAGE + 1)),
+                (f"{m.DATA}.a", good)]  # the subject of no partition
     for subject, data in messages:
         asyncio.run(agg._on_batch(Msg(subject, data)))
-    assert agg.dropped == {"malformed_batch": 2, "host_not_subject": 1, "malformed_value": 1}
+    assert agg.dropped == {"malformed_batch": 2, "host_not_subject": 2, "malformed_value": 1}
     agg.window(1).expire(time.time() + 5)
     assert [(p.value, p.nsources) for p in agg.window(1).points(t, t + 1)] == [(2.0, 1)]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -20,7 +21,11 @@ from fleetscope.model.errors import InputError
 log = logging.getLogger(__name__)
 
 PREFIX = "fleetscope"
-DATA = f"{PREFIX}.data"  # DATA.<hostname>: one Batch per host per tick
+DATA = f"{PREFIX}.data"  # DATA.<partition>.<hostname>: one Batch per host per tick
+# Hosts are spread over this many partitions by a stable hash of their name (the same in every
+# process of every version: changing it re-homes every host). An aggregator can then receive
+# only the partitions it holds (fleetscope.data.<p>.>) instead of every host's batches.
+PARTITIONS = 64
 CTL_ENABLE = f"{PREFIX}.ctl.enable"  # InstrumentationMsg: start or change (aggregators, API servers)
 CTL_AGENT = f"{PREFIX}.ctl.agent"  # CTL_AGENT.<hostname>: InstrumentationMsg for the agents it may match
 CTL_DISABLE = f"{PREFIX}.ctl.disable"  # DisableMsg
@@ -123,9 +128,20 @@ def agent_subject(hostname: str) -> str:
     return f"{CTL_AGENT}.{hostname}"
 
 
+def partition_of(hostname: str) -> int:
+    """The partition of ``hostname``: CRC-32 of its name modulo :data:`PARTITIONS` (stable, unlike
+    Python's ``hash``)."""
+    return zlib.crc32(hostname.encode()) % PARTITIONS
+
+
 def data_subject(hostname: str) -> str:
-    """Where ``hostname``'s agent publishes its batches."""
-    return f"{DATA}.{hostname}"
+    """Where ``hostname``'s agent publishes its batches: ``fleetscope.data.<partition>.<host>``."""
+    return f"{DATA}.{partition_of(hostname)}.{hostname}"
+
+
+def partition_subject(partition: int) -> str:
+    """Every batch of one partition's hosts."""
+    return f"{DATA}.{partition}.>"
 
 
 def status_subject(hostname: str) -> str:
