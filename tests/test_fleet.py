@@ -274,6 +274,49 @@ def test_an_alert_moves_with_its_instrumentation_and_fires_once(fleet: Fleet, tm
         hook.close()
 
 
+def partition_holders(fleet: Fleet) -> dict[str, int]:
+    """How many partitions each aggregator holds now, as the shared store says."""
+    import psycopg
+
+    with psycopg.connect(fleet.store) as db:
+        rows = db.execute("SELECT owner, COUNT(*) FROM partition_leases WHERE expires > %s GROUP BY owner",
+                          (time.time(),)).fetchall()
+    return dict(rows)
+
+
+def data_subscriptions(fleet: Fleet) -> dict[str, list[str]]:
+    """The data subjects each aggregator's connection subscribes to, as nats-server sees them."""
+    connz = httpx.get(f"http://127.0.0.1:{fleet.nats.monitor_port}/connz", params={"subs": 1},
+                      timeout=5).json()
+    return {c["name"].removeprefix("fleetscope aggregator "): [
+        s for s in c.get("subscriptions_list", []) if s.startswith("fleetscope.data.")]
+        for c in connz["connections"] if c.get("name", "").startswith("fleetscope aggregator ")}
+
+
+def test_aggregators_receive_only_their_partitions_and_rebalance_to_a_new_one(fleet: Fleet) -> None:
+    names = {a.args[-1] for a in fleet.aggregators}
+    held = wait_for(lambda: (h := partition_holders(fleet)).keys() == names and sum(h.values()) == 64 and h,
+                    30, "every partition held by the two aggregators")
+    assert all(n == 32 for n in held.values()), held
+    subs = wait_for(lambda: (s := data_subscriptions(fleet)).keys() == names
+                    and all(len(s[n]) == held[n] for n in names) and s, 15, "subscriptions follow the leases")
+    for name, subjects in subs.items():  # one subject per partition held, never every host's data
+        assert "fleetscope.data.>" not in subjects, name
+        assert all(s.endswith(".>") for s in subjects), (name, subjects)
+    assert not set(subs["agg1"]) & set(subs["agg2"])
+    third = Proc("agg3", ["aggregator", "--bus", fleet.nats.url, "--store", fleet.store, "--name", "agg3"],
+                 fleet.tmp).start()
+    try:
+        wait_for(lambda: (h := partition_holders(fleet)).keys() == names | {"agg3"}
+                 and max(h.values()) <= 22 and sum(h.values()) == 64, 30, "partitions rebalanced over three")
+        inst = create(fleet.api(0), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"]})
+        pts = wait_for(lambda: complete(fleet.api(1), inst["id"], 5, 3), 30, "every host through three")
+        assert_not_double_counted(pts)
+        assert all(p["expected"] == 3 for p in pts)
+    finally:
+        third.stop()
+
+
 def test_a_nats_outage_loses_nothing_from_the_agents_buffers(fleet: Fleet) -> None:
     inst = create(fleet.api(0), {"module": "cpu", "stat": "usage", "decomposition": ["hostname"]})
     wait_for(lambda: complete(fleet.api(0), inst["id"], 3, 3), 30, "values before the outage")

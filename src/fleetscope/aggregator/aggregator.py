@@ -1,4 +1,12 @@
-"""The aggregator process logic: receives batches, keeps one Window per instrumentation."""
+"""The aggregator process logic: receives batches, keeps one Window per instrumentation.
+
+Alone (``fleetscope serve``) an aggregator receives every host's batches and merges each owned
+instrumentation in one :class:`~fleetscope.aggregator.window.Window`. Partitioned (a fleet of
+aggregators), it receives only the batches of the partitions it holds
+(:meth:`Aggregator.hold_partitions`), merges them per instrumentation and slot in a first-level
+window of its own, and sends each such slot to the instrumentation's owner, which merges at
+most one partial per aggregator in an :class:`~fleetscope.aggregator.owner.OwnerWindow`.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,7 @@ from collections.abc import Callable
 import msgspec
 
 from fleetscope.aggregator.follow import Follower
+from fleetscope.aggregator.owner import OwnerWindow, Part
 from fleetscope.aggregator.window import Window, to_message
 from fleetscope.bus import messages as m
 from fleetscope.bus.base import Bus, BusUnavailable, Msg
@@ -29,15 +38,23 @@ CLOCK_MIN_READINGS = 3  # readings before a host's ticks are moved
 CLOCK_WARN = 2.0  # seconds of offset that deserve a warning in the log
 
 Listener = Callable[[Instrumentation, DataPoint], None]
+# Keys a first-level slot keeps for the owner: the agents' own bound, so the owner's top K
+# is chosen from every key that matters in any partition (and "(other)" stays an exact total).
+PARTIAL_TOP_K = values.AGENT_TOP_K
 
 
 class Aggregator(Follower):
     """Merges partials per instrumentation and slot; notifies listeners of final slots."""
 
     def __init__(self, bus: Bus, topk: int = DEFAULT_TOPK, grace: float = DEFAULT_GRACE,
-                 publish_finals: bool = False) -> None:
-        """``publish_finals``: send each final slot on the bus, for API servers in other processes."""
+                 publish_finals: bool = False, name: str | None = None) -> None:
+        """``publish_finals``: send each final slot on the bus, for API servers in other processes.
+        ``name``: partitioned, as this aggregator of a fleet (see the module docstring)."""
         self.bus = bus
+        self.name = name
+        self.partitioned = name is not None
+        self.level1: dict[int, Window] = {}  # partitioned: every instrumentation, my partitions' hosts
+        self.partitions: dict[int, tuple[int, object]] = {}  # held: partition -> (first tick, subscription)
         self.topk = topk
         self.grace = grace
         self.windows: dict[int, Window] = {}  # the owned instrumentations
@@ -60,13 +77,19 @@ class Aggregator(Follower):
             return
         window = self.windows.get(inst.id)
         if window is None:
-            self.windows[inst.id] = Window(inst, inst.keys_kept(self.topk), self.grace, self._notify)
+            self.windows[inst.id] = self._window(inst)
         else:
             window.inst = inst  # retention, idle_max or persist changed
+
+    def _window(self, inst: Instrumentation) -> Window | OwnerWindow:
+        if self.partitioned:  # the partition holders' grace, then the partials' trip
+            return OwnerWindow(inst, inst.keys_kept(self.topk), 2 * self.grace + 0.5, self._notify)
+        return Window(inst, inst.keys_kept(self.topk), self.grace, self._notify)
 
     def disable(self, inst_id: int) -> None:
         self.known.pop(inst_id, None)
         self.windows.pop(inst_id, None)
+        self.level1.pop(inst_id, None)
 
     def following(self) -> set[int]:
         return set(self.known)
@@ -99,6 +122,9 @@ class Aggregator(Follower):
 
     def add_batch(self, batch: m.RawBatch, now: float) -> None:
         tick = batch.time - self.clock_correction(batch.host)
+        if self.partitioned:
+            self._add_level1(batch, tick, now)
+            return
         for partial in batch.partials:
             window = self.windows.get(partial.id)
             if window is None:
@@ -111,6 +137,64 @@ class Aggregator(Follower):
                 self.drop("malformed_value")
                 continue
             window.add(batch.host, tick, value, now)
+
+    def _add_level1(self, batch: m.RawBatch, tick: int, now: float) -> None:
+        held = self.partitions.get(m.partition_of(batch.host))
+        if held is None or tick < held[0]:
+            # Not (yet) ours: another aggregator held this partition at that tick and merged it.
+            self.drop("partition_not_held")
+            return
+        for partial in batch.partials:
+            inst = self.known.get(partial.id)
+            if inst is None:
+                self.drop("unknown_instrumentation")
+                continue
+            try:
+                value = values.decode_msgpack(partial.value, inst.shape)
+            except (InputError, msgspec.DecodeError):
+                self.drop("malformed_value")
+                continue
+            window = self.level1.get(inst.id)
+            if window is None:
+                window = self.level1[inst.id] = Window(inst, PARTIAL_TOP_K, self.grace, self._send_partial)
+            window.add(batch.host, tick, value, now)
+
+    def _send_partial(self, inst: Instrumentation, point: DataPoint) -> None:
+        msg = m.SlotPartial(inst.id, self.name or "", point.start_time,
+                            msgspec.Raw(m.encode(values.encode(point.value, inst.shape))),
+                            point.nsources, point.expected)
+        self._spawn(self._send(f"{m.PARTIAL}.{inst.id}", m.encode(msg)))
+
+    async def _on_partial(self, msg: Msg) -> None:
+        try:
+            partial = m.decode(msg.data, m.SlotPartial)
+        except InputError:
+            self.drop("malformed_partial")
+            return
+        window = self.windows.get(partial.id)
+        if window is None or not isinstance(window, OwnerWindow):
+            return  # another aggregator owns it
+        try:
+            value = values.decode_msgpack(bytes(partial.value), window.inst.shape)
+        except (InputError, msgspec.DecodeError):
+            self.drop("malformed_value")
+            return
+        if partial.nsources < 0 or partial.expected < 0:
+            self.drop("malformed_partial")
+            return
+        part = Part(value, partial.nsources, partial.expected)
+        window.add_partial(partial.source, partial.start_time, part, time.time())
+
+    async def hold_partitions(self, held: set[int], now: float) -> None:
+        """Receive the batches of exactly the partitions ``held`` from now on. A partition newly
+        held is merged from the next whole second: the ticks before it were its previous holder's."""
+        for p in set(self.partitions) - held:
+            _, sub = self.partitions.pop(p)
+            await sub.unsubscribe()
+        for p in held - set(self.partitions):
+            first_tick = int(now) + 1
+            sub = await self.bus.subscribe(m.partition_subject(p), self._on_batch)
+            self.partitions[p] = (first_tick, sub)
 
     # -- clocks -----------------------------------------------------------------------------
 
@@ -154,8 +238,10 @@ class Aggregator(Follower):
         return round(offset) if abs(offset) >= 0.5 else 0
 
     def _publish_final(self, inst: Instrumentation, point: DataPoint) -> None:
-        data = m.encode(to_message(inst.id, point, inst.shape))
-        task = asyncio.get_running_loop().create_task(self._send(f"{m.FINAL}.{inst.id}", data))
+        self._spawn(self._send(f"{m.FINAL}.{inst.id}", m.encode(to_message(inst.id, point, inst.shape))))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._sending.add(task)  # held until done: the loop keeps only weak references
         task.add_done_callback(self._sending.discard)
 
@@ -200,7 +286,10 @@ class Aggregator(Follower):
         self.bus.on_reconnect.append(self._resync)  # creates and deletes meanwhile were missed
         await self.bus.connect()
         await self.follow()
-        await self.bus.subscribe(f"{m.DATA}.>", self._on_batch)
+        if self.partitioned:  # batches: hold_partitions() subscribes to each partition held
+            await self.bus.subscribe(f"{m.PARTIAL}.*", self._on_partial)
+        else:
+            await self.bus.subscribe(f"{m.DATA}.>", self._on_batch)
         await self.bus.subscribe(f"{m.AGENT_STATUS}.>", self._on_status)
         await self.bus.subscribe(f"{m.WINDOW}.*", self._on_window_request)
         self._task = asyncio.get_running_loop().create_task(self._housekeeping())
@@ -210,7 +299,7 @@ class Aggregator(Follower):
         while True:
             await asyncio.sleep(0.2)
             now = time.time()
-            for window in list(self.windows.values()):
+            for window in [*self.level1.values(), *self.windows.values()]:
                 window.expire(now)
 
     async def stop(self) -> None:

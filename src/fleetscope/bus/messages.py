@@ -33,6 +33,8 @@ CTL_LIST = f"{PREFIX}.ctl.list"  # request: ListRequest -> InstrumentationList
 AGENT_STATUS = f"{PREFIX}.agent.status"  # AGENT_STATUS.<hostname>: AgentStatus, every few seconds
 FINAL = f"{PREFIX}.final"  # FINAL.<id>: FinalPoint, each final or revised slot, for API servers
 WINDOW = f"{PREFIX}.window"  # WINDOW.<id>: request -> FinalPoints, the owning aggregator's window
+# PARTIAL.<id>: SlotPartial, a partition holder's merge of one slot of its hosts, for the owner
+PARTIAL = f"{PREFIX}.partial"
 
 
 class Partial(msgspec.Struct, array_like=True):
@@ -112,6 +114,18 @@ class FinalPoint(msgspec.Struct, array_like=True):
     nsources: int
     expected: int
     revised: bool = False
+
+
+class SlotPartial(msgspec.Struct, array_like=True):
+    """One slot of one instrumentation as one aggregator merged it from the hosts of the
+    partitions it holds; sent again, whole, when late data revised it."""
+
+    id: int
+    source: str  # the aggregator (partition holder) that merged it
+    start_time: int
+    value: msgspec.Raw  # fleetscope.model.values.encode() form, decoded by the owner only
+    nsources: int
+    expected: int
 
 
 class WindowRequest(msgspec.Struct):

@@ -49,10 +49,11 @@ def agent_permissions(host: str) -> Permissions:
 
 
 AGGREGATOR = Permissions(
-    # Finals for API servers, answers to window requests, and its own requests for the list.
-    publish=(f"{m.FINAL}.>", m.CTL_LIST, "_INBOX.>"),
-    subscribe=(f"{m.DATA}.>", f"{m.AGENT_STATUS}.>", f"{m.WINDOW}.*", m.CTL_ENABLE, m.CTL_DISABLE,
-               "_INBOX.>"),
+    # Finals for API servers, partials of its partitions for the owners, answers to window
+    # requests, and its own requests for the list.
+    publish=(f"{m.FINAL}.>", f"{m.PARTIAL}.*", m.CTL_LIST, "_INBOX.>"),
+    subscribe=(f"{m.DATA}.>", f"{m.PARTIAL}.*", f"{m.AGENT_STATUS}.>", f"{m.WINDOW}.*", m.CTL_ENABLE,
+               m.CTL_DISABLE, "_INBOX.>"),
 )
 
 API = Permissions(

@@ -12,7 +12,7 @@ import asyncio
 import logging
 
 from fleetscope.aggregator.aggregator import Aggregator
-from fleetscope.aggregator.shards import LeaseKeeper
+from fleetscope.aggregator.shards import LeaseKeeper, default_name
 from fleetscope.alerts.deliver import Notifier
 from fleetscope.alerts.engine import AlertEngine
 from fleetscope.bus.base import Bus
@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 async def run_aggregator(bus: Bus, store: Store, stop: asyncio.Event, name: str | None = None,
                          history_config: HistoryConfig | None = None, public_url: str = "") -> None:
     """Aggregate this process's share of the instrumentations until ``stop`` is set."""
-    aggregator = Aggregator(bus, publish_finals=True)
+    name = name or default_name()
+    aggregator = Aggregator(bus, publish_finals=True, name=name)
     aggregator.own(set())  # nothing until the first lease round
     # Only the lease holder rolls up and compacts an instrumentation's history.
     history = History(store, (history_config or HistoryConfig())._replace(topk=aggregator.topk),

@@ -74,8 +74,8 @@ def configure_logging(level: str) -> None:
 
 def finish_slots(aggregator: Aggregator) -> None:
     """Nothing more will arrive: make every pending slot final (before the last history flush)."""
-    for window in list(aggregator.windows.values()):
-        window.expire(time.time() + aggregator.grace + window.inst.granularity)
+    for window in [*aggregator.level1.values(), *aggregator.windows.values()]:
+        window.expire(time.time() + 2 * aggregator.grace + 1 + window.inst.granularity)
 
 
 def serve_http(app: Any, host: str, port: int, log_level: str, tls_cert: str | None = None,
@@ -115,7 +115,8 @@ class FleetParts(NamedTuple):
 
 def open_fleet_parts(config: FleetConfig) -> FleetParts:
     """The bus (not connected yet) and the opened store; InputError naming ``bus`` or ``store``."""
-    bus = connect_bus(config.bus_url, name=f"fleetscope {config.section}", **config.nats)
+    named = f"fleetscope {config.section}" + (f" {config.name}" if config.name else "")
+    bus = connect_bus(config.bus_url, name=named, **config.nats)
     return FleetParts(bus, open_store(config.store_url))
 
 

@@ -52,6 +52,11 @@ CREATE TABLE IF NOT EXISTS leases (
     owner TEXT NOT NULL,
     expires {real} NOT NULL
 );
+CREATE TABLE IF NOT EXISTS partition_leases (
+    inst_id BIGINT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires {real} NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dashboards (
     id {id},
     document TEXT NOT NULL
@@ -80,6 +85,9 @@ CREATE TABLE IF NOT EXISTS pending_rollups (
     PRIMARY KEY (inst_id, tier, start_time)
 );
 """
+
+
+_LEASE_TABLES = ("leases", "partition_leases")  # of instrumentations and of partitions of hosts
 
 
 class SQLStore(AccessTables, AlertTables):
@@ -157,9 +165,12 @@ class SQLStore(AccessTables, AlertTables):
 
     # -- leases: which aggregator aggregates which instrumentation (fleetscope.aggregator.shards) --
 
-    def keep_leases(self, name: str, inst_ids: Sequence[int], now: float, ttl: float) -> set[int]:
+    def keep_leases(self, name: str, inst_ids: Sequence[int], now: float, ttl: float,
+                    table: str = "leases") -> set[int]:
         """One round for aggregator ``name``: heartbeat, renew its leases up to its fair share of
-        ``inst_ids`` (the rest given back), claim free or expired ones; the ids it holds now."""
+        ``inst_ids`` (the rest given back), claim free or expired ones; the ids it holds now.
+        ``table``: ``leases`` (instrumentations) or ``partition_leases`` (partitions of hosts)."""
+        assert table in _LEASE_TABLES, table
         with self._tx() as db:
             if self.LEASE_LOCK:
                 db.execute(self.LEASE_LOCK)
@@ -170,23 +181,23 @@ class SQLStore(AccessTables, AlertTables):
             wanted = set(inst_ids)
             fair = -(-len(wanted) // max(1, int(live)))
             held = sorted(int(r[0]) for r in db.execute(
-                "SELECT inst_id FROM leases WHERE owner = ? AND expires > ?", (name, now)).fetchall())
+                f"SELECT inst_id FROM {table} WHERE owner = ? AND expires > ?", (name, now)).fetchall())
             keep = [i for i in held if i in wanted][:fair]
             for inst_id in set(held) - set(keep):  # over the share, or deleted meanwhile
-                db.execute("DELETE FROM leases WHERE inst_id = ? AND owner = ?", (inst_id, name))
+                db.execute(f"DELETE FROM {table} WHERE inst_id = ? AND owner = ?", (inst_id, name))
             for inst_id in keep:
-                db.execute("UPDATE leases SET expires = ? WHERE inst_id = ? AND owner = ?",
+                db.execute(f"UPDATE {table} SET expires = ? WHERE inst_id = ? AND owner = ?",
                            (now + ttl, inst_id, name))
-            taken = {int(r[0]) for r in db.execute("SELECT inst_id FROM leases WHERE expires > ?",
+            taken = {int(r[0]) for r in db.execute(f"SELECT inst_id FROM {table} WHERE expires > ?",
                                                    (now,)).fetchall()}
             free = sorted(wanted - taken)
             random.Random(name).shuffle(free)  # aggregators starting together try different ones first
             for inst_id in free[: max(0, fair - len(keep))]:
                 # Atomic on both databases: only a missing or expired lease changes hands.
                 cur = db.execute(
-                    "INSERT INTO leases (inst_id, owner, expires) VALUES (?, ?, ?) "
+                    f"INSERT INTO {table} (inst_id, owner, expires) VALUES (?, ?, ?) "
                     "ON CONFLICT (inst_id) DO UPDATE SET owner = excluded.owner, expires = excluded.expires "
-                    "WHERE leases.expires <= ?", (inst_id, name, now + ttl, now))
+                    f"WHERE {table}.expires <= ?", (inst_id, name, now + ttl, now))
                 if cur.rowcount:
                     keep.append(inst_id)
         return set(keep)
@@ -194,7 +205,8 @@ class SQLStore(AccessTables, AlertTables):
     def release_leases(self, name: str) -> None:
         """Aggregator ``name`` stops: its instrumentations are free at once."""
         with self._tx() as db:
-            db.execute("DELETE FROM leases WHERE owner = ?", (name,))
+            for table in _LEASE_TABLES:
+                db.execute(f"DELETE FROM {table} WHERE owner = ?", (name,))
             db.execute("DELETE FROM aggregators WHERE name = ?", (name,))
 
     # -- dashboards: one JSON document per row, validated by the API -----------------------------

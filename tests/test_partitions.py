@@ -1,0 +1,117 @@
+"""Partitioned aggregation (#15): aggregators that each hold some partitions of hosts merge
+their hosts per slot and send the owner one partial each; the owner's finals equal what one
+aggregator that received every batch makes of the same batches (values, top K and "(other)",
+nsources, expected), and a revision replaces its source's partial instead of adding to it."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+from fleetscope.aggregator.aggregator import Aggregator
+from fleetscope.aggregator.owner import OwnerWindow, Part
+from fleetscope.bus import messages as m
+from fleetscope.bus.memory import MemoryBus
+from fleetscope.model import values
+from fleetscope.model.histogram import Histogram
+from fleetscope.model.instrumentation import Instrumentation
+from fleetscope.model.series import DataPoint
+
+HOSTS = [f"host-{i}.example.com" for i in range(40)]
+BREAKDOWN = Instrumentation(1, "proc", "cpu", {}, ("execname",), 1, 600, 0, False, 0.0,
+                            shape=values.DISCRETE, discrete="execname")
+LATENCY = Instrumentation(2, "app", "requests", {}, ("route", "latency"), 1, 600, 0, False, 0.0,
+                          shape=values.DISCRETE_HISTOGRAM, discrete="route", numeric="latency")
+
+
+def batches(t: int, rng: random.Random) -> list[tuple[str, bytes]]:
+    out = []
+    for host in HOSTS:
+        names = {f"p{rng.randrange(120)}": float(rng.randrange(1, 100)) for _ in range(30)}
+        routes = {}
+        for r in range(3):
+            h = Histogram()
+            for _ in range(5):
+                h.record(rng.lognormvariate(-4, 1))
+            routes[f"/r{r}"] = h
+        partials = [m.Partial(1, values.encode(names, values.DISCRETE)),
+                    m.Partial(2, values.encode(routes, values.DISCRETE_HISTOGRAM))]
+        out.append((m.data_subject(host), m.encode(m.Batch(host, t, t + 0.5, partials))))
+    return out
+
+
+async def run_fleet(seconds: int, start: int) -> tuple[dict, dict]:
+    """The same batches through one lone aggregator, and through three partitioned ones over one
+    memory bus (partitions dealt round-robin); the finals of each by (instrumentation, slot)."""
+    lone_bus, fleet_bus = MemoryBus(), MemoryBus()
+    lone = Aggregator(lone_bus)
+    fleet = [Aggregator(fleet_bus, name=f"agg{i}") for i in range(3)]
+    finals: tuple[dict, dict] = ({}, {})
+    lone.listeners.append(lambda inst, p: finals[0].__setitem__((inst.id, p.start_time), p))
+    for agg in fleet:
+        agg.listeners.append(lambda inst, p: finals[1].__setitem__((inst.id, p.start_time), p))
+    for agg in (lone, *fleet):
+        await agg.bus.connect()
+        await agg.follow()
+        await agg.bus.subscribe(f"{m.DATA}.>", agg._on_batch) if agg is lone else None
+        for inst in (BREAKDOWN, LATENCY):
+            agg.enable(inst)
+    for i, agg in enumerate(fleet):
+        agg.own({1} if i == 0 else {2} if i == 1 else set())  # agg2 owns nothing, holds partitions
+        await agg.bus.subscribe(f"{m.PARTIAL}.*", agg._on_partial)
+        await agg.hold_partitions({p for p in range(m.PARTITIONS) if p % 3 == i}, start - 10)
+    rng = random.Random(7)
+    for second in range(seconds):
+        for subject, data in batches(start + second, rng):
+            await lone_bus.publish(subject, data)
+            await fleet_bus.publish(subject, data)
+        await asyncio.sleep(0.05)  # the memory bus delivers in tasks
+    for agg in (lone, *fleet):  # every slot's deadline passed: final at the first level
+        for window in agg.level1.values():
+            window.expire(time.time() + 60)
+    await asyncio.sleep(0.1)  # the partials travel to their owners
+    for agg in (lone, *fleet):
+        for window in agg.windows.values():
+            window.expire(time.time() + 60)
+    for agg in (lone, *fleet):
+        await agg.bus.close()
+    return finals
+
+
+def test_two_level_merge_equals_one_aggregator_of_every_batch() -> None:
+    start = int(time.time()) - 30
+    lone, fleet = asyncio.run(run_fleet(5, start))
+    assert set(lone) == set(fleet) and len(lone) == 10
+    for key, point in lone.items():
+        other = fleet[key]
+        assert (other.nsources, other.expected) == (point.nsources, point.expected) == (40, 40)
+        if key[0] == BREAKDOWN.id:  # top 50 of 120 names and an exact (other)
+            assert other.value.keys() == point.value.keys() and values.OTHER in point.value
+            for name, v in point.value.items():
+                assert abs(other.value[name] - v) <= 1e-9 * max(1.0, abs(v)), name
+        else:  # bucket counts exact; the sum of the values up to the order of addition
+            assert other.value.keys() == point.value.keys()
+            for route, h in point.value.items():
+                o = other.value[route]
+                assert (o.buckets, o.count, o.zero_count, o.min, o.max) == (h.buckets, h.count, h.zero_count,
+                                                                             h.min, h.max)
+                assert abs(o.sum - h.sum) <= 1e-12 * h.sum
+
+
+def test_a_revised_partial_replaces_its_sources_earlier_one() -> None:
+    finals: list[DataPoint] = []
+    window = OwnerWindow(BREAKDOWN, 50, 3.0, lambda inst, p: finals.append(p))
+    now = time.time()
+    t = int(now) - 5
+    for source in ("agg1", "agg2"):  # both sources have been heard of: both are waited for
+        window.add_partial(source, t - 1, Part({}, 0, 0), now)
+    finals.clear()
+    window.add_partial("agg1", t, Part({"a": 1.0}, 2, 2), now)
+    assert finals == [], "the slot waits for agg2"
+    window.add_partial("agg2", t, Part({"a": 2.0, "b": 1.0}, 3, 3), now)
+    assert [(p.value, p.nsources, p.expected) for p in finals] == [({"a": 3.0, "b": 1.0}, 5, 5)]
+    window.add_partial("agg1", t, Part({"a": 1.5}, 3, 3), now)  # a late host of agg1's partitions
+    window.expire(now)
+    assert [(p.value, p.nsources, p.revised) for p in finals[1:] if p.start_time == t] == [
+        ({"a": 3.5, "b": 1.0}, 6, True)]
