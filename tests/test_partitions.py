@@ -115,3 +115,27 @@ def test_a_revised_partial_replaces_its_sources_earlier_one() -> None:
     window.expire(now)
     assert [(p.value, p.nsources, p.revised) for p in finals[1:] if p.start_time == t] == [
         ({"a": 3.5, "b": 1.0}, 6, True)]
+
+
+def test_hosts_of_a_partition_given_up_are_not_expected_here_any_more() -> None:
+    """Otherwise, for a few seconds after a partition moves, its hosts would be expected by
+    both its old and its new holder, and the owner's ``expected`` would count them twice."""
+
+    async def run() -> tuple[int, int]:
+        agg = Aggregator(MemoryBus(), name="agg1")
+        await agg.bus.connect()
+        agg.enable(BREAKDOWN)
+        now = time.time()
+        await agg.hold_partitions(set(range(m.PARTITIONS)), now - 10)
+        t = int(now) - 3
+        for host in HOSTS[:2]:
+            batch = m.Batch(host, t, t + 0.5, [m.Partial(1, values.encode({"a": 1.0}, values.DISCRETE))])
+            await agg.bus.publish(m.data_subject(host), m.encode(batch))
+        await asyncio.sleep(0.05)
+        before = agg.level1[1]._expected_bits(now).bit_count()
+        await agg.hold_partitions(set(range(m.PARTITIONS)) - {m.partition_of(HOSTS[0])}, now)
+        after = agg.level1[1]._expected_bits(now).bit_count()
+        await agg.bus.close()
+        return before, after
+
+    assert asyncio.run(run()) == (2, 1)

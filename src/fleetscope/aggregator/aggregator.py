@@ -188,9 +188,13 @@ class Aggregator(Follower):
     async def hold_partitions(self, held: set[int], now: float) -> None:
         """Receive the batches of exactly the partitions ``held`` from now on. A partition newly
         held is merged from the next whole second: the ticks before it were its previous holder's."""
-        for p in set(self.partitions) - held:
+        given_up = set(self.partitions) - held
+        for p in given_up:
             _, sub = self.partitions.pop(p)
             await sub.unsubscribe()
+        if given_up:  # their hosts are expected by their new holder now, not here
+            for window in self.level1.values():
+                window.forget(lambda host: m.partition_of(host) in given_up)
         for p in held - set(self.partitions):
             first_tick = int(now) + 1
             sub = await self.bus.subscribe(m.partition_subject(p), self._on_batch)

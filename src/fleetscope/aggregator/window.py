@@ -72,6 +72,13 @@ class Window:
             self._expected_at = now
         return self._expected
 
+    def forget(self, hosts: Callable[[str], bool]) -> None:
+        """Expect no more of the hosts for which ``hosts(name)`` is true (another aggregator
+        receives them now: counted as expected there, they must not be here too)."""
+        for host in [h for h in self.last_seen if hosts(h)]:
+            del self.last_seen[host]
+        self._expected_at = -math.inf
+
     def add(self, host: str, tick: int, value: values.Value, now: float) -> None:
         """Merge one host's partial value for the one-second tick starting at ``tick``."""
         g = self.inst.granularity
