@@ -73,6 +73,8 @@ class Aggregator(Follower):
 
     def enable(self, inst: Instrumentation) -> None:
         self.known[inst.id] = inst
+        if inst.id in self.level1:
+            self.level1[inst.id].inst = inst  # retention changed
         if self.owned is not None and inst.id not in self.owned:
             return
         window = self.windows.get(inst.id)
