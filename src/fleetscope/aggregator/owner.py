@@ -9,9 +9,9 @@ or its deadline passes; ``nsources`` and ``expected`` are the sums of the source
 exact. A fleet-wide instrumentation over any number of hosts then costs its owner one message per
 aggregator per slot.
 
-Same reading interface as :class:`~fleetscope.aggregator.window.Window` (``expire``, ``latest``,
-``points``), so the aggregator, its window requests and its listeners do not know which level
-they read.
+It is read and aged like a :class:`~fleetscope.aggregator.window.Window` (``expire``, ``latest``,
+``points``, shared in :class:`~fleetscope.aggregator.window.SlotReader`), so the aggregator, its
+window requests and its listeners do not know which level they read.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+from fleetscope.aggregator.window import SlotReader
 from fleetscope.model import values
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.model.series import DataPoint
@@ -46,7 +47,7 @@ class OwnerSlot:
         self.stale = False  # final, and a part changed since
 
 
-class OwnerWindow:
+class OwnerWindow(SlotReader):
     """The slots of one owned instrumentation, merged from its sources' partials."""
 
     def __init__(self, inst: Instrumentation, topk: int, grace: float,
@@ -80,12 +81,12 @@ class OwnerWindow:
         if slot.final is not None:
             slot.revised = slot.stale = True
         elif self._expected(now) <= slot.parts.keys():
-            self._finalise(slot)
+            self._finalise(slot, now)
 
     def _expected(self, now: float) -> set[str]:
         return {s for s, t in self.last_seen.items() if now - t < STALE_AFTER}
 
-    def _finalise(self, slot: OwnerSlot) -> None:
+    def _finalise(self, slot: OwnerSlot, now: float) -> None:
         shape = self.inst.shape
         value = values.empty(shape)
         for part in slot.parts.values():
@@ -97,28 +98,3 @@ class OwnerWindow:
                                expected, slot.revised)
         slot.stale = False
         self.on_final(self.inst, slot.final)
-
-    def expire(self, now: float) -> None:
-        """Finalise slots past their deadline and drop those older than the retention."""
-        g = self.inst.granularity
-        oldest = now - self.inst.retention - g
-        for start in list(self.slots):
-            slot = self.slots[start]
-            if start < oldest:
-                del self.slots[start]
-            elif slot.stale or (slot.final is None and start + g + self.grace <= now):
-                self._finalise(slot)
-
-    def latest(self) -> int | None:
-        """Start of the latest final slot, or None."""
-        finals = [s for s, slot in self.slots.items() if slot.final is not None]
-        return max(finals) if finals else None
-
-    def points(self, start: int, end: int) -> list[DataPoint]:
-        """The final data points with ``start <= start_time < end``, oldest first."""
-        slots = [slot for s, slot in sorted(self.slots.items())
-                 if start <= s < end and slot.final is not None]
-        for slot in slots:
-            if slot.stale:
-                self._finalise(slot)
-        return [slot.final for slot in slots]

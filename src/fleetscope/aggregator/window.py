@@ -42,7 +42,47 @@ class Slot:
         self.stale = False  # final, and late data merged since
 
 
-class Window:
+class SlotReader:
+    """What reads and ages a window's slots, for both merging levels (this module's
+    :class:`Window` and :class:`fleetscope.aggregator.owner.OwnerWindow`): a subclass has
+    ``inst``, ``grace``, ``slots`` (start -> a slot with ``final`` and ``stale``), ``_now`` and
+    ``_finalise(slot, now)``."""
+
+    inst: Instrumentation
+    grace: float
+    slots: dict
+    _now: float
+
+    def _finalise(self, slot, now: float) -> None:
+        raise NotImplementedError
+
+    def expire(self, now: float) -> None:
+        """Finalise slots past their deadline and drop those older than the retention."""
+        g = self.inst.granularity
+        oldest = now - self.inst.retention - g
+        for start in list(self.slots):
+            slot = self.slots[start]
+            if start < oldest:
+                del self.slots[start]
+            elif slot.stale or (slot.final is None and start + g + self.grace <= now):
+                self._finalise(slot, now)
+
+    def latest(self) -> int | None:
+        """Start of the latest final slot, or None."""
+        finals = [s for s, slot in self.slots.items() if slot.final is not None]
+        return max(finals) if finals else None
+
+    def points(self, start: int, end: int) -> list[DataPoint]:
+        """The final data points with ``start <= start_time < end``, oldest first."""
+        slots = [slot for s, slot in sorted(self.slots.items())
+                 if start <= s < end and slot.final is not None]
+        for slot in slots:
+            if slot.stale:
+                self._finalise(slot, self._now)
+        return [slot.final for slot in slots]
+
+
+class Window(SlotReader):
     """The pending and final slots of one instrumentation."""
 
     def __init__(self, inst: Instrumentation, topk: int, grace: float,
@@ -130,31 +170,6 @@ class Window:
                                slot.revised)
         slot.stale = False
         self.on_final(self.inst, slot.final)
-
-    def expire(self, now: float) -> None:
-        """Finalise slots past their deadline and drop those older than the retention."""
-        g = self.inst.granularity
-        oldest = now - self.inst.retention - g
-        for start in list(self.slots):
-            slot = self.slots[start]
-            if start < oldest:
-                del self.slots[start]
-            elif slot.stale or (slot.final is None and start + g + self.grace <= now):
-                self._finalise(slot, now)
-
-    def latest(self) -> int | None:
-        """Start of the latest final slot, or None."""
-        finals = [s for s, slot in self.slots.items() if slot.final is not None]
-        return max(finals) if finals else None
-
-    def points(self, start: int, end: int) -> list[DataPoint]:
-        """The final data points with ``start <= start_time < end``, oldest first."""
-        slots = [slot for s, slot in sorted(self.slots.items())
-                 if start <= s < end and slot.final is not None]
-        for slot in slots:
-            if slot.stale:
-                self._finalise(slot, self._now)
-        return [slot.final for slot in slots]
 
 
 def to_message(inst_id: int, point: DataPoint, shape: str) -> m.FinalPoint:
