@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from fleetscope.alerts import alertmanager, email, webhook
+from fleetscope.alerts.engine import RESEND  # the engine re-sends; the notifier dates endsAt by it
 from fleetscope.model.alerts import (
     DEFAULT_TIMEOUT,
     MASK,
@@ -79,7 +80,6 @@ ATTEMPTS = 10
 BACKOFF = 1.0  # seconds before the first retry; doubled after each failed attempt
 MAX_BACKOFF = 60.0
 MAX_AGE = 900.0  # seconds a notification may wait; older ones are given up
-RESEND = 60.0  # seconds between the engine's re-sends of a firing alert to Alertmanager
 VALIDITY_RESENDS = 4  # a firing alert's endsAt is this many resend intervals ahead
 JITTER = 0.1  # up to this fraction is added to each backoff
 MAX_ERROR = 300  # characters of last_error

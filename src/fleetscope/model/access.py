@@ -129,6 +129,11 @@ class Caller(NamedTuple):
     address: str = ""
 
     @property
+    def tenant_name(self) -> str | None:
+        """The caller's tenant's name; None for the operators."""
+        return self.tenant.name if self.tenant else None
+
+    @property
     def who(self) -> str:
         """How the audit log names the caller."""
         if self.token is None:

@@ -41,10 +41,6 @@ RuleId = Annotated[int, Depends(_rule_id)]
 ReceiverName = Annotated[str, Path(description="a receiver's name", pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 
 
-def _tenant(caller: Caller) -> str | None:
-    return caller.tenant.name if caller.tenant else None
-
-
 def _visible(caller: Caller, rule: Rule) -> bool:
     return access.may_see(caller, rule.tenant)
 
@@ -161,7 +157,7 @@ def history(svc: Svc, caller: Viewer,
 
 
 def _receiver(svc: Services, caller: Caller, name: str) -> Receiver:
-    found = svc.control.store.get_alert_receiver(_tenant(caller), name)
+    found = svc.control.store.get_alert_receiver(caller.tenant_name, name)
     if found is None:
         raise NotFound("name", f"no receiver {name!r}")
     return found
@@ -170,7 +166,7 @@ def _receiver(svc: Services, caller: Caller, name: str) -> Receiver:
 @router.get("/receivers", summary="Every receiver of the caller's tenant (secrets masked), with its "
             "delivery counters")
 def list_receivers(svc: Svc, caller: Viewer) -> dict:
-    own = owner_of(_tenant(caller))
+    own = owner_of(caller.tenant_name)
     deliveries = scope.deliveries_for(caller, svc.control.store.alert_deliveries())
     mine = [r for r in svc.control.store.list_alert_receivers() if owner_of(r.tenant) == own]
     return {"receivers": [{**r.to_json(), "delivery": deliveries.get((own, r.name))} for r in mine]}
@@ -178,7 +174,7 @@ def list_receivers(svc: Svc, caller: Viewer) -> dict:
 
 @router.post("/receivers", status_code=201, summary="Create a receiver", responses=responses(400, 409, 422))
 def create_receiver(body: ReceiverBody, svc: Svc, caller: Operator) -> dict:
-    receiver = parse_receiver(body.model_dump(), _tenant(caller), time.time())
+    receiver = parse_receiver(body.model_dump(), caller.tenant_name, time.time())
     if not svc.control.store.put_alert_receiver(receiver, create=True):
         raise InputError("name", f"a receiver is already called {receiver.name!r}", 409)
     audit(svc, caller, "alert_receiver.create", f"receiver {receiver.name}", {"kind": receiver.kind})
@@ -196,7 +192,7 @@ def replace_receiver(name: ReceiverName, body: ReceiverBody, svc: Svc, caller: O
     current = _receiver(svc, caller, name)
     if body.name != name:
         raise InputError("name", f"is {name!r} in the path: a receiver is not renamed")
-    receiver = parse_receiver(body.model_dump(), _tenant(caller), current.created, previous=current)
+    receiver = parse_receiver(body.model_dump(), caller.tenant_name, current.created, previous=current)
     if not svc.control.store.put_alert_receiver(receiver, create=False):
         raise NotFound("name", f"no receiver {name!r}")
     audit(svc, caller, "alert_receiver.update", f"receiver {name}", {"kind": receiver.kind})
@@ -208,10 +204,10 @@ def replace_receiver(name: ReceiverName, body: ReceiverBody, svc: Svc, caller: O
 def delete_receiver(name: ReceiverName, svc: Svc, caller: Operator) -> Response:
     _receiver(svc, caller, name)
     users = [r.id for r in svc.control.store.list_alert_rules()
-             if r.tenant == _tenant(caller) and name in r.receivers]
+             if r.tenant == caller.tenant_name and name in r.receivers]
     if users:
         raise InputError("name", f"rules {', '.join(map(str, users))} send to it: change them first", 409)
-    svc.control.store.delete_alert_receiver(_tenant(caller), name)
+    svc.control.store.delete_alert_receiver(caller.tenant_name, name)
     audit(svc, caller, "alert_receiver.delete", f"receiver {name}")
     return Response(status_code=204)
 

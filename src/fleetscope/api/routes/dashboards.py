@@ -39,12 +39,8 @@ def _visible(caller: Caller) -> Any:
 def _unique(svc: Services, caller: Caller, name: str, except_id: int | None = None) -> None:
     """Names are unique among the dashboards the caller can see (tenants have their own)."""
     for d in filter(_visible(caller), svc.control.store.list_dashboards()):
-        if d["name"] == name and d["id"] != except_id and d.get("tenant") == _tenant(caller):
+        if d["name"] == name and d["id"] != except_id and d.get("tenant") == caller.tenant_name:
             raise InputError("name", f"dashboard {d['id']} is already called {name!r}", 409)
-
-
-def _tenant(caller: Caller) -> str | None:
-    return caller.tenant.name if caller.tenant else None
 
 
 def _found(svc: Services, caller: Caller, dashboard_id: int) -> dict:
@@ -64,7 +60,7 @@ def list_dashboards(svc: Svc, caller: Viewer) -> dict:
 def create_dashboard(svc: Svc, caller: Operator, body: Any = Body(..., include_in_schema=False)) -> dict:
     doc = validate_dashboard(body, _exists(svc, caller))
     _unique(svc, caller, doc["name"])
-    made = svc.control.store.create_dashboard({**doc, "tenant": _tenant(caller)})
+    made = svc.control.store.create_dashboard({**doc, "tenant": caller.tenant_name})
     audit(svc, caller, "dashboard.create", f"dashboard {made['id']}", {"name": doc["name"]})
     return made
 
