@@ -67,9 +67,8 @@ async def run_fleet(seconds: int, start: int) -> tuple[dict, dict]:
             await lone_bus.publish(subject, data)
             await fleet_bus.publish(subject, data)
         await asyncio.sleep(0.05)  # the memory bus delivers in tasks
-    for agg in (lone, *fleet):  # every slot's deadline passed: final at the first level
-        for window in agg.level1.values():
-            window.expire(time.time() + 60)
+    for agg in fleet:  # every slot's deadline passed: final at the first level
+        agg.holder.expire(time.time() + 60)
     await asyncio.sleep(0.1)  # the partials travel to their owners
     for agg in (lone, *fleet):
         for window in agg.windows.values():
@@ -99,43 +98,59 @@ def test_two_level_merge_equals_one_aggregator_of_every_batch() -> None:
                 assert abs(o.sum - h.sum) <= 1e-12 * h.sum
 
 
-def test_a_revised_partial_replaces_its_sources_earlier_one() -> None:
+def test_a_partitions_later_partial_replaces_its_earlier_one_whoever_sent_it() -> None:
+    """A revision (late data) replaces the partition's earlier partial, and so does the merge of
+    the partition's new holder (replays of seconds its old holder never acknowledged)."""
     finals: list[DataPoint] = []
     window = OwnerWindow(BREAKDOWN, 50, 3.0, lambda inst, p: finals.append(p))
     now = time.time()
     t = int(now) - 5
-    for source in ("agg1", "agg2"):  # both sources have been heard of: both are waited for
-        window.add_partial(source, t - 1, Part({}, 0, 0), now)
+    for partition in (3, 7):  # both partitions have been heard of: both are waited for
+        window.add_partial(partition, t - 1, Part({}, 0, 0, "agg1"), now)
     finals.clear()
-    window.add_partial("agg1", t, Part({"a": 1.0}, 2, 2), now)
-    assert finals == [], "the slot waits for agg2"
-    window.add_partial("agg2", t, Part({"a": 2.0, "b": 1.0}, 3, 3), now)
+    window.to_ack.clear()
+    window.add_partial(3, t, Part({"a": 1.0}, 2, 2, "agg1"), now)
+    assert finals == [], "the slot waits for partition 7"
+    window.add_partial(7, t, Part({"a": 2.0, "b": 1.0}, 3, 3, "agg2"), now)
     assert [(p.value, p.nsources, p.expected) for p in finals] == [({"a": 3.0, "b": 1.0}, 5, 5)]
-    window.add_partial("agg1", t, Part({"a": 1.5}, 3, 3), now)  # a late host of agg1's partitions
+    assert sorted(window.to_ack) == [("agg1", 3, t), ("agg2", 7, t)], "each sender is owed its own"
+    window.to_ack.clear()
+    window.add_partial(3, t, Part({"a": 1.5}, 3, 3, "agg1"), now)  # a late host of partition 3
     window.expire(now)
-    assert [(p.value, p.nsources, p.revised) for p in finals[1:] if p.start_time == t] == [
-        ({"a": 3.5, "b": 1.0}, 6, True)]
+    revised = [p for p in finals[1:] if p.start_time == t]
+    assert [(p.value, p.nsources, p.expected, p.revised) for p in revised] == [
+        ({"a": 3.5, "b": 1.0}, 6, 6, True)]
+    window.add_partial(3, t, Part({"a": 1.5}, 3, 3, "agg3"), now)  # its new holder, from replays
+    window.expire(now)
+    again = [p for p in finals if p.start_time == t][2:]
+    assert [(p.value, p.nsources, p.expected) for p in again] == [({"a": 3.5, "b": 1.0}, 6, 6)], (
+        "the same hosts through another holder are not counted twice")
+    assert ("agg3", 3, t) in window.to_ack
 
 
-def test_hosts_of_a_partition_given_up_are_not_expected_here_any_more() -> None:
-    """Otherwise, for a few seconds after a partition moves, its hosts would be expected by
-    both its old and its new holder, and the owner's ``expected`` would count them twice."""
-
-    async def run() -> tuple[int, int]:
+def test_a_partition_given_up_is_refused_and_its_windows_age_out() -> None:
+    async def run() -> None:
         agg = Aggregator(MemoryBus(), name="agg1")
         await agg.bus.connect()
         agg.enable(BREAKDOWN)
+        agg.own(set())
         now = time.time()
         await agg.hold_partitions(set(range(m.PARTITIONS)), now - 10)
         t = int(now) - 3
+        moved = m.partition_of(HOSTS[0])
         for host in HOSTS[:2]:
             batch = m.Batch(host, t, t + 0.5, [m.Partial(1, values.encode({"a": 1.0}, values.DISCRETE))])
             await agg.bus.publish(m.data_subject(host), m.encode(batch))
         await asyncio.sleep(0.05)
-        before = agg.level1[1]._expected_bits(now).bit_count()
-        await agg.hold_partitions(set(range(m.PARTITIONS)) - {m.partition_of(HOSTS[0])}, now)
-        after = agg.level1[1]._expected_bits(now).bit_count()
+        assert (1, moved) in agg.holder.windows
+        await agg.hold_partitions(set(range(m.PARTITIONS)) - {moved}, now)
+        agg.add_batch(m.decode(m.encode(m.Batch(HOSTS[0], t + 1, t + 1.5, [])), m.RawBatch), now)
+        assert agg.dropped["partition_not_held"] == 1
+        agg.expire(now + 1)
+        assert (1, moved) in agg.holder.windows, "its slots are still sent to the owner"
+        agg.expire(now + 700)  # past the retention
+        assert (1, moved) not in agg.holder.windows
+        assert (1, m.partition_of(HOSTS[1])) in agg.holder.windows or m.partition_of(HOSTS[1]) == moved
         await agg.bus.close()
-        return before, after
 
-    assert asyncio.run(run()) == (2, 1)
+    asyncio.run(run())

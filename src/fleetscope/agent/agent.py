@@ -25,7 +25,7 @@ import msgspec
 from fleetscope import __version__
 from fleetscope.agent.budget import DEFAULT_BUDGET, Budgets
 from fleetscope.agent.evaluate import OverBudget, plan_for
-from fleetscope.agent.outbox import DEFAULT_MAX_BYTES, Outbox
+from fleetscope.agent.outbox import DEFAULT_MAX_BYTES, DEFAULT_REPLAY_AFTER, Outbox
 from fleetscope.bus import messages as m
 from fleetscope.bus.base import Bus, BusUnavailable, MessageTooLarge, Msg
 from fleetscope.model import predicate as predicates
@@ -112,6 +112,12 @@ class Agent:
             self.enable(Instrumentation.from_json(body.instrumentation))
         except (InputError, KeyError, TypeError) as exc:
             log.warning("dropped a bad enable message: %s", exc)
+
+    async def _on_ack(self, msg: Msg) -> None:
+        try:
+            self.outbox.ack(m.decode(msg.data, m.Ack).batches)
+        except InputError as exc:
+            log.warning("dropped a bad acknowledgement: %s", exc)
 
     async def _on_disable(self, msg: Msg) -> None:
         try:
@@ -298,6 +304,7 @@ class Agent:
         await self.bus.connect()
         await self.bus.subscribe(m.agent_subject(self.hostname), self._on_enable)
         await self.bus.subscribe(m.CTL_DISABLE, self._on_disable)
+        await self.bus.subscribe(m.ack_subject(self.hostname), self._on_ack)
         while not await self.sync() and not self._stopping.is_set():
             log.info("waiting for the control plane")
             await asyncio.sleep(0.5)
@@ -318,8 +325,8 @@ class Agent:
                     batch = await asyncio.to_thread(self.tick, time.time())
                 else:
                     batch = self.tick(time.time())
-                for payload in m.encode_batch(batch, self.bus.max_payload, self._oversized):
-                    self.outbox.put(m.data_subject(self.hostname), payload)
+                for part, payload in enumerate(m.encode_batch(batch, self.bus.max_payload, self._oversized)):
+                    self.outbox.put(m.data_subject(self.hostname), payload, batch.time, part)
             await self._send()
             if time.monotonic() - last_status >= STATUS_EVERY:
                 await self.publish_status()
@@ -328,17 +335,26 @@ class Agent:
                 await self.sync()
                 last_sync = time.monotonic()
 
+    def replay_after(self) -> float:
+        """Seconds to wait for an acknowledgement before sending a batch again: an aggregator
+        acknowledges once the longest slot the batch feeds is final."""
+        return DEFAULT_REPLAY_AFTER + max((i.granularity for i in self.instrumentations.values()), default=1)
+
     async def _send(self) -> None:
-        """Send what waits in the outbox; after an outage, learn what changed meanwhile."""
-        if not await self.outbox.flush(self.bus):
+        """Send what waits in the outbox (and again what no aggregator acknowledged in time);
+        after an outage, learn what changed meanwhile."""
+        now = time.time()
+        self.outbox.replay_due(now)
+        if not await self.outbox.flush(self.bus, now, self.replay_after()):
             if not self._bus_down:
                 log.warning("bus unavailable: buffering batches (%d bytes max)", self.outbox.max_bytes)
-                self.outbox.requeue_recent()
+                self.outbox.replay_due(now, everything=True)  # what was sent lately may be lost
             self._bus_down = True
             return
         if self._bus_down:
             self._bus_down = False
-            log.info("bus back: %d batches sent, %d dropped so far", self.outbox.sent, self.outbox.dropped)
+            log.info("bus back: %d batches sent, waiting for acknowledgement; %d acknowledged so far, "
+                     "%d dropped", self.outbox.stats()["unacked"], self.outbox.acked, self.outbox.dropped)
             await self.sync()
             await self.publish_status(with_metrics=True)
 

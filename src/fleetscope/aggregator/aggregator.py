@@ -2,10 +2,16 @@
 
 Alone (``fleetscope serve``) an aggregator receives every host's batches and merges each owned
 instrumentation in one :class:`~fleetscope.aggregator.window.Window`. Partitioned (a fleet of
-aggregators), it receives only the batches of the partitions it holds
-(:meth:`Aggregator.hold_partitions`), merges them per instrumentation and slot in a first-level
-window of its own, and sends each such slot to the instrumentation's owner, which merges at
-most one partial per aggregator in an :class:`~fleetscope.aggregator.owner.OwnerWindow`.
+aggregators), it receives only the batches of the partitions it holds and merges them per
+instrumentation, partition and slot (:class:`~fleetscope.aggregator.holder.PartitionHolder`, the
+first level), sending each such slot to the instrumentation's owner, which merges at most one
+partial per partition in an :class:`~fleetscope.aggregator.owner.OwnerWindow` and acknowledges
+the partials of each final slot to their senders.
+
+Either way it acknowledges each batch message to its agent once the slots it feeds are final
+and sent on (:mod:`fleetscope.aggregator.acks`): an agent sends again what no aggregator
+acknowledged, so seconds published while no aggregator listened (a bus restart, a partition
+between holders, a holder killed) arrive late instead of never.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from collections.abc import Callable
 
 import msgspec
 
+from fleetscope.aggregator.acks import BatchAcks
 from fleetscope.aggregator.follow import Follower
+from fleetscope.aggregator.holder import PartitionHolder
 from fleetscope.aggregator.owner import OwnerWindow, Part
 from fleetscope.aggregator.window import Window, to_message
 from fleetscope.bus import messages as m
@@ -38,9 +46,6 @@ CLOCK_MIN_READINGS = 3  # readings before a host's ticks are moved
 CLOCK_WARN = 2.0  # seconds of offset that deserve a warning in the log
 
 Listener = Callable[[Instrumentation, DataPoint], None]
-# Keys a first-level slot keeps for the owner: the agents' own bound, so the owner's top K
-# is chosen from every key that matters in any partition (and "(other)" stays an exact total).
-PARTIAL_TOP_K = values.AGENT_TOP_K
 
 
 class Aggregator(Follower):
@@ -53,8 +58,7 @@ class Aggregator(Follower):
         self.bus = bus
         self.name = name
         self.partitioned = name is not None
-        self.level1: dict[int, Window] = {}  # partitioned: every instrumentation, my partitions' hosts
-        self.partitions: dict[int, tuple[int, object]] = {}  # held: partition -> (first tick, subscription)
+        self.holder = None if name is None else PartitionHolder(bus, name, grace, self._send_soon, self.drop)
         self.topk = topk
         self.grace = grace
         self.windows: dict[int, Window] = {}  # the owned instrumentations
@@ -66,6 +70,9 @@ class Aggregator(Follower):
         self._clock_warned: set[str] = set()
         self._task: asyncio.Task | None = None
         self._sending: set[asyncio.Task] = set()
+        self.acks = BatchAcks(grace)
+        # Partitioned: the slots other owners made final lately, by instrumentation (start times).
+        self.finals_seen: dict[int, set[int]] = {}
         if publish_finals:
             self.listeners.append(self._publish_final)
 
@@ -73,8 +80,8 @@ class Aggregator(Follower):
 
     def enable(self, inst: Instrumentation) -> None:
         self.known[inst.id] = inst
-        if inst.id in self.level1:
-            self.level1[inst.id].inst = inst  # retention changed
+        if self.holder is not None:
+            self.holder.update(inst)  # retention changed
         if self.owned is not None and inst.id not in self.owned:
             return
         window = self.windows.get(inst.id)
@@ -85,13 +92,16 @@ class Aggregator(Follower):
 
     def _window(self, inst: Instrumentation) -> Window | OwnerWindow:
         if self.partitioned:  # the partition holders' grace, then the partials' trip
-            return OwnerWindow(inst, inst.keys_kept(self.topk), 2 * self.grace + 0.5, self._notify)
+            return OwnerWindow(inst, inst.keys_kept(self.topk), 2 * self.grace + 0.5, self._notify,
+                               revise_before=int(time.time()),
+                               final_elsewhere=self.finals_seen.setdefault(inst.id, set()))
         return Window(inst, inst.keys_kept(self.topk), self.grace, self._notify)
 
     def disable(self, inst_id: int) -> None:
         self.known.pop(inst_id, None)
         self.windows.pop(inst_id, None)
-        self.level1.pop(inst_id, None)
+        if self.holder is not None:
+            self.holder.forget(inst_id)
 
     def following(self) -> set[int]:
         return set(self.known)
@@ -124,9 +134,11 @@ class Aggregator(Follower):
 
     def add_batch(self, batch: m.RawBatch, now: float) -> None:
         tick = batch.time - self.clock_correction(batch.host)
-        if self.partitioned:
-            self._add_level1(batch, tick, now)
+        if self.holder is not None:
+            if self.holder.add(batch, tick, now, self.known):
+                self.acks.received(batch, tick, self.known)
             return
+        self.acks.received(batch, tick, self.known)
         for partial in batch.partials:
             window = self.windows.get(partial.id)
             if window is None:
@@ -140,32 +152,48 @@ class Aggregator(Follower):
                 continue
             window.add(batch.host, tick, value, now)
 
-    def _add_level1(self, batch: m.RawBatch, tick: int, now: float) -> None:
-        held = self.partitions.get(m.partition_of(batch.host))
-        if held is None or tick < held[0]:
-            # Not (yet) ours: another aggregator held this partition at that tick and merged it.
-            self.drop("partition_not_held")
-            return
-        for partial in batch.partials:
-            inst = self.known.get(partial.id)
-            if inst is None:
-                self.drop("unknown_instrumentation")
-                continue
-            try:
-                value = values.decode_msgpack(partial.value, inst.shape)
-            except (InputError, msgspec.DecodeError):
-                self.drop("malformed_value")
-                continue
-            window = self.level1.get(inst.id)
-            if window is None:
-                window = self.level1[inst.id] = Window(inst, PARTIAL_TOP_K, self.grace, self._send_partial)
-            window.add(batch.host, tick, value, now)
+    def _send_acks(self, now: float) -> None:
+        """Acknowledge the batches whose slots are final here and, partitioned, at their owners."""
+        settled = None
+        if self.holder is not None:
+            oldest = self.holder.oldest_unacked()
+            settled = int(now) + 1 if oldest is None else oldest
+        by_host = self.acks.due(now, settled)
+        if by_host:
+            self._spawn(self._send_all([(m.ack_subject(h), m.encode(m.Ack(b))) for h, b in by_host.items()]))
 
-    def _send_partial(self, inst: Instrumentation, point: DataPoint) -> None:
-        msg = m.SlotPartial(inst.id, self.name or "", point.start_time,
-                            msgspec.Raw(m.encode(values.encode(point.value, inst.shape))),
-                            point.nsources, point.expected)
-        self._spawn(self._send(f"{m.PARTIAL}.{inst.id}", m.encode(msg)))
+    def _ack_partials(self) -> None:
+        """Tell each holder which of its partials are in final slots here."""
+        by_source: dict[str, list[tuple[int, int, int]]] = {}
+        for window in self.windows.values():
+            if isinstance(window, OwnerWindow) and window.to_ack:
+                for source, partition, start in window.to_ack:
+                    by_source.setdefault(source, []).append((window.inst.id, partition, start))
+                window.to_ack.clear()
+        messages = [(f"{m.PARTIAL_ACK}.{m.holder_token(source)}", m.encode(m.PartialAck(slots)))
+                    for source, slots in by_source.items()]
+        if messages:
+            self._spawn(self._send_all(messages))
+
+    async def _on_final_seen(self, msg: Msg) -> None:
+        """Note which slot another owner made final (so that, owning it next, this one does not
+        make it final again from a subset of its partials)."""
+        try:
+            seen = m.decode(msg.data, m.FinalSeen)
+        except InputError:
+            self.drop("malformed_final")
+            return
+        if seen.id in self.known and seen.id not in self.windows:
+            self.finals_seen.setdefault(seen.id, set()).add(seen.start_time)
+
+    async def _on_partial_ack(self, msg: Msg) -> None:
+        try:
+            ack = m.decode(msg.data, m.PartialAck)
+        except InputError:
+            self.drop("malformed_partial_ack")
+            return
+        if self.holder is not None:
+            self.holder.acknowledged(ack)
 
     async def _on_partial(self, msg: Msg) -> None:
         try:
@@ -184,23 +212,22 @@ class Aggregator(Follower):
         if partial.nsources < 0 or partial.expected < 0:
             self.drop("malformed_partial")
             return
-        part = Part(value, partial.nsources, partial.expected)
-        window.add_partial(partial.source, partial.start_time, part, time.time())
+        if not 0 <= partial.partition < m.PARTITIONS:
+            self.drop("malformed_partial")
+            return
+        part = Part(value, partial.nsources, partial.expected, partial.source)
+        window.add_partial(partial.partition, partial.start_time, part, time.time())
 
     async def hold_partitions(self, held: set[int], now: float) -> None:
-        """Receive the batches of exactly the partitions ``held`` from now on. A partition newly
-        held is merged from the next whole second: the ticks before it were its previous holder's."""
-        given_up = set(self.partitions) - held
-        for p in given_up:
-            _, sub = self.partitions.pop(p)
-            await sub.unsubscribe()
-        if given_up:  # their hosts are expected by their new holder now, not here
-            for window in self.level1.values():
-                window.forget(lambda host: m.partition_of(host) in given_up)
-        for p in held - set(self.partitions):
-            first_tick = int(now) + 1
-            sub = await self.bus.subscribe(m.partition_subject(p), self._on_batch)
-            self.partitions[p] = (first_tick, sub)
+        """Receive the batches of exactly the partitions ``held`` from now on (see
+        :meth:`fleetscope.aggregator.holder.PartitionHolder.hold`)."""
+        assert self.holder is not None, "only a partitioned aggregator holds partitions"
+        await self.holder.hold(held, now, self._on_batch)
+
+    @property
+    def partitions(self) -> dict:
+        """The partitions held (none unless partitioned)."""
+        return self.holder.partitions if self.holder is not None else {}
 
     # -- clocks -----------------------------------------------------------------------------
 
@@ -251,9 +278,16 @@ class Aggregator(Follower):
         self._sending.add(task)  # held until done: the loop keeps only weak references
         task.add_done_callback(self._sending.discard)
 
+    def _send_soon(self, subject: str, data: bytes) -> None:
+        self._spawn(self._send(subject, data))
+
     async def _send(self, subject: str, data: bytes) -> None:
         with contextlib.suppress(BusUnavailable):  # an API server that missed it backfills
             await self.bus.publish(subject, data)
+
+    async def _send_all(self, messages: list[tuple[str, bytes]]) -> None:
+        for subject, data in messages:
+            await self._send(subject, data)
 
     async def _on_window_request(self, msg: Msg) -> None:
         """Answer an API server's backfill with this aggregator's final points of one instrumentation."""
@@ -294,6 +328,8 @@ class Aggregator(Follower):
         await self.follow()
         if self.partitioned:  # batches: hold_partitions() subscribes to each partition held
             await self.bus.subscribe(f"{m.PARTIAL}.*", self._on_partial)
+            await self.bus.subscribe(f"{m.PARTIAL_ACK}.{m.holder_token(self.name)}", self._on_partial_ack)
+            await self.bus.subscribe(f"{m.FINAL}.*", self._on_final_seen)
         else:
             await self.bus.subscribe(f"{m.DATA}.>", self._on_batch)
         await self.bus.subscribe(f"{m.AGENT_STATUS}.>", self._on_status)
@@ -305,8 +341,30 @@ class Aggregator(Follower):
         while True:
             await asyncio.sleep(0.2)
             now = time.time()
-            for window in [*self.level1.values(), *self.windows.values()]:
-                window.expire(now)
+            self.expire(now)
+
+    def expire(self, now: float) -> None:
+        """One round of housekeeping: finalise slots past their deadline at both levels, send
+        partials again that no owner acknowledged, and the acknowledgements now due."""
+        if self.holder is not None:
+            self.holder.expire(now)
+        for window in self.windows.values():
+            window.expire(now)
+        if self.holder is not None:
+            self._ack_partials()
+            self.holder.resend_due(now)
+            self._forget_finals_seen(now)
+        self._send_acks(now)
+
+    def _forget_finals_seen(self, now: float) -> None:
+        for inst_id, starts in list(self.finals_seen.items()):
+            inst = self.known.get(inst_id)
+            if inst is None:
+                del self.finals_seen[inst_id]
+                continue
+            oldest = now - inst.retention - inst.granularity
+            for start in [s for s in starts if s < oldest]:
+                starts.discard(start)
 
     async def stop(self) -> None:
         if self._task:

@@ -35,6 +35,8 @@ FINAL = f"{PREFIX}.final"  # FINAL.<id>: FinalPoint, each final or revised slot,
 WINDOW = f"{PREFIX}.window"  # WINDOW.<id>: request -> FinalPoints, the owning aggregator's window
 # PARTIAL.<id>: SlotPartial, a partition holder's merge of one slot of its hosts, for the owner
 PARTIAL = f"{PREFIX}.partial"
+# PARTIAL_ACK.<token>: PartialAck from an owner to the holder whose token (holder_token) it is
+PARTIAL_ACK = f"{PREFIX}.partack"
 
 
 class Partial(msgspec.Struct, array_like=True):
@@ -46,12 +48,15 @@ class Partial(msgspec.Struct, array_like=True):
 
 
 class Batch(msgspec.Struct):
-    """Everything one host measured at one tick."""
+    """Everything one host measured at one tick (in several messages, ``part`` 0, 1, …, when it is
+    over the bus's size limit)."""
 
     host: str
     time: int  # start of the one-second interval the values cover (epoch seconds)
     sent: float  # wall clock of the agent when sent
     partials: list[Partial]
+    part: int = 0
+    replay: bool = False  # sent again: no aggregator acknowledged it in time (see Ack)
 
 
 class RawPartial(msgspec.Struct, array_like=True):
@@ -70,6 +75,16 @@ class RawBatch(msgspec.Struct):
     time: int
     sent: float
     partials: list[RawPartial]
+    part: int = 0
+    replay: bool = False
+
+
+class Ack(msgspec.Struct, array_like=True):
+    """An aggregator's word to one agent that it merged these of its batch messages for good
+    (their slots are final and sent on): the agent forgets them. A message never acknowledged
+    is sent again (``replay``) until one is; the aggregators merge each (host, tick) once."""
+
+    batches: list[tuple[int, int]]  # (time, part)
 
 
 class InstrumentationMsg(msgspec.Struct):
@@ -116,16 +131,33 @@ class FinalPoint(msgspec.Struct, array_like=True):
     revised: bool = False
 
 
-class SlotPartial(msgspec.Struct, array_like=True):
-    """One slot of one instrumentation as one aggregator merged it from the hosts of the
-    partitions it holds; sent again, whole, when late data revised it."""
+class FinalSeen(msgspec.Struct, array_like=True):
+    """The head of a :class:`FinalPoint` (its other fields are not decoded): which slot of which
+    instrumentation its owner made final, as the other aggregators note it."""
 
     id: int
-    source: str  # the aggregator (partition holder) that merged it
+    start_time: int
+
+
+class SlotPartial(msgspec.Struct, array_like=True):
+    """One slot of one instrumentation as a partition's holder merged it from the partition's
+    hosts; sent again, whole, when late data revised it (it replaces the partition's earlier
+    partial of that slot at the owner, whoever sent that)."""
+
+    id: int
+    source: str  # the aggregator (partition holder) that merged it: acknowledged to it
     start_time: int
     value: msgspec.Raw  # fleetscope.model.values.encode() form, decoded by the owner only
     nsources: int
     expected: int
+    partition: int
+
+
+class PartialAck(msgspec.Struct, array_like=True):
+    """An owner's word to a holder that these partials are in final slots: the holder stops
+    sending them again, and may acknowledge its agents' batches of those seconds."""
+
+    slots: list[tuple[int, int, int]]  # (instrumentation id, partition, start time)
 
 
 class WindowRequest(msgspec.Struct):
@@ -140,6 +172,17 @@ class FinalPoints(msgspec.Struct):
 def agent_subject(hostname: str) -> str:
     """Where the control plane sends the instrumentations meant for ``hostname``."""
     return f"{CTL_AGENT}.{hostname}"
+
+
+def ack_subject(hostname: str) -> str:
+    """Where aggregators acknowledge ``hostname``'s batches: below its agent's inbox, which only
+    that agent may hear."""
+    return f"{agent_inbox(hostname)}.ack"
+
+
+def holder_token(name: str) -> str:
+    """One subject token for an aggregator's name (which may hold any character)."""
+    return hashlib.sha256(name.encode()).hexdigest()[:20]
 
 
 def partition_of(hostname: str) -> int:
@@ -188,8 +231,9 @@ def encode_batch(batch: Batch, limit: int,
     data = encode(batch)
     if len(data) <= limit:
         return [data]
+    head = len(encode(Batch(batch.host, batch.time, batch.sent, [], part=1 << 30, replay=True)))
     # 5 bytes: the largest msgpack array header of the partials list.
-    room = limit - len(encode(Batch(batch.host, batch.time, batch.sent, []))) - 5
+    room = limit - head - 5
     parts: list[list[Partial]] = [[]]
     used = 0
     for partial in batch.partials:
@@ -202,7 +246,12 @@ def encode_batch(batch: Batch, limit: int,
             used = 0
         parts[-1].append(partial)
         used += size
-    return [encode(Batch(batch.host, batch.time, batch.sent, part)) for part in parts]
+    return [encode(Batch(batch.host, batch.time, batch.sent, part, n)) for n, part in enumerate(parts)]
+
+
+def as_replay(data: bytes) -> bytes:
+    """An encoded batch message marked as sent again."""
+    return encode(msgspec.structs.replace(decode(data, RawBatch), replay=True))
 
 
 # Room for a paged answer's own framing, below the bus's message size limit.

@@ -49,11 +49,13 @@ def agent_permissions(host: str) -> Permissions:
 
 
 AGGREGATOR = Permissions(
-    # Finals for API servers, partials of its partitions for the owners, answers to window
-    # requests, and its own requests for the list.
-    publish=(f"{m.FINAL}.>", f"{m.PARTIAL}.*", m.CTL_LIST, "_INBOX.>"),
-    subscribe=(f"{m.DATA}.>", f"{m.PARTIAL}.*", f"{m.AGENT_STATUS}.>", f"{m.WINDOW}.*", m.CTL_ENABLE,
-               m.CTL_DISABLE, "_INBOX.>"),
+    # Finals for API servers, partials of its partitions for the owners (and, as an owner, their
+    # acknowledgements), answers to window requests, acknowledgements to agents' inboxes, and its
+    # own requests for the list; it hears the others' finals (a new owner must not make a slot
+    # final twice).
+    publish=(f"{m.FINAL}.>", f"{m.PARTIAL}.*", f"{m.PARTIAL_ACK}.*", m.CTL_LIST, "_INBOX.>"),
+    subscribe=(f"{m.DATA}.>", f"{m.PARTIAL}.*", f"{m.PARTIAL_ACK}.*", f"{m.FINAL}.>", f"{m.AGENT_STATUS}.>",
+               f"{m.WINDOW}.*", m.CTL_ENABLE, m.CTL_DISABLE, "_INBOX.>"),
 )
 
 API = Permissions(

@@ -74,8 +74,8 @@ def configure_logging(level: str) -> None:
 
 def finish_slots(aggregator: Aggregator) -> None:
     """Nothing more will arrive: make every pending slot final (before the last history flush)."""
-    for window in [*aggregator.level1.values(), *aggregator.windows.values()]:
-        window.expire(time.time() + 2 * aggregator.grace + 1 + window.inst.granularity)
+    longest = max((inst.granularity for inst in aggregator.known.values()), default=1)
+    aggregator.expire(time.time() + 2 * aggregator.grace + 1 + longest)
 
 
 def serve_http(app: Any, host: str, port: int, log_level: str, tls_cert: str | None = None,

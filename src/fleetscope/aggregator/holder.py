@@ -1,0 +1,160 @@
+"""The first level of a partitioned fleet's merge: the partitions one aggregator holds.
+
+A holder receives the batches of the partitions it holds (:meth:`PartitionHolder.hold`), merges
+each instrumentation's partials per partition and slot in a
+:class:`~fleetscope.aggregator.window.Window`, and sends each final (or revised) slot to the
+instrumentation's owner as a :class:`~fleetscope.bus.messages.SlotPartial`. It keeps sending a
+partial again until the owner acknowledges it (:class:`~fleetscope.bus.messages.PartialAck`): an
+owner that dies takes the partials it had not made final with it, and the instrumentation's next
+owner gets them from here.
+
+A partition newly held is merged from the next whole second: live batches of earlier seconds
+were its previous holder's. Replays (batches their agents send again for want of an
+acknowledgement) are merged whatever their second: no holder acknowledged them, so none sent
+them on, and the owner keeps one partial per partition and slot, so the new holder's replaces
+whatever the old holder sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import msgspec
+
+from fleetscope.aggregator.window import Window
+from fleetscope.bus import messages as m
+from fleetscope.bus.base import Bus, Handler
+from fleetscope.model import values
+from fleetscope.model.errors import InputError
+from fleetscope.model.instrumentation import Instrumentation
+from fleetscope.model.series import DataPoint
+
+# Keys a first-level slot keeps for the owner: the agents' own bound, so the owner's top K
+# is chosen from every key that matters in any partition (and "(other)" stays an exact total).
+PARTIAL_TOP_K = values.AGENT_TOP_K
+PARTIAL_RESEND_AFTER = 3.0  # seconds without an owner's acknowledgement before sending again
+PARTIAL_GIVE_UP = 120.0  # seconds after which an unacknowledged partial is no longer sent
+
+
+class Unacked(NamedTuple):
+    first_sent: float
+    due: float  # when it is sent again
+
+
+class Held(NamedTuple):
+    first_tick: int  # live batches of earlier seconds are the previous holder's
+    subscription: object
+
+
+class PartitionHolder:
+    """The first-level windows of one aggregator's partitions, and their partials in flight."""
+
+    def __init__(self, bus: Bus, name: str, grace: float, send: Callable[[str, bytes], None],
+                 drop: Callable[[str], None]) -> None:
+        """``send(subject, data)``: publish without waiting; ``drop(reason)``: count a refusal."""
+        self.bus = bus
+        self.name = name
+        self.grace = grace
+        self._send = send
+        self._drop = drop
+        self.partitions: dict[int, Held] = {}
+        self.windows: dict[tuple[int, int], Window] = {}  # (instrumentation, partition)
+        self.unacked: dict[tuple[int, int, int], Unacked] = {}  # (instrumentation, partition, start)
+        self.gave_up = 0  # partials never acknowledged by any owner
+
+    # -- batches ------------------------------------------------------------------------------
+
+    def add(self, batch: m.RawBatch, tick: int, now: float, known: dict[int, Instrumentation]) -> bool:
+        """Merge ``batch`` (its host's ``tick``); False when it is not this holder's to merge."""
+        p = m.partition_of(batch.host)
+        held = self.partitions.get(p)
+        if held is None or (tick < held.first_tick and not batch.replay):
+            self._drop("partition_not_held")
+            return False
+        for partial in batch.partials:
+            inst = known.get(partial.id)
+            if inst is None:
+                self._drop("unknown_instrumentation")
+                continue
+            try:
+                value = values.decode_msgpack(partial.value, inst.shape)
+            except (InputError, msgspec.DecodeError):
+                self._drop("malformed_value")
+                continue
+            window = self.windows.get((inst.id, p))
+            if window is None:
+                window = self.windows[inst.id, p] = Window(inst, PARTIAL_TOP_K, self.grace,
+                                                           self._partial_sender(p))
+            window.add(batch.host, tick, value, now)
+        return True
+
+    def _partial_sender(self, partition: int) -> Callable[[Instrumentation, DataPoint], None]:
+        return lambda inst, point: self.send_partial(inst, partition, point)
+
+    def send_partial(self, inst: Instrumentation, partition: int, point: DataPoint) -> None:
+        """Send one final slot to the owner and wait for its acknowledgement."""
+        msg = m.SlotPartial(inst.id, self.name, point.start_time,
+                            msgspec.Raw(m.encode(values.encode(point.value, inst.shape))),
+                            point.nsources, point.expected, partition)
+        self._send(f"{m.PARTIAL}.{inst.id}", m.encode(msg))
+        key = (inst.id, partition, point.start_time)
+        now = time.time()
+        earlier = self.unacked.get(key)
+        self.unacked[key] = Unacked(earlier.first_sent if earlier else now, now + PARTIAL_RESEND_AFTER)
+
+    # -- acknowledgements ---------------------------------------------------------------------
+
+    def acknowledged(self, ack: m.PartialAck) -> None:
+        for key in ack.slots:
+            self.unacked.pop(tuple(key), None)
+
+    def oldest_unacked(self) -> int | None:
+        """The start of the oldest slot an owner has not acknowledged, or None."""
+        return min((start for _, _, start in self.unacked), default=None)
+
+    def resend_due(self, now: float) -> None:
+        """Send again the partials no owner acknowledged in time (the owner may have died)."""
+        for key, entry in list(self.unacked.items()):
+            if entry.due > now:
+                continue
+            window = self.windows.get(key[:2])
+            slot = window.slots.get(key[2]) if window else None
+            if slot is None or slot.final is None or now - entry.first_sent > PARTIAL_GIVE_UP:
+                del self.unacked[key]  # gone with its retention or its instrumentation
+                self.gave_up += 1
+                continue
+            self.send_partial(window.inst, key[1], slot.final)
+
+    # -- partitions ---------------------------------------------------------------------------
+
+    async def hold(self, held: set[int], now: float, on_batch: Handler) -> None:
+        """Receive the batches of exactly the partitions ``held`` from now on. The windows of a
+        partition given up stay until their slots age out: their partials still go to the owner."""
+        for p in set(self.partitions) - held:
+            await self.partitions.pop(p).subscription.unsubscribe()
+        for p in held - set(self.partitions):
+            sub = await self.bus.subscribe(m.partition_subject(p), on_batch)
+            self.partitions[p] = Held(int(now) + 1, sub)
+
+    def expire(self, now: float) -> None:
+        """Finalise first-level slots past their deadline; forget windows of partitions given up
+        once they are empty."""
+        for key, window in list(self.windows.items()):
+            window.expire(now)
+            if not window.slots and key[1] not in self.partitions:
+                del self.windows[key]
+
+    def update(self, inst: Instrumentation) -> None:
+        for (inst_id, _), window in self.windows.items():
+            if inst_id == inst.id:
+                window.inst = inst
+
+    def forget(self, inst_id: int) -> None:
+        """Drop an instrumentation that was deleted."""
+        for key in [k for k in self.windows if k[0] == inst_id]:
+            del self.windows[key]
+        for key in [k for k in self.unacked if k[0] == inst_id]:
+            del self.unacked[key]
+
