@@ -99,16 +99,25 @@ class Window(SlotReader):
         self._expected = 0  # bits of the expected hosts
         self._expected_n = 0
         self._expected_at = -math.inf
+        # At most the oldest last_seen, when at _expected_at every host of last_seen was expected
+        # (-inf otherwise): while now is within STALE_AFTER of it, none can have gone stale.
+        self._all_fresh_since = -math.inf
         self._now = 0.0  # of the last add
 
     def _expected_bits(self, now: float) -> int:
         """The hosts that contributed within STALE_AFTER seconds, as bits. Recomputed at most every
         EXPECTED_REFRESH seconds (and extended when a new host appears): every add asks, and a
-        fleet has thousands of hosts."""
+        fleet has thousands of hosts. Not recomputed either while no host can have gone stale
+        (all were expected at the last recomputation, and the oldest was seen within STALE_AFTER):
+        summing the bits of 2,000 hosts takes 0.2 ms, and every window asked four times a second."""
         if not 0 <= now - self._expected_at < EXPECTED_REFRESH:
-            bit = self._host_bit
-            self._expected = sum(1 << bit[h] for h, t in self.last_seen.items() if now - t < STALE_AFTER)
-            self._expected_n = self._expected.bit_count()
+            if not (now - self._all_fresh_since < STALE_AFTER and self._expected_n == len(self.last_seen)):
+                seen = self.last_seen
+                bit = self._host_bit
+                self._expected = sum(1 << bit[h] for h, t in seen.items() if now - t < STALE_AFTER)
+                self._expected_n = self._expected.bit_count()
+                fresh = self._expected_n == len(seen)
+                self._all_fresh_since = min(seen.values(), default=now) if fresh else -math.inf
             self._expected_at = now
         return self._expected
 
@@ -117,7 +126,7 @@ class Window(SlotReader):
         receives them now: counted as expected there, they must not be here too)."""
         for host in [h for h in self.last_seen if hosts(h)]:
             del self.last_seen[host]
-        self._expected_at = -math.inf
+        self._expected_at = self._all_fresh_since = -math.inf
 
     def add(self, host: str, tick: int, value: values.Value, now: float) -> None:
         """Merge one host's partial value for the one-second tick starting at ``tick``."""
@@ -134,13 +143,14 @@ class Window(SlotReader):
             i = self._host_bit[host] = len(self._host_bit)
             self._expected |= 1 << i  # just seen: expected from now on
             self._expected_n += 1
-        seen = 1 << (i * g + tick - start)
+            self._all_fresh_since = min(self._all_fresh_since, now)
+        bit = 1 << i
+        seen = bit if g == 1 else 1 << (i * g + tick - start)
         if slot.seen & seen:
             self.duplicates += 1
             return
         slot.seen |= seen
         slot.raw = values.merge_into(slot.raw, value, self.inst.shape)
-        bit = 1 << i
         slot.hosts |= bit
         slot.ticks |= 1 << (tick - start)
         if now > self.last_seen.get(host, 0.0):

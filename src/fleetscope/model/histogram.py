@@ -69,6 +69,7 @@ import sys
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from math import frexp, inf, ldexp
+from typing import Annotated
 
 import msgspec
 
@@ -220,20 +221,23 @@ class Histogram:
         """
         if other is self:
             other = other.copy()
-        if not self.buckets:
-            if other.buckets or other.schema < self.schema:
-                self.schema = other.schema  # nothing to downscale
-        elif other.buckets and other.schema < self.schema:
-            self.downscale(self.schema - other.schema)
+        incoming = other.buckets
+        if other.schema != self.schema:  # (rare: the aggregators' hot path skips all this)
+            if not self.buckets:
+                if incoming or other.schema < self.schema:
+                    self.schema = other.schema  # nothing to downscale
+            elif incoming and other.schema < self.schema:
+                self.downscale(self.schema - other.schema)
         buckets = self.buckets
+        get = buckets.get
         shift = other.schema - self.schema
         if shift > 0:
-            for i, c in other.buckets.items():
+            for i, c in incoming.items():
                 j = ((i - 1) >> shift) + 1
-                buckets[j] = buckets.get(j, 0.0) + c
+                buckets[j] = get(j, 0.0) + c
         else:
-            for i, c in other.buckets.items():
-                buckets[i] = buckets.get(i, 0.0) + c
+            for i, c in incoming.items():
+                buckets[i] = get(i, 0.0) + c
         self.zero_count += other.zero_count
         self.count += other.count
         self.sum += other.sum
@@ -510,6 +514,78 @@ class Histogram:
                                None if most is msgspec.UNSET else most)
 
     @classmethod
+    def from_wires(cls, wires: Iterable[HistogramWire]) -> list[Histogram] | None:
+        """:meth:`from_wire` of each of ``wires`` (the histograms of one breakdown, or one), or None
+        when any is not a valid histogram.
+
+        The aggregators' hot path: a heatmap partial is 20 small histograms, and one aggregator
+        decodes thousands of partials a second. msgspec has checked the numbers' ranges
+        (:class:`HistogramWire`); bucket keys are checked against those already seen valid at the
+        schema (:data:`_KNOWN_KEYS`), all of a histogram's keys in one set operation, and the
+        result is built without the constructor's checks. A wire this does not recognise at once
+        (a key not seen yet, only one of ``min`` and ``max``, a float overflow) goes to
+        :meth:`from_wire`, which decides, and teaches the keys of valid ones. Measured on the fleet
+        bench's partials, msgspec's decoding included (``values.decode_msgpack``): 3.7 us for a
+        histogram of 26 buckets (6.3 us one by one through :meth:`from_wire`), 29 us for a heatmap
+        of 20 histograms of 5 buckets (63 us).
+        """
+        wires = wires if isinstance(wires, list) else list(wires)
+        try:
+            out = cls._from_known_wires(wires)
+        except OverflowError:  # fsum of finite counts past the float range
+            out = None
+        if out is not None:
+            return out
+        out = [cls.from_wire(wire) for wire in wires]
+        if None in out:
+            return None
+        if sum(map(len, _KNOWN_KEYS.values())) < _KNOWN_KEYS_MAX:  # valid, hence canonical and in range
+            for wire in wires:
+                known = _KNOWN_KEYS[wire.schema]
+                for key in wire.buckets:
+                    if key not in known:
+                        known[key] = int(key)
+        return out
+
+    @classmethod
+    def _from_known_wires(cls, wires: list[HistogramWire]) -> list[Histogram] | None:
+        """:meth:`from_wires` when every bucket key is known valid and both or neither of ``min``
+        and ``max`` are given; None otherwise. The checks msgspec has not made are those of
+        :meth:`_from_parts`, in the same expressions."""
+        out = []
+        for wire in wires:
+            known = _KNOWN_KEYS[wire.schema]  # (msgspec checked the schema's range)
+            raw = wire.buckets
+            if not raw.keys() <= known.keys():
+                return None
+            count, zero_count = wire.count, wire.zero_count
+            total = math.fsum([zero_count, *raw.values()])  # finite, or OverflowError
+            if abs(count - total) > 1e-9 * max(1.0, count):
+                return None
+            least, most = wire.min, wire.max
+            if least is msgspec.UNSET:
+                if most is not msgspec.UNSET:
+                    return None
+                least = most = math.nan  # not known
+            elif most is msgspec.UNSET or least > most:
+                return None
+            h = _new(cls)
+            h.schema = wire.schema
+            h.zero_threshold = wire.zero_threshold
+            h.zero_count = zero_count
+            h.count = count
+            h.sum = wire.sum
+            if count > 0.0:
+                h.min, h.max = least, most
+            else:
+                h.min, h.max = inf, -inf
+            h.buckets = {known[key]: c for key, c in raw.items()}  # (twice as fast as dict(zip(...)))
+            if len(raw) > MAX_BUCKETS:
+                h._fit()
+            out.append(h)
+        return out
+
+    @classmethod
     def _from_parts(cls, schema: int, raw: dict, threshold: float, zero_count: float, count: float,
                     total_sum: float, least: float | None = None,
                     most: float | None = None) -> Histogram | None:
@@ -587,7 +663,10 @@ class Histogram:
                 raise InputError(where, "duplicate bucket index")
             buckets[i] = _number(value, where, 0.0)
         h.buckets = {i: c for i, c in buckets.items() if c > 0.0}
-        total = math.fsum([h.zero_count, *h.buckets.values()])
+        try:
+            total = math.fsum([h.zero_count, *h.buckets.values()])
+        except OverflowError:  # finite counts, their sum not: no count can match it
+            total = inf
         if abs(h.count - total) > 1e-9 * max(1.0, h.count):
             raise InputError(
                 f"{field}.count", f"is {h.count!r} but the buckets hold {total!r} observations"
@@ -619,24 +698,40 @@ class Histogram:
 
 _KEYS = frozenset(("schema", "zero_threshold", "zero_count", "count", "sum", "buckets"))  # required
 _KEYS_RANGE = _KEYS | {"min", "max"}  # every key, the optional ones too
+_FLOAT_MAX = sys.float_info.max
+# A float that msgspec refuses unless it is finite (NaN is outside every range).
+FiniteFloat = Annotated[float, msgspec.Meta(ge=-_FLOAT_MAX, le=_FLOAT_MAX)]
+_NonNegative = Annotated[float, msgspec.Meta(ge=0.0, le=_FLOAT_MAX)]
+_Positive = Annotated[float, msgspec.Meta(gt=0.0, le=_FLOAT_MAX)]
 
 
-class HistogramWire(msgspec.Struct, forbid_unknown_fields=True):
-    """:meth:`Histogram.to_json` as msgspec decodes it from the bus, its types checked in C."""
+class HistogramWire(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """:meth:`Histogram.to_json` as msgspec decodes it from the bus, its types and the ranges of
+    its numbers checked in C (a NaN or an infinity is outside every range). Zero bucket counts,
+    which :meth:`Histogram.from_json` accepts and drops, are refused here: a histogram never
+    writes them, and what this refuses goes the slow way (``values.decode_msgpack``). Not
+    tracked by the garbage collector (``gc=False``): it holds numbers and a dict of numbers,
+    never a cycle."""
 
-    schema: int
-    zero_threshold: float
-    zero_count: float
-    count: float
-    sum: float
-    buckets: dict[str, float]
+    schema: Annotated[int, msgspec.Meta(ge=MIN_SCHEMA, le=MAX_SCHEMA)]
+    zero_threshold: _NonNegative
+    zero_count: _NonNegative
+    count: _NonNegative
+    sum: FiniteFloat
+    buckets: dict[str, _Positive]
     # Absent: not known (or empty). UNSET, not None: a nil sent is refused, as from_json does.
-    min: float | msgspec.UnsetType = msgspec.UNSET
-    max: float | msgspec.UnsetType = msgspec.UNSET
+    min: FiniteFloat | msgspec.UnsetType = msgspec.UNSET
+    max: FiniteFloat | msgspec.UnsetType = msgspec.UNSET
 
 
 _NUMBER_TYPES = frozenset((int, float))  # exact types: bool is not a number here
 
+
+# Bucket keys seen canonical and in the float range of a schema, per schema, to their index:
+# from_wires checks keys with one look-up each (a histogram's keys as one set operation in C).
+_KNOWN_KEYS: dict[int, dict[str, int]] = {s: {} for s in range(MIN_SCHEMA, MAX_SCHEMA + 1)}
+_KNOWN_KEYS_MAX = 1 << 16  # a bound on that memory (a fleet's latencies use a few hundred keys)
+_new = object.__new__
 
 _CANONICAL: dict[str, int] = {}  # bucket keys seen in canonical form, to their index
 _CANONICAL_MAX = 1 << 16  # a bound on that memory: beyond it keys are parsed each time

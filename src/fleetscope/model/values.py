@@ -34,7 +34,7 @@ from typing import Union
 import msgspec
 
 from fleetscope.model.errors import InputError
-from fleetscope.model.histogram import Histogram, HistogramWire
+from fleetscope.model.histogram import FiniteFloat, Histogram, HistogramWire
 
 SCALAR = "scalar"
 DISCRETE = "discrete"
@@ -231,9 +231,11 @@ def _breakdown_fast(obj: object) -> dict[str, float] | None:
     return dict(zip(obj, map(float, numbers), strict=True))
 
 
+# msgspec checks the types and the ranges of the numbers in C (a NaN or an infinity is outside
+# every range); what it refuses, the slow path of decode_msgpack refuses naming the field.
 _WIRE = {
-    SCALAR: msgspec.msgpack.Decoder(float),
-    DISCRETE: msgspec.msgpack.Decoder(dict[str, float]),
+    SCALAR: msgspec.msgpack.Decoder(FiniteFloat),
+    DISCRETE: msgspec.msgpack.Decoder(dict[str, FiniteFloat]),
     HISTOGRAM: msgspec.msgpack.Decoder(HistogramWire),
     DISCRETE_HISTOGRAM: msgspec.msgpack.Decoder(dict[str, HistogramWire]),
 }
@@ -249,25 +251,18 @@ def decode_msgpack(data: bytes, shape: str, field: str = "value") -> Value:
         obj = None
     except KeyError:
         raise _bad_shape(shape) from None
-    value = None if obj is None else _checked(obj, shape)
-    if value is None:  # invalid: the slow path says why
-        return decode(msgspec.msgpack.decode(data), shape, field)
-    return value
-
-
-def _checked(obj: object, shape: str) -> Value | None:
-    """A value of the right types, if its numbers are valid too; None otherwise."""
-    try:
-        if shape == SCALAR:
-            return obj if math.isfinite(obj) else None
-        if shape == DISCRETE:
-            return obj if math.isfinite(math.fsum(obj.values())) else None
+    if obj is not None:
         if shape == HISTOGRAM:
-            return Histogram.from_wire(obj)
-        out = {key: Histogram.from_wire(wire) for key, wire in obj.items()}
-        return None if None in out.values() else out
-    except (ValueError, OverflowError):  # fsum of inf and -inf; finite values that overflow
-        return None
+            histograms = Histogram.from_wires([obj])
+            if histograms is not None:
+                return histograms[0]
+        elif shape == DISCRETE_HISTOGRAM:
+            histograms = Histogram.from_wires(obj.values())
+            if histograms is not None:
+                return dict(zip(obj, histograms, strict=True))
+        else:  # a number or a breakdown: msgspec checked all
+            return obj
+    return decode(msgspec.msgpack.decode(data), shape, field)  # invalid: the slow path says why
 
 
 def _finite(x: object, field: str) -> float:
