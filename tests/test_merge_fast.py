@@ -340,7 +340,7 @@ class ReferenceWindow(Window):
 @pytest.mark.parametrize("seed", range(8))
 def test_expected_hosts_are_those_of_the_recomputation_every_time(seed: int) -> None:
     """Hosts come and go (silent for longer than STALE_AFTER, back again), send twice, late, with
-    the clock jumping back and forth; another aggregator takes some. The final points (sources
+    the clock jumping back and forth. The final points (sources
     and expected sources) are those of the window that recomputes its expected hosts each time."""
     rng = random.Random(seed)
     inst = Instrumentation(id=1, module="cpu", stat="usage", predicate={}, decomposition=("mode",),
@@ -368,9 +368,6 @@ def test_expected_hosts_are_those_of_the_recomputation_every_time(seed: int) -> 
             now = T0 + second + rng.choice([0.5, 2.0, 4.0])
             for w in (fast, ref):
                 w.expire(now)
-        if second == 60:
-            for w in (fast, ref):
-                w.forget(lambda host: host in ("h1", "h2"))
     for w in (fast, ref):
         w.expire(T0 + 200)
     assert [(p.start_time, p.nsources, p.expected, p.value, p.revised) for p in got] == \

@@ -81,6 +81,25 @@ def test_data_older_than_retention_is_dropped_and_window_trimmed() -> None:
     assert w.dropped_late == 1
 
 
+def test_slots_made_out_of_order_are_finalised_in_order_and_age_out() -> None:
+    """Ageing looks at the open slots and the oldest ones only: a slot made after newer ones (late
+    data) still reaches its deadline, is finalised before the newer ones, and ages out."""
+    w, finals = window(inst(retention=60))
+    w.add("a", T0 + 10, {"user": 1.0}, T0 + 10.5)
+    w.add("a", T0 + 5, {"user": 2.0}, T0 + 10.6)  # late: its slot made after T0 + 10's
+    w.add("a", T0 + 7, {"user": 3.0}, T0 + 10.7)
+    assert [p.start_time for p in finals] == [T0 + 10, T0 + 5, T0 + 7], "final at once: its one host"
+    w.add("b", T0 + 7, {"user": 1.0}, T0 + 11)  # a new host, late: T0 + 7 is revised
+    w.add("b", T0 + 5, {"user": 1.0}, T0 + 11)
+    w.expire(T0 + 12)
+    assert [(p.start_time, p.value) for p in finals[3:]] == [(T0 + 5, {"user": 3.0}), (T0 + 7, {"user": 4.0})]
+    assert w._open == set(), "nothing left open"
+    w.expire(T0 + 5 + 61 + 1)
+    assert list(w.slots) == [T0 + 7, T0 + 10], "the oldest went first, though it was not made first"
+    w.expire(T0 + 10 + 61 + 1)
+    assert w.slots == {}
+
+
 def test_granularity_sums_interval_and_averages_point_metrics() -> None:
     wi, fi = window(inst(shape=values.SCALAR, granularity=5))
     wp, fp = window(inst(shape=values.SCALAR, kind="point", granularity=5))

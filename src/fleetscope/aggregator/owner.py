@@ -72,6 +72,7 @@ class OwnerWindow(SlotReader):
         self.grace = grace
         self.on_final = on_final
         self.slots: dict[int, OwnerSlot] = {}
+        self._open: set[int] = set()
         self.last_seen: dict[int, float] = {}  # partition -> when it last sent
         self.dropped_late = 0
         self.to_ack: list[tuple[str, int, int]] = []  # (source, partition, start) of finalised parts
@@ -90,13 +91,15 @@ class OwnerWindow(SlotReader):
             if start + g < now - self.inst.retention:
                 self.dropped_late += 1
                 return
-            slot = self.slots[start] = OwnerSlot(start)
+            slot = OwnerSlot(start)
+            self._made(start, slot)
         slot.parts[partition] = part
         if now > self.last_seen.get(partition, 0.0):
             self.last_seen[partition] = now
         self._now = now
         if slot.final is not None:
             slot.revised = slot.stale = True
+            self._open.add(start)
         elif self._expected(now) <= slot.parts.keys():
             self._finalise(slot, now)
 

@@ -45,12 +45,16 @@ class Slot:
 class SlotReader:
     """What reads and ages a window's slots, for both merging levels (this module's
     :class:`Window` and :class:`fleetscope.aggregator.owner.OwnerWindow`): a subclass has
-    ``inst``, ``grace``, ``slots`` (start -> a slot with ``final`` and ``stale``), ``_now`` and
-    ``_finalise(slot, now)``."""
+    ``inst``, ``grace``, ``slots`` (start -> a slot with ``final`` and ``stale``, in time order:
+    a subclass adds a slot with :meth:`_made`), ``_open`` (the starts of the slots not final, or
+    stale: a subclass adds each slot it makes stale), ``_now`` and ``_finalise(slot, now)``.
+    Ageing looks only at the open slots and the oldest ones: a fleet's aggregator keeps thousands
+    of windows of hundreds of slots, and ages them five times a second."""
 
     inst: Instrumentation
     grace: float
     slots: dict
+    _open: set[int]
     _now: float
 
     def _finalise(self, slot, now: float) -> None:
@@ -60,12 +64,28 @@ class SlotReader:
         """Finalise slots past their deadline and drop those older than the retention."""
         g = self.inst.granularity
         oldest = now - self.inst.retention - g
-        for start in list(self.slots):
-            slot = self.slots[start]
-            if start < oldest:
-                del self.slots[start]
-            elif slot.stale or (slot.final is None and start + g + self.grace <= now):
+        slots = self.slots
+        while slots:
+            start = next(iter(slots))
+            if start >= oldest:
+                break
+            del slots[start]
+            self._open.discard(start)
+        for start in sorted(self._open):
+            slot = slots.get(start)
+            if slot is not None and slot.final is None and start + g + self.grace > now:
+                continue  # before its deadline
+            if slot is not None and (slot.stale or slot.final is None):
                 self._finalise(slot, now)
+            self._open.discard(start)
+
+    def _made(self, start: int, slot) -> None:
+        """Add a new slot, keeping ``slots`` in time order (a slot made late is rare)."""
+        late = bool(self.slots) and start < next(reversed(self.slots))
+        self.slots[start] = slot
+        if late:
+            self.slots = dict(sorted(self.slots.items()))
+        self._open.add(start)
 
     def latest(self) -> int | None:
         """Start of the latest final slot, or None."""
@@ -79,6 +99,7 @@ class SlotReader:
         for slot in slots:
             if slot.stale:
                 self._finalise(slot, self._now)
+                self._open.discard(slot.start)
         return [slot.final for slot in slots]
 
 
@@ -92,6 +113,7 @@ class Window(SlotReader):
         self.grace = grace
         self.on_final = on_final
         self.slots: dict[int, Slot] = {}
+        self._open: set[int] = set()
         self.last_seen: dict[str, float] = {}
         self.dropped_late = 0
         self.duplicates = 0
@@ -121,13 +143,6 @@ class Window(SlotReader):
             self._expected_at = now
         return self._expected
 
-    def forget(self, hosts: Callable[[str], bool]) -> None:
-        """Expect no more of the hosts for which ``hosts(name)`` is true (another aggregator
-        receives them now: counted as expected there, they must not be here too)."""
-        for host in [h for h in self.last_seen if hosts(h)]:
-            del self.last_seen[host]
-        self._expected_at = self._all_fresh_since = -math.inf
-
     def add(self, host: str, tick: int, value: values.Value, now: float) -> None:
         """Merge one host's partial value for the one-second tick starting at ``tick``."""
         g = self.inst.granularity
@@ -137,7 +152,8 @@ class Window(SlotReader):
             if start + g < now - self.inst.retention:
                 self.dropped_late += 1
                 return
-            slot = self.slots[start] = Slot(start, self.inst.shape)
+            slot = Slot(start, self.inst.shape)
+            self._made(start, slot)
         i = self._host_bit.get(host)
         if i is None:
             i = self._host_bit[host] = len(self._host_bit)
@@ -160,6 +176,7 @@ class Window(SlotReader):
             # Re-finalised by the next expire() (or read), once for however many hosts are late:
             # past a deadline many are, and each re-finalisation is published and stored.
             slot.revised = slot.stale = True
+            self._open.add(start)
         elif tick == start + g - 1:
             slot.last_tick_hosts |= bit
             expected = self._expected_bits(now)
