@@ -310,6 +310,7 @@ class Agent:
             await asyncio.sleep(0.5)
         await self.publish_status(with_metrics=True)
         last_status = last_sync = time.monotonic()
+        reported = set(self.instrumentations)
         while not self._stopping.is_set():
             now = time.time()
             # Tick just after each wall-clock second so every host measures the same slot.
@@ -328,9 +329,11 @@ class Agent:
                 for part, payload in enumerate(m.encode_batch(batch, self.bus.max_payload, self._oversized)):
                     self.outbox.put(m.data_subject(self.hostname), payload, batch.time, part)
             await self._send()
-            if time.monotonic() - last_status >= STATUS_EVERY:
+            # Now and then, and at once when what runs here changed (the hosts list shows it).
+            if time.monotonic() - last_status >= STATUS_EVERY or reported != self.instrumentations.keys():
                 await self.publish_status()
                 last_status = time.monotonic()
+                reported = set(self.instrumentations)
             if time.monotonic() - last_sync >= RESYNC_EVERY and not self._bus_down:
                 await self.sync()
                 last_sync = time.monotonic()
