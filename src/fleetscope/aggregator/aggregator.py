@@ -164,11 +164,11 @@ class Aggregator(Follower):
 
     def _ack_partials(self) -> None:
         """Tell each holder which of its partials are in final slots here."""
-        by_source: dict[str, list[tuple[int, int, int]]] = {}
+        by_source: dict[str, list[tuple[int, int, int, int]]] = {}
         for window in self.windows.values():
             if isinstance(window, OwnerWindow) and window.to_ack:
-                for source, partition, start in window.to_ack:
-                    by_source.setdefault(source, []).append((window.inst.id, partition, start))
+                for source, partition, start, seq in window.to_ack:
+                    by_source.setdefault(source, []).append((window.inst.id, partition, start, seq))
                 window.to_ack.clear()
         messages = [(f"{m.PARTIAL_ACK}.{m.holder_token(source)}", m.encode(m.PartialAck(slots)))
                     for source, slots in by_source.items()]
@@ -194,6 +194,9 @@ class Aggregator(Follower):
             return
         if self.holder is not None:
             self.holder.acknowledged(ack)
+            # At once: an agent acknowledged later than the owner would, if this aggregator died
+            # in between, send again what the owner already added.
+            self._send_acks(time.time())
 
     async def _on_partial(self, msg: Msg) -> None:
         try:
@@ -215,7 +218,7 @@ class Aggregator(Follower):
         if not 0 <= partial.partition < m.PARTITIONS:
             self.drop("malformed_partial")
             return
-        part = Part(value, partial.nsources, partial.expected, partial.source)
+        part = Part(value, partial.nsources, partial.expected, partial.source, partial.seq)
         window.add_partial(partial.partition, partial.start_time, part, time.time())
 
     async def hold_partitions(self, held: set[int], now: float) -> None:

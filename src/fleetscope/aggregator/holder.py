@@ -2,17 +2,19 @@
 
 A holder receives the batches of the partitions it holds (:meth:`PartitionHolder.hold`), merges
 each instrumentation's partials per partition and slot in a
-:class:`~fleetscope.aggregator.window.Window`, and sends each final (or revised) slot to the
-instrumentation's owner as a :class:`~fleetscope.bus.messages.SlotPartial`. It keeps sending a
-partial again until the owner acknowledges it (:class:`~fleetscope.bus.messages.PartialAck`): an
-owner that dies takes the partials it had not made final with it, and the instrumentation's next
-owner gets them from here.
+:class:`~fleetscope.aggregator.window.Window`, and sends each final slot to the instrumentation's
+owner as a :class:`~fleetscope.bus.messages.SlotPartial`, then forgets it: what comes later for
+that slot (late data, replays) is merged afresh and sent as another partial, which the owner adds
+(each partial has a sequence number of its own, so one sent again is not added twice). It
+remembers which seconds of which host it merged (a bitmap per host), so a batch that comes
+again is never merged twice. It keeps sending a partial until the owner acknowledges it
+(:class:`~fleetscope.bus.messages.PartialAck`): an owner that dies takes the partials it had not
+made final with it, and the instrumentation's next owner gets them from here.
 
 A partition newly held is merged from the next whole second: live batches of earlier seconds
 were its previous holder's. Replays (batches their agents send again for want of an
-acknowledgement) are merged whatever their second: no holder acknowledged them, so none sent
-them on, and the owner keeps one partial per partition and slot, so the new holder's replaces
-whatever the old holder sent.
+acknowledgement) are merged whatever their second: no holder acknowledged them, so none had the
+owner make them final.
 """
 
 from __future__ import annotations
@@ -35,10 +37,13 @@ from fleetscope.model.series import DataPoint
 # is chosen from every key that matters in any partition (and "(other)" stays an exact total).
 PARTIAL_TOP_K = values.AGENT_TOP_K
 PARTIAL_RESEND_AFTER = 3.0  # seconds without an owner's acknowledgement before sending again
-PARTIAL_GIVE_UP = 120.0  # seconds after which an unacknowledged partial is no longer sent
+PARTIAL_GIVE_UP = 30.0  # seconds after which an unacknowledged partial is no longer sent
+REMEMBERED = 1024  # seconds of each host's batches remembered as merged (over any retention kept)
 
 
 class Unacked(NamedTuple):
+    subject: str
+    message: bytes
     first_sent: float
     due: float  # when it is sent again
 
@@ -61,8 +66,13 @@ class PartitionHolder:
         self._drop = drop
         self.partitions: dict[int, Held] = {}
         self.windows: dict[tuple[int, int], Window] = {}  # (instrumentation, partition)
-        self.unacked: dict[tuple[int, int, int], Unacked] = {}  # (instrumentation, partition, start)
+        # (instrumentation, partition, start, sequence) -> the partial until an owner acknowledges it
+        self.unacked: dict[tuple[int, int, int, int], Unacked] = {}
         self.gave_up = 0  # partials never acknowledged by any owner
+        self.duplicates = 0  # batch messages merged before
+        self._merged: dict[tuple[str, int], tuple[int, int]] = {}  # (host, part) -> (newest tick, bits)
+        self._seq = 0
+        self._pruned_at = 0.0
 
     # -- batches ------------------------------------------------------------------------------
 
@@ -73,6 +83,9 @@ class PartitionHolder:
         if held is None or (tick < held.first_tick and not batch.replay):
             self._drop("partition_not_held")
             return False
+        if not self._first_time(batch.host, batch.part, tick):
+            self.duplicates += 1
+            return True  # merged before: acknowledged again, not merged again
         for partial in batch.partials:
             inst = known.get(partial.id)
             if inst is None:
@@ -86,23 +99,38 @@ class PartitionHolder:
             window = self.windows.get((inst.id, p))
             if window is None:
                 window = self.windows[inst.id, p] = Window(inst, PARTIAL_TOP_K, self.grace,
-                                                           self._partial_sender(p))
+                                                           self._partial_sender(p), release=True)
             window.add(batch.host, tick, value, now)
+        return True
+
+    def _first_time(self, host: str, part: int, tick: int) -> bool:
+        """Note that ``host``'s message ``part`` of ``tick`` is merged; False if it was before."""
+        newest, bits = self._merged.get((host, part), (tick, 0))
+        if tick > newest:
+            bits = (bits << (tick - newest)) & ((1 << REMEMBERED) - 1)
+            newest = tick
+        age = newest - tick
+        if age >= REMEMBERED:
+            return True  # older than anything kept: the windows drop it as late
+        if bits >> age & 1:
+            return False
+        self._merged[host, part] = (newest, bits | 1 << age)
         return True
 
     def _partial_sender(self, partition: int) -> Callable[[Instrumentation, DataPoint], None]:
         return lambda inst, point: self.send_partial(inst, partition, point)
 
     def send_partial(self, inst: Instrumentation, partition: int, point: DataPoint) -> None:
-        """Send one final slot to the owner and wait for its acknowledgement."""
+        """Send one final slot to the owner and keep it until the owner acknowledges it."""
+        self._seq += 1
         msg = m.SlotPartial(inst.id, self.name, point.start_time,
                             msgspec.Raw(m.encode(values.encode(point.value, inst.shape))),
-                            point.nsources, point.expected, partition)
-        self._send(f"{m.PARTIAL}.{inst.id}", m.encode(msg))
-        key = (inst.id, partition, point.start_time)
+                            point.nsources, point.expected, partition, self._seq)
+        subject, data = f"{m.PARTIAL}.{inst.id}", m.encode(msg)
+        self._send(subject, data)
         now = time.time()
-        earlier = self.unacked.get(key)
-        self.unacked[key] = Unacked(earlier.first_sent if earlier else now, now + PARTIAL_RESEND_AFTER)
+        self.unacked[inst.id, partition, point.start_time, self._seq] = Unacked(
+            subject, data, now, now + PARTIAL_RESEND_AFTER)
 
     # -- acknowledgements ---------------------------------------------------------------------
 
@@ -112,20 +140,19 @@ class PartitionHolder:
 
     def oldest_unacked(self) -> int | None:
         """The start of the oldest slot an owner has not acknowledged, or None."""
-        return min((start for _, _, start in self.unacked), default=None)
+        return min((start for _, _, start, _ in self.unacked), default=None)
 
     def resend_due(self, now: float) -> None:
         """Send again the partials no owner acknowledged in time (the owner may have died)."""
         for key, entry in list(self.unacked.items()):
             if entry.due > now:
                 continue
-            window = self.windows.get(key[:2])
-            slot = window.slots.get(key[2]) if window else None
-            if slot is None or slot.final is None or now - entry.first_sent > PARTIAL_GIVE_UP:
-                del self.unacked[key]  # gone with its retention or its instrumentation
+            if now - entry.first_sent > PARTIAL_GIVE_UP:
+                del self.unacked[key]
                 self.gave_up += 1
                 continue
-            self.send_partial(window.inst, key[1], slot.final)
+            self._send(entry.subject, entry.message)
+            self.unacked[key] = entry._replace(due=now + PARTIAL_RESEND_AFTER)
 
     # -- partitions ---------------------------------------------------------------------------
 
@@ -140,11 +167,14 @@ class PartitionHolder:
 
     def expire(self, now: float) -> None:
         """Finalise first-level slots past their deadline; forget windows of partitions given up
-        once they are empty."""
+        once they are empty, and what was merged of hosts not heard of for as long as it is kept."""
         for key, window in list(self.windows.items()):
             window.expire(now)
             if not window.slots and key[1] not in self.partitions:
                 del self.windows[key]
+        if now - self._pruned_at > 60:
+            self._pruned_at = now
+            self._merged = {k: v for k, v in self._merged.items() if now - v[0] < REMEMBERED}
 
     def update(self, inst: Instrumentation) -> None:
         for (inst_id, _), window in self.windows.items():

@@ -1,26 +1,29 @@
 """The second level of a partitioned fleet's merge: one instrumentation's slots at its owner.
 
-Each aggregator merges the hosts of each partition it holds into one partial per slot (a
+Each aggregator merges the hosts of each partition it holds per slot (a
 :class:`~fleetscope.aggregator.window.Window` per instrumentation and partition, the first level)
-and sends it to the instrumentation's owner as a :class:`~fleetscope.bus.messages.SlotPartial`.
-The owner keeps, per slot, the latest partial of each partition, whichever aggregator sent it: a
-revision replaces the earlier one, and so does the merge of a partition's new holder, so late
-data and replays are never counted twice. A slot is final when every partition seen lately has
-sent it, or its deadline passes; ``nsources`` and ``expected`` are the sums of the partitions'
-own counts, exact. A fleet-wide instrumentation over any number of hosts then costs its owner at
-most one message per partition per slot.
+and sends each final slot to the instrumentation's owner as a
+:class:`~fleetscope.bus.messages.SlotPartial`, then forgets it; what comes for that slot later
+(late data, replays of seconds no holder had) is sent as further partials. The owner adds every
+partial into the slot once (by source and sequence number: one sent again is not added twice), and
+makes the slot final when every partition seen lately has sent it, or its deadline passes;
+``nsources`` and ``expected`` are sums of the partitions' own counts, exact. A partial for a final
+slot revises it. A fleet-wide instrumentation over any number of hosts then costs its owner one
+message per partition per slot.
 
 Each partial in a final slot is owed an acknowledgement to the aggregator that sent it
 (:attr:`OwnerWindow.to_ack`): until it has one, that aggregator sends it again (to whoever owns
 the instrumentation by then) and does not acknowledge its agents' batches of that second.
 
-It is read and aged like a :class:`~fleetscope.aggregator.window.Window` (``expire``, ``latest``,
-``points``, shared in :class:`~fleetscope.aggregator.window.SlotReader`), so the aggregator, its
-window requests and its listeners do not know which level they read.
+A slot keeps its unfolded sum (so that late partials fold exactly into its top K) and which
+partials it added for :data:`MERGED_FOR` seconds; after that, late partials are added to its
+final (folded) value: the totals stay exact, a key folded into ``(other)`` before may then show
+only its late part.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Container
 from typing import NamedTuple
 
@@ -31,26 +34,36 @@ from fleetscope.model.series import DataPoint
 
 # A partition that has not sent for this long is no longer waited for.
 STALE_AFTER = 5.0
+# Seconds after its end that a slot keeps its unfolded sum and which partials it added: longer
+# than holders send a partial again (holder.PARTIAL_GIVE_UP).
+MERGED_FOR = 45.0
 
 
 class Part(NamedTuple):
-    """One partition's merge of one slot, and the aggregator that sent it."""
+    """One partition's merge of (some of) one slot, who sent it and its sequence number there."""
 
     value: values.Value
     nsources: int
     expected: int
     source: str = ""
+    seq: int = 0
 
 
 class OwnerSlot:
-    __slots__ = ("final", "parts", "revised", "stale", "start")
+    __slots__ = ("applied", "expected", "final", "merged", "nsources", "partitions", "revised", "stale",
+                 "start", "unacked")
 
-    def __init__(self, start: int) -> None:
+    def __init__(self, start: int, shape: str) -> None:
         self.start = start
-        self.parts: dict[int, Part] = {}  # by partition
+        self.merged: values.Value | None = values.empty(shape)  # the unfolded sum (None: aged)
+        self.nsources = 0
+        self.expected = 0
+        self.partitions: set[int] = set()  # that sent
+        self.applied: set[tuple[str, int]] | None = set()  # (source, seq) added (None: aged)
+        self.unacked: list[tuple[str, int, int]] = []  # (source, partition, seq) since the last final
         self.final: DataPoint | None = None
         self.revised = False
-        self.stale = False  # final, and a part changed since
+        self.stale = False  # final, and a part added since
 
 
 class OwnerWindow(SlotReader):
@@ -75,32 +88,52 @@ class OwnerWindow(SlotReader):
         self._open: set[int] = set()
         self.last_seen: dict[int, float] = {}  # partition -> when it last sent
         self.dropped_late = 0
-        self.to_ack: list[tuple[str, int, int]] = []  # (source, partition, start) of finalised parts
+        self.to_ack: list[tuple[str, int, int, int]] = []  # (source, partition, start, seq) in finals
+        self._aging: deque[int] = deque()  # starts of the slots with a sum, in time order (mostly)
         self._now = 0.0
 
     def add_partial(self, partition: int, start: int, part: Part, now: float) -> None:
-        """Take ``partition``'s merge of the slot at ``start`` (replacing an earlier one of it)."""
+        """Add ``partition``'s partial of the slot at ``start`` (once per source and sequence)."""
         g = self.inst.granularity
         if start % g:
             return
         if start < self.revise_before and start not in self.slots and start in self.final_elsewhere:
-            self.to_ack.append((part.source, partition, start))
+            self.to_ack.append((part.source, partition, start, part.seq))
             return
         slot = self.slots.get(start)
         if slot is None:
             if start + g < now - self.inst.retention:
                 self.dropped_late += 1
                 return
-            slot = OwnerSlot(start)
+            slot = OwnerSlot(start, self.inst.shape)
             self._made(start, slot)
-        slot.parts[partition] = part
+            self._aging.append(start)
+        key = (part.source, part.seq)
+        if slot.applied is not None and key in slot.applied:
+            slot.unacked.append((part.source, partition, part.seq))  # sent again: its ack was lost
+            if slot.final is not None:
+                self.to_ack.extend((s, p, start, q) for s, p, q in slot.unacked)
+                slot.unacked = []
+            return
+        if slot.merged is None:  # aged: start again from the final value
+            slot.merged = values.empty(self.inst.shape)
+            if slot.final.value is not None:
+                slot.merged = values.merge_into(slot.merged, slot.final.value, self.inst.shape)
+            self._aging.append(start)
+        slot.merged = values.merge_into(slot.merged, part.value, self.inst.shape)
+        slot.nsources += part.nsources
+        slot.expected += part.expected
+        slot.partitions.add(partition)
+        if slot.applied is not None:
+            slot.applied.add(key)
+        slot.unacked.append((part.source, partition, part.seq))
         if now > self.last_seen.get(partition, 0.0):
             self.last_seen[partition] = now
         self._now = now
         if slot.final is not None:
             slot.revised = slot.stale = True
             self._open.add(start)
-        elif self._expected(now) <= slot.parts.keys():
+        elif self._expected(now) <= slot.partitions:
             self._finalise(slot, now)
 
     def _expected(self, now: float) -> set[int]:
@@ -108,14 +141,26 @@ class OwnerWindow(SlotReader):
 
     def _finalise(self, slot: OwnerSlot, now: float) -> None:
         shape = self.inst.shape
-        value = values.empty(shape)
-        for part in slot.parts.values():
-            value = values.merge_into(value, part.value, shape)
-        value = values.fold_top_k(value, self.topk, shape)
-        nsources = sum(p.nsources for p in slot.parts.values())
-        expected = sum(p.expected for p in slot.parts.values())
-        slot.final = DataPoint(slot.start, self.inst.granularity, value if slot.parts else None, nsources,
-                               expected, slot.revised or slot.start < self.revise_before)
+        value = values.fold_top_k(slot.merged, self.topk, shape)
+        if value is slot.merged and shape == values.HISTOGRAM:
+            value = value.copy()  # the sum goes on taking late partials
+        slot.final = DataPoint(slot.start, self.inst.granularity, value if slot.partitions else None,
+                               slot.nsources, max(slot.expected, slot.nsources),
+                               slot.revised or slot.start < self.revise_before)
         slot.stale = False
-        self.to_ack.extend((p.source, partition, slot.start) for partition, p in slot.parts.items())
+        self.to_ack.extend((source, partition, slot.start, seq) for source, partition, seq in slot.unacked)
+        slot.unacked = []
         self.on_final(self.inst, slot.final)
+
+    def expire(self, now: float) -> None:
+        """Finalise and drop slots as any window does; free the sums of final slots past
+        :data:`MERGED_FOR`, and their memory of the partials added."""
+        super().expire(now)
+        g = self.inst.granularity
+        while self._aging and self._aging[0] + g + MERGED_FOR <= now:
+            slot = self.slots.get(self._aging[0])
+            if slot is not None and (slot.final is None or slot.stale):
+                break  # aged once final
+            self._aging.popleft()
+            if slot is not None:
+                slot.merged = slot.applied = None

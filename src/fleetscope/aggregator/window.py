@@ -107,7 +107,11 @@ class Window(SlotReader):
     """The pending and final slots of one instrumentation."""
 
     def __init__(self, inst: Instrumentation, topk: int, grace: float,
-                 on_final: Callable[[Instrumentation, DataPoint], None]) -> None:
+                 on_final: Callable[[Instrumentation, DataPoint], None], release: bool = False) -> None:
+        """``release``: forget each slot once it is final and handed to ``on_final`` (a partition
+        holder's first level: the owner keeps the slot); data that comes later starts the slot
+        afresh, and its next final carries only that data."""
+        self.release = release
         self.inst = inst
         self.topk = topk
         self.grace = grace
@@ -196,6 +200,9 @@ class Window(SlotReader):
         slot.final = DataPoint(slot.start, self.inst.granularity, value, slot.hosts.bit_count(), expected,
                                slot.revised)
         slot.stale = False
+        if self.release:
+            del self.slots[slot.start]
+            self._open.discard(slot.start)
         self.on_final(self.inst, slot.final)
 
 

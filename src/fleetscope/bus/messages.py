@@ -141,8 +141,8 @@ class FinalSeen(msgspec.Struct, array_like=True):
 
 class SlotPartial(msgspec.Struct, array_like=True):
     """One slot of one instrumentation as a partition's holder merged it from the partition's
-    hosts; sent again, whole, when late data revised it (it replaces the partition's earlier
-    partial of that slot at the owner, whoever sent that)."""
+    hosts. What comes for the slot later (late data, replays) is another partial with another
+    ``seq``, which the owner adds; a partial sent again keeps its ``seq`` and is added once."""
 
     id: int
     source: str  # the aggregator (partition holder) that merged it: acknowledged to it
@@ -151,13 +151,14 @@ class SlotPartial(msgspec.Struct, array_like=True):
     nsources: int
     expected: int
     partition: int
+    seq: int  # unique among the source's partials
 
 
 class PartialAck(msgspec.Struct, array_like=True):
     """An owner's word to a holder that these partials are in final slots: the holder stops
     sending them again, and may acknowledge its agents' batches of those seconds."""
 
-    slots: list[tuple[int, int, int]]  # (instrumentation id, partition, start time)
+    slots: list[tuple[int, int, int, int]]  # (instrumentation id, partition, start time, seq)
 
 
 class WindowRequest(msgspec.Struct):

@@ -352,10 +352,11 @@ def hosts_table(hosts: Sequence[Mapping[str, Any]]) -> Table:
 
 
 def _buffered(buffer: Mapping[str, int]) -> str:
-    """Batches waiting in an agent's outbox, and what it had to drop (overflow, over size)."""
+    """Batches waiting in an agent's outbox (to be sent, and sent but not yet acknowledged), and
+    what it sent again or had to drop (overflow, over size)."""
     text = str(buffer.get("queued", "-"))
-    lost = {k: buffer.get(k, 0) for k in ("dropped", "oversized") if buffer.get(k)}
-    return text + "".join(f", {n} {k}" for k, n in lost.items())
+    counts = {k: buffer.get(k, 0) for k in ("unacked", "replayed", "dropped", "oversized") if buffer.get(k)}
+    return text + "".join(f", {n} {k}" for k, n in counts.items())
 
 
 def store_stats_table(body: Mapping[str, Any]) -> Table:
