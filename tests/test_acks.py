@@ -276,3 +276,28 @@ def test_a_new_owner_leaves_alone_the_slots_its_predecessor_made_final() -> None
         await bus.close()
 
     asyncio.run(run())
+
+
+def test_a_holder_acknowledges_its_agents_as_soon_as_the_owner_has_the_second() -> None:
+    """Not at the slot's deadline: an aggregator that died between its owner's acknowledgement
+    and its own would leave its agents to send again what the owner already added."""
+
+    async def run() -> None:
+        bus = MemoryBus()
+        agg = Aggregator(bus, name="agg1")
+        await bus.connect()
+        await wire(agg)
+        acks = await ack_listener(bus)
+        agg.enable(BREAKDOWN)
+        now = time.time()
+        await agg.hold_partitions({m.partition_of(HOST)}, now - 10)
+        t = int(now) - 1
+        agg.add_batch(m.decode(m.encode(batch(t)), m.RawBatch), t + 1.01)  # its only host: final
+        await asyncio.sleep(0.05)  # the partial reaches the owner (itself), final there
+        assert acks == [], "the owner has not acknowledged yet"
+        await housekeeping(agg, t + 1.1)  # well before the deadline, t + 2.5
+        await asyncio.sleep(0.05)
+        assert acks == [[(t, 0)]]
+        await bus.close()
+
+    asyncio.run(run())

@@ -135,8 +135,7 @@ class Aggregator(Follower):
     def add_batch(self, batch: m.RawBatch, now: float) -> None:
         tick = batch.time - self.clock_correction(batch.host)
         if self.holder is not None:
-            if self.holder.add(batch, tick, now, self.known):
-                self.acks.received(batch, tick, self.known)
+            self.holder.add(batch, tick, now, self.known)
             return
         self.acks.received(batch, tick, self.known)
         for partial in batch.partials:
@@ -154,11 +153,13 @@ class Aggregator(Follower):
 
     def _send_acks(self, now: float) -> None:
         """Acknowledge the batches whose slots are final here and, partitioned, at their owners."""
-        settled = None
-        if self.holder is not None:
-            oldest = self.holder.oldest_unacked()
-            settled = int(now) + 1 if oldest is None else oldest
-        by_host = self.acks.due(now, settled)
+        if self.holder is None:
+            by_host = self.acks.due(now)
+        else:
+            by_host = {}
+            for host, t, part in self.holder.settled:
+                by_host.setdefault(host, []).append((t, part))
+            self.holder.settled = []
         if by_host:
             self._spawn(self._send_all([(m.ack_subject(h), m.encode(m.Ack(b))) for h, b in by_host.items()]))
 

@@ -11,6 +11,11 @@ again is never merged twice. It keeps sending a partial until the owner acknowle
 (:class:`~fleetscope.bus.messages.PartialAck`): an owner that dies takes the partials it had not
 made final with it, and the instrumentation's next owner gets them from here.
 
+It acknowledges each agent's batch message as soon as the owners have acknowledged every
+partial it went into (not at a deadline, not behind other seconds): an aggregator that died
+between its owner's acknowledgement and its own would leave the agent to send again what the
+owner already added.
+
 A partition newly held is merged from the next whole second: live batches of earlier seconds
 were its previous holder's. Replays (batches their agents send again for want of an
 acknowledgement) are merged whatever their second: no holder acknowledged them, so none had the
@@ -48,6 +53,9 @@ class Unacked(NamedTuple):
     due: float  # when it is sent again
 
 
+BatchKey = tuple[str, int, int]  # an agent's batch message: host, time, part
+
+
 class Held(NamedTuple):
     first_tick: int  # live batches of earlier seconds are the previous holder's
     subscription: object
@@ -73,6 +81,13 @@ class PartitionHolder:
         self._merged: dict[tuple[str, int], tuple[int, int]] = {}  # (host, part) -> (newest tick, bits)
         self._seq = 0
         self._pruned_at = 0.0
+        # Acknowledging agents: each batch message merged, by (host, time, part), with how many of
+        # the slots it fed the owners have not yet acknowledged; the messages fed into each slot
+        # still pending here, and into each partial sent; the messages now acknowledged.
+        self._waiting: dict[BatchKey, int] = {}
+        self._feeding: dict[tuple[int, int, int], list[BatchKey]] = {}
+        self._in_partial: dict[tuple[int, int, int, int], list[BatchKey]] = {}
+        self.settled: list[BatchKey] = []
 
     # -- batches ------------------------------------------------------------------------------
 
@@ -83,9 +98,13 @@ class PartitionHolder:
         if held is None or (tick < held.first_tick and not batch.replay):
             self._drop("partition_not_held")
             return False
+        key = (batch.host, batch.time, batch.part)
         if not self._first_time(batch.host, batch.part, tick):
             self.duplicates += 1
-            return True  # merged before: acknowledged again, not merged again
+            if key not in self._waiting:
+                self.settled.append(key)  # its acknowledgement was lost: again
+            return True
+        self._waiting[key] = 0
         for partial in batch.partials:
             inst = known.get(partial.id)
             if inst is None:
@@ -100,8 +119,27 @@ class PartitionHolder:
             if window is None:
                 window = self.windows[inst.id, p] = Window(inst, PARTIAL_TOP_K, self.grace,
                                                            self._partial_sender(p), release=True)
-            window.add(batch.host, tick, value, now)
+            self._waiting[key] += 1
+            slot = (inst.id, p, tick - tick % inst.granularity)
+            self._feeding.setdefault(slot, []).append(key)
+            window.add(batch.host, tick, value, now)  # (may make the slot final and send it)
+            if slot in self._feeding and slot[2] not in window.slots:  # refused (too late to keep)
+                self._settle(self._feeding.pop(slot))
+        if not self._waiting[key]:
+            self._settle([key])
         return True
+
+    def _settle(self, keys: list[BatchKey]) -> None:
+        """One more slot of each of ``keys`` is in an owner's final slots (or given up)."""
+        for key in keys:
+            left = self._waiting.get(key)
+            if left is None:
+                continue
+            if left <= 1:
+                del self._waiting[key]
+                self.settled.append(key)
+            else:
+                self._waiting[key] = left - 1
 
     def _first_time(self, host: str, part: int, tick: int) -> bool:
         """Note that ``host``'s message ``part`` of ``tick`` is merged; False if it was before."""
@@ -129,18 +167,17 @@ class PartitionHolder:
         subject, data = f"{m.PARTIAL}.{inst.id}", m.encode(msg)
         self._send(subject, data)
         now = time.time()
-        self.unacked[inst.id, partition, point.start_time, self._seq] = Unacked(
-            subject, data, now, now + PARTIAL_RESEND_AFTER)
+        key = (inst.id, partition, point.start_time, self._seq)
+        self.unacked[key] = Unacked(subject, data, now, now + PARTIAL_RESEND_AFTER)
+        self._in_partial[key] = self._feeding.pop(key[:3], [])
 
     # -- acknowledgements ---------------------------------------------------------------------
 
     def acknowledged(self, ack: m.PartialAck) -> None:
-        for key in ack.slots:
-            self.unacked.pop(tuple(key), None)
-
-    def oldest_unacked(self) -> int | None:
-        """The start of the oldest slot an owner has not acknowledged, or None."""
-        return min((start for _, _, start, _ in self.unacked), default=None)
+        """The owner has these partials in final slots: the batches fully in such are settled."""
+        for key in map(tuple, ack.slots):
+            if self.unacked.pop(key, None) is not None:
+                self._settle(self._in_partial.pop(key, []))
 
     def resend_due(self, now: float) -> None:
         """Send again the partials no owner acknowledged in time (the owner may have died)."""
@@ -150,6 +187,7 @@ class PartitionHolder:
             if now - entry.first_sent > PARTIAL_GIVE_UP:
                 del self.unacked[key]
                 self.gave_up += 1
+                self._settle(self._in_partial.pop(key, []))  # lost: sending the batches again would not help
                 continue
             self._send(entry.subject, entry.message)
             self.unacked[key] = entry._replace(due=now + PARTIAL_RESEND_AFTER)
@@ -187,4 +225,7 @@ class PartitionHolder:
             del self.windows[key]
         for key in [k for k in self.unacked if k[0] == inst_id]:
             del self.unacked[key]
+            self._settle(self._in_partial.pop(key, []))
+        for key in [k for k in self._feeding if k[0] == inst_id]:
+            self._settle(self._feeding.pop(key))
 
