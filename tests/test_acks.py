@@ -187,16 +187,23 @@ async def rounds(aggs: list[Aggregator], now: float, n: int = 3) -> None:
             await housekeeping(agg, now)
 
 
+async def holding_and_owning(held_since: float) -> tuple[MemoryBus, Aggregator, list]:
+    """One partitioned aggregator that owns BREAKDOWN and holds HOST's partition since
+    ``held_since``, and the acknowledgements HOST's agent hears."""
+    bus = MemoryBus()
+    agg = Aggregator(bus, name="agg1")
+    await bus.connect()
+    await wire(agg)
+    acks = await ack_listener(bus)
+    agg.enable(BREAKDOWN)
+    await agg.hold_partitions({m.partition_of(HOST)}, held_since)
+    return bus, agg, acks
+
+
 def test_a_new_holder_merges_replays_of_seconds_before_it_took_the_partition() -> None:
     async def run() -> None:
-        bus = MemoryBus()
-        agg = Aggregator(bus, name="agg1")
-        await bus.connect()
-        await wire(agg)
-        acks = await ack_listener(bus)
-        agg.enable(BREAKDOWN)
         now = time.time()
-        await agg.hold_partitions({m.partition_of(HOST)}, now)  # merged from the next second on
+        bus, agg, acks = await holding_and_owning(now)  # merged from the next second on
         t = int(now) - 2
         live, replay = batch(t, value=1.0), batch(t + 1, value=2.0, replay=True)
         for b in (live, replay):
@@ -283,14 +290,8 @@ def test_a_holder_acknowledges_its_agents_as_soon_as_the_owner_has_the_second() 
     and its own would leave its agents to send again what the owner already added."""
 
     async def run() -> None:
-        bus = MemoryBus()
-        agg = Aggregator(bus, name="agg1")
-        await bus.connect()
-        await wire(agg)
-        acks = await ack_listener(bus)
-        agg.enable(BREAKDOWN)
         now = time.time()
-        await agg.hold_partitions({m.partition_of(HOST)}, now - 10)
+        bus, agg, acks = await holding_and_owning(now - 10)
         t = int(now) - 1
         agg.add_batch(m.decode(m.encode(batch(t)), m.RawBatch), t + 1.01)  # its only host: final
         await asyncio.sleep(0.05)  # the partial reaches the owner (itself), final there
