@@ -20,6 +20,7 @@ log: they name tokens by id and name.
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections import OrderedDict, deque
@@ -168,7 +169,9 @@ class Authenticator:
         header = request.headers.get("authorization")
         if header is not None:
             scheme, _, secret = header.partition(" ")
-            if scheme.lower() != "bearer" or not secret.strip():
+            if scheme.lower() == "basic" and request.url.path.startswith(BASIC_PREFIX):
+                secret = basic_password(secret)
+            elif scheme.lower() != "bearer" or not secret.strip():
                 raise unauthorized("use 'Authorization: Bearer <token>'")
             return self.caller_from(secret.strip(), address)
         cookie = request.cookies.get(SESSION_COOKIE)
@@ -179,6 +182,23 @@ class Authenticator:
             return caller
         raise unauthorized("a token is needed: 'Authorization: Bearer <token>' "
                            "(fleetscope token create), or log in to the dashboard")
+
+
+# Prometheus' clients (promtool, older Grafana set-ups) send a token only as a basic-auth password:
+# the Prometheus API takes the token there too, whatever the user name.
+BASIC_PREFIX = "/prometheus/"
+
+
+def basic_password(credentials: str) -> str:
+    """The password of HTTP basic credentials (``base64(user:password)``)."""
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise unauthorized("malformed basic credentials") from None
+    password = decoded.partition(":")[2]
+    if not password:
+        raise unauthorized("basic credentials need the token as password")
+    return password
 
 
 def check_origin(request: Request) -> None:

@@ -18,6 +18,7 @@ from fleetscope.api.routes import (
     heatmaps,
     hosts,
     instrumentations,
+    prometheus,
     store,
     stream,
     values,
@@ -37,6 +38,7 @@ ROUTERS = [
     alerts.router,
     exposition.router,
     access.router,
+    prometheus.router,
     docs.router,
     web.router,
 ]
