@@ -12,10 +12,12 @@ from __future__ import annotations
 import math
 import time
 from datetime import datetime
+from typing import Literal
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from fleetscope import __version__
@@ -26,12 +28,17 @@ from fleetscope.model import values
 from fleetscope.model.errors import InputError
 from fleetscope.model.instrumentation import Instrumentation
 
-# The errors of these routes, in Prometheus' envelope (not fleetscope's {"error": …}).
-PROMETHEUS_ERROR = {"type": "object", "required": ["status", "errorType", "error"], "properties": {
-    "status": {"const": "error"}, "errorType": {"type": "string"}, "error": {"type": "string"}}}
+
+class PrometheusError(BaseModel):
+    """An error of these routes, in Prometheus' envelope (not fleetscope's ``{"error": …}``)."""
+
+    status: Literal["error"]
+    errorType: str  # Prometheus' name
+    error: str
+
+
 router = APIRouter(prefix="/prometheus/api/v1", tags=["prometheus"], responses={
-    400: {"description": "bad_data: a parameter Prometheus would refuse too",
-          "content": {"application/json": {"schema": PROMETHEUS_ERROR}}}})
+    400: {"description": "bad_data: a parameter Prometheus would refuse too", "model": PrometheusError}})
 METHODS = ["GET", "POST"]
 DEFAULT_SPAN = 3600.0
 MAX_FORM = 1 << 20
