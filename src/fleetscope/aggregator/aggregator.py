@@ -73,6 +73,7 @@ class Aggregator(Follower):
         self.acks = BatchAcks(grace)
         # Partitioned: the slots other owners made final lately, by instrumentation (start times).
         self.finals_seen: dict[int, set[int]] = {}
+        self._finals_pruned = 0.0
         if publish_finals:
             self.listeners.append(self._publish_final)
 
@@ -122,10 +123,8 @@ class Aggregator(Follower):
     # -- data -------------------------------------------------------------------------------
 
     async def _on_batch(self, msg: Msg) -> None:
-        try:
-            batch = m.decode(msg.data, m.RawBatch)
-        except InputError:
-            self.drop("malformed_batch")
+        batch = self.decoded(msg.data, m.RawBatch, "malformed_batch")
+        if batch is None:
             return
         if msg.subject != m.data_subject(batch.host):
             self.drop("host_not_subject")  # a foreign or forged batch
@@ -179,19 +178,15 @@ class Aggregator(Follower):
     async def _on_final_seen(self, msg: Msg) -> None:
         """Note which slot another owner made final (so that, owning it next, this one does not
         make it final again from a subset of its partials)."""
-        try:
-            seen = m.decode(msg.data, m.FinalSeen)
-        except InputError:
-            self.drop("malformed_final")
+        seen = self.decoded(msg.data, m.FinalSeen, "malformed_final")
+        if seen is None:
             return
         if seen.id in self.known and seen.id not in self.windows:
             self.finals_seen.setdefault(seen.id, set()).add(seen.start_time)
 
     async def _on_partial_ack(self, msg: Msg) -> None:
-        try:
-            ack = m.decode(msg.data, m.PartialAck)
-        except InputError:
-            self.drop("malformed_partial_ack")
+        ack = self.decoded(msg.data, m.PartialAck, "malformed_partial_ack")
+        if ack is None:
             return
         if self.holder is not None:
             self.holder.acknowledged(ack)
@@ -200,10 +195,8 @@ class Aggregator(Follower):
             self._send_acks(time.time())
 
     async def _on_partial(self, msg: Msg) -> None:
-        try:
-            partial = m.decode(msg.data, m.SlotPartial)
-        except InputError:
-            self.drop("malformed_partial")
+        partial = self.decoded(msg.data, m.SlotPartial, "malformed_partial")
+        if partial is None:
             return
         window = self.windows.get(partial.id)
         if window is None or not isinstance(window, OwnerWindow):
@@ -236,10 +229,8 @@ class Aggregator(Follower):
     # -- clocks -----------------------------------------------------------------------------
 
     async def _on_status(self, msg: Msg) -> None:
-        try:
-            status = m.decode(msg.data, m.AgentStatus)
-        except InputError:
-            self.drop("bad_status")
+        status = self.decoded(msg.data, m.AgentStatus, "bad_status")
+        if status is None:
             return
         if msg.subject != m.status_subject(status.host):
             self.drop("host_not_subject")
@@ -301,11 +292,10 @@ class Aggregator(Follower):
             return
         if window is None or not msg.reply:
             return  # another aggregator holds it
-        try:
-            since = m.decode(msg.data, m.WindowRequest).since
-        except InputError:
-            self.drop("bad_window_request")
+        request = self.decoded(msg.data, m.WindowRequest, "bad_window_request")
+        if request is None:
             return
+        since = request.since
         shape = window.inst.shape
         points = [to_message(window.inst.id, p, shape) for p in window.points(since, 2**62)]
         sent, consumed = m.page(points, self.bus.max_payload)
@@ -361,6 +351,9 @@ class Aggregator(Follower):
         self._send_acks(now)
 
     def _forget_finals_seen(self, now: float) -> None:
+        if now - self._finals_pruned < 10:  # each round would walk every start kept
+            return
+        self._finals_pruned = now
         for inst_id, starts in list(self.finals_seen.items()):
             inst = self.known.get(inst_id)
             if inst is None:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from typing import TypeVar
 
 from fleetscope.bus import messages as m
 from fleetscope.bus.base import Bus, BusUnavailable, Msg
 from fleetscope.model.errors import InputError
 from fleetscope.model.instrumentation import Instrumentation
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,14 @@ class Follower:
         if not self.dropped[reason]:
             log.warning("dropped a message from the bus (%s); later ones are only counted", reason)
         self.dropped[reason] += 1
+
+    def decoded(self, data: bytes, kind: type[T], reason: str) -> T | None:
+        """``data`` decoded as ``kind``, or None (counted as dropped for ``reason``)."""
+        try:
+            return m.decode(data, kind)
+        except InputError:
+            self.drop(reason)
+            return None
 
     def enable(self, inst: Instrumentation) -> None:
         raise NotImplementedError

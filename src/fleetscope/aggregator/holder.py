@@ -91,19 +91,19 @@ class PartitionHolder:
 
     # -- batches ------------------------------------------------------------------------------
 
-    def add(self, batch: m.RawBatch, tick: int, now: float, known: dict[int, Instrumentation]) -> bool:
-        """Merge ``batch`` (its host's ``tick``); False when it is not this holder's to merge."""
+    def add(self, batch: m.RawBatch, tick: int, now: float, known: dict[int, Instrumentation]) -> None:
+        """Merge ``batch`` (its host's ``tick``) if it is this holder's to merge."""
         p = m.partition_of(batch.host)
         held = self.partitions.get(p)
         if held is None or (tick < held.first_tick and not batch.replay):
             self._drop("partition_not_held")
-            return False
+            return
         key = (batch.host, batch.time, batch.part)
         if not self._first_time(batch.host, batch.part, tick):
             self.duplicates += 1
             if key not in self._waiting:
                 self.settled.append(key)  # its acknowledgement was lost: again
-            return True
+            return
         self._waiting[key] = 0
         for partial in batch.partials:
             inst = known.get(partial.id)
@@ -127,7 +127,6 @@ class PartitionHolder:
                 self._settle(self._feeding.pop(slot))
         if not self._waiting[key]:
             self._settle([key])
-        return True
 
     def _settle(self, keys: list[BatchKey]) -> None:
         """One more slot of each of ``keys`` is in an owner's final slots (or given up)."""
