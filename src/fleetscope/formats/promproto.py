@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.internal.decoder import _DecodeVarint
@@ -124,6 +125,41 @@ def is_protobuf(content_type: str | None) -> bool:
 # -- encoding ---------------------------------------------------------------------------------
 
 
+class NativeBuckets(NamedTuple):
+    """The buckets of a fleetscope histogram as a native histogram carries them, in
+    Prometheus' two protobuf messages alike (client_model's exposition, prompb's remote
+    protocol): ``spans`` of consecutive indices as ``(offset, length)`` (the first offset
+    from 0, later ones from the end of the previous span), then either ``deltas`` (each
+    count minus the previous one, when every count is an integer) or ``counts``."""
+
+    integral: bool  # every count (total, zero bucket, buckets) is an integer
+    spans: list[tuple[int, int]]
+    deltas: list[int]
+    counts: list[float]
+
+
+def native_buckets(h: Histogram) -> NativeBuckets:
+    """``h``'s positive buckets in the native encoding (see :class:`NativeBuckets`)."""
+    order = sorted(h.buckets)
+    counts = [h.buckets[i] for i in order]
+    integral = all(float(c).is_integer() for c in [h.count, h.zero_count, *counts])
+    spans: list[list[int]] = []
+    previous_end = None
+    for i in order:
+        if previous_end is not None and i == previous_end:
+            spans[-1][1] += 1
+        else:
+            spans.append([i if previous_end is None else i - previous_end, 1])
+        previous_end = i + 1
+    deltas: list[int] = []
+    if integral:
+        last = 0
+        for c in counts:
+            deltas.append(int(c) - last)
+            last = int(c)
+    return NativeBuckets(integral, [(o, n) for o, n in spans], deltas, [] if integral else counts)
+
+
 def encode_native(h: Histogram, out: Message) -> None:
     """Fill the ``Histogram`` message ``out`` with ``h`` as a native histogram: integer
     counts as deltas when they all are integers, float counts otherwise. A native
@@ -131,30 +167,17 @@ def encode_native(h: Histogram, out: Message) -> None:
     out.schema = h.schema
     out.zero_threshold = h.zero_threshold
     out.sample_sum = h.sum
-    order = sorted(h.buckets)
-    counts = [h.buckets[i] for i in order]
-    integral = all(float(c).is_integer() for c in [h.count, h.zero_count, *counts])
-    if integral:
+    nb = native_buckets(h)
+    if nb.integral:
         out.sample_count = int(h.count)
         out.zero_count = int(h.zero_count)
     else:
         out.sample_count_float = h.count
         out.zero_count_float = h.zero_count
-    previous_end = None
-    for i in order:
-        if previous_end is not None and i == previous_end:
-            out.positive_span[-1].length += 1
-        else:
-            gap = i if previous_end is None else i - previous_end
-            out.positive_span.add(offset=gap, length=1)
-        previous_end = i + 1
-    if integral:
-        last = 0
-        for c in counts:
-            out.positive_delta.append(int(c) - last)
-            last = int(c)
-    else:
-        out.positive_count.extend(counts)
+    for offset, length in nb.spans:
+        out.positive_span.add(offset=offset, length=length)
+    out.positive_delta.extend(nb.deltas)
+    out.positive_count.extend(nb.counts)
 
 
 def encode_delimited(families: Iterable[Message]) -> bytes:
@@ -256,28 +279,40 @@ def _counts(spans, deltas, floats, schema: int) -> dict[int, float]:
 
 
 def decode_native(h: Message) -> Histogram:
-    """A native ``Histogram`` message as a fleetscope histogram, exactly: same schema,
-    zero bucket and indices. A schema finer than fleetscope's (3) is downscaled to 3,
-    which only adds neighbouring buckets; a coarser one is kept. Negative buckets
-    are counted in the zero bucket (fleetscope histograms hold values >= 0).
-    ``count`` is what the buckets hold. Native histograms carry no min or max: the
-    result does not know them (NaN, see :meth:`Histogram.forget_range`), so its
-    estimates are not clamped. ValueError (a drop reason: ``schema``,
-    ``histogram``, ``value``) if the message is not a valid native histogram."""
-    schema = h.schema
+    """A native ``Histogram`` message as a fleetscope histogram, exactly (see
+    :func:`native_histogram`); ValueError (a drop reason: ``schema``, ``histogram``,
+    ``value``) if the message is not a valid native histogram."""
+    return native_histogram(h.schema, h.zero_threshold,
+                            float(h.zero_count_float) if h.zero_count_float else float(h.zero_count),
+                            h.sample_sum, (h.positive_span, h.positive_delta, h.positive_count),
+                            (h.negative_span, h.negative_delta, h.negative_count))
+
+
+def native_histogram(schema: int, zero_threshold: float, zero_count: float, sample_sum: float,
+                     positive: tuple, negative: tuple) -> Histogram:
+    """A native histogram's parts as a fleetscope histogram, exactly: same schema,
+    zero bucket and indices. ``positive`` and ``negative`` are ``(spans, deltas,
+    counts)`` as the message holds them (spans with ``.offset`` and ``.length``). A
+    schema finer than fleetscope's (3) is downscaled to 3, which only adds
+    neighbouring buckets; a coarser one is kept. Negative buckets are counted in the
+    zero bucket (fleetscope histograms hold values >= 0). ``count`` is what the
+    buckets hold. Native histograms carry no min or max: the result does not know
+    them (NaN, see :meth:`Histogram.forget_range`), so its estimates are not clamped.
+    ValueError (a drop reason: ``schema``, ``histogram``, ``value``) if the parts are
+    not a valid native histogram."""
     if not MIN_SCHEMA <= schema <= MAX_SCHEMA:
         raise ValueError("schema")  # custom-bucket (-53) and out-of-range schemas
-    zero_threshold = float(h.zero_threshold)
-    zero = float(h.zero_count_float) if h.zero_count_float else float(h.zero_count)
-    if not (0.0 <= zero_threshold < math.inf and 0.0 <= zero < math.inf and math.isfinite(h.sample_sum)):
+    zero_threshold = float(zero_threshold)
+    zero = float(zero_count)
+    if not (0.0 <= zero_threshold < math.inf and 0.0 <= zero < math.inf and math.isfinite(sample_sum)):
         raise ValueError("value")
-    positive = _counts(h.positive_span, h.positive_delta, h.positive_count, schema)
-    negative = _counts(h.negative_span, h.negative_delta, h.negative_count, schema)
+    pos = _counts(*positive, schema)
+    neg = _counts(*negative, schema)
     out = Histogram(schema, zero_threshold)
-    out.buckets = positive
-    out.zero_count = math.fsum([zero, *negative.values()])
-    out.count = math.fsum([out.zero_count, *positive.values()])
-    out.sum = float(h.sample_sum)
+    out.buckets = pos
+    out.zero_count = math.fsum([zero, *neg.values()])
+    out.count = math.fsum([out.zero_count, *pos.values()])
+    out.sum = float(sample_sum)
     if schema > DEFAULT_SCHEMA:
         out.downscale(schema - DEFAULT_SCHEMA)
     while len(out.buckets) > MAX_BUCKETS and out.schema > MIN_SCHEMA:
