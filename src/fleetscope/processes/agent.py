@@ -1,6 +1,6 @@
 """`fleetscope agent`: collect on this host and publish to the fleet's bus (NATS).
 
-The host's sources (and StatsD, OTLP, scrape when configured) feed an agent that
+The host's sources (and StatsD, OTLP, scrape, remote write when configured) feed an agent that
 buffers its batches while the bus is away; SIGTERM flushes what it can and exits.
 """
 
@@ -24,8 +24,8 @@ STOP_TIMEOUT = 5.0  # seconds for the last batches to go out on SIGTERM
 
 
 def ingest_sources(ingest: IngestConfig) -> list[Source]:
-    """The StatsD listener, OTLP receiver and Prometheus scraper ``ingest`` asks for (started
-    with the agent)."""
+    """The StatsD listener, OTLP receiver, Prometheus scraper and remote-write receiver ``ingest``
+    asks for (started with the agent)."""
     sources: list[Source] = []
     if ingest.statsd is not None:
         from fleetscope.sources.statsd import StatsdSource
@@ -35,6 +35,10 @@ def ingest_sources(ingest: IngestConfig) -> list[Source]:
         from fleetscope.sources.otlp import OtlpSource
 
         sources.append(OtlpSource(ingest.otlp))
+    if ingest.remote_write is not None:
+        from fleetscope.sources.remote_write import RemoteWriteSource
+
+        sources.append(RemoteWriteSource(ingest.remote_write))
     if ingest.scrape:
         from fleetscope.sources.scrape import ScrapeSource
 

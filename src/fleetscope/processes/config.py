@@ -24,6 +24,7 @@ from fleetscope.model.errors import InputError
 
 if TYPE_CHECKING:
     from fleetscope.sources.otlp import OtlpConfig
+    from fleetscope.sources.remote_write import RemoteWriteConfig
     from fleetscope.sources.scrape import Target
     from fleetscope.sources.statsd import StatsdConfig
     from fleetscope.store.history import HistoryConfig
@@ -41,13 +42,15 @@ NATS_KEYS = ("creds", "nkey", "user", "password", "token", "tls_ca", "tls_cert",
 
 @dataclass(frozen=True)
 class IngestConfig:
-    """The application sources of a host: StatsD, OTLP, Prometheus scrape (each off by default)."""
+    """The application sources of a host: StatsD, OTLP, Prometheus scrape and remote write (each
+    off by default)."""
 
     statsd: StatsdConfig | None = None
     otlp: OtlpConfig | None = None
     scrape: tuple[Target, ...] = ()
     max_metrics: int = DEFAULT_INGEST_MAX
     max_keys: int = DEFAULT_INGEST_MAX
+    remote_write: RemoteWriteConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -196,11 +199,13 @@ def _prefix(name: str, prefix: str) -> None:
 
 
 def ingest_config(*, statsd: str | None, statsd_prefix: str, otlp: str | None, otlp_prefix: str,
-                  scrape: list[str], max_metrics: int, max_keys: int) -> IngestConfig:
+                  scrape: list[str], max_metrics: int, max_keys: int, remote_write: str | None = None,
+                  remote_write_prefix: str = "prom") -> IngestConfig:
     """StatsD at ``[HOST:]PORT``, OTLP/HTTP at ``[HOST:]PORT``, scrape targets ``URL[,interval]``,
-    each capped at ``max_metrics`` names and ``max_keys`` values per field; the listening ports
-    are checked to be free."""
+    Prometheus remote write at ``[HOST:]PORT``, each capped at ``max_metrics`` names and
+    ``max_keys`` values per field; the listening ports are checked to be free."""
     from fleetscope.sources.otlp import OtlpConfig
+    from fleetscope.sources.remote_write import RemoteWriteConfig
     from fleetscope.sources.scrape import parse_target
     from fleetscope.sources.statsd import StatsdConfig, parse_address
 
@@ -221,8 +226,15 @@ def ingest_config(*, statsd: str | None, statsd_prefix: str, otlp: str | None, o
         check_port("otlp", host, port, socket.SOCK_STREAM)
         otlp_config = OtlpConfig(host=host, port=port, prefix=otlp_prefix, max_metrics=max_metrics,
                                  max_keys=max_keys)
+    remote_write_config = None
+    if remote_write is not None:
+        host, port = parse_address(remote_write, "remote-write")
+        _prefix("remote-write", remote_write_prefix)
+        check_port("remote-write", host, port, socket.SOCK_STREAM)
+        remote_write_config = RemoteWriteConfig(host=host, port=port, prefix=remote_write_prefix,
+                                                max_metrics=max_metrics, max_keys=max_keys)
     return IngestConfig(statsd_config, otlp_config, tuple(parse_target(t) for t in scrape),
-                        max_metrics, max_keys)
+                        max_metrics, max_keys, remote_write_config)
 
 
 # -- one per process ------------------------------------------------------------------------------
@@ -232,6 +244,7 @@ def serve_config(*, data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
                  hostname: str | None = None, store: str | None = None, history: str | None = None,
                  flush_every: float = 5.0, log_level: str = "warning", statsd: str | None = None,
                  statsd_prefix: str = "app", otlp: str | None = None, otlp_prefix: str = "otel",
+                 remote_write: str | None = None, remote_write_prefix: str = "prom",
                  scrape: list[str] | None = None, ingest_max_metrics: int = DEFAULT_INGEST_MAX,
                  ingest_max_keys: int = DEFAULT_INGEST_MAX,
                  tick_budget: str = DEFAULT_TICK_BUDGET, no_auth: bool = False,
@@ -249,6 +262,7 @@ def serve_config(*, data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
     if not 0.1 <= flush_every <= 3600:
         raise InputError("flush-every", "must be between 0.1 and 3600 seconds")
     ingest = ingest_config(statsd=statsd, statsd_prefix=statsd_prefix, otlp=otlp, otlp_prefix=otlp_prefix,
+                           remote_write=remote_write, remote_write_prefix=remote_write_prefix,
                            scrape=scrape or [], max_metrics=ingest_max_metrics, max_keys=ingest_max_keys)
     retention = {**DEFAULT_RETENTION, **validate_retention(history or {}, field="history")}
     return ServeConfig(data_dir=data_dir, host=host, port=port, hostname=hostname, store_url=store,
@@ -263,6 +277,7 @@ def agent_config(*, config: Path | None = None, bus: str | None = None, hostname
                  label: list[str] | None = None, nats: dict[str, str | None] | None = None,
                  buffer: str | None = None, log_level: str = "info", statsd: str | None = None,
                  statsd_prefix: str | None = None, otlp: str | None = None, otlp_prefix: str | None = None,
+                 remote_write: str | None = None, remote_write_prefix: str | None = None,
                  scrape: list[str] | None = None, ingest_max_metrics: int | None = None,
                  ingest_max_keys: int | None = None, tick_budget: str | None = None) -> AgentConfig:
     """The config of `fleetscope agent`: its flags over the ``[agent]`` table of ``config``."""
@@ -276,6 +291,8 @@ def agent_config(*, config: Path | None = None, bus: str | None = None, hostname
         statsd_prefix=str(setting(statsd_prefix, cfg, "statsd_prefix", "app")),
         otlp=setting(otlp, cfg, "otlp"),
         otlp_prefix=str(setting(otlp_prefix, cfg, "otlp_prefix", "otel")),
+        remote_write=setting(remote_write, cfg, "remote_write"),
+        remote_write_prefix=str(setting(remote_write_prefix, cfg, "remote_write_prefix", "prom")),
         scrape=list(scrape or cfg.get("scrape", [])),
         max_metrics=int(setting(ingest_max_metrics, cfg, "ingest_max_metrics", DEFAULT_INGEST_MAX)),
         max_keys=int(setting(ingest_max_keys, cfg, "ingest_max_keys", DEFAULT_INGEST_MAX)))

@@ -373,17 +373,40 @@ class OtlpSource(StatsdSource):
         """One exponential histogram point, merged as one ready histogram (exact)."""
         if not -4 <= dp.scale <= 20:
             return "scale"
-        h = exponential_histogram(dp)
-        if cumulative:
-            # The delta in bucket space at the coarser of the two schemas (the SDK lowers its
-            # scale as the range grows): exact, as indices downscale by a shift.
-            key = (stat, tags)
+        key = (stat, tags) if cumulative else None
+        return self._histogram_point(stat, tags, exponential_histogram(dp), key, dp.start_time_unix_nano)
+
+    def _histogram_point(self, stat: str, tags: tuple, h: Histogram, key: tuple | None = None,
+                         start: object = None, first_whole: bool = True) -> str | None:
+        """Accumulate one histogram point (the lock held) as one ready histogram; the drop
+        reason if it is refused. A point of a cumulative series (``key`` names the series)
+        counts as its increase since the series' previous point, in bucket space at the
+        coarser schema of the two (:func:`histogram_delta`: exact, as indices downscale by
+        a shift; the SDKs and Prometheus lower the schema as the range grows). It counts
+        whole after a reset or when its ``start`` differs from the previous point's (a new
+        series), and so does a series' first point when ``first_whole`` (OTLP: it tells
+        its start); otherwise a first point only makes the series known (its increase is
+        not: scrape, remote write). Shared by OTLP's exponential histograms and the
+        native histograms of scrape and remote write. ``h`` is kept: the caller must not
+        change it afterwards."""
+        if key is not None:
             prev = self._previous.get(key)
-            self._previous[key] = (dp.start_time_unix_nano, h)
-            delta = histogram_delta(h, prev[1]) if prev is not None and prev[0] == dp.start_time_unix_nano \
-                else None
+            self._previous[key] = (start, h)
+            if prev is None and not first_whole:
+                return self._add(Event(stat, "h", (), 1.0, tags))  # registers the name and tags
+            delta = histogram_delta(h, prev[1]) if prev is not None and prev[0] == start else None
             h = delta if delta is not None else h.copy()  # the kept one must stay as it is
         return self._add(Event(stat, "h", (), 1.0, tags), hist=h)  # registers the name and tags too
+
+    def _register(self, stat: str, kind: str, tags: tuple) -> None:
+        """Make a series known (discovery) without a value (the lock held): a cumulative
+        series' first point, whose increase is not known yet."""
+        if kind == "h":
+            reason = self._add(Event(stat, "h", (), 1.0, tags))
+        else:
+            reason = self._add(Event(stat, kind, (0.0,), 1.0, tags))
+        if reason:
+            self._drop("http", reason)
 
     def _metric(self, stat: str, kind: str, keys) -> Metric:
         prefix = self.config.prefix
@@ -402,6 +425,12 @@ class OtlpSource(StatsdSource):
     async def start(self) -> None:
         """Serve ``POST /v1/metrics`` on ``host:port`` from a thread of its own (port 0: any
         free one, see :attr:`addresses`); returns once it listens."""
+        await self._listen(receiver_app(self), "OTLP receiver")
+
+    async def _listen(self, app, what: str) -> None:
+        """Serve the ASGI ``app`` on ``host:port`` of the config from a uvicorn thread of its
+        own, so that decoding never holds up the agent's loop (``what`` names it in the
+        thread and errors); returns once it listens."""
         import socket
 
         import uvicorn
@@ -410,16 +439,15 @@ class OtlpSource(StatsdSource):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.otlp.host, self.otlp.port))
         self.addresses = [sock.getsockname()[:2]]
-        config = uvicorn.Config(receiver_app(self), log_level="warning", access_log=False,
-                                lifespan="off")
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         self._http = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._http.run, kwargs={"sockets": [sock]},
-                                        name="otlp-receiver", daemon=True)
+                                        name=what.lower().replace(" ", "-"), daemon=True)
         self._thread.start()
         while not self._http.started and self._thread.is_alive():
             await asyncio.sleep(0.02)
         if not self._http.started:
-            raise OSError(f"OTLP receiver could not start on {self.otlp.host}:{self.otlp.port}")
+            raise OSError(f"{what} could not start on {self.otlp.host}:{self.otlp.port}")
         self._janitor = asyncio.get_running_loop().create_task(self._forget_unread())
 
     def close(self) -> None:

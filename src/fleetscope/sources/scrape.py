@@ -55,7 +55,7 @@ from fleetscope.formats import promproto as proto
 from fleetscope.model.errors import InputError
 from fleetscope.model.metrics import Metric
 from fleetscope.model.types import BYTES, NUMBER, SECONDS
-from fleetscope.sources.otlp import OtlpConfig, OtlpSource, histogram_delta
+from fleetscope.sources.otlp import OtlpConfig, OtlpSource
 from fleetscope.sources.promtext import Family, Sample, parse
 from fleetscope.sources.statsd_parse import MAX_NAME, MAX_TAG_VALUE, RESERVED, Event, sanitize
 
@@ -87,7 +87,9 @@ def parse_target(text: str) -> Target:
     return Target(url, seconds)
 
 
-def _tags(labels, skip: str = "") -> tuple | None:
+def label_tags(labels, skip: str = "") -> tuple | None:
+    """Prometheus labels ``[(name, value)]`` as sorted StatsD-style tags (names sanitised,
+    ``hostname``/``value`` prefixed ``tag_``); None if one is too long to be a field."""
     out = {}
     for k, v in labels:
         if k == skip:
@@ -101,7 +103,8 @@ def _tags(labels, skip: str = "") -> tuple | None:
     return tuple(sorted(out.items()))
 
 
-def _unit(stat: str):
+def unit_of(stat: str):
+    """The unit a Prometheus name's suffix says: ``_seconds``, ``_bytes``; a number otherwise."""
     return SECONDS if stat.endswith("_seconds") else BYTES if stat.endswith("_bytes") else NUMBER
 
 
@@ -209,7 +212,7 @@ class ScrapeSource(OtlpSource):
         """One counter ("c") or gauge ("g") sample."""
         if skip_nan and math.isnan(s.value):
             return
-        tags = _tags(s.labels)
+        tags = label_tags(s.labels)
         if tags is None or math.isnan(s.value) or math.isinf(s.value):
             self._drop("http", "value" if tags is not None else "tags")
             return
@@ -240,12 +243,12 @@ class ScrapeSource(OtlpSource):
         stat = self._stat(fam.name, "histogram")
         if stat is None:
             return
-        self._units.setdefault(stat, _unit(stat))
+        self._units.setdefault(stat, unit_of(stat))
         for m in fam.metric:
             if not proto.is_native(m.histogram):
                 continue
             labels = tuple(sorted((lp.name, lp.value) for lp in m.label))
-            tags = _tags(labels)
+            tags = label_tags(labels)
             if tags is None:
                 self._drop("http", "tags")
                 continue
@@ -254,21 +257,13 @@ class ScrapeSource(OtlpSource):
             except ValueError as exc:
                 self._drop("http", str(exc))
                 continue
-            if cumulative:
-                key = (target, stat, labels, "native")
-                prev = self._previous.get(key)
-                self._previous[key] = current
-                if prev is None:
-                    self._register(stat, "h", tags)
-                    continue
-                delta = histogram_delta(current, prev)  # type: ignore[arg-type]
-                current = delta if delta is not None else current.copy()
-            reason = self._add(Event(stat, "h", (), 1.0, tags), hist=current)
+            reason = self._histogram_point(stat, tags, current, (target, stat, labels, "native") if cumulative
+                                           else None, first_whole=False)
             if reason:
                 self._drop("http", reason)
 
     def _classic(self, fam: Family, stat: str, target: str, cumulative: bool) -> None:
-        self._units.setdefault(stat, _unit(stat))
+        self._units.setdefault(stat, unit_of(stat))
         series: dict[tuple, list[tuple[float, float]]] = {}
         for s in fam.samples:
             if s.name == fam.name + "_bucket":
@@ -282,7 +277,7 @@ class ScrapeSource(OtlpSource):
                     continue
                 series.setdefault(tuple(kv for kv in s.labels if kv[0] != "le"), []).append((bound, s.value))
         for labels, buckets in series.items():
-            tags = _tags(labels)
+            tags = label_tags(labels)
             if tags is None:
                 self._drop("http", "tags")
                 continue
@@ -308,15 +303,6 @@ class ScrapeSource(OtlpSource):
         if prev is None:
             return None
         return value - prev if value >= prev else value
-
-    def _register(self, stat: str, kind: str, tags: tuple) -> None:
-        """Make a series known (discovery) on its first scrape, without a value."""
-        if kind == "h":
-            reason = self._add(Event(stat, "h", (), 1.0, tags))
-        else:
-            reason = self._add(Event(stat, kind, (0.0,), 1.0, tags))
-        if reason:
-            self._drop("http", reason)
 
     def _metric(self, stat: str, kind: str, keys) -> Metric:
         self._labels.setdefault(stat, stat)

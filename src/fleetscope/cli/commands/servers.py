@@ -62,12 +62,17 @@ def serve(
     otlp: str = typer.Option(None, help="Receive OpenTelemetry metrics over OTLP/HTTP at [HOST:]PORT, "
                              "e.g. 4318 (POST /v1/metrics, protobuf or JSON)."),
     otlp_prefix: str = typer.Option("otel", help="Module of the metrics received over OTLP."),
+    remote_write: str = typer.Option(None, help="Receive Prometheus remote write at [HOST:]PORT, e.g. "
+                                     "9201 (POST /api/v1/write)."),
+    remote_write_prefix: str = typer.Option("prom", help="Module of the series received over remote "
+                                            "write."),
     scrape: list[str] = typer.Option([], help="Scrape Prometheus/OpenMetrics text at URL[,interval "
                                      "seconds] (default 10 s; repeatable)."),
-    ingest_max_metrics: int = typer.Option(1000, help="StatsD, OTLP, scrape: at most this many metric "
-                                           "names per source (more are dropped and counted)."),
-    ingest_max_keys: int = typer.Option(1000, help="StatsD, OTLP, scrape: at most this many distinct "
-                                        "values per field of a metric (more are dropped and counted)."),
+    ingest_max_metrics: int = typer.Option(1000, help="StatsD, OTLP, scrape, remote write: at most this "
+                                           "many metric names per source (more are dropped and counted)."),
+    ingest_max_keys: int = typer.Option(1000, help="StatsD, OTLP, scrape, remote write: at most this many "
+                                        "distinct values per field of a metric (more are dropped and "
+                                        "counted)."),
     tick_budget: str = typer.Option(DEFAULT_TICK_BUDGET, help="CPU each instrumentation may use per tick "
                                     "on the agent; one over it is paused there with a warning (1ms..1s)."),
     no_auth: bool = typer.Option(False, "--no-auth", help="No tokens at all: for a single-user laptop "
@@ -86,6 +91,7 @@ def serve(
         config = serve_config(data_dir=data_dir, host=host, port=port, hostname=hostname, store=store,
                               history=history, flush_every=flush_every, log_level=log_level, statsd=statsd,
                               statsd_prefix=statsd_prefix, otlp=otlp, otlp_prefix=otlp_prefix,
+                              remote_write=remote_write, remote_write_prefix=remote_write_prefix,
                               scrape=scrape, ingest_max_metrics=ingest_max_metrics,
                               ingest_max_keys=ingest_max_keys, tick_budget=tick_budget, no_auth=no_auth,
                               allowed_host=allowed_host, auth_failures=auth_failures,
@@ -167,15 +173,20 @@ def agent(
                                                   "e.g. 4318.")] = None,
     otlp_prefix: Annotated[str | None, typer.Option(
         help="Module of the metrics received over OTLP (otel).")] = None,
+    remote_write: Annotated[str | None, typer.Option(envvar="FLEETSCOPE_REMOTE_WRITE",
+                                                     help="Receive Prometheus remote write at "
+                                                          "[HOST:]PORT, e.g. 9201.")] = None,
+    remote_write_prefix: Annotated[str | None, typer.Option(
+        help="Module of the series received over remote write (prom).")] = None,
     scrape: Annotated[list[str] | None, typer.Option(
         help="Scrape Prometheus/OpenMetrics text at URL[,interval seconds] (default 10 s; "
              "repeatable).")] = None,
     ingest_max_metrics: Annotated[int | None, typer.Option(
-        help="StatsD, OTLP, scrape: at most this many metric names per source (more are dropped "
-             "and counted).")] = None,
+        help="StatsD, OTLP, scrape, remote write: at most this many metric names per source (more are "
+             "dropped and counted).")] = None,
     ingest_max_keys: Annotated[int | None, typer.Option(
-        help="StatsD, OTLP, scrape: at most this many distinct values per field of a metric (more "
-             "are dropped and counted).")] = None,
+        help="StatsD, OTLP, scrape, remote write: at most this many distinct values per field of a "
+             "metric (more are dropped and counted).")] = None,
     tick_budget: Annotated[str | None, typer.Option(
         envvar="FLEETSCOPE_TICK_BUDGET", help="CPU each instrumentation may use per tick (50ms); one "
         "over it is paused on this host with a warning (1ms..1s).")] = None,
@@ -188,7 +199,9 @@ def agent(
         cfg = agent_config(config=config, bus=bus, hostname=hostname, label=label, buffer=buffer,
                            nats=_nats(creds, nkey, user, password, token, tls_ca, tls_cert, tls_key),
                            log_level=log_level, statsd=statsd, statsd_prefix=statsd_prefix, otlp=otlp,
-                           otlp_prefix=otlp_prefix, scrape=scrape, ingest_max_metrics=ingest_max_metrics,
+                           otlp_prefix=otlp_prefix, remote_write=remote_write,
+                           remote_write_prefix=remote_write_prefix, scrape=scrape,
+                           ingest_max_metrics=ingest_max_metrics,
                            ingest_max_keys=ingest_max_keys, tick_budget=tick_budget)
         configure_logging(log_level)
         running = process.assemble(cfg)
