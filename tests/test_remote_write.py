@@ -6,21 +6,23 @@ Prometheus expects; the flags; and a real Prometheus 2.42 writing to a real
 
 from __future__ import annotations
 
+import asyncio
 import math
 import shutil
+import socket
 import struct
 import subprocess
+import threading
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter, start_http_server
-from starlette.testclient import TestClient
 
 from fleetscope.agent.evaluate import Plan
 from fleetscope.formats import promremote as pr
 from fleetscope.model.errors import InputError
-from fleetscope.model.histogram import Histogram
+from fleetscope.model.histogram import Histogram, bucket_index
 from fleetscope.model.instrumentation import Instrumentation, validate_spec
 from fleetscope.model.metrics import Catalog
 from fleetscope.processes.config import agent_config, ingest_config
@@ -239,18 +241,23 @@ def test_http_answers_as_prometheus_expects() -> None:
     src = RemoteWriteSource()
     headers = {"content-type": pr.CONTENT_TYPE, "content-encoding": "snappy",
                pr.WRITE_VERSION_HEADER: pr.WRITE_VERSION}
-    with TestClient(receiver_app(src)) as http:
-        ok = http.post("/api/v1/write", content=pr.encode_write_request([S({"__name__": "up"}, [(1, 1.0)])]),
-                       headers=headers)
-        assert (ok.status_code, ok.content) == (204, b"")
-        bad = http.post("/api/v1/write", content=b"not snappy", headers=headers)
-        assert bad.status_code == 400 and bad.text.startswith("snappy: not a Snappy block")
-        wrong = http.post("/api/v1/write", content=b"{}",
-                          headers={**headers, "content-type": "application/json"})
-        assert wrong.status_code == 415 and "content_type" in wrong.text
-        big = http.post("/api/v1/write", content=b"\0" * ((8 << 20) + 1), headers=headers)
-        assert big.status_code == 413
-        assert http.get("/api/v1/write").status_code == 405
+    body = pr.encode_write_request([S({"__name__": "up"}, [(1, 1.0)])])
+
+    async def talk() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=receiver_app(src)),
+                                     base_url="http://t") as http:
+            ok = await http.post("/api/v1/write", content=body, headers=headers)
+            assert (ok.status_code, ok.content) == (204, b"")
+            bad = await http.post("/api/v1/write", content=b"not snappy", headers=headers)
+            assert bad.status_code == 400 and bad.text.startswith("snappy: not a Snappy block")
+            wrong = await http.post("/api/v1/write", content=b"{}",
+                                    headers={**headers, "content-type": "application/json"})
+            assert wrong.status_code == 415 and "content_type" in wrong.text
+            big = await http.post("/api/v1/write", content=b"\0" * ((8 << 20) + 1), headers=headers)
+            assert big.status_code == 413
+            assert (await http.get("/api/v1/write")).status_code == 405
+
+    asyncio.run(talk())
     assert src.received == 1
     assert src.dropped == {"snappy": 1, "content_type": 1, "too_large": 1}
 
@@ -287,7 +294,7 @@ def test_agent_reads_the_environment_variable() -> None:
 class Prometheus:
     """A real Prometheus 2.42 scraping itself and ``targets``, remote-writing to ``write_url``."""
 
-    def __init__(self, tmp: Path, write_url: str, targets: dict[str, str]) -> None:
+    def __init__(self, tmp: Path, write_url: str, targets: dict[str, str], native: bool = False) -> None:
         exe = shutil.which("prometheus")
         assert exe, "Debian's prometheus package is needed (scripts/system-deps.sh)"
         self.port = free_port()
@@ -299,14 +306,16 @@ class Prometheus:
         config.write_text(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
             f"scrape_configs:\n{scrape}"
-            f"remote_write:\n  - url: {write_url}\n"
+            f"remote_write:\n  - url: {write_url}\n    send_native_histograms: {str(native).lower()}\n"
             "    queue_config: {batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}\n"
             "    metadata_config: {send_interval: 1s}\n")
         self.log = tmp / "prometheus.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [exe, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}"], stdout=log, stderr=subprocess.STDOUT)
+                 f"--web.listen-address=127.0.0.1:{self.port}",
+                 *(["--enable-feature=native-histograms"] if native else [])],
+                stdout=log, stderr=subprocess.STDOUT)
 
         def ready():
             try:
@@ -400,3 +409,51 @@ def test_real_prometheus_remote_writes_across_a_restart(tmp_path: Path) -> None:
         prom.stop()
         srv.stop()
         http_server.shutdown()
+
+
+def test_real_prometheus_native_histograms_arrive_exact(tmp_path: Path) -> None:
+    """Prometheus with native histograms scrapes fleetscope's own /metrics (protobuf: a
+    StatsD latency as a native gauge histogram) and writes it back over remote write: the
+    buckets come back where the values fall, so schema, spans and deltas crossed the wire
+    intact both ways."""
+    statsd, rw_port = free_port(), free_port()
+    data = tmp_path / "serve"
+    data.mkdir()
+    srv = Server(data, free_port(), ["--statsd", f"127.0.0.1:{statsd}",
+                                     "--remote-write", f"127.0.0.1:{rw_port}"]).start()
+    stop = threading.Event()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def feed() -> None:
+        while not stop.is_set():  # both in one datagram: every slot holds as many of each
+            udp.sendto(b"lat:10|ms\nlat:100|ms", ("127.0.0.1", statsd))
+            stop.wait(0.05)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    prom = None
+    try:
+        with srv.client() as c:
+            wait_for(lambda: "app.lat" in _catalog(c))
+            assert c.post(f"{API}/instrumentations", json={"module": "app", "stat": "lat",
+                                                           "decomposition": ["value"]}).status_code == 201
+            prom = Prometheus(tmp_path, f"http://127.0.0.1:{rw_port}/api/v1/write",
+                              {"fleetscope": f"127.0.0.1:{srv.port}"}, native=True)
+            name = "prom.fleetscope_app_lat_value"
+            found = wait_for(lambda: _catalog(c).get(name), timeout=30)
+            assert found["kind"] == "interval" and "value" in {f["name"] for f in found["fields"]}
+            spec = {"module": "prom", "stat": "fleetscope_app_lat_value", "decomposition": ["value"]}
+            back = c.post(f"{API}/instrumentations", json=spec).json()["id"]
+            got = wait_for(lambda: [Histogram.from_json(p["value"]) for p in _points(c, back)
+                                    if p["value"] and p["value"]["count"]], timeout=30)
+        ten, hundred = bucket_index(10, 3), bucket_index(100, 3)
+        for h in got:
+            assert (h.schema, set(h.buckets)) == (3, {ten, hundred})
+            assert h.buckets[ten] == h.buckets[hundred] == h.count / 2
+    finally:
+        stop.set()
+        feeder.join()
+        udp.close()
+        if prom is not None:
+            prom.stop()
+        srv.stop()
