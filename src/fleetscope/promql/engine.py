@@ -251,12 +251,13 @@ def _range_call(name: str, args: list, ctx: Context, operands: list[Value]) -> V
     arg = args[index]
     if isinstance(arg, promql_parser.MatrixSelector):
         selector = arg.vector_selector
-        ends = reference_times(selector, ctx)
+        ends = read = reference_times(selector, ctx)
         if name == "predict_linear" and at_ms(selector, ctx) is not None:
-            # Prometheus 2.42 turns @ into an offset from the query's start, which slides with
-            # the steps for this one function (it is not step-invariant).
-            ends = ends + (ctx.steps - ctx.start_ms)
-        matrix = load_range(ctx, selector, duration_ms(arg.range), ends)
+            # Prometheus 2.42 turns @ into an offset from the query's start: it reads the samples
+            # of the window at the @ time, but for this one function (not step-invariant) the
+            # window then slides with the steps over what was read.
+            ends = read + (ctx.steps - ctx.start_ms)
+        matrix = load_range(ctx, selector, duration_ms(arg.range), ends, read)
     elif isinstance(arg, promql_parser.SubqueryExpr):
         matrix = _subquery(arg, ctx)
     else:

@@ -473,7 +473,8 @@ def _bucket_quantile(q: np.ndarray, bounds: np.ndarray, counts: np.ndarray) -> n
 
 def _q_edges(q: np.ndarray, result: np.ndarray) -> np.ndarray:
     result = np.where(q > 1, np.inf, result)
-    return np.where(q < 0, -np.inf, result)
+    result = np.where(q < 0, -np.inf, result)
+    return np.where(np.isnan(q), np.nan, result)
 
 
 _HANDLERS: dict[str, Callable[[list, Context], Vector | Scalar]] = {

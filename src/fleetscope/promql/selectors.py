@@ -118,21 +118,29 @@ def vector_selector(ctx: Context, node: promql_parser.VectorSelector,
     return out
 
 
-def _raw(s: Series) -> RawSeries:
+def _raw(s: Series, start_ms: int, end_ms: int) -> RawSeries:
     labels = from_mapping(s.labels)
+    lo = int(np.searchsorted(s.times, start_ms, side="left"))
+    hi = int(np.searchsorted(s.times, end_ms, side="right"))
+    times = s.times[lo:hi]
     if s.values is None:
-        return RawSeries(labels, s.times, None, list(s.histograms))
-    fresh = ~is_stale(s.values)
+        return RawSeries(labels, times, None, list(s.histograms[lo:hi]))
+    values = s.values[lo:hi]
+    fresh = ~is_stale(values)
     if fresh.all():
-        return RawSeries(labels, s.times, s.values)
-    return RawSeries(labels, s.times[fresh], s.values[fresh])
+        return RawSeries(labels, times, values)
+    return RawSeries(labels, times[fresh], values[fresh])
 
 
 def load_range(ctx: Context, selector: promql_parser.VectorSelector, range_ms: int,
-               ends: np.ndarray) -> Matrix:
-    """The samples a range selector reads over all of its windows (stale markers dropped)."""
-    series = _select(ctx, selector, int(ends.min()) - range_ms, int(ends.max()))
-    raw = [r for r in map(_raw, series) if len(r.times)]
+               ends: np.ndarray, read_ends: np.ndarray | None = None) -> Matrix:
+    """The samples a range selector reads over all of its windows (stale markers dropped).
+    ``read_ends`` (default ``ends``) are the windows Prometheus reads samples for, where
+    they differ from those it evaluates (see ``predict_linear`` with ``@`` in the engine)."""
+    read_ends = ends if read_ends is None else read_ends
+    start, end = int(read_ends.min()) - range_ms, int(read_ends.max())
+    series = _select(ctx, selector, start, end)
+    raw = [r for r in (_raw(s, start, end) for s in series) if len(r.times)]
     matrix = Matrix(raw, range_ms, ends)
     ctx.budget.take(matrix.samples)
     return matrix
