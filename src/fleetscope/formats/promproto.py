@@ -160,24 +160,49 @@ def native_buckets(h: Histogram) -> NativeBuckets:
     return NativeBuckets(integral, [(o, n) for o, n in spans], deltas, [] if integral else counts)
 
 
-def encode_native(h: Histogram, out: Message) -> None:
-    """Fill the ``Histogram`` message ``out`` with ``h`` as a native histogram: integer
-    counts as deltas when they all are integers, float counts otherwise. A native
-    histogram has no place for ``min`` and ``max``: they are left out."""
+class NativeFields(NamedTuple):
+    """The names a protobuf dialect gives the fields of a native histogram (``schema`` and
+    ``zero_threshold`` are the same in both): client_model's (:data:`CLIENT_MODEL`) and
+    prompb's (:data:`fleetscope.formats.promremote.PROMPB`)."""
+
+    sum: str
+    count: str
+    count_float: str
+    zero_count: str
+    zero_count_float: str
+    positive_spans: str
+    positive_deltas: str
+    positive_counts: str
+    negative_spans: str
+    negative_deltas: str
+    negative_counts: str
+
+
+CLIENT_MODEL = NativeFields("sample_sum", "sample_count", "sample_count_float",
+                            "zero_count", "zero_count_float",
+                            "positive_span", "positive_delta", "positive_count",
+                            "negative_span", "negative_delta", "negative_count")
+
+
+def encode_native(h: Histogram, out: Message, fields: NativeFields = CLIENT_MODEL) -> None:
+    """Fill the ``Histogram`` message ``out`` (its field names: ``fields``) with ``h`` as a
+    native histogram: integer counts as deltas when they all are integers, float counts
+    otherwise. A native histogram has no place for ``min`` and ``max``: they are left out."""
     out.schema = h.schema
     out.zero_threshold = h.zero_threshold
-    out.sample_sum = h.sum
+    setattr(out, fields.sum, h.sum)
     nb = native_buckets(h)
     if nb.integral:
-        out.sample_count = int(h.count)
-        out.zero_count = int(h.zero_count)
+        setattr(out, fields.count, int(h.count))
+        setattr(out, fields.zero_count, int(h.zero_count))
     else:
-        out.sample_count_float = h.count
-        out.zero_count_float = h.zero_count
+        setattr(out, fields.count_float, h.count)
+        setattr(out, fields.zero_count_float, h.zero_count)
+    spans = getattr(out, fields.positive_spans)
     for offset, length in nb.spans:
-        out.positive_span.add(offset=offset, length=length)
-    out.positive_delta.extend(nb.deltas)
-    out.positive_count.extend(nb.counts)
+        spans.add(offset=offset, length=length)
+    getattr(out, fields.positive_deltas).extend(nb.deltas)
+    getattr(out, fields.positive_counts).extend(nb.counts)
 
 
 def encode_delimited(families: Iterable[Message]) -> bytes:
@@ -278,14 +303,16 @@ def _counts(spans, deltas, floats, schema: int) -> dict[int, float]:
     return out
 
 
-def decode_native(h: Message) -> Histogram:
-    """A native ``Histogram`` message as a fleetscope histogram, exactly (see
-    :func:`native_histogram`); ValueError (a drop reason: ``schema``, ``histogram``,
-    ``value``) if the message is not a valid native histogram."""
-    return native_histogram(h.schema, h.zero_threshold,
-                            float(h.zero_count_float) if h.zero_count_float else float(h.zero_count),
-                            h.sample_sum, (h.positive_span, h.positive_delta, h.positive_count),
-                            (h.negative_span, h.negative_delta, h.negative_count))
+def decode_native(h: Message, fields: NativeFields = CLIENT_MODEL) -> Histogram:
+    """A native ``Histogram`` message (its field names: ``fields``) as a fleetscope
+    histogram, exactly (see :func:`native_histogram`); ValueError (a drop reason:
+    ``schema``, ``histogram``, ``value``) if the message is not a valid native histogram."""
+    f = fields
+    zero_float = getattr(h, f.zero_count_float)
+    zero = float(zero_float) if zero_float else float(getattr(h, f.zero_count))
+    positive = (getattr(h, f.positive_spans), getattr(h, f.positive_deltas), getattr(h, f.positive_counts))
+    negative = (getattr(h, f.negative_spans), getattr(h, f.negative_deltas), getattr(h, f.negative_counts))
+    return native_histogram(h.schema, h.zero_threshold, zero, getattr(h, f.sum), positive, negative)
 
 
 def native_histogram(schema: int, zero_threshold: float, zero_count: float, sample_sum: float,

@@ -36,7 +36,7 @@ import cramjam
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
-from fleetscope.formats.promproto import native_buckets, native_histogram
+from fleetscope.formats.promproto import NativeFields, decode_native, encode_native
 from fleetscope.model.histogram import Histogram
 
 CONTENT_TYPE = "application/x-protobuf"
@@ -147,6 +147,10 @@ def _build() -> dict[str, type[Message]]:
 
 
 M = _build()
+# The names prompb gives a native histogram's fields (client_model has its own).
+PROMPB = NativeFields("sum", "count_int", "count_float", "zero_count_int", "zero_count_float",
+                      "positive_spans", "positive_deltas", "positive_counts",
+                      "negative_spans", "negative_deltas", "negative_counts")
 
 
 class RemoteError(ValueError):
@@ -240,22 +244,9 @@ def histogram_message(h: Histogram, timestamp_ms: int, reset_hint: int = RESET_U
     otherwise (a float histogram). No min or max: a native histogram has none."""
     if out is None:
         out = M["Histogram"]()
-    out.schema = h.schema
-    out.zero_threshold = h.zero_threshold
-    out.sum = h.sum
+    encode_native(h, out, PROMPB)
     out.timestamp = int(timestamp_ms)
     out.reset_hint = reset_hint
-    nb = native_buckets(h)
-    if nb.integral:
-        out.count_int = int(h.count)
-        out.zero_count_int = int(h.zero_count)
-    else:
-        out.count_float = h.count
-        out.zero_count_float = h.zero_count
-    for offset, length in nb.spans:
-        out.positive_spans.add(offset=offset, length=length)
-    out.positive_deltas.extend(nb.deltas)
-    out.positive_counts.extend(nb.counts)
     return out
 
 
@@ -264,11 +255,7 @@ def decode_histogram(h: Message) -> Histogram:
     than 3 downscaled to 3, negative buckets in the zero bucket: see
     :func:`fleetscope.formats.promproto.native_histogram`); ValueError (``schema``,
     ``histogram``, ``value``) if it is no valid native histogram."""
-    zero = float(h.zero_count_float) if h.WhichOneof("zero_count") == "zero_count_float" \
-        else float(h.zero_count_int)
-    return native_histogram(h.schema, h.zero_threshold, zero, h.sum,
-                            (h.positive_spans, h.positive_deltas, h.positive_counts),
-                            (h.negative_spans, h.negative_deltas, h.negative_counts))
+    return decode_native(h, PROMPB)
 
 
 def is_float_histogram(h: Message) -> bool:

@@ -264,24 +264,34 @@ class OtlpSource(StatsdSource):
             with self._lock:
                 self._drop("http", str(exc))
             raise
+        with self._lock:
+            got = self._tally(self._request_points(request))
+        self.received += got.accepted
+        return got
+
+    def _tally(self, verdicts) -> Decoded:
+        """Count a request's verdicts, one per point (None: accepted, else the reason it was
+        dropped), as they are made (the lock held)."""
         accepted = rejected = 0
         reasons: list[str] = []
-        with self._lock:
-            for rm in request.resource_metrics:
-                base: dict[str, str] = {}
-                bad_resource = _tags(rm.resource.attributes, base)
-                for sm in rm.scope_metrics:
-                    for mt in sm.metrics:
-                        for reason in self._metric_points(mt, base, bad_resource):
-                            if reason:
-                                rejected += 1
-                                reasons.append(reason)
-                                self._drop("http", reason)
-                            else:
-                                accepted += 1
-            self._accepted["http"] += accepted
-        self.received += accepted
+        for reason in verdicts:
+            if reason:
+                rejected += 1
+                reasons.append(reason)
+                self._drop("http", reason)
+            else:
+                accepted += 1
+        self._accepted["http"] += accepted
         return Decoded(accepted, rejected, reasons)
+
+    def _request_points(self, request):
+        """Accumulate the points of an export request; yields None or a drop reason per point."""
+        for rm in request.resource_metrics:
+            base: dict[str, str] = {}
+            bad_resource = _tags(rm.resource.attributes, base)
+            for sm in rm.scope_metrics:
+                for mt in sm.metrics:
+                    yield from self._metric_points(mt, base, bad_resource)
 
     def _metric_points(self, mt, base: dict[str, str], bad_resource: str | None):
         """Accumulate the points of one OTel metric; yields None or a drop reason per point."""

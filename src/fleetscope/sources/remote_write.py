@@ -132,22 +132,12 @@ class RemoteWriteSource(OtlpSource):
             with self._lock:
                 self._drop("http", exc.reason)
             raise
-        accepted = rejected = 0
-        reasons: list[str] = []
         series = [([(lb.name, lb.value) for lb in ts.labels], ts) for ts in request.timeseries]
         with self._lock:
             self._learn(request.metadata, series)
-            for labels, ts in series:
-                for reason in self._series(labels, ts):
-                    if reason:
-                        rejected += 1
-                        reasons.append(reason)
-                        self._drop("http", reason)
-                    else:
-                        accepted += 1
-            self._accepted["http"] += accepted
-        self.received += accepted
-        return Decoded(accepted, rejected, reasons)
+            got = self._tally(reason for labels, ts in series for reason in self._series(labels, ts))
+        self.received += got.accepted
+        return got
 
     def _learn(self, metadata, series: list) -> None:
         """Keep the families' types and help from ``metadata``, and the types the names of
