@@ -194,8 +194,8 @@ def test_v1_cpu_matches_load(cgroups) -> None:
     rows = m.rows["container.cpu"]
     mine = [r for r in rows if r[0] == cg.path]
     assert len(mine) == 1
-    _, runtime, pod, vm, util, rate = mine[0]
-    assert (runtime, pod, vm) == ("cgroup", "", "")
+    _, runtime, pod, vm, image, namespace, util, rate = mine[0]
+    assert (runtime, pod, vm, image, namespace) == ("cgroup", "", "", "", "")
     # The burner's own CPU time over the same interval (what the load really got on a busy host).
     expected = m.burner
     assert expected > 0.2
@@ -207,7 +207,7 @@ def test_v1_cpu_matches_load(cgroups) -> None:
     host = [r for r in rows if r[1] == "host"]
     assert len(host) == 1 and host[0][-1] >= 0
     assert host[0][-2] == pytest.approx(100 * host[0][-1])
-    others = {tuple(c) for path, c in src.containers(V1["cpuacct"]).items() if path != cg.path}
+    others = {tuple(c)[:4] for path, c in src.containers(V1["cpuacct"]).items() if path != cg.path}
     other = sum(r[-1] for r in rows if tuple(r[:4]) in others)
     assert host[0][-1] == pytest.approx(m.busy - expected - other, abs=0.05 + m.slack)
 
@@ -238,7 +238,7 @@ def test_v1_memory_limit_pids(cgroups) -> None:
     assert p.stdout.readline() == b"ok\n"
     src = CgroupSource(rescan_every=0)
     src.begin_tick(0)
-    mem = {r[4]: r[5] for r in rows_of(src, "container.memory", cg.path)}
+    mem = {r[6]: r[7] for r in rows_of(src, "container.memory", cg.path)}
     assert mem["rss"] == pytest.approx(128 << 20, abs=24 << 20)  # the buffer plus the interpreter
     assert 0 <= mem["cache"] < 64 << 20
     assert rows_of(src, "container.memory_limit", cg.path)[0][-1] == 512 << 20
@@ -259,7 +259,7 @@ def test_v2_cpu_and_pressure(cgroups) -> None:
     assert len(mine) == 1
     assert m.burner > 0.2
     assert mine[0][-1] == pytest.approx(m.burner, rel=0.1, abs=0.03)
-    pressure = {(r[4], r[5]): r[6] for r in rows_of(src, "container.pressure", cg.path)}
+    pressure = {(r[6], r[7]): r[8] for r in rows_of(src, "container.pressure", cg.path)}
     assert {("cpu", "some"), ("memory", "some"), ("memory", "full"), ("io", "some")} <= set(pressure)
     assert all(0 <= v <= 100 for v in pressure.values())
 
@@ -300,7 +300,7 @@ def test_v2_memory_io_from_real_shaped_files(tmp_path: Path) -> None:
     h = Hierarchy(str(tmp_path), 2, frozenset({"cpu", "memory", "io", "pids"}))
     src = CgroupSource(hierarchies=[h], rescan_every=0)
     src.begin_tick(0)
-    mem = {r[4]: r[5] for r in src.collect("container.memory").rows}
+    mem = {r[6]: r[7] for r in src.collect("container.memory").rows}
     assert mem == {"rss": 1 << 20, "cache": 2 << 20, "swap": 4096}
     assert src.collect("container.memory").rows[0][:4] == ("abababababab", "docker", "", "")
     assert src.collect("container.memory_limit").rows == []
@@ -313,9 +313,9 @@ def test_v2_memory_io_from_real_shaped_files(tmp_path: Path) -> None:
     time.sleep(0.2)
     src.begin_tick(1)
     disk = read_devices().get("8:0", "8:0")  # named as this host's /proc/diskstats names 8:0
-    io = {(r[4], r[5]): r[6] for r in src.collect("container.io").rows}
+    io = {(r[6], r[7]): r[8] for r in src.collect("container.io").rows}
     assert io[(disk, "read")] > 0 and io[(disk, "write")] == 0
-    ops = {(r[4], r[5]): r[6] for r in src.collect("container.io_ops").rows}
+    ops = {(r[6], r[7]): r[8] for r in src.collect("container.io_ops").rows}
     assert ops == {(disk, "read"): pytest.approx(2 / 0.2, rel=0.5), (disk, "write"): 0}
     cpu = src.collect("container.cpu").rows
     assert [r[:4] for r in cpu if r[1] == "docker"] == [("abababababab", "docker", "", "")]
@@ -385,7 +385,7 @@ def test_v1_memory_stat_reread_only_when_usage_moves(cgroups) -> None:
 
     def tick() -> dict:
         src.begin_tick(0)
-        return {r[4]: r[5] for r in rows_of(src, "container.memory", cg.path)}
+        return {r[6]: r[7] for r in rows_of(src, "container.memory", cg.path)}
 
     def more() -> None:
         p.stdin.write(b"more\n")

@@ -60,7 +60,9 @@ CASES = [
 
 @pytest.mark.parametrize(("path", "expected"), CASES, ids=[c[0] or "empty" for c in CASES])
 def test_resolve(path: str, expected: Container) -> None:
-    assert resolve(path) == expected
+    got = resolve(path)
+    # The full id, where the path holds one, is kept for the runtime's state (sources/runtimes/).
+    assert got == expected._replace(id=ID if got.name == ID[:12] else "")
 
 
 def test_whole_containers() -> None:

@@ -144,7 +144,7 @@ def test_real_qemu_found_by_process_and_cgroup(machine_cgroup, tmp_path) -> None
         src.begin_tick(0)
         mem = [r for r in src.collect("container.memory").rows if r[0] == "testvm"]
         assert {r[:4] for r in mem} == {("testvm", "libvirt", "", "testvm")}
-        rss = {r[4]: r[5] for r in mem}["rss"]
+        rss = {r[6]: r[7] for r in mem}["rss"]
         assert rss > 1 << 20  # QEMU's own memory, charged to the machine's cgroup
         (t0, c0), (t0b, c0b) = cpu_reading(src, qemu.pid)
         # Until the guest has used CPU time enough to compare (on a busy host it takes longer).

@@ -199,6 +199,10 @@ class Agent:
             self._over_budget(inst, cost, now, stopped=False)
             return m.Partial(inst.id, encoded, self.warnings[inst.id])
         self.budgets.kept(inst.id)
+        if rows.warning:  # the source skipped something: the value stands, with the reason
+            note = rows.warning if note is None else f"{rows.warning}; {note}"
+            self._warn(inst.id, note)
+            return m.Partial(inst.id, encoded, note)
         if note is None:
             self.warnings.pop(inst.id, None)
             return m.Partial(inst.id, encoded)

@@ -49,11 +49,16 @@ class Rows(NamedTuple):
     :class:`~fleetscope.model.histogram.Histogram` (OTLP and scraped native
     histograms), its measure being its count: the agent merges it whole, exactly,
     instead of recording one value.
+
+    ``warning`` says what the source had to skip while reading (a runtime's state file it
+    could not parse...): the rows are good, and the agent shows the warning on the
+    instrumentations that use them.
     """
 
     columns: tuple[str, ...]
     rows: list[tuple]
     weighted: bool = False
+    warning: str = ""
 
 
 class Source(Protocol):

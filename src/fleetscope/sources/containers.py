@@ -18,7 +18,8 @@ docker        ``/docker/<id>``, ``/system.slice/docker-<id>.scope``             
 podman        ``.../libpod-<id>.scope``, ``/libpod_parent/libpod-<id>``              id[:12]
 lxc           ``/lxc/<name>``, ``/lxc.payload.<name>``, ``/lxc.payload/<name>``      name
 libvirt       ``/machine.slice/machine-qemu\\x2d<n>\\x2d<name>.scope``,              name, vm=name
-              ``/machine/<name>.libvirt-qemu`` (also lxc, xen)
+              ``/machine/qemu-<n>-<name>.libvirt-qemu`` (without systemd),
+              ``/machine/<name>.libvirt-qemu`` (before libvirt 6; also lxc, xen)
 nspawn        ``/machine.slice/machine-<name>.scope``                                name
 systemd       ``<name>.service``, ``<name>.scope``, ``<name>.slice``                 unit name
 cgroup        anything else                                                          the path
@@ -43,12 +44,17 @@ SHORT_ID = 12
 
 
 class Container(NamedTuple):
-    """What a cgroup path says about the container it belongs to ("" where it says nothing)."""
+    """What a cgroup path says about the container it belongs to ("" where it says nothing).
+
+    ``id`` is the runtime's full container id where the path holds one (the runtime's state is
+    looked up by it: ``sources/runtimes/``); ``name`` is then its first 12 characters until the
+    runtime's own name is known."""
 
     name: str
     runtime: str
     pod: str = ""
     vm: str = ""
+    id: str = ""
 
 
 # The host itself, as a container: what no container accounts for (``container.cpu``'s and
@@ -72,7 +78,9 @@ _COMPONENT_RULES: tuple[tuple[re.Pattern, str], ...] = (
     (re.compile(r"lxc\.monitor\.(.+)"), "lxc"),
 )
 _MACHINE = re.compile(r"machine-(qemu|kvm|lxc|xen|libxl|vz|vmware|bhyve)\\x2d\d+\\x2d(.+)\.scope")
-_MACHINE_OLD = re.compile(r"(.+)\.libvirt-(qemu|lxc|xen|libxl)")
+# libvirt without systemd: /machine/<driver>-<domain id>-<name>.libvirt-<driver> (the prefix
+# since libvirt 6; the name alone before).
+_MACHINE_OLD = re.compile(r"(?:(?:qemu|lxc|xen|libxl)-\d+-)?(.+)\.libvirt-(qemu|lxc|xen|libxl)")
 _NSPAWN = re.compile(r"machine-(.+)\.scope")
 _UNIT = re.compile(r".+\.(service|scope|slice)")
 
@@ -125,8 +133,9 @@ def resolve(path: str) -> Container:
 
 
 def _named(ident: str, runtime: str, pod: str) -> Container:
-    name = ident[:SHORT_ID] if re.fullmatch(_HEX64, ident) else ident
-    return Container(name, runtime, pod)
+    if re.fullmatch(_HEX64, ident):
+        return Container(ident[:SHORT_ID], runtime, pod, id=ident)
+    return Container(ident, runtime, pod)
 
 
 def is_container(c: Container) -> bool:

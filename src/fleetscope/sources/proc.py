@@ -21,7 +21,8 @@ more cheaply than ``psutil.process_iter`` (which opens and parses ``stat`` and
   per uid), the command line (``argv`` joined by spaces, cut to
   :data:`CMD_MAX` characters; ``[comm]`` when empty, as ps shows kernel threads
   and zombies), the container (``/proc/<pid>/cgroup`` resolved by
-  :mod:`fleetscope.sources.containers`, as the ``container.*`` metrics name it;
+  :mod:`fleetscope.sources.containers` and named by its runtime
+  (:mod:`fleetscope.sources.runtimes`), as the ``container.*`` metrics name it;
   ``/`` for the host's own processes) and the virtual machine (``vm``: the guest
   name of a QEMU/KVM process, from ``-name guest=NAME,...`` or ``-name NAME`` on
   its command line, else the VM its cgroup belongs to; "" for other processes).
@@ -58,6 +59,7 @@ from fleetscope.model.types import BYTES, PERCENT, SECONDS
 from fleetscope.sources.base import MAX_GAP, Rows, tick_length
 from fleetscope.sources.containers import process_cgroup, resolve
 from fleetscope.sources.procfs import clock, read_file
+from fleetscope.sources.runtimes import Names
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -130,12 +132,15 @@ def read_uid(pid: str, procfs: str = "/proc") -> int | None:
     return int(data[i + 5 :].split(None, 1)[0]) if i >= 0 else None
 
 
-def read_container(pid: str, procfs: str = "/proc") -> tuple[str, str]:
-    """The container name and VM name of process ``pid`` from its cgroup ("/" and "" if unknown)."""
+def read_container(pid: str, procfs: str = "/proc", names: Names | None = None) -> tuple[str, str]:
+    """The container name and VM name of process ``pid`` from its cgroup ("/" and "" if unknown),
+    the container named by its runtime with ``names``."""
     try:
         c = resolve(process_cgroup(read_file(f"{procfs}/{pid}/cgroup")))
     except OSError:
         return "/", ""
+    if names is not None:
+        c = names.named(c)
     return c.name, c.vm
 
 
@@ -203,8 +208,10 @@ class ProcSource:
 
     name = "proc"
 
-    def __init__(self, procfs: str = "/proc", max_open_files: int | None = None) -> None:
+    def __init__(self, procfs: str = "/proc", max_open_files: int | None = None,
+                 names: Names | None = None) -> None:
         self.procfs = procfs
+        self.names = Names() if names is None else names
         self.max_open_files = (
             default_max_open_files() if max_open_files is None else max_open_files
         )
@@ -343,7 +350,7 @@ class ProcSource:
         if stat.comm != p.comm:  # new process, or it exec'd: resolve its names again
             argv = read_cmdline(pid, self.procfs)
             uid = read_uid(pid, self.procfs)
-            container, vm = read_container(pid, self.procfs)
+            container, vm = read_container(pid, self.procfs, self.names)
             self.reads["cmdline"] += 1
             self.reads["status"] += 1
             self.reads["cgroup"] += 1

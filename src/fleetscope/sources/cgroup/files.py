@@ -16,8 +16,10 @@ from fleetscope.sources.procfs import read_file
 READ_SIZE = 16384  # one pread; a longer file (io.stat of very many disks) is read whole
 MAX_KEPT_FILES = 1024  # cgroup files kept open for pread; more are opened and closed each read
 # Files that several metrics read: read once per tick and shared (v2 cpu.stat holds container.cpu's
-# usage_usec, container.throttled's throttled_usec and cpu.usage's user_usec and system_usec).
-SHARED_FILES = ("/cpu.stat",)
+# usage_usec, container.throttled's throttled_usec and cpu.usage's user_usec and system_usec; v1
+# cpu.stat container.throttled's and container.throttled_periods'; a PSI file container.pressure's
+# averages and container.stall's totals).
+SHARED_FILES = ("/cpu.stat", "/cpu.pressure", "/memory.pressure", "/io.pressure")
 
 Read = Callable[[str], bytes]
 

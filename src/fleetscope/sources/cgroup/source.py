@@ -35,10 +35,12 @@ from fleetscope.sources.base import MAX_GAP, Rows, tick_length
 from fleetscope.sources.cgroup import v1, v2
 from fleetscope.sources.cgroup.files import MAX_KEPT_FILES, CgroupFiles, Read, pids
 from fleetscope.sources.cgroup.hierarchy import Hierarchy, find_hierarchies
+from fleetscope.sources.cgroup.netns import NetNamespaces
 from fleetscope.sources.cgroup.walk import Walker, ancestors, covered
 from fleetscope.sources.container_cpu import SECONDS_PER_NS, ContainerCpu
 from fleetscope.sources.containers import CONTAINER, HOST, RUNTIME, Container
 from fleetscope.sources.procfs import clock, read_devices
+from fleetscope.sources.runtimes import Names
 
 RESCAN_EVERY = 60.0
 # v1 memory.stat costs about five times memory.usage_in_bytes to generate and parse: a cgroup
@@ -49,42 +51,89 @@ MEMORY_STAT_REUSE = 10
 MAX_MEMORY_MEMO = 4 * MAX_KEPT_FILES
 PERCENT_OF_ONE_CPU = 100.0  # utilization: CPU seconds per second as a percent of one CPU
 
+
+
+def _network(read: Read, d: str) -> dict:
+    """Stands for :meth:`NetNamespaces.traffic` of the source in PROVIDERS."""
+    raise AssertionError("replaced by the source's own reader")
+
+
 # metric -> [(version, controller needed or "" for none, reader)], in order of preference
 PROVIDERS: dict[str, list[tuple[int, str, Callable]]] = {
     "container.cpu": [(1, "cpuacct", v1.cpu), (2, "", v2.cpu)],
     "container.throttled": [(1, "cpu", v1.throttled), (2, "cpu", v2.throttled)],
+    "container.throttled_periods": [(1, "cpu", v1.throttled_periods), (2, "cpu", v2.throttled_periods)],
     "container.memory": [(1, "memory", v1.memory), (2, "memory", v2.memory)],
     "container.memory_limit": [(1, "memory", v1.limit), (2, "memory", v2.limit)],
     "container.io": [(1, "blkio", v1.io), (2, "io", v2.io)],
     "container.io_ops": [(1, "blkio", v1.io_ops), (2, "io", v2.io_ops)],
     "container.pressure": [(2, "", v2.pressure)],
+    "container.stall": [(2, "", v2.stall)],
     "container.pids": [(1, "pids", pids), (2, "pids", pids)],
+    "container.oom_kills": [(1, "memory", v1.oom_kills), (2, "memory", v2.oom_kills)],
+    # any hierarchy holding the container's processes (memory: where runtimes put them all)
+    "container.net": [(1, "memory", _network), (2, "", _network)],
+    "container.net_packets": [(1, "memory", _network), (2, "", _network)],
 }
+# Metrics read together: one reading serves both.
+SAME_READING = {"container.net_packets": "container.net"}
+# Counters of a dict {(key, kind): value} per container -> (whether the key is a device number to
+# name, which element of a tuple value or None, scale to the metric's unit). A key not seen before
+# counts from 0 for disks (a container's first I/O to a disk) and is skipped for the others.
+KEYED_COUNTERS: dict[str, tuple[bool, int | None, float]] = {
+    "container.io": (True, None, 1.0),
+    "container.io_ops": (True, None, 1.0),
+    "container.stall": (False, None, SECONDS_PER_NS),
+    "container.net": (False, 0, 1.0),
+    "container.net_packets": (False, 1, 1.0),
+}
+COUNTS = ("container.throttled_periods", "container.oom_kills")
 
 # --- metrics ------------------------------------------------------------------------------------
 
-POD = Field("pod", DISCRETE, "Kubernetes pod uid")
+POD = Field("pod", DISCRETE, "pod (Kubernetes or podman; the uid where the name is unknown)")
 VM = Field("vm", DISCRETE, "virtual machine")
+IMAGE = Field("image", DISCRETE, "container image")
+NAMESPACE = Field("namespace", DISCRETE, "Kubernetes namespace")
+NIC = Field("nic", DISCRETE, "network interface (of the container's network namespace)")
 UTILIZATION = Field("utilization", NUMERIC, "CPU utilization", PERCENT)
 MEMORY_TYPE = Field("type", DISCRETE, "memory type")
 DISK = Field("disk", DISCRETE, "disk")
 DIRECTION = Field("direction", DISCRETE, "direction")
 RESOURCE = Field("resource", DISCRETE, "stalled resource")
 STALL = Field("type", DISCRETE, "stall type (some, full)")
-_C = (CONTAINER, RUNTIME, POD, VM)
+_C = (CONTAINER, RUNTIME, POD, VM, IMAGE, NAMESPACE)  # then the operator's labels (Names.fields)
 
 METRICS = (
     metric("container", "cpu", "container CPU time", SECONDS, INTERVAL, *_C, UTILIZATION),
     metric("container", "throttled", "container CPU throttled time", SECONDS, INTERVAL, *_C),
+    metric("container", "throttled_periods", "container CPU periods throttled", NUMBER, INTERVAL, *_C),
     metric("container", "memory", "container memory", BYTES, POINT, *_C, MEMORY_TYPE),
     metric("container", "memory_limit", "container memory limit", BYTES, POINT, *_C),
     metric("container", "io", "container disk bytes", BYTES, INTERVAL, *_C, DISK, DIRECTION),
     metric("container", "io_ops", "container disk operations", NUMBER, INTERVAL, *_C, DISK, DIRECTION),
     metric("container", "pressure", "container stall pressure (PSI avg10)", PERCENT, POINT, *_C,
            RESOURCE, STALL),
+    metric("container", "stall", "container stall time (PSI total)", SECONDS, INTERVAL, *_C, RESOURCE,
+           STALL),
     metric("container", "pids", "container tasks", NUMBER, POINT, *_C),
+    metric("container", "oom_kills", "container processes killed out of memory", NUMBER, INTERVAL, *_C),
+    metric("container", "net", "container network bytes", BYTES, INTERVAL, *_C, NIC, DIRECTION),
+    metric("container", "net_packets", "container network packets", NUMBER, INTERVAL, *_C, NIC,
+           DIRECTION),
 )
 COLUMNS = {m.name: tuple(f.name for f in m.fields[1:]) for m in METRICS}
+NAMING_FIELDS = 1 + len(_C)  # hostname and _C: the labels' fields go after them
+
+
+def with_labels(metrics: tuple[Metric, ...], names: Names) -> tuple[Metric, ...]:
+    """``metrics`` with a field per container label of ``names`` after the naming fields."""
+    extra = tuple(Field(f, DISCRETE, f"container label {k}")
+                  for f, k in zip(names.fields[2:], names.labels, strict=True))
+    if not extra:
+        return metrics
+    return tuple(m._replace(fields=(*m.fields[:NAMING_FIELDS], *extra, *m.fields[NAMING_FIELDS:]))
+                 for m in metrics)
 
 
 class CgroupSource:
@@ -100,11 +149,15 @@ class CgroupSource:
     name = "cgroup"
 
     def __init__(self, hierarchies: list[Hierarchy] | None = None, procfs: str = "/proc",
-                 rescan_every: float = RESCAN_EVERY) -> None:
+                 rescan_every: float = RESCAN_EVERY, names: Names | None = None) -> None:
         self.hierarchies = find_hierarchies(procfs + "/self/mounts") if hierarchies is None \
             else hierarchies
         self.procfs = procfs
+        self.names = Names() if names is None else names
+        self._metrics = with_labels(METRICS, self.names)
+        self.columns = {m.name: tuple(f.name for f in m.fields[1:]) for m in self._metrics}
         self.reads: Counter[str] = Counter()
+        self._net = NetNamespaces(procfs, self.reads)
         self._files = CgroupFiles(self.reads)
         self._walker = Walker(rescan_every, self.reads, self._walked_again)
         self._devices: dict[str, str] = {}  # block device names by maj:min, read again after a walk
@@ -139,7 +192,7 @@ class CgroupSource:
             self._has_containers = any(self.containers(h) for h in self.hierarchies)
         if not self._has_containers:
             return []
-        return [m for m in METRICS if self._providers(m.name)]
+        return [m for m in self._metrics if self._providers(m.name)]
 
     def begin_tick(self, now: float) -> None:
         self._tick += 1
@@ -149,6 +202,7 @@ class CgroupSource:
         self._files.begin_tick()
         self._readings.clear()
         self._cpu_modes = None
+        self._net.begin_tick()
 
     def close(self) -> None:
         """Close the cgroup files kept open."""
@@ -163,7 +217,8 @@ class CgroupSource:
         if rows is None:
             if metric not in PROVIDERS:
                 raise NotFound("metric", f"cgroup source has no metric {metric!r}")
-            rows = self._rows[metric] = Rows(COLUMNS[metric], self._build(metric))
+            built = self._build(metric)
+            rows = self._rows[metric] = Rows(self.columns[metric], built, warning=self.names.warning())
         return rows
 
     # --- CPU time by mode, for the host source's cpu.usage by container -----------------------
@@ -229,7 +284,7 @@ class CgroupSource:
                 continue
             if was is None or was[1] != data:
                 try:
-                    was = (None, data, parse(c, data))
+                    was = (None, data, parse(self.names.named(c), data))
                 except (ValueError, KeyError):
                     continue
                 self.reads["cpu_modes.parse"] += 1
@@ -247,6 +302,8 @@ class CgroupSource:
     def _walked_again(self, mount: str, found: dict[str, Container]) -> None:
         self._devices = {}
         self._files.close_gone(mount, found)
+        self._net.forget({h.mount + p for h in self.hierarchies for p in self._walker.known(h.mount)}
+                         | {mount + p for p in found})
 
     def _read_all(self, metric: str) -> dict[str, tuple[Container, object]]:
         """path -> (container, raw figure) for every container, each from its first provider;
@@ -257,6 +314,8 @@ class CgroupSource:
         for i, (h, reader) in enumerate(providers):
             if reader is v1.memory:
                 reader = self._memory_v1_reused
+            elif reader is _network:
+                reader = self._net.traffic
             conts = self.containers(h)
             mount = h.mount
             for path, c in list(conts.items()):
@@ -291,6 +350,7 @@ class CgroupSource:
     def _reading(self, metric: str) -> tuple[float, dict[str, tuple[Container, object]]]:
         """(clock() when read, :meth:`_read_all`) of ``metric``, read once per tick: container.cpu's
         is also what :meth:`cpu_by_container` looks at first."""
+        metric = SAME_READING.get(metric, metric)
         got = self._readings.get(metric)
         if got is None:
             got = self._readings[metric] = (clock(), self._read_all(metric))
@@ -298,12 +358,13 @@ class CgroupSource:
 
     def _build(self, metric: str) -> list[tuple]:
         now, cur = self._reading(metric)
+        row = self.names.row
         if metric in ("container.memory_limit", "container.pids"):
-            return [(*c, v) for p, (c, v) in cur.items() if p != "/" and v is not None]
+            return [(*row(c), v) for p, (c, v) in cur.items() if p != "/" and v is not None]
         if metric == "container.memory":
-            return [(*c, t, v) for p, (c, got) in cur.items() if p != "/" for t, v in got.items()]
+            return [(*row(c), t, v) for p, (c, got) in cur.items() if p != "/" for t, v in got.items()]
         if metric == "container.pressure":
-            return [(*c, res, kind, v) for p, (c, got) in cur.items() if p != "/"
+            return [(*row(c), res, kind, v) for p, (c, got) in cur.items() if p != "/"
                     for (res, kind), v in got.items()]
         # interval metrics
         prev = self._prev.get(metric)
@@ -313,17 +374,32 @@ class CgroupSource:
         elapsed = tick_length(now - prev[0])
         old = prev[1]
         rows = []
-        if metric in ("container.io", "container.io_ops"):
-            if not self._devices:
+        if metric in KEYED_COUNTERS:
+            if metric in ("container.io", "container.io_ops") and not self._devices:
                 self._devices = read_devices(self.procfs)
+            devices = self._devices
+            # (how to name a key's first part, which part of a value, the counter's scale)
+            rename, part, scale = KEYED_COUNTERS[metric]
             for p, (c, got) in cur.items():
                 was = old.get(p)
                 if p == "/" or was is None:
                     continue
-                for (dev, direction), v in got.items():
-                    d = v - was[1].get((dev, direction), 0)
-                    if d >= 0:
-                        rows.append((*c, self._devices.get(dev, dev), direction, d / elapsed))
+                prefix = row(c)
+                for (key, kind), v in got.items():
+                    w = was[1].get((key, kind))
+                    if part is not None:
+                        v, w = v[part], (w[part] if w is not None else None)
+                    if w is None:
+                        w = 0 if rename else None  # a disk's first I/O: counted from 0
+                    if w is not None and v >= w:
+                        rows.append((*prefix, devices.get(key, key) if rename else key, kind,
+                                     (v - w) * scale / elapsed))
+            return rows
+        if metric in COUNTS:  # whole-number counters: container.throttled_periods, oom_kills
+            for p, (c, v) in cur.items():
+                was = old.get(p)
+                if p != "/" and was is not None and v >= was[1]:
+                    rows.append((*row(c), (v - was[1]) / elapsed))
             return rows
         # ns counters: container.cpu, container.throttled
         scale = SECONDS_PER_NS / elapsed
@@ -336,11 +412,12 @@ class CgroupSource:
             rate = (v - was[1]) * scale
             if p in first:
                 total += rate
-            rows.append((*c, PERCENT_OF_ONE_CPU * rate, rate) if metric == "container.cpu" else (*c, rate))
+            rows.append((*row(c), PERCENT_OF_ONE_CPU * rate, rate) if metric == "container.cpu"
+                        else (*row(c), rate))
         root, was = cur.get("/"), old.get("/")
         if metric == "container.cpu" and root is not None and was is not None and root[1] >= was[1]:
             host = max(0.0, (root[1] - was[1]) * scale - total)
-            rows.append((*HOST, PERCENT_OF_ONE_CPU * host, host))
+            rows.append((*row(HOST), PERCENT_OF_ONE_CPU * host, host))
         return rows
 
     def _containers_of_first(self, metric: str) -> dict[str, Container]:

@@ -79,3 +79,16 @@ def io(read: Read, d: str) -> dict:
 
 def io_ops(read: Read, d: str) -> dict:
     return parse_blkio(read(d + "/blkio.throttle.io_serviced_recursive"))
+
+
+def throttled_periods(read: Read, d: str) -> int:
+    return keyed(read(d + "/cpu.stat")).get("nr_throttled", 0)
+
+
+def oom_kills(read: Read, d: str) -> int:
+    """Processes the OOM killer killed in the cgroup (``memory.oom_control`` oom_kill, kernel
+    4.13 and later)."""
+    n = find_number(b"\n" + read(d + "/memory.oom_control"), b"\noom_kill ")
+    if n is None:
+        raise ValueError("no oom_kill in memory.oom_control (kernel before 4.13)")
+    return n

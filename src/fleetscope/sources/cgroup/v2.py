@@ -16,6 +16,7 @@ from fleetscope.sources.containers import Container
 NS_PER_USEC = 1000
 PRESSURE_RESOURCES = ("cpu", "memory", "io")
 PSI_AVG10 = b"avg10="  # the field of a PSI line read: the 10-second average
+PSI_TOTAL = b"total="  # the stall time since the cgroup was made, in µs
 
 
 def parse_io_stat(data: bytes, key_read: str, key_write: str) -> dict[tuple[str, str], int]:
@@ -42,6 +43,16 @@ def parse_pressure(data: bytes) -> dict[str, float]:
         p = line.split()  # some|full, avg10=, avg60=, avg300=, total=
         if len(p) >= 2 and p[1].startswith(PSI_AVG10):
             out[p[0].decode()] = float(p[1][len(PSI_AVG10):])
+    return out
+
+
+def parse_pressure_totals(data: bytes) -> dict[str, int]:
+    """A PSI file: ``{"some": total, "full": total}`` (µs stalled since the cgroup was made)."""
+    out = {}
+    for line in data.split(b"\n"):
+        p = line.split()
+        if p and p[-1].startswith(PSI_TOTAL):
+            out[p[0].decode()] = int(p[-1][len(PSI_TOTAL):])
     return out
 
 
@@ -96,3 +107,28 @@ def pressure(read: Read, d: str) -> dict[tuple[str, str], float]:
         for kind, v in got.items():
             out[(res, kind)] = v
     return out
+
+
+def stall(read: Read, d: str) -> dict[tuple[str, str], int]:
+    """Stall time by (resource, some|full), in ns (PSI ``total=``, given in µs)."""
+    out = {}
+    for res in PRESSURE_RESOURCES:
+        try:
+            got = parse_pressure_totals(read(f"{d}/{res}.pressure"))
+        except OSError:
+            continue
+        for kind, v in got.items():
+            out[(res, kind)] = v * NS_PER_USEC
+    return out
+
+
+def throttled_periods(read: Read, d: str) -> int:
+    return keyed(read(d + "/cpu.stat")).get("nr_throttled", 0)
+
+
+def oom_kills(read: Read, d: str) -> int:
+    """Processes the OOM killer killed in the cgroup and below (``memory.events`` oom_kill)."""
+    n = find_number(b"\n" + read(d + "/memory.events"), b"\noom_kill ")
+    if n is None:
+        raise ValueError("no oom_kill in memory.events")
+    return n
