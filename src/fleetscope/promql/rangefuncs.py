@@ -38,7 +38,11 @@ def extrapolated_rate(w: Windows, is_counter: bool, is_rate: bool) -> Result:
     v_first, v_last = w.value(first), w.value(last)
     t_first, t_last = w.time(first), w.time(last)
     result = v_last - v_first
-    if is_counter:
+    if is_counter and w.finite:
+        before, has_before = w.previous()
+        dropped = np.where(has_before & (w.values < before), before, 0.0)
+        result = result + w.window_sum(dropped, skip_first=True)
+    elif is_counter:
         prev = v_first
         for c in range(1, w.width):
             v, _, active = w.column(c)
@@ -118,6 +122,8 @@ def _over_time(w: Windows) -> np.ndarray:
 
 
 def sum_over_time(w: Windows) -> Result:
+    if w.finite:
+        return w.window_sum(w.values), _over_time(w)
     total = comp = np.zeros(w.count.shape)
     for c in range(w.width):
         v, _, active = w.column(c)
@@ -126,6 +132,8 @@ def sum_over_time(w: Windows) -> Result:
 
 
 def avg_over_time(w: Windows) -> Result:
+    if w.finite:
+        return w.window_sum(w.values) / np.maximum(w.count, 1), _over_time(w)
     mean = comp = np.zeros(w.count.shape)
     count = np.zeros(w.count.shape)
     for c in range(w.width):
@@ -137,20 +145,13 @@ def avg_over_time(w: Windows) -> Result:
     return np.where(np.isinf(mean), mean, mean + comp), _over_time(w)
 
 
-def _extreme_over_time(w: Windows, better: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Result:
-    best = w.value(w.lo)
-    for c in range(w.width):
-        v, _, active = w.column(c)
-        best = np.where(active & (better(v, best) | np.isnan(best)), v, best)
-    return best, _over_time(w)
-
-
 def max_over_time(w: Windows) -> Result:
-    return _extreme_over_time(w, np.greater)
+    # Prometheus' loop skips NaN but for an all-NaN window, as np.fmax does.
+    return w.window_extreme(np.fmax), _over_time(w)
 
 
 def min_over_time(w: Windows) -> Result:
-    return _extreme_over_time(w, np.less)
+    return w.window_extreme(np.fmin), _over_time(w)
 
 
 def count_over_time(w: Windows) -> Result:
@@ -187,24 +188,17 @@ def stddev_over_time(w: Windows) -> Result:
 
 
 def resets(w: Windows) -> Result:
-    prev = w.value(w.lo)
-    count = np.zeros(w.count.shape)
-    for c in range(1, w.width):
-        v, _, active = w.column(c)
-        count = count + (active & (v < prev))
-        prev = np.where(active, v, prev)
-    return count, _over_time(w)
+    before, has_before = w.previous()
+    return w.window_count(has_before & (w.values < before), skip_first=True), _over_time(w)
+
+
+def _changed(w: Windows) -> np.ndarray:
+    before, has_before = w.previous()
+    return has_before & (w.values != before) & ~(np.isnan(w.values) & np.isnan(before))
 
 
 def changes(w: Windows) -> Result:
-    prev = w.value(w.lo)
-    count = np.zeros(w.count.shape)
-    for c in range(1, w.width):
-        v, _, active = w.column(c)
-        changed = (v != prev) & ~(np.isnan(v) & np.isnan(prev))
-        count = count + (active & changed)
-        prev = np.where(active, v, prev)
-    return count, _over_time(w)
+    return w.window_count(_changed(w), skip_first=True), _over_time(w)
 
 
 def quantile_sorted(q: np.ndarray, ordered: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -225,10 +219,9 @@ def quantile_sorted(q: np.ndarray, ordered: np.ndarray, n: np.ndarray) -> np.nda
 
 def sort_nan_first(values: np.ndarray, active: np.ndarray) -> np.ndarray:
     """Each row's active values ascending, NaN first (Prometheus' vectorByValueHeap order),
-    the inactive ones at the end."""
-    nan = np.isnan(values)
-    # Primary key: inactive last; then NaN first; then the value.
-    order = np.lexsort((np.where(nan, 0.0, values), ~nan, ~active), axis=-1)
+    then +Inf where inactive."""
+    values = np.where(active, values, np.inf)
+    order = np.argsort(np.where(np.isnan(values), -np.inf, values), axis=-1, kind="stable")
     return np.take_along_axis(values, order, axis=-1)
 
 

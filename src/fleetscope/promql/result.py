@@ -38,6 +38,9 @@ def _shortest(f: float) -> Decimal:
 
 def format_f(f: float) -> str:
     """``strconv.FormatFloat(f, 'f', -1, 64)``: fixed notation, shortest digits."""
+    text = repr(f)
+    if "e" not in text and "n" not in text:  # the common case: repr is already fixed notation
+        return text[:-2] if text.endswith(".0") else text
     if math.isnan(f):
         return "NaN"
     if math.isinf(f):
@@ -62,9 +65,25 @@ def _format_e(f: float) -> str:
 def format_value(f: float) -> str:
     """A sample value as the HTTP API writes it (jsonutil.MarshalValue)."""
     f = float(f)
-    if math.isfinite(f) and f != 0 and (abs(f) < 1e-6 or abs(f) >= 1e21):
+    if 1e-4 <= abs(f) < 1e16 or f == 0:  # fixed notation in Go and in Python's repr
+        text = repr(f)
+        return text[:-2] if text.endswith(".0") else text
+    if math.isfinite(f) and (abs(f) < 1e-6 or abs(f) >= 1e21):
         return _format_e(f)
     return format_f(f)
+
+
+def format_values(values: np.ndarray) -> list[str]:
+    """:func:`format_value` of every value (the fast way for the many points of a range query)."""
+    out = []
+    for v in values.tolist():
+        text = repr(v)
+        if text.endswith(".0"):
+            text = text[:-2]
+        elif "e" in text or "n" in text:
+            text = format_value(v)
+        out.append(text)
+    return out
 
 
 def _time(t_ms: int) -> float:
@@ -98,12 +117,16 @@ def vector_result(vector: Vector, t_ms: int, column: int = 0) -> dict:
 
 def matrix_of_vector(vector: Vector, steps: np.ndarray) -> dict:
     """A range query's answer: every series with its points, series sorted by labels."""
+    seconds = (steps / 1000).tolist()
+    kinds = vector.histogram_mask() if vector.hists is not None else None
     result = []
     for i in sorted(range(len(vector.labels)), key=lambda i: vector.labels[i]):
-        values, hists = [], []
-        for j in np.flatnonzero(vector.present[i]):
-            key, point = _point(vector, i, j, steps[j])
-            (hists if key == "histogram" else values).append(point)
+        at = vector.present[i] if kinds is None else vector.present[i] & ~kinds[i]
+        columns = np.flatnonzero(at).tolist()
+        texts = format_values(vector.values[i, columns])
+        values = [[seconds[j], text] for j, text in zip(columns, texts, strict=True)]
+        hists = [] if kinds is None else [[seconds[j], histogram_json(vector.hists[i, j])]
+                                          for j in np.flatnonzero(kinds[i]).tolist()]
         if values or hists:
             result.append(_series(vector.labels[i], values, hists))
     return {"resultType": MATRIX, "result": result}

@@ -35,7 +35,7 @@ class Windows:
     """The windows of float series (see the module docstring). ``lo``/``hi`` are ``(m, k)``
     absolute indices into the concatenated ``times``/``values``; ``count = hi - lo``."""
 
-    __slots__ = ("count", "ends", "hi", "lo", "range_ms", "times", "values", "width")
+    __slots__ = ("_first", "count", "ends", "finite", "hi", "lo", "range_ms", "times", "values", "width")
 
     def __init__(self, series: list[RawSeries], range_ms: int, ends: np.ndarray) -> None:
         self.range_ms = range_ms
@@ -52,6 +52,52 @@ class Windows:
             offset += len(s.times)
         self.count = self.hi - self.lo
         self.width = int(self.count.max()) if self.count.size else 0
+        self.finite = bool(np.isfinite(self.values).all())
+        lengths = np.array([len(s.times) for s in series], dtype=np.int64)
+        self._first = np.zeros(len(self.values), dtype=bool)  # where each series starts
+        self._first[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
+
+    def window_sum(self, per_sample: np.ndarray, skip_first: bool = False) -> np.ndarray:
+        """The sum of ``per_sample`` (one value per sample) over every window (without its first
+        sample if ``skip_first``), from prefix sums in extended precision: the fast path for
+        finite values, within a few ulps of adding one by one."""
+        prefix = np.zeros(len(per_sample) + 1, dtype=np.longdouble)
+        np.cumsum(per_sample, dtype=np.longdouble, out=prefix[1:])
+        lo = np.minimum(self.lo + 1, self.hi) if skip_first else self.lo
+        return (prefix[self.hi] - prefix[lo]).astype(np.float64)
+
+    def window_count(self, per_sample: np.ndarray, skip_first: bool = False) -> np.ndarray:
+        """How many samples of each window (without its first if ``skip_first``) are True."""
+        prefix = np.zeros(len(per_sample) + 1, dtype=np.int64)
+        np.cumsum(per_sample, out=prefix[1:])
+        lo = np.minimum(self.lo + 1, self.hi) if skip_first else self.lo
+        return (prefix[self.hi] - prefix[lo]).astype(np.float64)
+
+    def previous(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(values of the sample before, whether there is one in the same series)`` per sample."""
+        before = np.empty_like(self.values)
+        if len(before):
+            before[0] = 0.0
+            before[1:] = self.values[:-1]
+        return before, ~self._first
+
+    def window_extreme(self, pick: np.ufunc) -> np.ndarray:
+        """``pick`` (``np.fmax``/``np.fmin``) over every window, by a sparse table: O(n log w)."""
+        tables = [self.values]
+        span = 1
+        while span * 2 <= max(self.width, 1):
+            last = tables[-1]
+            tables.append(pick(last[:-span], last[span:]) if len(last) > span else last[:0])
+            span *= 2
+        level = np.floor(np.log2(np.maximum(self.count, 1))).astype(np.int64)
+        out = np.zeros(self.count.shape)
+        for k, table in enumerate(tables):
+            at = (level == k) & (self.count > 0)
+            if not at.any():
+                continue
+            lo = self.lo[at]
+            out[at] = pick(table[lo], table[self.hi[at] - (1 << k)])
+        return out
 
     def _at(self, array: np.ndarray, index: np.ndarray) -> np.ndarray:
         if not len(array):
