@@ -14,11 +14,18 @@ import logging
 import time
 
 from fleetscope.api import scope
+from fleetscope.api.dashboards import validate_dashboard
 from fleetscope.bus import messages as m
 from fleetscope.bus.base import Bus, BusUnavailable, Msg
 from fleetscope.model import predicate as predicates
 from fleetscope.model.access import Caller
-from fleetscope.model.defaults import default_specs
+from fleetscope.model.defaults import (
+    GUESTS_DASHBOARD,
+    default_specs,
+    guests_panels,
+    has_guests,
+    same_question,
+)
 from fleetscope.model.errors import InputError, NotFound
 from fleetscope.model.instrumentation import (
     DEFAULT_RETENTION,
@@ -32,6 +39,7 @@ from fleetscope.store.base import Store
 log = logging.getLogger(__name__)
 
 DEFAULTS_KEY = "defaults_created"
+GUESTS_KEY = "guests_dashboard_created"
 IDLE_CHECK_EVERY = 5.0
 CATALOG_KEY = "catalog"  # meta key: the metrics learnt from agents, as JSON
 ACCESS_KEY = "last_access:"  # meta key prefix: when an instrumentation was last read
@@ -129,7 +137,30 @@ class ControlPlane:
             return []
         created = [await self.create(spec) for spec in default_specs(self.catalog)]
         self.store.set_meta(DEFAULTS_KEY, str(time.time()))
+        await self.ensure_guests()
         return created
+
+    async def ensure_guests(self) -> dict | None:
+        """Make the "Guests" dashboard once per store, where the defaults are made here and the
+        catalogue says some host has containers or VMs (at first start, or when such a host's
+        agent reports later); not again if a user deleted it. Its panels reuse instrumentations
+        that ask the same question. Returns the dashboard made, or None."""
+        if not self.store.get_meta(DEFAULTS_KEY) or self.store.get_meta(GUESTS_KEY):
+            return None
+        names = [mt.name for mt in self.catalog]
+        if not has_guests(names):
+            return None
+        existing = self.list()
+        panels = []
+        for spec, options in guests_panels(set(names)):
+            inst = next((i for i in existing if same_question(spec, i.to_json()) and i.tenant is None),
+                        None) or await self.create(spec)
+            panels.append({"instrumentation": inst.id, "options": options})
+        self.store.set_meta(GUESTS_KEY, str(time.time()))
+        if any(d["name"] == GUESTS_DASHBOARD for d in self.store.list_dashboards()):
+            return None  # a user's own dashboard of that name stays as it is
+        doc = validate_dashboard({"name": GUESTS_DASHBOARD, "panels": panels}, lambda _: True)
+        return self.store.create_dashboard({**doc, "tenant": None})
 
     # -- bus --------------------------------------------------------------------------------
 
@@ -170,6 +201,7 @@ class ControlPlane:
         if status.metrics and {mt.name: mt for mt in self.catalog} != before:
             # Shared with API servers that start later, which have no agent of their own.
             self.store.set_meta(CATALOG_KEY, json.dumps([mt.to_json() for mt in self.catalog]))
+            await self.ensure_guests()
 
     def warnings_of(self, inst_id: int, now: float | None = None) -> dict[str, str]:
         """The warnings the agents that are not gone report for ``inst_id``, by host."""

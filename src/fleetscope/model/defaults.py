@@ -9,7 +9,7 @@ its metrics only then), ``fleetscope.api_requests`` only in `fleetscope serve`.
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping
+from collections.abc import Container, Iterable, Mapping
 from typing import Any
 
 DEFAULT_INSTRUMENTATIONS = (
@@ -27,6 +27,38 @@ DEFAULT_INSTRUMENTATIONS = (
 )
 # Kept an hour in memory, never expired, with history.
 DEFAULT_OPTIONS = {"retention": 3600, "idle_max": 0, "persist": True}
+
+# The "Guests" dashboard: the host and every guest on it side by side, as XMLPulse showed a Xen
+# host's dom0 and its domUs. Made once per store when some host has containers or VMs, with the
+# panels whose metric the catalogue has: (instrumentation spec, panel options).
+GUESTS_DASHBOARD = "Guests"
+GUESTS_PANELS: tuple[tuple[dict[str, Any], dict[str, Any]], ...] = (
+    # the host's CPU split between the host itself (container "/") and each guest
+    ({"module": "cpu", "stat": "usage", "decomposition": ["container"]}, {"width": 2}),
+    ({"module": "cpu", "stat": "steal", "decomposition": ["cpu"]}, {"chart": "lines"}),
+    ({"module": "container", "stat": "cpu", "decomposition": ["container"]}, {}),
+    ({"module": "container", "stat": "memory", "decomposition": ["container"]}, {}),
+    ({"module": "container", "stat": "net", "decomposition": ["container"]}, {}),
+    ({"module": "container", "stat": "stall", "decomposition": ["container"]}, {}),
+    ({"module": "vm", "stat": "cpu", "decomposition": ["vm"]}, {}),
+    ({"module": "vm", "stat": "memory", "predicate": {"eq": ["type", "rss"]}, "decomposition": ["vm"]},
+     {}),
+    ({"module": "vm", "stat": "state", "decomposition": ["state"]}, {}),
+    # the hypervisor's own processes (QEMU) by the VM they run
+    ({"module": "proc", "stat": "cpu", "predicate": {"ne": ["vm", ""]}, "decomposition": ["vm"]}, {}),
+)
+GUEST_MODULES = ("container.", "vm.")
+
+
+def has_guests(known_metrics: Iterable[str]) -> bool:
+    """Whether a catalogue says some host has containers or VMs."""
+    return any(name.startswith(GUEST_MODULES) for name in known_metrics)
+
+
+def guests_panels(known_metrics: Container[str]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The Guests dashboard's (spec, options) whose metric is in ``known_metrics``, in order."""
+    return [({**spec, **DEFAULT_OPTIONS}, options) for spec, options in GUESTS_PANELS
+            if metric_of(spec) in known_metrics]
 
 
 def metric_of(spec: Mapping[str, Any]) -> str:

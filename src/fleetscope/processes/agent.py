@@ -60,7 +60,7 @@ def assemble(config: AgentConfig) -> AgentProcess:
     bus = connect_bus(config.bus_url, name=f"fleetscope agent {name}", inbox_prefix=agent_inbox(name),
                       **config.nats)
     own = SelfSource(api=False)  # fleetscope.agent_tick
-    sources = [*local_sources(), own, *ingest_sources(config.ingest)]
+    sources = [*local_sources(config.container_labels), own, *ingest_sources(config.ingest)]
     agent = Agent(bus, sources, hostname=config.hostname, labels=config.labels, budget=config.tick_budget,
                   buffer_bytes=config.buffer_bytes)
     agent.on_tick = own.record_tick

@@ -70,6 +70,7 @@ class ServeConfig:
     allowed_hosts: tuple[str, ...] = ()  # Host headers answered besides the machine's own names
     public_url: str | None = None  # the address people open (links in alerts); default: host and port
     log_level: str = "warning"
+    container_labels: tuple[str, ...] = ()  # container label keys made fields of container metrics
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class AgentConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     tick_budget: float = 0.05  # CPU seconds per instrumentation per tick
     log_level: str = "info"
+    container_labels: tuple[str, ...] = ()  # container label keys made fields of container metrics
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,29 @@ def labels(pairs: list[str]) -> dict[str, str]:
     return found
 
 
+def container_labels(keys: list[str]) -> tuple[str, ...]:
+    """The container label keys to make fields of (``--container-label``), checked."""
+    from fleetscope.sources.runtimes import Names
+
+    try:
+        return Names(keys, podman=_NO_RUNTIME, docker=_NO_RUNTIME, kubernetes=_NO_RUNTIME).labels
+    except ValueError as exc:
+        raise InputError("container-label", str(exc)) from None
+
+
+class _NoRuntime:
+    """Stands for a runtime's state while checking labels: nothing is read."""
+
+    runtime = ""
+
+    @staticmethod
+    def lookup(ident: str, pod_uid: str = "") -> None:
+        return None
+
+
+_NO_RUNTIME = _NoRuntime()
+
+
 def _prefix(name: str, prefix: str) -> None:
     from fleetscope.sources.statsd_parse import sanitize
 
@@ -249,7 +274,8 @@ def serve_config(*, data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
                  ingest_max_keys: int = DEFAULT_INGEST_MAX,
                  tick_budget: str = DEFAULT_TICK_BUDGET, no_auth: bool = False,
                  allowed_host: list[str] | None = None,
-                 auth_failures: int = DEFAULT_AUTH_FAILURES, public_url: str | None = None) -> ServeConfig:
+                 auth_failures: int = DEFAULT_AUTH_FAILURES, public_url: str | None = None,
+                 container_label: list[str] | None = None) -> ServeConfig:
     """The config of `fleetscope serve` from its flags (it reads no config file)."""
     from fleetscope.agent.budget import parse_budget
     from fleetscope.model.tiers import DEFAULT_RETENTION, validate_retention
@@ -270,7 +296,8 @@ def serve_config(*, data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
                        tick_budget=parse_budget(tick_budget), auth=not no_auth,
                        auth_failures=check_auth_failures(auth_failures),
                        allowed_hosts=host_patterns(allowed_host or []),
-                       public_url=check_public_url(public_url) if public_url else None, log_level=log_level)
+                       public_url=check_public_url(public_url) if public_url else None, log_level=log_level,
+                       container_labels=container_labels(container_label or []))
 
 
 def agent_config(*, config: Path | None = None, bus: str | None = None, hostname: str | None = None,
@@ -279,7 +306,8 @@ def agent_config(*, config: Path | None = None, bus: str | None = None, hostname
                  statsd_prefix: str | None = None, otlp: str | None = None, otlp_prefix: str | None = None,
                  remote_write: str | None = None, remote_write_prefix: str | None = None,
                  scrape: list[str] | None = None, ingest_max_metrics: int | None = None,
-                 ingest_max_keys: int | None = None, tick_budget: str | None = None) -> AgentConfig:
+                 ingest_max_keys: int | None = None, tick_budget: str | None = None,
+                 container_label: list[str] | None = None) -> AgentConfig:
     """The config of `fleetscope agent`: its flags over the ``[agent]`` table of ``config``."""
     from fleetscope.agent.budget import parse_budget
     from fleetscope.model.types import BYTES, parse_quantity
@@ -304,7 +332,9 @@ def agent_config(*, config: Path | None = None, bus: str | None = None, hostname
                        labels={**table_labels, **labels(label or [])}, buffer_bytes=buffer_bytes,
                        ingest=ingest, log_level=log_level,
                        tick_budget=parse_budget(setting(tick_budget, cfg, "tick_budget",
-                                                        DEFAULT_TICK_BUDGET)))
+                                                        DEFAULT_TICK_BUDGET)),
+                       container_labels=container_labels(
+                           list(container_label or cfg.get("container_labels", []))))
 
 
 def fleet_config(section: str, *, config: Path | None = None, bus: str | None = None,

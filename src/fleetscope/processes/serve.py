@@ -53,7 +53,7 @@ def serve_app(config: ServeConfig) -> FastAPI:
     store = open_store(config.store_url or f"sqlite:///{config.data_dir / DB_NAME}")
     bus = MemoryBus()
     own = SelfSource()  # fleetscope.api_requests and fleetscope.agent_tick
-    sources = [*local_sources(), own, *ingest_sources(config.ingest)]
+    sources = [*local_sources(config.container_labels), own, *ingest_sources(config.ingest)]
     # Collection runs in a worker thread so a slow /proc read never delays an API answer.
     agent = Agent(bus, sources, hostname=config.hostname, collect_in_thread=True,
                   budget=config.tick_budget)

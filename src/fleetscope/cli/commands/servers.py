@@ -40,6 +40,9 @@ def refusing_bad_config() -> Iterator[None]:
         fail(str(exc))
 
 
+ContainerLabel = Annotated[list[str] | None, typer.Option(
+    help="A container label key (e.g. app) to make a field of the container metrics, read from "
+         "the container's runtime (repeatable).", show_default=False)]
 PublicUrl = Annotated[str | None, typer.Option(
     help="The address people open the dashboard at (links in alert notifications), e.g. "
          "https://fleet.example.com.", show_default=False)]
@@ -80,6 +83,7 @@ def serve(
     allowed_host: AllowedHost = None,
     auth_failures: AuthFailures = DEFAULT_AUTH_FAILURES,
     public_url: PublicUrl = None,
+    container_label: ContainerLabel = None,
 ) -> None:
     """Run everything on this host: agent, aggregator, store, API and dashboard.
 
@@ -95,7 +99,7 @@ def serve(
                               scrape=scrape, ingest_max_metrics=ingest_max_metrics,
                               ingest_max_keys=ingest_max_keys, tick_budget=tick_budget, no_auth=no_auth,
                               allowed_host=allowed_host, auth_failures=auth_failures,
-                              public_url=public_url)
+                              public_url=public_url, container_label=container_label)
         configure_logging(log_level)
         application = process.serve_app(config)
     typer.echo(f"fleetscope {__version__} serving at http://{host}:{port}/ (data in {data_dir})")
@@ -190,6 +194,7 @@ def agent(
     tick_budget: Annotated[str | None, typer.Option(
         envvar="FLEETSCOPE_TICK_BUDGET", help="CPU each instrumentation may use per tick (50ms); one "
         "over it is paused on this host with a warning (1ms..1s).")] = None,
+    container_label: ContainerLabel = None,
 ) -> None:
     """Collect on this host and publish to the fleet's bus (NATS)."""
     from fleetscope.processes import agent as process
@@ -202,7 +207,8 @@ def agent(
                            otlp_prefix=otlp_prefix, remote_write=remote_write,
                            remote_write_prefix=remote_write_prefix, scrape=scrape,
                            ingest_max_metrics=ingest_max_metrics,
-                           ingest_max_keys=ingest_max_keys, tick_budget=tick_budget)
+                           ingest_max_keys=ingest_max_keys, tick_budget=tick_budget,
+                           container_label=container_label)
         configure_logging(log_level)
         running = process.assemble(cfg)
     typer.echo(f"fleetscope agent {__version__} on {running.agent.hostname}, bus {cfg.bus_url}")
