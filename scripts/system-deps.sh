@@ -15,13 +15,34 @@ command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 # libvirt's headers to build libvirt-python (its test driver, test:///default, is in libvirt0).
 { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists libvirt; } || need+=(libvirt-dev pkg-config)
-if [ ${#need[@]} -gt 0 ]; then
+# Real guests for tests/test_podman.py and tests/test_libvirtd.py, installed without their
+# recommends (no dnsmasq, no default network, no extra runtimes): podman with runc (crun refuses
+# hybrid cgroups), busybox-static for the containers' root filesystem and the guest's initramfs,
+# libvirtd (started by the test itself).
+lean=()
+command -v podman >/dev/null 2>&1 || lean+=(podman)
+command -v runc >/dev/null 2>&1 || lean+=(runc)
+dpkg -s busybox-static >/dev/null 2>&1 || lean+=(busybox-static)
+command -v libvirtd >/dev/null 2>&1 || lean+=(libvirt-daemon-system)
+if [ $((${#need[@]} + ${#lean[@]})) -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "missing system packages: ${need[*]} (run as root or install them)" >&2
+    echo "missing system packages: ${need[*]} ${lean[*]} (run as root or install them)" >&2
     exit 1
   fi
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  [ ${#need[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  [ ${#lean[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${lean[@]}"
+fi
+# The libvirt test's guest kernel: Debian's cloud kernel image, unpacked from its package file
+# (not installed) into a directory the tests own.
+kernels=/var/cache/fleetscope-test/kernel
+if [ "$(id -u)" -eq 0 ] && ! compgen -G "$kernels/boot/vmlinuz-*" >/dev/null; then
+  pick() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+  pkg=$(pick)
+  [ -n "$pkg" ] || { apt-get update -qq; pkg=$(pick); }
+  mkdir -p "$kernels"
+  (cd "$kernels" && apt-get download -q "$pkg" 2>/dev/null \
+     && dpkg-deb --fsys-tarfile "$pkg"_*.deb | tar -x --wildcards './boot/vmlinuz-*' && rm -f "$pkg"_*.deb)
 fi
 # Start PostgreSQL when it is installed but not running (no systemd in containers).
 if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then
