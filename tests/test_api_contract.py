@@ -164,6 +164,9 @@ def test_openapi_declares_what_the_server_answers(client: httpx.Client) -> None:
     for (method, path), op in ops.items():
         errors = {code for code in op["responses"] if code.startswith("4")}
         for code in errors:
+            if path == "/prometheus/api/v1/read" and code in ("400", "413"):  # plain text, as Prometheus'
+                assert op["responses"][code]["content"]["text/plain"], (method, path, code)
+                continue
             ref = op["responses"][code]["content"]["application/json"]["schema"]["$ref"]
             # The Prometheus API refuses a parameter in Prometheus' own envelope.
             prometheus = path.startswith("/prometheus/") and code == "400"

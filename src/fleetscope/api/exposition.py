@@ -113,9 +113,15 @@ def metric_name(inst: Instrumentation, numeric: bool = False) -> str:
     """``fleetscope_<module>_<stat>`` (and ``_<numeric field>`` with ``numeric``), anything but
     ``[a-zA-Z0-9_:]`` made ``_``; fleetscope's own metrics are not prefixed twice
     (``fleetscope_api_requests``)."""
-    base = inst.stat if inst.module == "fleetscope" else f"{inst.module}_{inst.stat}"
-    if numeric and inst.numeric:
-        base += f"_{inst.numeric}"
+    return metric_base(inst.module, inst.stat, inst.numeric if numeric else None)
+
+
+def metric_base(module: str, stat: str, numeric: str | None = None) -> str:
+    """The name of metric ``module.stat`` (by ``numeric``, a distribution's family), as
+    :func:`metric_name` gives it."""
+    base = stat if module == "fleetscope" else f"{module}_{stat}"
+    if numeric:
+        base += f"_{numeric}"
     return _NAME_BAD.sub("_", f"fleetscope_{base}")
 
 
@@ -124,12 +130,15 @@ def family_name(inst: Instrumentation) -> str:
     return metric_name(inst, numeric=True)
 
 
-def label_name(inst: Instrumentation) -> str | None:
-    """The label of ``inst``'s discrete field (``le`` and ``instrumentation`` get a ``_``), if any."""
-    if inst.discrete is None:
-        return None
-    label = _NAME_BAD.sub("_", inst.discrete)
+def field_label(field: str) -> str:
+    """The label a field is exported under (``le`` and ``instrumentation`` get a ``_``)."""
+    label = _NAME_BAD.sub("_", field)
     return f"{label}_" if label in ("le", "instrumentation") else label
+
+
+def label_name(inst: Instrumentation) -> str | None:
+    """The label of ``inst``'s discrete field, if any (see :func:`field_label`)."""
+    return None if inst.discrete is None else field_label(inst.discrete)
 
 
 def _histogram_lines(name: str, labels: str, h: Histogram, om: bool) -> Iterator[str]:
