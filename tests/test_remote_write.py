@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import secrets
 import shutil
 import socket
 import struct
@@ -281,6 +282,40 @@ def test_flags_mirror_otlp() -> None:
     assert cfg.ingest.remote_write.prefix == "pm"
 
 
+def test_a_token_is_asked_and_needed_off_loopback(tmp_path: Path) -> None:
+    common = {"statsd": None, "statsd_prefix": "app", "otlp": None, "otlp_prefix": "otel", "scrape": [],
+              "max_metrics": 50, "max_keys": 60}
+    with pytest.raises(InputError) as exc:
+        ingest_config(**common, remote_write=f"0.0.0.0:{free_port()}")
+    assert exc.value.field == "remote-write-token-file" and "other machines" in exc.value.message
+    short = tmp_path / "short"
+    short.write_text("abc\n")
+    with pytest.raises(InputError) as exc:
+        ingest_config(**common, remote_write=f"0.0.0.0:{free_port()}", remote_write_token_file=str(short))
+    assert "16 characters" in exc.value.message
+    secret = tmp_path / "token"
+    secret.write_text("s3cret-s3cret-s3cret\nignored second line\n")
+    cfg = ingest_config(**common, remote_write=f"0.0.0.0:{free_port()}", remote_write_token_file=str(secret))
+    assert cfg.remote_write.token_sha256 and "s3cret" not in repr(cfg), "only the token's hash is kept"
+    src = RemoteWriteSource(cfg.remote_write)
+    headers = {"content-type": pr.CONTENT_TYPE, "content-encoding": "snappy"}
+    body = pr.encode_write_request([S({"__name__": "up"}, [(1, 1.0)])])
+
+    async def talk() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=receiver_app(src)),
+                                     base_url="http://t") as http:
+            for auth in (None, "Bearer wrong-wrong-wrong-wrong", "Basic czNjcmV0"):
+                denied = await http.post("/api/v1/write", content=body,
+                                         headers={**headers, **({"authorization": auth} if auth else {})})
+                assert denied.status_code == 401 and "token" in denied.text
+            ok = await http.post("/api/v1/write", content=body,
+                                 headers={**headers, "authorization": "Bearer s3cret-s3cret-s3cret"})
+            assert ok.status_code == 204
+
+    asyncio.run(talk())
+    assert src.received == 1 and src.dropped == {"unauthorized": 3}
+
+
 def test_agent_reads_the_environment_variable() -> None:
     done = subprocess.run([str(VENV_BIN / "fleetscope"), "agent", "--bus", "nats://127.0.0.1:1"],
                           capture_output=True, text=True, timeout=60,
@@ -294,7 +329,8 @@ def test_agent_reads_the_environment_variable() -> None:
 class Prometheus:
     """A real Prometheus 2.42 scraping itself and ``targets``, remote-writing to ``write_url``."""
 
-    def __init__(self, tmp: Path, write_url: str, targets: dict[str, str], native: bool = False) -> None:
+    def __init__(self, tmp: Path, write_url: str, targets: dict[str, str], native: bool = False,
+                 token_file: Path | None = None) -> None:
         exe = shutil.which("prometheus")
         assert exe, "Debian's prometheus package is needed (scripts/system-deps.sh)"
         self.port = free_port()
@@ -307,6 +343,7 @@ class Prometheus:
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
             f"scrape_configs:\n{scrape}"
             f"remote_write:\n  - url: {write_url}\n    send_native_histograms: {str(native).lower()}\n"
+            + (f"    authorization: {{credentials_file: {token_file}}}\n" if token_file else "") +
             "    queue_config: {batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}\n"
             "    metadata_config: {send_interval: 1s}\n")
         self.log = tmp / "prometheus.log"
@@ -358,8 +395,12 @@ def test_real_prometheus_remote_writes_across_a_restart(tmp_path: Path) -> None:
     rw_port = free_port()
     data = tmp_path / "serve"
     data.mkdir()
-    srv = Server(data, free_port(), ["--remote-write", f"127.0.0.1:{rw_port}"]).start()
-    prom = Prometheus(tmp_path, f"http://127.0.0.1:{rw_port}/api/v1/write", {"app": f"127.0.0.1:{app_port}"})
+    token = tmp_path / "remote-write.token"
+    token.write_text(secrets.token_urlsafe(24) + "\n")
+    srv = Server(data, free_port(), ["--remote-write", f"127.0.0.1:{rw_port}",
+                                     "--remote-write-token-file", str(token)]).start()
+    prom = Prometheus(tmp_path, f"http://127.0.0.1:{rw_port}/api/v1/write", {"app": f"127.0.0.1:{app_port}"},
+                      token_file=token)
     try:
         with srv.client() as c:
             wanted = {"prom.up", "prom.prometheus_build_info", "prom.rw_test_orders_total"}

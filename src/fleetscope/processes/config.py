@@ -13,6 +13,7 @@ the store, whose config types appear here, are imported only when a config is bu
 
 from __future__ import annotations
 
+import hashlib
 import re
 import socket
 import tomllib
@@ -223,12 +224,33 @@ def _prefix(name: str, prefix: str) -> None:
         raise InputError(f"{name}-prefix", f"{prefix!r} is not a plain name (letters, digits, _)")
 
 
+def remote_write_token(path: str | None, host: str) -> str | None:
+    """The SHA-256 (hex) of the token in ``path`` (its first line), or None without one, which
+    only a loopback address may have: a receiver other machines reach takes pushes from them."""
+    field = "remote-write-token-file"
+    if path is None:
+        if not is_loopback(host):
+            raise InputError(field, f"remote write on {host} can be reached from other machines: give a "
+                             "file holding a token, which Prometheus sends (authorization: credentials_file)")
+        return None
+    try:
+        token = Path(path).read_text().split("\n", 1)[0].strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(field, f"cannot read {path}: {exc}") from None
+    if len(token) < 16:
+        raise InputError(field, f"{path} must hold a token of at least 16 characters on its first line")
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 def ingest_config(*, statsd: str | None, statsd_prefix: str, otlp: str | None, otlp_prefix: str,
                   scrape: list[str], max_metrics: int, max_keys: int, remote_write: str | None = None,
-                  remote_write_prefix: str = "prom") -> IngestConfig:
+                  remote_write_prefix: str = "prom", remote_write_token_file: str | None = None
+                  ) -> IngestConfig:
     """StatsD at ``[HOST:]PORT``, OTLP/HTTP at ``[HOST:]PORT``, scrape targets ``URL[,interval]``,
     Prometheus remote write at ``[HOST:]PORT``, each capped at ``max_metrics`` names and
-    ``max_keys`` values per field; the listening ports are checked to be free."""
+    ``max_keys`` values per field; the listening ports are checked to be free. Remote write
+    asks for the token in ``remote_write_token_file``, and must have one unless it listens on
+    loopback."""
     from fleetscope.sources.otlp import OtlpConfig
     from fleetscope.sources.remote_write import RemoteWriteConfig
     from fleetscope.sources.scrape import parse_target
@@ -256,8 +278,10 @@ def ingest_config(*, statsd: str | None, statsd_prefix: str, otlp: str | None, o
         host, port = parse_address(remote_write, "remote-write")
         _prefix("remote-write", remote_write_prefix)
         check_port("remote-write", host, port, socket.SOCK_STREAM)
+        token = remote_write_token(remote_write_token_file, host)
         remote_write_config = RemoteWriteConfig(host=host, port=port, prefix=remote_write_prefix,
-                                                max_metrics=max_metrics, max_keys=max_keys)
+                                                max_metrics=max_metrics, max_keys=max_keys,
+                                                token_sha256=token)
     return IngestConfig(statsd_config, otlp_config, tuple(parse_target(t) for t in scrape),
                         max_metrics, max_keys, remote_write_config)
 
@@ -270,6 +294,7 @@ def serve_config(*, data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
                  flush_every: float = 5.0, log_level: str = "warning", statsd: str | None = None,
                  statsd_prefix: str = "app", otlp: str | None = None, otlp_prefix: str = "otel",
                  remote_write: str | None = None, remote_write_prefix: str = "prom",
+                 remote_write_token_file: str | None = None,
                  scrape: list[str] | None = None, ingest_max_metrics: int = DEFAULT_INGEST_MAX,
                  ingest_max_keys: int = DEFAULT_INGEST_MAX,
                  tick_budget: str = DEFAULT_TICK_BUDGET, no_auth: bool = False,
@@ -289,6 +314,7 @@ def serve_config(*, data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
         raise InputError("flush-every", "must be between 0.1 and 3600 seconds")
     ingest = ingest_config(statsd=statsd, statsd_prefix=statsd_prefix, otlp=otlp, otlp_prefix=otlp_prefix,
                            remote_write=remote_write, remote_write_prefix=remote_write_prefix,
+                           remote_write_token_file=remote_write_token_file,
                            scrape=scrape or [], max_metrics=ingest_max_metrics, max_keys=ingest_max_keys)
     retention = {**DEFAULT_RETENTION, **validate_retention(history or {}, field="history")}
     return ServeConfig(data_dir=data_dir, host=host, port=port, hostname=hostname, store_url=store,
@@ -305,6 +331,7 @@ def agent_config(*, config: Path | None = None, bus: str | None = None, hostname
                  buffer: str | None = None, log_level: str = "info", statsd: str | None = None,
                  statsd_prefix: str | None = None, otlp: str | None = None, otlp_prefix: str | None = None,
                  remote_write: str | None = None, remote_write_prefix: str | None = None,
+                 remote_write_token_file: str | None = None,
                  scrape: list[str] | None = None, ingest_max_metrics: int | None = None,
                  ingest_max_keys: int | None = None, tick_budget: str | None = None,
                  container_label: list[str] | None = None) -> AgentConfig:
@@ -321,6 +348,7 @@ def agent_config(*, config: Path | None = None, bus: str | None = None, hostname
         otlp_prefix=str(setting(otlp_prefix, cfg, "otlp_prefix", "otel")),
         remote_write=setting(remote_write, cfg, "remote_write"),
         remote_write_prefix=str(setting(remote_write_prefix, cfg, "remote_write_prefix", "prom")),
+        remote_write_token_file=setting(remote_write_token_file, cfg, "remote_write_token_file"),
         scrape=list(scrape or cfg.get("scrape", [])),
         max_metrics=int(setting(ingest_max_metrics, cfg, "ingest_max_metrics", DEFAULT_INGEST_MAX)),
         max_keys=int(setting(ingest_max_keys, cfg, "ingest_max_keys", DEFAULT_INGEST_MAX)))

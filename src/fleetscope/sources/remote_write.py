@@ -63,6 +63,8 @@ accepted in ``fleetscope.remote_write_received``. A bad body keeps nothing.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import math
 import struct
@@ -84,7 +86,8 @@ _SUFFIXES = {"_total": (pr.COUNTER,), "_bucket": (pr.HISTOGRAM, pr.SUMMARY),
 
 
 class RemoteWriteConfig(NamedTuple):
-    """Where to listen and how much to accept."""
+    """Where to listen, how much to accept, and the SHA-256 (hex) of the bearer token a
+    writer must send (None: none asked, allowed on loopback only; see processes/config.py)."""
 
     host: str = "127.0.0.1"
     port: int = 9201
@@ -92,6 +95,18 @@ class RemoteWriteConfig(NamedTuple):
     max_metrics: int = 1000
     max_fields: int = 24
     max_keys: int = 1000
+    token_sha256: str | None = None
+
+
+def authorized(config: RemoteWriteConfig, header: str | None) -> bool:
+    """Whether an ``Authorization`` header carries the token ``config`` asks for (compared as
+    hashes in constant time; the token itself is never kept)."""
+    if config.token_sha256 is None:
+        return True
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False
+    return hmac.compare_digest(hashlib.sha256(token.strip().encode()).hexdigest(), config.token_sha256)
 
 
 def is_stale(x: float) -> bool:
@@ -316,6 +331,10 @@ def receiver_app(source: RemoteWriteSource):
         return PlainTextResponse(f"{reason}\n", status_code=status)
 
     async def write(request: Request) -> Response:
+        if not authorized(source.remote, request.headers.get("authorization")):
+            with source._lock:
+                source._drop("http", "unauthorized")
+            return refused("unauthorized: send the receiver's token as Authorization: Bearer", 401)
         size = int(request.headers.get("content-length") or 0)
         if size > MAX_BODY:
             with source._lock:

@@ -69,6 +69,9 @@ def serve(
                                      "9201 (POST /api/v1/write)."),
     remote_write_prefix: str = typer.Option("prom", help="Module of the series received over remote "
                                             "write."),
+    remote_write_token_file: str = typer.Option(None, help="A file whose first line is the token remote "
+                                                "writers must send (Authorization: Bearer); needed "
+                                                "unless --remote-write listens on loopback."),
     scrape: list[str] = typer.Option([], help="Scrape Prometheus/OpenMetrics text at URL[,interval "
                                      "seconds] (default 10 s; repeatable)."),
     ingest_max_metrics: int = typer.Option(1000, help="StatsD, OTLP, scrape, remote write: at most this "
@@ -96,8 +99,9 @@ def serve(
                               history=history, flush_every=flush_every, log_level=log_level, statsd=statsd,
                               statsd_prefix=statsd_prefix, otlp=otlp, otlp_prefix=otlp_prefix,
                               remote_write=remote_write, remote_write_prefix=remote_write_prefix,
-                              scrape=scrape, ingest_max_metrics=ingest_max_metrics,
-                              ingest_max_keys=ingest_max_keys, tick_budget=tick_budget, no_auth=no_auth,
+                              remote_write_token_file=remote_write_token_file, scrape=scrape,
+                              ingest_max_metrics=ingest_max_metrics, ingest_max_keys=ingest_max_keys,
+                              tick_budget=tick_budget, no_auth=no_auth,
                               allowed_host=allowed_host, auth_failures=auth_failures,
                               public_url=public_url, container_label=container_label)
         configure_logging(log_level)
@@ -182,6 +186,10 @@ def agent(
                                                           "[HOST:]PORT, e.g. 9201.")] = None,
     remote_write_prefix: Annotated[str | None, typer.Option(
         help="Module of the series received over remote write (prom).")] = None,
+    remote_write_token_file: Annotated[str | None, typer.Option(
+        envvar="FLEETSCOPE_REMOTE_WRITE_TOKEN_FILE",
+        help="A file whose first line is the token remote writers must send (Authorization: Bearer); "
+             "needed unless --remote-write listens on loopback.")] = None,
     scrape: Annotated[list[str] | None, typer.Option(
         help="Scrape Prometheus/OpenMetrics text at URL[,interval seconds] (default 10 s; "
              "repeatable).")] = None,
@@ -205,7 +213,8 @@ def agent(
                            nats=_nats(creds, nkey, user, password, token, tls_ca, tls_cert, tls_key),
                            log_level=log_level, statsd=statsd, statsd_prefix=statsd_prefix, otlp=otlp,
                            otlp_prefix=otlp_prefix, remote_write=remote_write,
-                           remote_write_prefix=remote_write_prefix, scrape=scrape,
+                           remote_write_prefix=remote_write_prefix,
+                           remote_write_token_file=remote_write_token_file, scrape=scrape,
                            ingest_max_metrics=ingest_max_metrics,
                            ingest_max_keys=ingest_max_keys, tick_budget=tick_budget,
                            container_label=container_label)
