@@ -249,6 +249,14 @@ def test_bad_queries_get_prometheus_errors(both) -> None:
                          headers={"authorization": f"Bearer {token}"},
                          params={"query": CU, "start": T0, "end": T0 + 86400, "step": 1})
     assert too_many.status_code == 400 and "11,000 points" in too_many.json()["error"], too_many.text
+    too_long = httpx.get(srv.url + PROM + "/query", timeout=10, headers={"authorization": f"Bearer {token}"},
+                         params={"query": f"count_over_time({CU}[20y])", "time": T0})
+    assert too_long.status_code == 400 and "shorten the range" in too_long.json()["error"], too_long.text
+    slow = httpx.get(srv.url + PROM + "/query_range", timeout=10,
+                     headers={"authorization": f"Bearer {token}"},
+                     params={"query": f"quantile_over_time(0.5, {CU}[30m])", "start": T0, "end": T0 + 3600,
+                             "step": 15, "timeout": "1ms"})
+    assert slow.status_code == 503 and slow.json()["errorType"] == "timeout", slow.text
     assert httpx.get(srv.url + PROM + "/query", params={"query": "1"}, timeout=10).status_code == 401
 
 
