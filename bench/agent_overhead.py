@@ -9,6 +9,13 @@ the tool behind the reference figures in DESIGN.md; the floor agent
     .venv/bin/python bench/agent_overhead.py --extra-procs 300
     .venv/bin/python bench/agent_overhead.py --extra-procs 300 --cgroups 50   # as root
     .venv/bin/python bench/agent_overhead.py --seconds 20 --warmup 5 --no-floor
+    .venv/bin/python bench/agent_overhead.py --per-container 200 --no-floor   # as root
+    .venv/bin/python bench/agent_overhead.py --per-container 200 --no-floor --all-container-metrics
+
+``--per-container N`` measures the agent twice, without and with N cgroups made by the
+benchmark (each holding one sleep process), and prints what one container costs. With
+``--all-container-metrics`` the agent also breaks every ``container.*`` metric down by
+container (not only the default CPU and memory).
 """
 
 from __future__ import annotations
@@ -43,7 +50,13 @@ def run_agent() -> None:
         bus = MemoryBus()
         agent = Agent(bus, local_sources())
         # As ensure_defaults does: container defaults only on hosts with containers.
-        for i, spec in enumerate(default_specs(agent.catalog), start=1):
+        specs = default_specs(agent.catalog)
+        if os.environ.get(ALL_CONTAINER_METRICS):
+            specs += [{"module": "container", "stat": mt.name.split(".", 1)[1],
+                       "decomposition": ["container"]}
+                      for mt in agent.catalog if mt.name.startswith("container.")
+                      and mt.name not in ("container.cpu", "container.memory")]
+        for i, spec in enumerate(specs, start=1):
             body = validate_spec(spec, agent.catalog)
             agent.enable(Instrumentation(id=i, created=time.time(), **body))
 
@@ -69,6 +82,7 @@ def spawn(cmd: list[str]) -> subprocess.Popen:
 
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+ALL_CONTAINER_METRICS = "FLEETSCOPE_BENCH_ALL_CONTAINER_METRICS"  # tells the child
 # The v1 hierarchies the container metrics read, and the v2 mount beside them.
 CGROUP_MOUNTS = ("cpu", "cpuacct", "memory", "pids", "blkio", "unified")
 
@@ -112,10 +126,20 @@ def main() -> None:
     parser.add_argument("--cgroups", type=int, default=0,
                         help="make this many cgroups (root) and spread the sleep processes over them")
     parser.add_argument("--no-floor", action="store_true", help="skip measuring floor.py")
+    parser.add_argument("--per-container", type=int, default=0, metavar="N",
+                        help="measure without and with N cgroups (root; one sleep process each) and "
+                             "print the cost of one container")
+    parser.add_argument("--all-container-metrics", action="store_true",
+                        help="also break every container.* metric down by container")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         run_agent()
+        return
+    if args.all_container_metrics:
+        os.environ[ALL_CONTAINER_METRICS] = "1"
+    if args.per_container:
+        per_container(args)
         return
     sleepers = [spawn(["sleep", "100000"]) for _ in range(args.extra_procs)]
     cgroups: list[Path] = []
@@ -150,6 +174,38 @@ def main() -> None:
     if len(rows) == 2:
         print(f"agent / floor CPU: {rows[0][1]['cpu_pct'] / max(rows[1][1]['cpu_pct'], 1e-9):.2f}x "
               f"(target: under 1.5x and under 0.9 %; RSS under 35 MB)")
+
+
+def per_container(args: argparse.Namespace) -> None:
+    """The agent without, then with ``args.per_container`` cgroups, and the difference per one."""
+    n = args.per_container
+    results = []
+    for count in (0, n):
+        sleepers = [spawn(["sleep", "100000"]) for _ in range(count)]
+        cgroups: list[Path] = []
+        try:
+            cgroups = make_cgroups(count, sleepers)
+            agent = spawn([sys.executable, __file__, "--child"])
+            try:
+                results.append(measure(agent.pid, args.seconds, args.warmup, f"agent-{count}"))
+            finally:
+                agent.terminate()
+                agent.wait()
+        finally:
+            for p in sleepers:
+                p.kill()
+                p.wait()
+            remove_cgroups(cgroups)
+    what = "every container.* metric" if args.all_container_metrics else "default instrumentations"
+    print(f"agent at 1 Hz, {what}, {args.seconds} s after {args.warmup} s warm-up each")
+    print(f"{'benchmark cgroups':<18} {'CPU % of one core':>18} {'RSS mean MB':>12} {'processes':>10}")
+    for count, r in zip((0, n), results, strict=True):
+        procs = int(r["machine_procs_mean"])
+        print(f"{count:<18} {r['cpu_pct']:>18.2f} {r['rss_mean_mb']:>12.1f} {procs:>10}")
+    extra = results[1]["cpu_pct"] - results[0]["cpu_pct"]
+    rss_kb = (results[1]["rss_mean_mb"] - results[0]["rss_mean_mb"]) / n * 1024
+    print(f"per container: {extra / n:.4f} % of one core = {extra / n * 10:.3f} ms CPU per tick "
+          f"(and one sleep process each); RSS {rss_kb:.0f} KB")
 
 
 if __name__ == "__main__":
