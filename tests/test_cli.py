@@ -894,7 +894,7 @@ def test_help_shows_every_bracket(cli: typer.Typer) -> None:
 def test_defaults_creates_the_missing_default_instrumentations_once(fresh_server: Server) -> None:
     """`fleetscope defaults` against a real serve: a deleted default comes back, the others are kept,
     and a second run changes nothing."""
-    from fleetscope.model.defaults import DEFAULT_INSTRUMENTATIONS
+    from fleetscope.model.defaults import DEFAULT_INSTRUMENTATIONS, guests_panels, has_guests
 
     exe = str(VENV_BIN / "fleetscope")
 
@@ -913,8 +913,11 @@ def test_defaults_creates_the_missing_default_instrumentations_once(fresh_server
     assert ("proc", "cpu", "{}", ("execname",)) in wanted
     # Container defaults only when this host reports containers, as serve decides.
     assert any(q[0] == "container" for q in wanted) == ("container.cpu" in known)
+    # and the Guests dashboard's panels where the host has containers or VMs
+    guests = {(s["module"], s["stat"], json.dumps(s.get("predicate", {})), tuple(s["decomposition"]))
+              for s, _ in guests_panels(known)} if has_guests(known) else set()
     before = questions()
-    assert set(before) == wanted  # serve created exactly these on first start
+    assert set(before) == wanted | guests  # serve created exactly these on first start
     gone = before[("proc", "cpu", "{}", ("execname",))]
     assert fleetscope("inst", "delete", str(gone)).returncode == 0
 
@@ -923,7 +926,7 @@ def test_defaults_creates_the_missing_default_instrumentations_once(fresh_server
     assert re.search(r"created instrumentation \d+: proc\.cpu by execname", first.stdout), first.stdout
     assert f"1 created, {len(wanted) - 1} already there" in first.stdout
     after = questions()
-    assert set(after) == wanted and after[("proc", "cpu", "{}", ("execname",))] != gone
+    assert set(after) == wanted | guests and after[("proc", "cpu", "{}", ("execname",))] != gone
     assert {q: i for q, i in after.items() if i != after[("proc", "cpu", "{}", ("execname",))]} == {
         q: i for q, i in before.items() if i != gone}  # the others kept, not created again
 
