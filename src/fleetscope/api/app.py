@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from fleetscope import __version__
-from fleetscope.api import auth, errors
+from fleetscope.api import auth, errors, importing
 from fleetscope.api.jsonbody import JsonBodies
 from fleetscope.api.routes import ROUTERS
 from fleetscope.api.routes.web import WEB_DIR
@@ -39,6 +39,8 @@ def create_app(svc: Services, lifespan=None, allowed_hosts: Sequence[str] | None
     )
     app.state.services = svc
     app.state.auth = svc.auth  # read by the role checks (api/auth.py)
+    if svc.control.store.list_imports():  # instrumentations can be made on what imports hold
+        importing.add_metrics(svc.control.catalog)
     hub = Hub()  # the aggregator's final points, fanned out to the streams
     svc.aggregator.listeners.append(hub.publish)
     app.state.hub = hub

@@ -43,6 +43,8 @@ _MEANING = {
     404: "no such resource (the field names the id)",
     405: "method not allowed (the Allow header lists those that are)",
     409: "conflict with the resource's state (e.g. a name in use, no numeric decomposition)",
+    411: "the request must say its length (Content-Length): uploads are bounded",
+    413: "the upload is larger than the server takes (the message says how large it may be)",
     422: "well-formed but invalid (the field names the parameter or body field)",
     429: "too many failed logins from this address: try again later",
 }

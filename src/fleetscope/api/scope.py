@@ -44,6 +44,21 @@ def listed(caller: Caller, insts: Iterable[Instrumentation]) -> list[Instrumenta
     return [i for i in insts if visible(caller, i)]
 
 
+def imports_for(caller: Caller, imports: Iterable) -> list:
+    """The imports of performance logs ``caller`` may list and delete: a tenant's own (its
+    operators imported them); the operators' every one."""
+    if caller.tenant is None:
+        return list(imports)
+    return [i for i in imports if i.tenant == caller.tenant.name]
+
+
+def import_readable(inst: Instrumentation, imported) -> bool:
+    """Whether ``inst`` may read the rows of an import: the operators' imports are read by
+    every instrumentation (a tenant's through its scope, which its predicate holds: only the
+    rows the scope admits count), a tenant's import only by that tenant's instrumentations."""
+    return imported.tenant is None or imported.tenant == inst.tenant
+
+
 def tenant_filter(caller: Caller, tenant: str | None) -> str | None:
     """The ``?tenant=`` filter of a list: operators may name any tenant; a tenant's own
     callers get their own whatever they ask."""

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from fleetscope.aggregator.aggregator import Aggregator
-from fleetscope.api import queries, scope
+from fleetscope.api import imported, queries, scope
 from fleetscope.api.auth import AuthConfig, Authenticator
 from fleetscope.api.control import ControlPlane
 from fleetscope.model.access import Caller
@@ -57,9 +57,12 @@ class Services:
         return inst
 
     def points(self, inst: Instrumentation, rng: queries.Range) -> list[DataPoint]:
-        """The data points of ``rng`` (window and history; gaps have value None)."""
-        return queries.data_points(inst, self.aggregator.window(inst.id), rng, self.aggregator.topk,
-                                   self.history)
+        """The data points of ``rng`` (window, history and imported logs; gaps have value None)."""
+        points = queries.data_points(inst, self.aggregator.window(inst.id), rng, self.aggregator.topk,
+                                     self.history)
+        topk = inst.keys_kept(self.aggregator.topk)
+        return imported.with_imported(points, imported.imported_points(self.control.store, inst, rng, topk),
+                                      inst.shape, topk)
 
     def latest(self, inst: Instrumentation) -> int | None:
         """The start of the latest final slot in the real-time window, if any."""

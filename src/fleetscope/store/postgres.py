@@ -17,7 +17,7 @@ import psycopg
 from fleetscope.model.errors import InputError
 from fleetscope.store.sql import SQLStore
 
-_TABLES = ("instrumentations", "meta", "dashboards", "chunks", "rollups", "pending_rollups")
+_TABLES = ("instrumentations", "meta", "dashboards", "chunks", "rollups", "pending_rollups", "import_chunks")
 
 
 class _Cursor:
@@ -53,6 +53,7 @@ class PostgresStore(SQLStore):
             db.execute(self.schema())
             # Chunks are compressed already: keep PostgreSQL from trying again.
             db.execute("ALTER TABLE chunks ALTER COLUMN data SET STORAGE EXTERNAL")
+            db.execute("ALTER TABLE import_chunks ALTER COLUMN data SET STORAGE EXTERNAL")
 
     def _connect(self) -> psycopg.Connection:
         try:

@@ -32,6 +32,7 @@ from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.store.access import ACCESS_SCHEMA, AccessTables
 from fleetscope.store.alerts import ALERTS_SCHEMA, AlertTables, mark_changed
 from fleetscope.store.base import Chunk, HistoryChange, TierStats
+from fleetscope.store.imports import IMPORTS_SCHEMA, ImportTables
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instrumentations (
@@ -90,7 +91,7 @@ CREATE TABLE IF NOT EXISTS pending_rollups (
 _LEASE_TABLES = ("leases", "partition_leases")  # of instrumentations and of partitions of hosts
 
 
-class SQLStore(AccessTables, AlertTables):
+class SQLStore(AccessTables, AlertTables, ImportTables):
     """Definitions, dashboards, access (tokens, tenants, audit), alerts and history over SQL; see the
     module docstring."""
 
@@ -102,8 +103,8 @@ class SQLStore(AccessTables, AlertTables):
     REAL_TYPE = "REAL"
 
     def schema(self) -> str:
-        return (SCHEMA + ACCESS_SCHEMA + ALERTS_SCHEMA).format(id=self.ID_TYPE, blob=self.BLOB_TYPE,
-                                                               real=self.REAL_TYPE)
+        return (SCHEMA + ACCESS_SCHEMA + ALERTS_SCHEMA + IMPORTS_SCHEMA).format(
+            id=self.ID_TYPE, blob=self.BLOB_TYPE, real=self.REAL_TYPE)
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Any]:

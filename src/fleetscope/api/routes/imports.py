@@ -1,0 +1,164 @@
+"""``/api/v1/imports``: performance logs (sysstat, vmstat, iostat, mpstat) imported as a
+host's history; list, show, delete (with everything an import wrote).
+
+Uploads are ``multipart/form-data``: ``format``, ``host`` (for logs that do not name it),
+``tz``, ``start``, ``interval``, ``cpus`` and one or more ``file`` parts. They must say their
+length (411 otherwise) and are refused past the server's limit (413,
+:data:`DEFAULT_MAX_BYTES` unless ``app.state.import_max_bytes`` says otherwise) before any of
+the body is read. Operators import and delete, viewers list; a tenant's callers see and delete
+only their tenant's imports (:func:`fleetscope.api.scope.imports_for`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from fleetscope.api import importing, scope
+from fleetscope.api.audit import audit
+from fleetscope.api.auth import Operator, Viewer
+from fleetscope.api.errors import responses
+from fleetscope.api.services import Svc
+from fleetscope.model.errors import InputError, NotFound
+from fleetscope.model.types import parse_duration
+from fleetscope.perflogs.sink import Options
+
+router = APIRouter(prefix="/api/v1/imports", tags=["imports"])
+
+DEFAULT_MAX_BYTES = 2 << 30  # a month of 1-second vmstat is about 250 MB
+MAX_FIELDS = 16
+COPY_BLOCK = 1 << 20
+
+_UPLOAD = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object",
+            "required": ["format", "file"],
+            "properties": {
+                "format": {"type": "string", "enum": ["sysstat", "vmstat", "iostat", "mpstat"]},
+                "host": {"type": "string", "description": "the host the logs are of (sysstat, iostat "
+                         "and mpstat name it themselves)"},
+                "tz": {"type": "string", "description": "IANA zone of the logs' local times (default: "
+                       "the log's own, else UTC)"},
+                "start": {"type": "integer", "description": "epoch seconds of the first report, for "
+                          "logs without timestamps"},
+                "interval": {"type": "string", "description": "seconds between reports, for logs "
+                             "without timestamps"},
+                "cpus": {"type": "integer", "description": "CPUs of the host, for vmstat's shares of "
+                         "all CPUs (default 1)"},
+                "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+            },
+        }}},
+    },
+}
+
+
+def _int(form, name: str, lo: int, hi: int) -> int | None:
+    raw = form.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise InputError(name, "must be a whole number") from None
+    if not lo <= value <= hi:
+        raise InputError(name, f"must be between {lo} and {hi}")
+    return value
+
+
+def _text(form, name: str) -> str | None:
+    raw = form.get(name)
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise InputError(name, "must be text, not a file")
+    return raw
+
+
+def _options(form) -> Options:
+    interval = _text(form, "interval")
+    seconds = None
+    if interval is not None:
+        seconds = parse_duration(interval, "interval")
+        if not 1 <= seconds <= 86400:
+            raise InputError("interval", "must be between 1 s and 1 day")
+    return Options(host=_text(form, "host"), tz=_text(form, "tz"), start=_int(form, "start", 0, 2**40),
+                   interval=seconds, cpus=_int(form, "cpus", 1, 65536))
+
+
+def _save(uploads, folder: str) -> list[importing.LogFile]:
+    out = []
+    for n, up in enumerate(uploads):
+        path = os.path.join(folder, f"{n}.log")
+        with open(path, "wb") as f:
+            shutil.copyfileobj(up.file, f, COPY_BLOCK)
+        out.append(importing.LogFile(os.path.basename(up.filename or f"file{n + 1}"), path))
+    return out
+
+
+@router.post("", status_code=201, summary="Import performance logs of one host (multipart upload)",
+             responses=responses(400, 409, 411, 413, 422), openapi_extra=_UPLOAD)
+async def create_import(request: Request, svc: Svc, caller: Operator) -> dict:
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        raise InputError("content-length", "an upload must say its length (Content-Length)", 411)
+    limit = getattr(request.app.state, "import_max_bytes", DEFAULT_MAX_BYTES)
+    if int(length) > limit:
+        raise InputError("file", f"the upload is {int(length)} bytes; this server takes at most {limit}", 413)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "multipart/form-data":
+        raise InputError("content-type", "must be multipart/form-data (fields format, host, ...; parts "
+                         "named file)", 400)
+    try:
+        form = await request.form(max_files=importing.MAX_FILES, max_fields=MAX_FIELDS)
+    except Exception as exc:  # python-multipart's and Starlette's refusals of a malformed body
+        raise InputError(None, f"malformed multipart body: {getattr(exc, 'detail', exc)}", 400) from None
+    try:
+        uploads = [u for u in form.getlist("file") if not isinstance(u, str)]
+        if len(uploads) != len(form.getlist("file")):
+            raise InputError("file", "must be files, not text fields")
+        fmt = _text(form, "format")
+        opts = _options(form)
+        importing.check_request(fmt, opts.host, len(uploads))
+        with tempfile.TemporaryDirectory(prefix="fleetscope-import-") as folder:
+            files = await run_in_threadpool(_save, uploads, folder)
+            info = await run_in_threadpool(importing.run_import, svc.control.store, fmt, files, opts,
+                                           caller.tenant_name)
+    finally:
+        await form.close()
+    importing.add_metrics(svc.control.catalog)
+    names = [f["name"] for f in info.document["files"]]
+    audit(svc, caller, "import.create", f"import {info.id}",
+          {"format": fmt, "host": info.host, "files": names})
+    return info.to_json()
+
+
+@router.get("", summary="Imports: host, range, samples, origin files")
+def list_imports(svc: Svc, caller: Viewer) -> dict:
+    return {"imports": [i.to_json() for i in scope.imports_for(caller, svc.control.store.list_imports())]}
+
+
+def _get(svc, caller, import_id: int):
+    info = svc.control.store.get_import(import_id)
+    if info is None or not scope.imports_for(caller, [info]):
+        raise NotFound("id", f"no import {import_id}")
+    return info
+
+
+@router.get("/{import_id}", summary="One import", responses=responses(404))
+def get_import(import_id: int, svc: Svc, caller: Viewer) -> dict:
+    return _get(svc, caller, import_id).to_json()
+
+
+@router.delete("/{import_id}", status_code=204, summary="Delete an import and everything it wrote",
+               responses=responses(404))
+def delete_import(import_id: int, svc: Svc, caller: Operator) -> Response:
+    _get(svc, caller, import_id)
+    svc.control.store.delete_import(import_id)
+    audit(svc, caller, "import.delete", f"import {import_id}")
+    return Response(status_code=204)

@@ -1,0 +1,262 @@
+"""Imported performance logs end to end: files made by the real tools in the test (sysstat's
+``sadc``, ``iostat``, ``mpstat``; procps' ``vmstat``), uploaded to a real ``fleetscope serve``
+with an operator's token, read back through instrumentations made after the import, and
+checked against what the tools printed. Bad files are refused with the file, line and reason
+and leave nothing; viewers and tenants see what their role and scope admit.
+"""
+
+from __future__ import annotations
+
+import calendar
+import itertools
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Server, free_port
+
+API = "/api/v1"
+SADC = "/usr/lib/sysstat/sadc"
+CPUS = os.cpu_count() or 1
+
+
+def _need(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None and not os.path.exists(t)]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: `make test` installs them (scripts/system-deps.sh)",
+                    pytrace=False)
+
+
+class Api:
+    def __init__(self, server: Server, token: str) -> None:
+        self.c = httpx.Client(base_url=server.url, timeout=30, headers={"authorization": f"Bearer {token}"})
+
+    def upload(self, fmt: str, *paths: Path, **fields) -> httpx.Response:
+        data = {"format": fmt, **{k: str(v) for k, v in fields.items()}}
+        files = [("file", (p.name, p.read_bytes(), "application/octet-stream")) for p in paths]
+        return self.c.post(f"{API}/imports", data=data, files=files)
+
+    def instrument(self, metric: str, decomposition=(), predicate=None) -> int:
+        body = {"metric": metric, "decomposition": list(decomposition)}
+        if predicate:
+            body["predicate"] = predicate
+        r = self.c.post(f"{API}/instrumentations", json=body)
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    def values(self, inst: int, start: int, end: int, duration: int = 1) -> list[dict]:
+        r = self.c.get(f"{API}/instrumentations/{inst}/value",
+                       params={"start_time": start, "end_time": end, "duration": duration})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, Api]]]:
+    server = Server(tmp_path_factory.mktemp("imports"), free_port(), auth=True).start()
+    admin = Api(server, server.token("im-admin", "admin"))
+    made = admin.c.post(f"{API}/tenants", json={"name": "acme", "scope": 'hostname == "acme-db"'})
+    assert made.status_code == 201, made.text
+    apis = {"admin": admin, "operator": Api(server, server.token("im-op", "operator")),
+            "viewer": Api(server, server.token("im-view", "viewer")),
+            "acme": Api(server, server.token("im-acme", "operator", "acme"))}
+    yield server, apis
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Real output of the real tools, made once (about 4 s: the tools run side by side)."""
+    _need("vmstat", "iostat", "mpstat", SADC, "sadf")
+    d = tmp_path_factory.mktemp("logs")
+    env = {**os.environ, "LC_ALL": "C", "TZ": "UTC"}
+    runs = {"vm.txt": ["vmstat", "-t", "1", "5"], "io.txt": ["iostat", "-t", "-x", "1", "3"],
+            "mp.txt": ["mpstat", "-P", "ALL", "1", "3"], "sa": [SADC, "-S", "XALL", "1", "4", str(d / "sa")]}
+    procs = {}
+    for name, cmd in runs.items():
+        out = open(d / name, "wb") if name != "sa" else subprocess.DEVNULL  # noqa: SIM115
+        procs[name] = (subprocess.Popen(cmd, stdout=out, env=env), out)
+    for proc, out in procs.values():
+        assert proc.wait(30) == 0
+        if out is not subprocess.DEVNULL:
+            out.close()
+    return {name: d / name for name in runs}
+
+
+def _vmstat_lines(path: Path) -> list[dict]:
+    lines = path.read_text().splitlines()
+    names = lines[1].split()[:-1]
+    out = []
+    for line in lines[2:]:
+        p = line.split()
+        row = dict(zip(names, map(float, p[:len(names)]), strict=True))
+        row["t"] = calendar.timegm(time.strptime(f"{p[-2]} {p[-1]}", "%Y-%m-%d %H:%M:%S"))
+        out.append(row)
+    return out
+
+
+def test_vmstat_import_answers_like_the_tool_printed(srv, logs) -> None:
+    _, api = srv
+    r = api["operator"].upload("vmstat", logs["vm.txt"], host="vm-import", cpus=CPUS)
+    assert r.status_code == 201, r.text
+    imp = r.json()
+    rows = _vmstat_lines(logs["vm.txt"])
+    # The first line is since boot: it only marks the start of the first interval.
+    assert imp["host"] == "vm-import" and imp["state"] == "ready" and imp["samples"] == len(rows) - 1
+    assert imp["start_time"] == rows[0]["t"] and imp["end_time"] == rows[-1]["t"]
+    assert [f["name"] for f in imp["files"]] == ["vm.txt"] and imp["interval"] == 1
+    # Made after the import: the instrumentation still answers over it.
+    mine = {"eq": ["hostname", "vm-import"]}
+    cpu = api["operator"].instrument("cpu.usage", ["mode"], mine)
+    mem = api["operator"].instrument("memory.used", ["type"], mine)
+    span = (imp["start_time"], imp["end_time"])
+    got = {p["start_time"]: p["value"] for p in api["viewer"].values(cpu, *span)}
+    memory = {p["start_time"]: p["value"] for p in api["viewer"].values(mem, *span)}
+    for prev, row in itertools.pairwise(rows):
+        t = prev["t"]
+        interval = row["t"] - prev["t"]
+        for col, mode in (("us", "user"), ("sy", "system"), ("id", "idle"), ("wa", "iowait")):
+            assert got[t].get(mode, 0.0) == pytest.approx(row[col] / 100 * CPUS * interval), (t, mode)
+        assert memory[t]["free"] == row["free"] * 1024 and memory[t]["cached"] == row["cache"] * 1024
+    # A coarser step sums CPU seconds and averages memory levels.
+    whole = api["viewer"].values(cpu, imp["start_time"], imp["end_time"], imp["end_time"] - imp["start_time"])
+    assert whole[0]["value"]["user"] == pytest.approx(sum(r["us"] / 100 * CPUS for r in rows[1:]))
+
+
+def test_sysstat_file_by_sadc_with_host_from_the_file_and_a_heatmap_across_cpus(srv, logs) -> None:
+    _, api = srv
+    r = api["operator"].upload("sysstat", logs["sa"])
+    assert r.status_code == 201, r.text
+    imp = r.json()
+    assert imp["host"] == os.uname().nodename and imp["samples"] == 3 and imp["interval"] == 1
+    assert {"cpu.usage", "memory.used", "disk.ops", "net.bytes", "cpu.utilization"} <= set(imp["metrics"])
+    # What sysstat itself prints of the file, read independently (sadf's CSV-like -d format).
+    printed = subprocess.run(["sadf", "-d", str(logs["sa"]), "--", "-u", "ALL", "-P", "ALL"], env={
+        **os.environ, "LC_ALL": "C"}, capture_output=True, text=True, check=True).stdout.splitlines()
+    header = printed[0].lstrip("# ").split(";")
+    rows = [dict(zip(header, line.split(";"), strict=True)) for line in printed[1:] if line]
+    def t_of(r):
+        return calendar.timegm(time.strptime(r["timestamp"], "%Y-%m-%d %H:%M:%S UTC")) - int(r["interval"])
+
+    host = {"eq": ["hostname", imp["host"]]}
+    usage = api["operator"].instrument("cpu.usage", ["cpu"], {"and": [host, {"eq": ["mode", "user"]}]})
+    span = (imp["start_time"], imp["end_time"])
+    got = {p["start_time"]: p["value"] for p in api["viewer"].values(usage, *span)}
+    per_cpu = [r for r in rows if r["CPU"] != "-1"]
+    assert len(per_cpu) == 3 * CPUS
+    for r in per_cpu:
+        # Live data of this very host may add to the same seconds: the import's share is at least it.
+        assert got.get(t_of(r), {}).get(r["CPU"], 0.0) >= float(r["%usr"]) / 100 * int(r["interval"]) - 1e-9
+    # The heatmap of CPU utilisation across CPUs: one count per CPU per column.
+    util = api["operator"].instrument("cpu.utilization", ["utilization"], host)
+    hm = api["viewer"].c.get(f"{API}/instrumentations/{util}/heatmap", params={
+        "start_time": imp["start_time"], "end_time": imp["end_time"], "step": 1, "format": "json"})
+    assert hm.status_code == 200, hm.text
+    counts = [sum(col) for col in hm.json()["columns"]] if "columns" in hm.json() else None
+    pct = api["viewer"].c.get(f"{API}/instrumentations/{util}/average", params={
+        "start_time": imp["start_time"], "end_time": imp["end_time"], "duration": 1}).json()
+    for r in [r for r in rows if r["CPU"] == "-1"]:
+        point = next(p for p in pct if p["start_time"] == t_of(r))
+        assert point["count"] == CPUS
+        # The mean of the per-CPU busy shares is the all-CPU busy share sysstat printed (buckets: 5 %).
+        assert point["average"] == pytest.approx(100 - float(r["%idle"]), rel=0.05, abs=0.5)
+    assert counts is None or all(c >= 0 for c in counts)
+
+
+def test_iostat_and_mpstat_text(srv, logs) -> None:
+    _, api = srv
+    r = api["operator"].upload("mpstat", logs["mp.txt"], host="mp-host")
+    assert r.status_code == 201, r.text
+    mp = r.json()
+    assert mp["samples"] == 3
+    lines = [ln.split() for ln in logs["mp.txt"].read_text().splitlines()]
+    report = [p for p in lines if p and p[0][:2].isdigit() and p[1] not in ("CPU", "all")]
+    inst = api["operator"].instrument("cpu.usage", ["cpu"], {"and": [{"eq": ["hostname", "mp-host"]},
+                                                                    {"eq": ["mode", "user"]}]})
+    pts = [p for p in api["viewer"].values(inst, mp["start_time"], mp["end_time"]) if p["value"]]
+    printed = sorted(float(p[2]) / 100 for p in report)
+    assert sorted(v for p in pts for v in p["value"].values()) == pytest.approx(printed)
+
+    r = api["operator"].upload("iostat", logs["io.txt"], host="io-host")
+    assert r.status_code == 201, r.text
+    io = r.json()
+    assert io["samples"] == 2  # three reports, the first since boot
+    text = logs["io.txt"].read_text().split("Device")
+    heads = text[1].splitlines()[0].split()
+
+    def devices(block: str) -> list[str]:
+        lines = block.splitlines()[1:]
+        return lines[:lines.index("")] if "" in lines else lines
+
+    later = [dict(zip(["Device", *heads], ln.split(), strict=True))
+             for block in text[2:] for ln in devices(block)]
+    ops = api["operator"].instrument("disk.ops", ["direction"], {"eq": ["hostname", "io-host"]})
+    got = [p["value"] for p in api["viewer"].values(ops, io["start_time"], io["end_time"]) if p["value"]]
+    assert sum(v.get("write", 0) for v in got) == pytest.approx(sum(float(d["w/s"]) for d in later), abs=0.05)
+
+
+def test_bad_files_are_refused_with_file_line_and_reason_and_leave_nothing(srv, logs, tmp_path) -> None:
+    _, api = srv
+    before = api["admin"].c.get(f"{API}/imports").json()["imports"]
+    vm = logs["vm.txt"].read_bytes()
+    cut = tmp_path / "cut.txt"
+    cut.write_bytes(vm[:-20])  # truncated mid-line
+    r = api["operator"].upload("vmstat", cut, host="bad")
+    assert r.status_code == 422 and "cut.txt: line 7:" in r.json()["error"]["message"], r.text
+    foreign = tmp_path / "notes.txt"
+    foreign.write_text("hello\nworld\n")
+    for fmt in ("vmstat", "iostat", "mpstat", "sysstat"):
+        r = api["operator"].upload(fmt, foreign, host="bad")
+        assert r.status_code == 422 and "notes.txt" in r.json()["error"]["message"], (fmt, r.text)
+    half = tmp_path / "sa-half"
+    half.write_bytes(logs["sa"].read_bytes()[:3000])
+    r = api["operator"].upload("sysstat", half)
+    assert r.status_code == 422 and "sa-half" in r.json()["error"]["message"], r.text
+    bad_json = tmp_path / "sa.json"
+    good = subprocess.run(["sadf", "-j", str(logs["sa"])], capture_output=True, text=True).stdout
+    bad_json.write_text(good[: len(good) // 2])
+    r = api["operator"].upload("sysstat", bad_json)
+    assert r.status_code == 422 and "sa.json: record" in r.json()["error"]["message"], r.text
+    assert api["admin"].c.get(f"{API}/imports").json()["imports"] == before
+    # The same content again is a conflict, whatever its name.
+    again = tmp_path / "again.txt"
+    again.write_bytes(vm)
+    r = api["operator"].upload("vmstat", again, host="vm-import")
+    assert r.status_code == 409 and "imported already" in r.json()["error"]["message"], r.text
+    # Bounded: a body without a length, or over the limit, is refused before it is read.
+    r = api["operator"].c.post(f"{API}/imports", content=iter([b"x"]),
+                               headers={"content-type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 411
+
+
+def test_roles_tenants_and_delete(srv, logs, tmp_path) -> None:
+    _, api = srv
+    f = tmp_path / "acme.txt"
+    f.write_bytes(logs["vm.txt"].read_bytes().replace(b"\n", b" \n"))  # other bytes, same figures
+    assert api["viewer"].upload("vmstat", f, host="acme-db").status_code == 403
+    r = api["operator"].upload("vmstat", f, host="acme-db", cpus=CPUS)
+    assert r.status_code == 201, r.text
+    imp = r.json()
+    listed = api["viewer"].c.get(f"{API}/imports").json()["imports"]
+    assert imp["id"] in [i["id"] for i in listed]
+    # The tenant sees the operators' imported rows as its scope admits: host acme-db, not vm-import.
+    acme = api["acme"].instrument("cpu.usage", ["hostname"])
+    start, end = imp["start_time"], imp["end_time"]
+    seen = {h for p in api["acme"].values(acme, start, end) if p["value"] for h in p["value"]}
+    assert seen == {"acme-db"}
+    ops = api["operator"].instrument("cpu.usage", ["hostname"])
+    seen_all = {h for p in api["operator"].values(ops, start, end) if p["value"] for h in p["value"]}
+    assert {"acme-db", "vm-import"} <= seen_all
+    assert api["acme"].c.get(f"{API}/imports").json()["imports"] == []  # not the tenant's import
+    assert api["acme"].c.delete(f"{API}/imports/{imp['id']}").status_code == 404
+    assert api["viewer"].c.delete(f"{API}/imports/{imp['id']}").status_code == 403
+    assert api["operator"].c.delete(f"{API}/imports/{imp['id']}").status_code == 204
+    seen = {h for p in api["acme"].values(acme, start, end) if p["value"] for h in p["value"]}
+    assert seen == set()
+    assert api["operator"].upload("vmstat", f, host="acme-db", cpus=CPUS).status_code == 201  # re-importable
