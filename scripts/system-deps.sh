@@ -11,6 +11,10 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertman
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # PostgreSQL: the store tests run against a real server (they create and drop their own database).
 command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
+# sysstat (sadc, sadf, iostat, mpstat) and procps (vmstat) make the logs tests/test_imports.py
+# imports; the server reads sysstat data files through sadf.
+command -v sadf >/dev/null 2>&1 || need+=(sysstat)
+command -v vmstat >/dev/null 2>&1 || need+=(procps)
 # A real QEMU process for tests/test_vm.py (software emulation; boots nothing).
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 # libvirt's headers to build libvirt-python (its test driver, test:///default, is in libvirt0).
