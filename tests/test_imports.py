@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -260,3 +261,30 @@ def test_roles_tenants_and_delete(srv, logs, tmp_path) -> None:
     seen = {h for p in api["acme"].values(acme, start, end) if p["value"] for h in p["value"]}
     assert seen == set()
     assert api["operator"].upload("vmstat", f, host="acme-db", cpus=CPUS).status_code == 201  # re-importable
+
+
+def _cli(server: Server, token: str, *args: str) -> subprocess.CompletedProcess:
+    exe = str(Path(os.environ.get("VIRTUAL_ENV", Path(__file__).parents[1] / ".venv")) / "bin" / "fleetscope")
+    return subprocess.run([exe, "--token", token, *args, "--url", server.url], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "COLUMNS": "250"})
+
+
+def test_cli_imports_lists_and_deletes(srv, logs, tmp_path) -> None:
+    server, api = srv
+    token = server.token("im-cli", "operator")
+    f = tmp_path / "cli-vm.txt"
+    f.write_bytes(logs["vm.txt"].read_bytes().replace(b"\n", b"\t\n"))  # other bytes, same figures
+    done = _cli(server, token, "import", "vmstat", str(f), "--host", "cli-host", "--json")
+    assert done.returncode == 0, done.stderr
+    made = json.loads(done.stdout)
+    assert made["host"] == "cli-host" and made["samples"] == 4
+    listed = _cli(server, token, "imports", "list")
+    assert listed.returncode == 0 and "cli-host" in listed.stdout and "cli-vm.txt" in listed.stdout
+    again = _cli(server, token, "import", "vmstat", str(f), "--host", "cli-host")
+    assert again.returncode == 1 and f"imported already as import {made['id']}" in again.stderr
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(logs["vm.txt"].read_bytes().replace(b" 0 ", b" x ", 1))
+    refused = _cli(server, token, "import", "vmstat", str(bad), "--host", "cli-host")
+    assert refused.returncode == 1 and "bad.txt: line 3:" in refused.stderr, refused.stderr
+    assert _cli(server, token, "imports", "delete", str(made["id"])).returncode == 0
+    assert made["id"] not in [i["id"] for i in api["viewer"].c.get(f"{API}/imports").json()["imports"]]

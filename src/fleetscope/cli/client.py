@@ -217,6 +217,23 @@ class Api:
     def store_stats(self) -> dict:
         return expect(self.request("GET", "/store/stats"), dict)
 
+    def upload_import(self, fields: Mapping[str, Any], files: Sequence[tuple[str, Any]]) -> dict:
+        """``POST /imports``: ``files`` as ``(name, binary file object)``, streamed (the server
+        parses as long as it takes: no read timeout)."""
+        data = {k: str(v) for k, v in fields.items() if v is not None}
+        parts = [("file", (name, f, "application/octet-stream")) for name, f in files]
+        response = self._client.post("/imports", data=data, files=parts,
+                                     timeout=httpx.Timeout(TIMEOUT, read=None, write=None))
+        if response.is_error:
+            raise error_from_response(response)
+        return expect(response.json(), dict)
+
+    def imports(self) -> list[dict]:
+        return _field(self.request("GET", "/imports"), "imports", list)
+
+    def delete_import(self, import_id: int) -> None:
+        self.request("DELETE", f"/imports/{import_id}")
+
     @contextmanager
     def stream(self, path: str, *, params: Mapping[str, Any] | None = None) -> Iterator[Iterator[str]]:
         """``GET path`` read as text while it arrives (an export of weeks of per-second data

@@ -10,13 +10,13 @@ hosts               hosts
 instrumentations    inst create|list|show|update|delete, defaults
 values              value, watch, export
 store               store stats
+importing           import FORMAT FILE..., imports list|delete
 access              login, logout, whoami, token create|list|revoke, tenant ..., audit
 alerts              alert create|list|delete|history, alert receiver ..., alerts
 ==================  ===================================================================
 
 A new noun gets a module here and one line in :func:`register` (a group of its own when it
-has several verbs, as ``inst``): ``importing.py`` (``import sysstat|csv ...``) is the one
-planned. Client
+has several verbs, as ``inst``). Client
 commands take the :mod:`~fleetscope.cli.commands.common` options (``--url``, ``--json``),
 talk through :class:`fleetscope.cli.client.Api` and report errors with
 :func:`~fleetscope.cli.commands.common.reporting_errors`.
@@ -31,6 +31,7 @@ from fleetscope.cli.commands import (
     alerts,
     buscfg,
     hosts,
+    importing,
     instrumentations,
     metrics,
     servers,
@@ -64,6 +65,11 @@ def register(app: typer.Typer) -> None:
     history = typer.Typer(help="The history store.", no_args_is_help=True)
     history.command("stats")(store.store_stats)
     app.add_typer(history, name="store")
+    app.command("import")(importing.import_logs)
+    imports = typer.Typer(help="Imported performance logs: list, delete.", no_args_is_help=True)
+    imports.command("list")(importing.imports_list)
+    imports.command("delete")(importing.imports_delete)
+    app.add_typer(imports, name="imports")
     app.command("login")(access.login)
     app.command("logout")(access.logout)
     app.command("whoami")(access.whoami)

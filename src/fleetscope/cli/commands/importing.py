@@ -1,0 +1,118 @@
+"""``fleetscope import FORMAT FILE...`` and ``fleetscope imports list|delete``: performance
+logs (sysstat data files, ``vmstat -t``, ``iostat -t -x``, ``mpstat`` output) uploaded to the
+server as a host's history, with a progress bar while they go up."""
+
+from __future__ import annotations
+
+import io
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from fleetscope.cli.client import DEFAULT_URL, Api
+from fleetscope.cli.commands.common import AsJson, Url, fail, print_json, reporting_errors, stdout_console
+
+FORMATS = ("sysstat", "vmstat", "iostat", "mpstat")
+
+
+class _Counted(io.FileIO):
+    """A file that advances a progress bar as it is read."""
+
+    def __init__(self, path: Path, progress: Progress | None, task) -> None:
+        super().__init__(path, "rb")
+        self.progress, self.task = progress, task
+
+    def read(self, size: int = -1) -> bytes:
+        data = super().read(size)
+        if self.progress is not None:
+            self.progress.advance(self.task, len(data))
+        return data
+
+
+def _time(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--start: {text!r} is neither epoch seconds nor an ISO time (2024-03-04T14:00:00)")
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
+
+
+def import_logs(
+    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help=f"One of {', '.join(FORMATS)}.")],
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", exists=True, dir_okay=False,
+                                                help="Log files of one host.")],
+    host: Annotated[str | None, typer.Option(help="The host the logs are of (sysstat, iostat and "
+                                             "mpstat name it themselves).")] = None,
+    tz: Annotated[str | None, typer.Option(help="IANA zone of the logs' local times (default: the "
+                                           "log's own, else UTC).")] = None,
+    start: Annotated[str | None, typer.Option(help="Time of the first report, for logs without "
+                                              "timestamps (epoch seconds or ISO).")] = None,
+    interval: Annotated[str | None, typer.Option(help="Seconds between reports, for logs without "
+                                                 "timestamps.")] = None,
+    cpus: Annotated[int | None, typer.Option(help="CPUs of the host: vmstat gives shares of all "
+                                             "of them (default 1).")] = None,
+    url: Url = DEFAULT_URL,
+    as_json: AsJson = False,
+) -> None:
+    """Import performance logs of one host as its history (one import, all files or none)."""
+    if fmt not in FORMATS:
+        fail(f"FORMAT: must be one of {', '.join(FORMATS)}")
+    fields = {"format": fmt, "host": host, "tz": tz, "start": _time(start), "interval": interval,
+              "cpus": cpus}
+    total = sum(os.path.getsize(f) for f in files)
+    show = not as_json and stdout_console().is_terminal
+    with reporting_errors(url), Api.from_environment(url) as api, Progress(
+            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+            disable=not show, transient=True) as progress:
+        task = progress.add_task(f"uploading {len(files)} file(s)", total=total)
+        opened = [_Counted(f, progress if show else None, task) for f in files]
+        try:
+            body = api.upload_import(fields, [(f.name, o) for f, o in zip(files, opened, strict=True)])
+        finally:
+            for o in opened:
+                o.close()
+    if as_json:
+        print_json(body)
+        return
+    stdout_console().print(f"import {body['id']}: host {body['host']}, {body['samples']} samples "
+                           f"every {body['interval']} s, {_when(body['start_time'])} to "
+                           f"{_when(body['end_time'])} UTC, metrics {', '.join(body['metrics'])}")
+
+
+def _when(t: int | None) -> str:
+    return "-" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def imports_list(url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:
+    """Every import: host, range, samples, origin files."""
+    with reporting_errors(url), Api.from_environment(url) as api:
+        rows = api.imports()
+    if as_json:
+        print_json({"imports": rows})
+        return
+    table = Table("id", "host", "format", "from (UTC)", "to (UTC)", "every", "samples", "files", "state",
+                  box=None)
+    for r in rows:
+        table.add_row(str(r["id"]), r["host"], r["format"], _when(r["start_time"]), _when(r["end_time"]),
+                      f"{r.get('interval')} s" if r.get("interval") else "-", str(r.get("samples", "-")),
+                      ", ".join(f["name"] for f in r.get("files", [])), r["state"])
+    stdout_console().print(table)
+
+
+def imports_delete(
+    import_id: Annotated[int, typer.Argument(metavar="ID", help="Import id.", show_default=False)],
+    url: Url = DEFAULT_URL,
+) -> None:
+    """Delete an import and everything it wrote."""
+    with reporting_errors(url), Api.from_environment(url) as api:
+        api.delete_import(import_id)
+    typer.echo(f"deleted import {import_id}")
