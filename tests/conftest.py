@@ -62,7 +62,10 @@ class Server:
     """A running `fleetscope serve` subprocess: with ``--no-auth`` unless ``auth`` (the tests of
     who may ask what use ``auth=True`` and :meth:`token`)."""
 
-    def __init__(self, data_dir: Path, port: int, extra: list[str] | None = None, auth: bool = False) -> None:
+    def __init__(self, data_dir: Path, port: int, extra: list[str] | None = None, auth: bool = False,
+                 prefix: list[str] | None = None) -> None:
+        """``prefix``: a command that runs ``fleetscope serve ...`` (its arguments follow it)."""
+        self.prefix = list(prefix or [])
         self.data_dir = data_dir
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -72,7 +75,8 @@ class Server:
 
     def start(self, timeout: float = 20.0) -> Server:
         exe = shutil.which("fleetscope", path=str(VENV_BIN)) or "fleetscope"
-        cmd = [exe, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra]
+        cmd = [*self.prefix, exe, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
+               *self.extra]
         with open(self.log, "ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
         deadline = time.monotonic() + timeout

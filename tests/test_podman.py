@@ -11,6 +11,7 @@ way podman does (``CONTAINERS_STORAGE_CONF``)."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -18,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from fleetscope.sources.cgroup import CgroupSource
+from fleetscope.sources.cgroup import CgroupSource, find_hierarchies
 from fleetscope.sources.proc import ProcSource
 from fleetscope.sources.runtimes import Names
 from fleetscope.sources.runtimes.podman import PodmanState
 from tests.conftest import Server, free_port, wait_for
 from tests.guests import busybox_static, rootfs_tar
-from tests.test_cgroup import TwoTicks, proc_cpu
+from tests.test_cgroup import TwoTicks, proc_cpu, remove_dirs
 
 PODMAN = shutil.which("podman")
 IMAGE = "localhost/fleetscope-busybox:test"
@@ -211,3 +212,68 @@ def test_serve_breaks_down_by_name_and_label_and_drills_into_processes(podman, t
             assert {"cpu.usage", "container.cpu", "container.memory", "container.net"} <= metrics
     finally:
         server.stop()
+
+
+@pytest.fixture
+def bare_host():
+    """A host with no cgroups but the containers to come, for a `fleetscope serve` of its own: an
+    empty cgroup made here in every hierarchy, bind-mounted over each hierarchy's mount point in a
+    mount namespace of the server's own (this machine always has cgroups of its own: the other
+    tests', the sandbox's). Yields (the command prefix that runs serve there, the cgroup path
+    that podman's ``--cgroup-parent`` puts containers under)."""
+    hierarchies = find_hierarchies()
+    if not hierarchies:
+        pytest.fail("no cgroup hierarchy mounted", pytrace=False)
+    if shutil.which("unshare") is None:
+        pytest.fail("needs unshare (util-linux)", pytrace=False)
+    parent = f"fleetscope-bare-{os.getpid()}"
+    made = [Path(h.mount) / parent for h in hierarchies]
+    for d in made:
+        d.mkdir()
+    binds = "; ".join(f"mount --bind {shlex.quote(str(d))} {shlex.quote(h.mount)}"
+                      for d, h in zip(made, hierarchies, strict=True))
+    yield ["unshare", "--mount", "--propagation", "private", "sh", "-ec", f'{binds}; exec "$@"', "sh"], \
+        "/" + parent
+    # What podman left under it (conmon's cgroup...), deepest first, then the cgroup itself.
+    remove_dirs(sorted((p for d in made for p in d.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)))
+    remove_dirs(made)
+
+
+def test_serve_started_without_containers_sees_the_first_one(podman, bare_host, tmp_path: Path,
+                                                             monkeypatch) -> None:
+    """`fleetscope serve` started on a host without any container offers ``container.*`` when the
+    first one starts, names it, and makes the Guests dashboard: without a restart."""
+    prefix, parent = bare_host
+    for key in ("CONTAINERS_STORAGE_CONF", "CONTAINERS_CONF"):
+        monkeypatch.setenv(key, podman.env[key])
+    server = Server(tmp_path, free_port(), prefix=prefix).start()
+    try:
+        with server.client() as client:
+            def known() -> set[str]:
+                return {mt["name"] for mt in client.get(f"{API}/metrics").json()["metrics"]}
+
+            def guests() -> list[dict]:
+                listed = client.get(f"{API}/dashboards").json()["dashboards"]
+                return [d for d in listed if d["name"] == "Guests"]
+
+            assert "cpu.usage" in wait_for(known)  # the agent has reported
+            assert not any(name.startswith("container.") for name in known())
+            assert guests() == []
+            podman.run("late", "while :; do :; done", "--cgroup-parent", parent)
+            wait_for(lambda: "container.cpu" in known(), timeout=30)
+            [dashboard] = wait_for(guests)
+            panels = {}
+            for p in dashboard["panels"]:
+                inst = client.get(f"{API}/instrumentations/{p['instrumentation']}").json()
+                panels[(inst["module"], inst["stat"], tuple(inst["decomposition"]))] = inst["id"]
+            by_container = panels[("container", "cpu", ("container",))]
+
+            def late_cpu() -> float:
+                value = client.get(f"{API}/instrumentations/{by_container}/value").json()["value"] or {}
+                return value.get("late", 0)
+
+            # By its podman name; busy on one of its CPU
+            assert wait_for(lambda: late_cpu() > 0.3, timeout=30)
+    finally:
+        server.stop()
+        podman("rm", "--force", "--time", "0", "late")

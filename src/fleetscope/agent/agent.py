@@ -66,14 +66,16 @@ class Agent:
                              "(letters, digits, '.', '-', '_')")
         self.labels = dict(labels or {})
         self.collect_in_thread = collect_in_thread
+        # Dynamic sources (StatsD, cgroups, libvirt) bump a `generation` when their metrics change
+        # (sources/base.py). Read before the metrics: a change in between is then seen at the
+        # first tick, not lost.
+        self._generations = {id(s): getattr(s, "generation", None) for s in self.sources}
         fields = {f.name for s in self.sources for mt in s.metrics() for f in mt.fields}
         for key in self.labels:
             if key in fields:
                 raise InputError("label", f"{key!r} is already a field of a metric; choose another name")
         self.catalog = Catalog(with_labels(mt, self.labels) for s in self.sources for mt in s.metrics())
         self._source_of = {mt.name: s for s in self.sources for mt in s.metrics()}
-        # Dynamic sources (StatsD) learn metrics at runtime and bump a `generation` counter.
-        self._generations = {id(s): getattr(s, "generation", None) for s in self.sources}
         self.instrumentations: dict[int, Instrumentation] = {}
         self.warnings: dict[int, str] = {}
         self._oversized_ids: set[int] = set()  # instrumentations whose value was ever too large
@@ -228,7 +230,8 @@ class Agent:
         return m.Partial(inst.id, values.encode(values.empty(inst.shape), inst.shape), self.warnings[inst.id])
 
     def refresh_catalog(self) -> bool:
-        """Add the metrics dynamic sources learnt since the last call; True if any changed."""
+        """Add the metrics dynamic sources learnt since the last call (a StatsD name, the first
+        container, a libvirt daemon started); True if any changed."""
         changed = False
         for source in self.sources:
             generation = getattr(source, "generation", None)

@@ -59,6 +59,7 @@ class ControlPlane:
         self.known_hosts: dict[str, dict[str, str]] = {}  # agents to send instrumentations to
         self.bad_messages = 0
         self._last_access: dict[int, float] = {}
+        self._saved_catalog: str | None = None  # the catalogue as last saved in the store (JSON)
         self._task: asyncio.Task | None = None
 
     # -- definitions ------------------------------------------------------------------------
@@ -192,15 +193,20 @@ class ControlPlane:
             return
         self.hosts[status.host] = (status, time.time())
         self.known_hosts[status.host] = status.labels
-        before = {mt.name: mt for mt in self.catalog}
-        for obj in status.metrics:  # an agent's catalogue, sent when it starts
+        if not status.metrics:
+            return
+        for obj in status.metrics:  # an agent's catalogue: when it starts, and when it grows
             try:
                 self.catalog.add(Metric.from_json(obj))
             except InputError:
                 self.bad_messages += 1
-        if status.metrics and {mt.name: mt for mt in self.catalog} != before:
+        # Compared with what was saved, not with the catalogue before: in `serve` the agent
+        # shares this catalogue and has added its new metrics to it already.
+        saved = json.dumps([mt.to_json() for mt in self.catalog])
+        if saved != self._saved_catalog:
             # Shared with API servers that start later, which have no agent of their own.
-            self.store.set_meta(CATALOG_KEY, json.dumps([mt.to_json() for mt in self.catalog]))
+            self.store.set_meta(CATALOG_KEY, saved)
+            self._saved_catalog = saved
             await self.ensure_guests()
 
     def warnings_of(self, inst_id: int, now: float | None = None) -> dict[str, str]:

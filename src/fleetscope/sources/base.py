@@ -5,6 +5,15 @@ once, then :meth:`Source.collect` for each metric some instrumentation needs. A
 source reads each underlying thing (a /proc file, a process table) at most once
 per tick however many metrics or instrumentations use it, and nothing that no
 collected metric needs.
+
+A source whose set of metrics can change while the agent runs has a ``generation``
+(an int, read with ``getattr``), which moves whenever :meth:`Source.metrics` changes:
+StatsD, OTLP and remote write learn names from what they receive; the cgroup source
+gains its metrics when the first cgroup appears below a hierarchy's root, the libvirt
+source when a libvirt daemon it could not reach starts. The agent reads every
+generation once per tick, before the tick, and announces its catalogue again when one
+moved (metrics are only ever added to it). Reading ``generation`` may look (a stat, a
+directory listing): it must stay cheap enough for once a second.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ tell which v1 containers used no CPU time since the last tick, whose
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import Counter
 from collections.abc import Callable
 
@@ -36,7 +37,7 @@ from fleetscope.sources.cgroup import v1, v2
 from fleetscope.sources.cgroup.files import MAX_KEPT_FILES, CgroupFiles, Read, pids
 from fleetscope.sources.cgroup.hierarchy import Hierarchy, find_hierarchies
 from fleetscope.sources.cgroup.netns import NetNamespaces
-from fleetscope.sources.cgroup.walk import Walker, ancestors, covered
+from fleetscope.sources.cgroup.walk import LEAF_NLINK, Walker, ancestors, covered
 from fleetscope.sources.container_cpu import SECONDS_PER_NS, ContainerCpu
 from fleetscope.sources.containers import CONTAINER, HOST, RUNTIME, Container
 from fleetscope.sources.procfs import clock, read_devices
@@ -163,7 +164,7 @@ class CgroupSource:
         self._devices: dict[str, str] = {}  # block device names by maj:min, read again after a walk
         self._rows: dict[str, Rows] = {}
         self._prev: dict[str, tuple[float, dict]] = {}
-        self._has_containers: bool | None = None
+        self._has_containers = False  # some cgroup was ever seen below a root
         self._tick = 0
         self._memory_memo: dict[str, tuple[bytes, int, dict[str, int]]] = {}  # dir -> (usage, tick, split)
         self._provider_cache: dict[str, list[tuple[Hierarchy, Callable]]] = {}
@@ -186,13 +187,36 @@ class CgroupSource:
         return out
 
     def metrics(self) -> list[Metric]:
-        """The metrics some mounted hierarchy provides; none on a host without containers
-        (no cgroup below the roots when the source is made)."""
-        if self._has_containers is None:
-            self._has_containers = any(self.containers(h) for h in self.hierarchies)
+        """The metrics some mounted hierarchy provides; none while the host has no containers
+        (no cgroup below any hierarchy's root; see :attr:`generation`)."""
+        if not self._has_containers:
+            self._has_containers = self._any_cgroup()
         if not self._has_containers:
             return []
         return [m for m in self._metrics if self._providers(m.name)]
+
+    @property
+    def generation(self) -> int:
+        """0 while the host has no containers, 1 from the first (then for good: the agent's
+        catalogue only grows), so an agent started on a bare host offers the ``container.*``
+        metrics from the tick after the first cgroup is made (``sources/base.py``). While
+        there is none, each reading costs a stat of each hierarchy's root."""
+        if not self._has_containers:
+            self._has_containers = self._any_cgroup()
+        return int(self._has_containers)
+
+    def _any_cgroup(self) -> bool:
+        """Whether some hierarchy has a cgroup below its root. That is whether a walk finds a
+        container (each sub-tree ends in containers or leaves), told by the root's link count
+        (:data:`LEAF_NLINK` plus its sub-directories, as kernfs keeps it) without a walk."""
+        for h in self.hierarchies:
+            try:
+                st = os.stat(h.mount)
+            except OSError:
+                continue  # unmounted: no containers there
+            if st.st_nlink > LEAF_NLINK or (st.st_nlink < LEAF_NLINK and self.containers(h)):
+                return True
+        return False
 
     def begin_tick(self, now: float) -> None:
         self._tick += 1
