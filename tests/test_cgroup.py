@@ -362,6 +362,44 @@ def test_default_container_panels_only_with_containers(tmp_path: Path) -> None:
 
 
 @needs_root
+def test_an_agent_on_a_bare_host_offers_container_metrics_from_the_first_cgroup() -> None:
+    """The agent's catalogue follows the host: no container.* while no cgroup is below the root
+    (a real empty cgroup stands for the hierarchy's root), then from the first tick after one
+    is made; an instrumentation over them, refused before, runs then."""
+    from fleetscope.agent.agent import Agent
+    from fleetscope.bus.memory import MemoryBus
+    from fleetscope.model.instrumentation import Instrumentation
+
+    root = Cgroup([V1["pids"].mount], f"fleetscope-bare-{os.getpid()}")
+    job, worker = None, None
+    try:
+        src = CgroupSource(hierarchies=[Hierarchy(str(root.dirs[0]), 1, frozenset({"pids"}))])
+        agent = Agent(MemoryBus(), [src], hostname="h1")
+        assert src.metrics() == [] and src.generation == 0 and "container.pids" not in agent.catalog
+        inst = Instrumentation.from_json({"id": 1, "module": "container", "stat": "pids",
+                                          "decomposition": ["container"], "created": 0, "predicate": {},
+                                          "granularity": 1, "retention": 600, "idle_max": 0,
+                                          "persist": False, "kind": "point", "shape": "discrete",
+                                          "discrete": "container"})
+        agent.enable(inst)
+        assert agent.instrumentations == {} and not agent.refresh_catalog()
+        job = Cgroup([str(root.dirs[0])], "job")  # the first cgroup, with a process in it
+        worker = job.start("import time\ntime.sleep(60)\n")
+        assert agent.refresh_catalog() and src.generation == 1
+        assert "container.pids" in agent.catalog and not agent.refresh_catalog()  # once
+        agent.enable(inst)
+        [partial] = agent.tick(1000.0).partials
+        assert partial.value == {"/job": 1}
+    finally:
+        if worker is not None:
+            worker.kill()
+            worker.wait()
+        if job is not None:
+            job.remove()
+        root.remove()
+
+
+@needs_root
 def test_new_cgroup_seen_at_the_next_tick_without_a_full_rescan(cgroups) -> None:
     src = CgroupSource()  # default rescan period: a new cgroup is found by the link-count check
     src.begin_tick(0)

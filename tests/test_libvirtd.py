@@ -135,6 +135,27 @@ def thread_cpu(pid: int, comm: str) -> float:
     raise AssertionError(f"no thread {comm!r} in {pid}")
 
 
+def test_a_daemon_started_after_the_source_is_found(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """An agent started before libvirtd offers vm.* once the daemon is up (no restart): first
+    (before the module's libvirtd fixture starts it) the source has no connection and no metrics,
+    and does not try to connect while no socket is there."""
+    if virt.daemon_running():
+        pytest.skip("a libvirt daemon of the host is already running")
+    src = LibvirtSource()
+    assert src.metrics() == [] and src.generation == 0
+    assert src.reads["connect"] == 0  # no socket, no attempt
+    request.getfixturevalue("libvirtd")
+    assert wait_for(lambda: src.generation, timeout=10) == 1  # within RETRY_EVERY of the socket
+    assert {m.name for m in src.metrics()} >= {"vm.cpu", "vm.memory", "vm.state"}
+    src.begin_tick(0)
+    assert src.collect("vm.state").columns == ("vm", "hypervisor", "state")
+    assert src.hypervisor == "qemu"
+    src.close()
+    # An empty socket directory: nothing tried, however often it is asked.
+    none = LibvirtSource(socket_dir=str(tmp_path))
+    assert [none.generation for _ in range(3)] == [0, 0, 0] and none.reads["connect"] == 0
+
+
 def test_vm_metrics_from_libvirt_match_the_vcpu_thread(guest) -> None:
     src = LibvirtSource(URI)
     try:

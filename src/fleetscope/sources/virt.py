@@ -26,11 +26,21 @@ others. Without the ``libvirt`` Python module, or when the connection cannot be
 opened, the source has no metrics: VMs are then still seen as processes and
 cgroups (``vm`` field of ``proc.*`` and ``container.*``). Errors of one domain
 (it stopped between the listing and a read) leave that domain out of the tick.
+
+A daemon that starts after the source (or comes back after a restart) is found
+within :data:`RETRY_EVERY` seconds: while there is no connection, each reading of
+:attr:`LibvirtSource.generation` (the agent's, once per tick) lists
+:data:`SOCKET_DIR` at most once per :data:`RETRY_EVERY` and opens a connection when
+a socket is there (a refused open is retried after :data:`OPEN_BACKOFF`); the
+``vm.*`` metrics are then offered (``sources/base.py``). A connection that fails
+while listing the domains (the daemon stopped) is dropped, that tick's instrumentations
+get the error as a warning, and the source looks for the daemon again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -46,6 +56,8 @@ _libvirt: Any = None  # the libvirt module, imported on first use (it costs memo
 _imported = False
 # libvirt's daemons' sockets: without one (and without an explicit URI) nothing is tried.
 SOCKET_DIR = "/run/libvirt"
+RETRY_EVERY = 1.0  # seconds between looks for a daemon while there is no connection
+OPEN_BACKOFF = 30.0  # seconds before opening again after the daemon refused
 
 STATES = ("nostate", "running", "blocked", "paused", "shutdown", "shut off", "crashed", "pmsuspended")
 
@@ -117,8 +129,10 @@ class LibvirtSource:
 
     name = "libvirt"
 
-    def __init__(self, uri: str | None = None) -> None:
+    def __init__(self, uri: str | None = None, socket_dir: str | None = None) -> None:
+        """``socket_dir``: where to look for a daemon's socket (default :data:`SOCKET_DIR`)."""
         self.uri = uri
+        self.socket_dir = socket_dir
         self.reads: Counter[str] = Counter()
         self._conn: Any = None
         self.hypervisor = ""
@@ -126,19 +140,40 @@ class LibvirtSource:
         self._rows: dict[str, Rows] = {}
         self._domains: list | None = None
         self._prev: dict[str, tuple[float, dict]] = {}
+        self._connections = 0  # connections opened so far: the generation
+        self._looked = self._refused = -math.inf  # clock() of the last look, of the last refusal
         if uri is None:
-            uri = os.environ.get("FLEETSCOPE_LIBVIRT_URI") or None
-        if uri is None and not daemon_running():
-            return
+            self.uri = os.environ.get("FLEETSCOPE_LIBVIRT_URI") or None
+        self._connect()
+
+    def _connect(self) -> None:
+        """Open the connection if a daemon is there (an explicit URI is always tried)."""
+        now = self._looked = clock()
         lv = _module()
-        if lv is not None:
-            with contextlib.suppress(Exception):
-                lv.registerErrorHandler(lambda *_: None, None)  # no messages on stderr
-            try:
-                self._conn = lv.openReadOnly(uri)
-                self.hypervisor = self._conn.getType().lower()
-            except lv.libvirtError:
-                self._conn = None
+        if lv is None or now - self._refused < OPEN_BACKOFF:
+            return
+        if self.uri is None and not daemon_running(self.socket_dir):
+            return
+        self.reads["connect"] += 1
+        with contextlib.suppress(Exception):
+            lv.registerErrorHandler(lambda *_: None, None)  # no messages on stderr
+        try:
+            conn = lv.openReadOnly(self.uri)
+            self.hypervisor = conn.getType().lower()
+        except lv.libvirtError:
+            self._refused = now
+            return
+        self._conn = conn
+        self._connections += 1
+
+    @property
+    def generation(self) -> int:
+        """How many connections were opened: moves when a daemon is found after the source was
+        made (its ``vm.*`` metrics appear). Without a connection, looks for the daemon (at
+        most once per :data:`RETRY_EVERY` seconds: one listing of the socket directory)."""
+        if self._conn is None and clock() - self._looked >= RETRY_EVERY:
+            self._connect()
+        return self._connections
 
     @property
     def connection(self) -> Any:
@@ -146,7 +181,8 @@ class LibvirtSource:
         return self._conn
 
     def metrics(self) -> list[Metric]:
-        return list(METRICS) if self._conn is not None else []
+        """The ``vm.*`` metrics once a connection was ever opened (none before)."""
+        return list(METRICS) if self._connections else []
 
     def begin_tick(self, now: float) -> None:
         self._rows.clear()
@@ -161,8 +197,10 @@ class LibvirtSource:
     def collect(self, metric: str) -> Rows:
         rows = self._rows.get(metric)
         if rows is None:
-            if metric not in COLUMNS or self._conn is None:
+            if metric not in COLUMNS:
                 raise NotFound("metric", f"libvirt source has no metric {metric!r}")
+            if self._conn is None:
+                raise ConnectionError("no connection to libvirt (its daemon stopped?): looking for it")
             rows = self._rows[metric] = Rows(COLUMNS[metric], self._build(metric))
         return rows
 
@@ -171,7 +209,11 @@ class LibvirtSource:
     def _list(self) -> list:
         if self._domains is None:
             self.reads["list"] += 1
-            self._domains = self._conn.listAllDomains()
+            try:
+                self._domains = self._conn.listAllDomains()
+            except _module().libvirtError:
+                self.close()  # the daemon stopped: look for it again (see generation)
+                raise
         return self._domains
 
     def _devs(self, dom) -> tuple[list[str], list[str]]:
