@@ -21,6 +21,24 @@ class Column(NamedTuple):
 Layout = tuple[Column, ...]
 
 
+class Scaled(tuple):
+    """A layout whose samples come as the raw figures of a line: the value of column ``j`` is
+    ``raw[take[j]] * factor[j]``, times the interval's seconds where ``per[j]``. The sink does
+    the arithmetic for a whole chunk at once (numpy), not line by line: about a third of a
+    vmstat line's cost."""
+
+    take: tuple[int, ...]
+    factor: tuple[float, ...]
+    per: tuple[bool, ...]
+
+    def __new__(cls, columns: Sequence[Column], take: Sequence[int], factor: Sequence[float],
+                per: Sequence[bool]) -> Scaled:
+        self = super().__new__(cls, columns)
+        assert len(take) == len(factor) == len(per) == len(self)
+        self.take, self.factor, self.per = tuple(take), tuple(factor), tuple(per)
+        return self
+
+
 class Options(NamedTuple):
     """What the user said about the logs (None: taken from the file, or the default)."""
 

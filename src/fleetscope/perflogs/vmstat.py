@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from fleetscope.perflogs.clock import UTC, Clock, zone
 from fleetscope.perflogs.errors import LogError
 from fleetscope.perflogs.metrics import ALL, HOST_CONTAINER, HOST_RUNTIME
-from fleetscope.perflogs.sink import Column, Layout, Options, Sink
+from fleetscope.perflogs.sink import Column, Options, Scaled, Sink
 
 KIB = 1024.0
 # header name -> (column, factor, per interval: multiplied by the interval's seconds)
@@ -48,28 +48,32 @@ KNOWN = set(_MAP) | set(_MODES) | {"inact", "active"}
 
 
 class _Header:
-    """One header's layout: which figures of a line make which values (levels first, then
-    the figures multiplied by the interval)."""
+    """One header's layout: which figures of a line make which values (a :class:`Scaled`
+    layout: the sink multiplies)."""
 
     def __init__(self, names: list[str], cpus: int) -> None:
         self.n = len(names)
-        fixed, scaled = [], []
+        cols, take, factor, per = [], [], [], []
         for i, name in enumerate(names):
             if name in _MODES:
                 col = Column("cpu.usage", (ALL, _MODES[name], HOST_CONTAINER, HOST_RUNTIME))
-                scaled.append((i, cpus / 100.0, col))
+                spec = (col, cpus / 100.0, True)
             elif name in _MAP:
-                col, factor, per = _MAP[name]
-                (scaled if per else fixed).append((i, factor, col))
-        self.fixed = [(i, f) for i, f, _ in fixed]
-        self.scaled = [(i, f) for i, f, _ in scaled]
-        self.layout: Layout = tuple(c for _, _, c in fixed + scaled)
+                spec = _MAP[name]
+            else:
+                continue
+            cols.append(spec[0])
+            take.append(i)
+            factor.append(spec[1])
+            per.append(spec[2])
+        self.layout = Scaled(cols, take, factor, per)
 
 
 def parse(lines: Iterable[bytes], name: str, opts: Options, sink: Sink) -> Clock:
     """Read vmstat output from ``lines`` (bytes, as a binary file gives them) into ``sink``."""
     cpus = opts.cpus or 1
     header: _Header | None = None
+    headers: dict[tuple[str, ...], _Header] = {}  # vmstat repeats its header every screenful
     clock: Clock | None = None
     stamped = False
     prev: int | None = None
@@ -88,7 +92,9 @@ def parse(lines: Iterable[bytes], name: str, opts: Options, sink: Sink) -> Clock
                 tzname = names.pop()
             if not {"us", "sy", "id"} <= set(names):
                 raise LogError(name, lineno, "not a vmstat header (no us, sy, id columns)")
-            header = _Header(names, cpus)
+            header = headers.get(tuple(names))
+            if header is None:
+                header = headers[tuple(names)] = _Header(names, cpus)
             stamped = tzname is not None
             if clock is None:
                 try:
@@ -105,7 +111,7 @@ def parse(lines: Iterable[bytes], name: str, opts: Options, sink: Sink) -> Clock
                            f"({n} figures{' and a date and time' if stamped else ''}), found {len(p)}"
                            + (" (truncated?)" if len(p) < n else ""))
         try:
-            nums = [float(x) for x in p[:n]]
+            nums = list(map(float, p[:n]))
             if stamped:
                 d, t = p[n], p[n + 1]
                 if len(d) != 10 or len(t) != 8:
@@ -126,7 +132,5 @@ def parse(lines: Iterable[bytes], name: str, opts: Options, sink: Sink) -> Clock
             continue
         interval = now - prev
         prev = now
-        values = [nums[i] * f for i, f in header.fixed]
-        values += [nums[i] * f * interval for i, f in header.scaled]
-        sink.add(now - interval, interval, header.layout, values)
+        sink.add(now - interval, interval, header.layout, nums)
     return clock or Clock(UTC)

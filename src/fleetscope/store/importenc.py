@@ -26,7 +26,7 @@ import numpy as np
 
 FORMAT_VERSION = 1
 CHUNK_ROWS = 4096  # samples per chunk: about an hour of 1-second logs, a month of 10-minute ones
-ZLIB_LEVEL = 6
+ZLIB_LEVEL = 1  # level 6 is 4 times slower for a few percent less (docs/benchmarks.md)
 FLOAT_BYTES = 8
 # The header map's keys: format version, keys (list of lists of strings), number of samples.
 HEADER_KEYS = ("v", "keys", "n")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fleetscope.perflogs.sink import Column, Layout
+from fleetscope.perflogs.sink import Column, Layout, Scaled
 from fleetscope.store.importenc import CHUNK_ROWS, ImportChunk, encode
 from fleetscope.store.imports import NewImportChunk
 
@@ -72,6 +72,10 @@ class ImportWriter:
         for (first, layout), last in zip(self._layouts, bounds, strict=True):
             idx = np.fromiter((columns[c] for c in layout), np.int64, len(layout))
             run = np.array(self._rows[first:last], float)
+            if isinstance(layout, Scaled):  # raw figures: scale them here, the whole run at once
+                run = run[:, list(layout.take)] * np.array(layout.factor)
+                per = np.array(layout.per)
+                run[:, per] *= intervals[first:last, None]
             matrix[first:last, idx] = run.reshape(last - first, len(layout))
         by_metric: dict[str, list[int]] = {}
         for col, j in columns.items():
