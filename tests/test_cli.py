@@ -36,7 +36,7 @@ from fleetscope.cli.commands import values as value_commands
 from fleetscope.model.errors import InputError
 from fleetscope.model.types import MILLISECONDS, NUMBER, SECONDS, parse_duration
 
-from .conftest import VENV_BIN, Server, free_port
+from .conftest import VENV_BIN, Server, free_port, wait_for
 
 # Wide enough that rich never shortens a cell the tests look for.
 ENV = {"COLUMNS": "200", "FLEETSCOPE_URL": None}
@@ -889,6 +889,50 @@ def test_help_shows_every_bracket(cli: typer.Typer) -> None:
                 assert f"[{inner}]" in out.stdout, (path, inner, out.stdout)
                 checked += 1
     assert checked >= 9  # [HOST:]PORT and URL[,interval] of serve and agent; [agent], [aggregator], [api]
+
+
+def test_defaults_makes_the_guests_dashboard_where_it_is_missing(tmp_path: Path) -> None:
+    """A fleet's `fleetscope defaults` makes the Guests dashboard (its API servers do not make it by
+    themselves): here against a serve on a host with a container (a cgroup of the test's own)
+    whose Guests dashboard was deleted. Its panels reuse the instrumentations that ask the same
+    questions; run again, it makes nothing."""
+    from fleetscope.model.defaults import guests_panels
+    from tests.test_cgroup import V1, Cgroup
+
+    if os.geteuid() != 0 or "pids" not in V1:
+        pytest.skip("needs root and the v1 pids hierarchy to make a cgroup")
+    cgroup = Cgroup([V1["pids"].mount], f"fleetscope-guest-{os.getpid()}")
+    server = Server(tmp_path, free_port()).start()
+    try:
+        exe = str(VENV_BIN / "fleetscope")
+
+        def fleetscope(*args: str) -> subprocess.CompletedProcess:
+            done = subprocess.run([exe, *args, "--url", server.url], capture_output=True, text=True,
+                                  timeout=60)
+            assert done.returncode == 0, done.stderr
+            return done
+
+        with server.client() as api:
+            def guests() -> list[dict]:
+                listed = api.get("/api/v1/dashboards").json()["dashboards"]
+                return [d for d in listed if d["name"] == "Guests"]
+
+            [made] = wait_for(guests)  # serve made it at first start
+            assert api.delete(f"/api/v1/dashboards/{made['id']}").status_code == 204
+            before = {i["id"] for i in api.get("/api/v1/instrumentations").json()["instrumentations"]}
+            first = fleetscope("defaults")
+            [again] = guests()
+            assert re.search(rf"created dashboard {again['id']}: Guests \(\d+ panels\)", first.stdout)
+            assert "0 created" in first.stdout
+            known = {m["name"] for m in api.get("/api/v1/metrics").json()["metrics"]}
+            assert len(again["panels"]) == len(guests_panels(known))
+            assert {p["instrumentation"] for p in again["panels"]} <= before  # reused, none made
+            assert {i["id"] for i in api.get("/api/v1/instrumentations").json()["instrumentations"]} == before
+            second = json.loads(fleetscope("defaults", "--json").stdout)
+            assert second["dashboard"] is None and second["created"] == [] and len(guests()) == 1
+    finally:
+        server.stop()
+        cgroup.remove()
 
 
 def test_defaults_creates_the_missing_default_instrumentations_once(fresh_server: Server) -> None:

@@ -132,6 +132,12 @@ class Api:
     def instrumentations(self) -> list[dict]:
         return _field(self.request("GET", "/instrumentations"), "instrumentations", list)
 
+    def dashboards(self) -> list[dict]:
+        return _field(self.request("GET", "/dashboards"), "dashboards", list)
+
+    def create_dashboard(self, body: Mapping[str, Any]) -> dict:
+        return expect(self.request("POST", "/dashboards", body=dict(body)), dict)
+
     def hosts(self) -> list[dict]:
         return _field(self.request("GET", "/hosts"), "hosts", list)
 

@@ -11,7 +11,13 @@ from fleetscope.cli.client import DEFAULT_URL, Api
 from fleetscope.cli.commands.common import AsJson, InstId, Url, print_json, reporting_errors, stdout_console
 from fleetscope.cli.format import describe
 from fleetscope.cli.views import instrumentation_table, instrumentations_table
-from fleetscope.model.defaults import default_specs, same_question
+from fleetscope.model.defaults import (
+    GUESTS_DASHBOARD,
+    default_specs,
+    guests_panels,
+    has_guests,
+    same_question,
+)
 from fleetscope.model.errors import InputError
 from fleetscope.model.types import parse_duration
 
@@ -162,11 +168,14 @@ def inst_delete(inst_id: InstId, url: Url = DEFAULT_URL) -> None:
 
 
 def defaults(url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:
-    """Create the default instrumentations that are missing (a new fleet starts with none).
+    """Create the default instrumentations that are missing (a new fleet starts with none),
+    and the Guests dashboard once some host has containers or VMs.
 
     Only those whose metric some host reports (the container ones when a host has
     containers); one asking the same question (metric, predicate, decomposition) is kept.
-    Running it again creates nothing.
+    The Guests dashboard is made when there is no dashboard of that name, its panels
+    reusing instrumentations that ask the same question. Running it again creates nothing
+    (run it again once hosts have guests).
     """
     with reporting_errors(url), Api.from_environment(url) as api:
         known = {str(metric.get("name")) for metric in api.metrics()}
@@ -178,11 +187,28 @@ def defaults(url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:
                 kept.append(same)
             else:
                 created.append(api.create(spec))
+        dashboard = _guests_dashboard(api, known, [*existing, *created])
         if as_json:
-            print_json({"created": created, "existing": kept})
+            print_json({"created": created, "existing": kept, "dashboard": dashboard})
             return
         for inst in created:
             typer.echo(f"created instrumentation {inst.get('id')}: {describe(inst)}")
         for inst in kept:
             typer.echo(f"kept instrumentation {inst.get('id')}: {describe(inst)}")
         typer.echo(f"{len(created)} created, {len(kept)} already there")
+        if dashboard is not None:
+            typer.echo(f"created dashboard {dashboard.get('id')}: {GUESTS_DASHBOARD} "
+                       f"({len(dashboard.get('panels', []))} panels)")
+
+
+def _guests_dashboard(api: Api, known: set[str], existing: list[dict]) -> dict | None:
+    """The Guests dashboard, made when a host reports containers or VMs and no dashboard has its
+    name (as `serve` makes it by itself); None when nothing was made."""
+    if not has_guests(known) or any(d.get("name") == GUESTS_DASHBOARD for d in api.dashboards()):
+        return None
+    panels = []
+    for spec, options in guests_panels(known):
+        inst = next((i for i in existing if same_question(spec, i) and i.get("tenant") is None),
+                    None) or api.create(spec)
+        panels.append({"instrumentation": inst["id"], "options": options})
+    return api.create_dashboard({"name": GUESTS_DASHBOARD, "panels": panels})
