@@ -216,6 +216,11 @@ def test_answers_agree_with_prometheus(both) -> None:
                        step=step)
             assert_same(ours, theirs, f"{expr} @ range step {step}")
     assert nonempty > len(EXPRESSIONS), "most answers hold data: the comparison compared something"
+    big = httpx.get(srv.url + PROM + "/query_range", timeout=30, headers={
+        "authorization": f"Bearer {token}", "accept-encoding": "gzip"},
+        params={"query": CU, "start": T0, "end": T0 + 3600, "step": 15})
+    assert big.headers["content-encoding"] == "gzip" and len(big.json()["data"]["result"]) == 3, \
+        "a large answer is compressed for a client that takes gzip, as Prometheus does"
 
 
 def test_promtool_queries_instant_and_range(both) -> None:

@@ -40,6 +40,7 @@ from fleetscope.model.series import DataPoint
 from fleetscope.model.tiers import Tier
 from fleetscope.promql.matchers import NAME, Matcher, matches_one, parse_selector
 from fleetscope.promql.storage import Series
+from fleetscope.store.block import Block, take, to_points
 
 __all__ = ["Matcher", "parse_selector"]  # the selectors of the discovery routes
 
@@ -216,10 +217,6 @@ def _key_series(inst: Instrumentation, wanted: Sequence[str], labels: dict[str, 
                 samples: list[tuple[int, object]], duration: int) -> Iterator[Series]:
     times = np.array([t * 1000 for t, _ in samples], dtype=np.int64)
     per = _seconds(inst, duration)
-    if not is_distribution(inst):
-        yield Series({**labels, NAME: metric_name(inst)}, times,
-                     np.array([float(v) for _, v in samples]) / per, None)  # type: ignore[arg-type]
-        return
     family = family_name(inst)
     hs = [v if per == 1 else v.scale(1.0 / per) for _, v in samples]  # type: ignore[union-attr]
     for name in wanted:
@@ -233,15 +230,35 @@ def _key_series(inst: Instrumentation, wanted: Sequence[str], labels: dict[str, 
             yield from _classic(name, labels, times, hs)
 
 
-def inst_series(inst: Instrumentation, points: Sequence[DataPoint], duration: int,
+def _number_series(inst: Instrumentation, block: Block, duration: int, shared: dict[str, str]
+                   ) -> Iterator[Series]:
+    """The series of a number or breakdown straight from a block's columns: a point metric's
+    sums divided by their counts, an interval metric's by the point's seconds."""
+    label = label_name(inst)
+    sums = block.values
+    per = block.counts[:, None] if inst.kind != INTERVAL else duration
+    levels = sums / per
+    times = block.times.astype(np.int64) * 1000
+    name = metric_name(inst)
+    for j, key in enumerate(block.keys):
+        present = ~np.isnan(levels[:, j])
+        if present.any():
+            labels = {**shared, **({label: key} if label else {}), NAME: name}
+            yield Series(labels, times[present], levels[present, j], None)
+
+
+def inst_series(inst: Instrumentation, block: Block, duration: int,
                 matchers: Sequence[Matcher]) -> list[Series]:
-    """The series of ``inst`` that ``matchers`` select, from its ``points`` of ``duration``
-    seconds: samples at each point's start (milliseconds), interval metrics per second."""
+    """The series of ``inst`` that ``matchers`` select, from its points (a block) of
+    ``duration`` seconds: samples at each point's start (milliseconds), interval metrics per
+    second."""
+    shared = {**constant_labels(inst), INSTRUMENTATION: str(inst.id)}
+    if not is_distribution(inst):
+        return [s for s in _number_series(inst, block, duration, shared) if selects(inst, s.labels, matchers)]
     wanted = selected_names(inst, matchers)
     label = label_name(inst)
-    shared = {**constant_labels(inst), INSTRUMENTATION: str(inst.id)}
     out: list[Series] = []
-    for key, samples in _by_key(inst, points).items():
+    for key, samples in _by_key(inst, to_points(block, inst.shape, inst.kind, duration)).items():
         labels = {**shared, **({label: key} if label and key is not None else {})}
         found = _key_series(inst, wanted, labels, samples, duration)
         out.extend(s for s in found if selects(inst, s.labels, matchers))
@@ -266,8 +283,9 @@ class InstrumentationStorage:
                 continue
             rng = sample_range(inst, self.svc.tiers(inst), start_ms / 1000, end_ms / 1000,
                                step_ms / 1000, now)
-            points = [p for p in self.svc.points(inst, rng) if start_ms <= p.start_time * 1000 <= end_ms]
-            out.extend(inst_series(inst, points, rng.duration, matchers))
+            block = self.svc.block(inst, rng)
+            block = take(block, (block.times * 1000 >= start_ms) & (block.times * 1000 <= end_ms))
+            out.extend(inst_series(inst, block, rng.duration, matchers))
             self.read.add(inst.id)
             if len(out) > MAX_SERIES:
                 raise InputError("query", f"a selector matches over {MAX_SERIES} series: narrow it")

@@ -31,7 +31,7 @@ from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.model.series import DataPoint
 from fleetscope.model.tiers import SPANS, Tier
 from fleetscope.model.types import parse_duration
-from fleetscope.store.block import from_points, to_points
+from fleetscope.store.block import Block, from_points, to_points
 from fleetscope.store.rollup import rollup
 
 MAX_POINTS = 10_000
@@ -213,6 +213,15 @@ def heatmap_range(
 def data_points(inst: Instrumentation, window: Window | None, rng: Range, topk: int,
                 history=None, now: float | None = None) -> list[DataPoint]:
     """One data point per step of ``rng``; gaps have ``value`` None."""
+    block = data_block(inst, window, rng, topk, history, now)
+    found = {p.start_time: p for p in to_points(block, inst.shape, inst.kind, rng.duration)}
+    return [found.get(t) or DataPoint(t, rng.duration, None, 0, 0) for t in rng.times()]
+
+
+def data_block(inst: Instrumentation, window: Window | None, rng: Range, topk: int,
+               history=None, now: float | None = None) -> Block:
+    """The steps of ``rng`` that hold data, as a block (sums with their counts: see
+    :mod:`fleetscope.store.block`), for readers that work on columns."""
     tiers = tiers_of(inst, history)
     tier = tier_for(tiers, rng.duration)
     finals = window.points(rng.start, rng.end) if window else []
@@ -223,8 +232,7 @@ def data_points(inst: Instrumentation, window: Window | None, rng: Range, topk: 
         block = history.read(inst, tier, rng.start, rng.end, now, finals, window_from)
     if rng.duration != tier.resolution:
         block = rollup(block, inst.shape, rng.start, rng.duration, inst.keys_kept(topk))
-    found = {p.start_time: p for p in to_points(block, inst.shape, inst.kind, rng.duration)}
-    return [found.get(t) or DataPoint(t, rng.duration, None, 0, 0) for t in rng.times()]
+    return block
 
 
 def require_distribution(inst: Instrumentation) -> None:

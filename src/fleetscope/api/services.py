@@ -19,6 +19,7 @@ from fleetscope.api.control import ControlPlane
 from fleetscope.model.access import Caller
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.model.series import DataPoint
+from fleetscope.store.block import Block
 from fleetscope.store.history import History
 
 
@@ -63,6 +64,11 @@ class Services:
         topk = inst.keys_kept(self.aggregator.topk)
         return imported.with_imported(points, imported.imported_points(self.control.store, inst, rng, topk),
                                       inst.shape, topk)
+
+    def block(self, inst: Instrumentation, rng: queries.Range) -> Block:
+        """The steps of ``rng`` that hold data, in columns (:func:`queries.data_block`)."""
+        return queries.data_block(inst, self.aggregator.window(inst.id), rng, self.aggregator.topk,
+                                  self.history)
 
     def latest(self, inst: Instrumentation) -> int | None:
         """The start of the latest final slot in the real-time window, if any."""
