@@ -57,7 +57,7 @@ _imported = False
 # libvirt's daemons' sockets: without one (and without an explicit URI) nothing is tried.
 SOCKET_DIR = "/run/libvirt"
 RETRY_EVERY = 1.0  # seconds between looks for a daemon while there is no connection
-OPEN_BACKOFF = 30.0  # seconds before opening again after the daemon refused
+OPEN_BACKOFF = 5.0  # seconds before opening again after a refusal (a daemon stopping or starting)
 
 STATES = ("nostate", "running", "blocked", "paused", "shutdown", "shut off", "crashed", "pmsuspended")
 

@@ -25,7 +25,12 @@ Labels: the operator picks the label keys to make fields of
 (``--container-label app``); a key becomes a field named like it, every
 character but letters, digits and ``_`` turned into ``_``
 (``app.kubernetes.io/name`` is ``app_kubernetes_io_name``); "" where a
-container has no such label.
+container has no such label. Labels come from Docker's and podman's configuration
+only. A Kubernetes container run by containerd or CRI-O gets its container, pod and
+namespace names and no labels: the kubelet's pod directories hold none, and the pod's
+labels are in the runtime (the CRI socket's answers, containerd's metadata database,
+CRI-O's container config), none of which is read here; one run by Docker
+(dockershim) carries them in its ``config.v2.json`` and gets them.
 """
 
 from __future__ import annotations
