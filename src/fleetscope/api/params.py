@@ -36,8 +36,13 @@ async def _dashboard_id(id: Annotated[int, Path(description="a dashboard id")]) 
     return known_id(id, "dashboard")
 
 
+async def _import_id(import_id: Annotated[int, Path(description="an import id")]) -> int:
+    return known_id(import_id, "import", "import_id")
+
+
 InstId = Annotated[int, Depends(_instrumentation_id)]
 DashboardId = Annotated[int, Depends(_dashboard_id)]
+ImportId = Annotated[int, Depends(_import_id)]
 
 
 class IdSegment(StringConvertor):

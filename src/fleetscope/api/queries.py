@@ -213,7 +213,11 @@ def heatmap_range(
 def data_points(inst: Instrumentation, window: Window | None, rng: Range, topk: int,
                 history=None, now: float | None = None) -> list[DataPoint]:
     """One data point per step of ``rng``; gaps have ``value`` None."""
-    block = data_block(inst, window, rng, topk, history, now)
+    return block_points(inst, data_block(inst, window, rng, topk, history, now), rng)
+
+
+def block_points(inst: Instrumentation, block: Block, rng: Range) -> list[DataPoint]:
+    """The points of ``block`` on every step of ``rng``, gaps (value None) where it has none."""
     found = {p.start_time: p for p in to_points(block, inst.shape, inst.kind, rng.duration)}
     return [found.get(t) or DataPoint(t, rng.duration, None, 0, 0) for t in rng.times()]
 

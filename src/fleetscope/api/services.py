@@ -19,7 +19,7 @@ from fleetscope.api.control import ControlPlane
 from fleetscope.model.access import Caller
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.model.series import DataPoint
-from fleetscope.store.block import Block
+from fleetscope.store.block import Block, from_points
 from fleetscope.store.history import History
 
 
@@ -66,9 +66,16 @@ class Services:
                                       inst.shape, topk)
 
     def block(self, inst: Instrumentation, rng: queries.Range) -> Block:
-        """The steps of ``rng`` that hold data, in columns (:func:`queries.data_block`)."""
-        return queries.data_block(inst, self.aggregator.window(inst.id), rng, self.aggregator.topk,
-                                  self.history)
+        """:meth:`points` in columns, only the steps that hold data (:func:`queries.data_block`;
+        with imported logs added as :meth:`points` adds them)."""
+        block = queries.data_block(inst, self.aggregator.window(inst.id), rng, self.aggregator.topk,
+                                   self.history)
+        topk = inst.keys_kept(self.aggregator.topk)
+        extra = imported.imported_points(self.control.store, inst, rng, topk)
+        if not extra:
+            return block
+        merged = imported.with_imported(queries.block_points(inst, block, rng), extra, inst.shape, topk)
+        return from_points([p for p in merged if p.value is not None], inst.shape)
 
     def latest(self, inst: Instrumentation) -> int | None:
         """The start of the latest final slot in the real-time window, if any."""

@@ -22,6 +22,7 @@ from fleetscope.api import importing, scope
 from fleetscope.api.audit import audit
 from fleetscope.api.auth import Operator, Viewer
 from fleetscope.api.errors import responses
+from fleetscope.api.params import ImportId
 from fleetscope.api.services import Svc
 from fleetscope.model.errors import InputError, NotFound
 from fleetscope.model.types import parse_duration
@@ -151,13 +152,13 @@ def _get(svc, caller, import_id: int):
 
 
 @router.get("/{import_id}", summary="One import", responses=responses(404))
-def get_import(import_id: int, svc: Svc, caller: Viewer) -> dict:
+def get_import(import_id: ImportId, svc: Svc, caller: Viewer) -> dict:
     return _get(svc, caller, import_id).to_json()
 
 
 @router.delete("/{import_id}", status_code=204, summary="Delete an import and everything it wrote",
                responses=responses(404))
-def delete_import(import_id: int, svc: Svc, caller: Operator) -> Response:
+def delete_import(import_id: ImportId, svc: Svc, caller: Operator) -> Response:
     _get(svc, caller, import_id)
     svc.control.store.delete_import(import_id)
     audit(svc, caller, "import.delete", f"import {import_id}")

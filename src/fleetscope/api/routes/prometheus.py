@@ -64,6 +64,17 @@ GZIP_FROM = 4096  # bytes of an answer worth compressing
 STATUS = {"bad_data": 400, "execution": 422, "timeout": 503, "canceled": 503, "internal": 500}
 
 
+def get_and_post(path: str, summary: str):
+    """Route ``path`` to the function for GET and for form-encoded POST, as Prometheus takes
+    both, each with an operation id of its own in the OpenAPI document."""
+    def register(fn):
+        for method in METHODS:
+            router.add_api_route(path, fn, methods=[method], summary=summary,
+                                 operation_id=f"prometheus_{fn.__name__}_{method.lower()}")
+        return fn
+    return register
+
+
 def success(data: object, warnings: list[str] | None = None, request: Request | None = None) -> Response:
     """Prometheus' envelope around ``data``; gzip-compressed when ``request`` accepts it and the
     body is large (a range query's answer: megabytes of JSON, a quarter of it compressed)."""
@@ -185,13 +196,13 @@ def selected(svc: Services, caller: Caller, ask: Ask) -> list[dict[str, str]]:
     return out
 
 
-@router.api_route("/status/buildinfo", methods=METHODS, summary="Prometheus API: the server's version")
+@get_and_post("/status/buildinfo", summary="Prometheus API: the server's version")
 def buildinfo(caller: Viewer) -> Response:
     return success({"version": __version__, "revision": "", "branch": "", "buildUser": "fleetscope",
                     "buildDate": "", "goVersion": ""})
 
 
-@router.api_route("/labels", methods=METHODS, summary="Prometheus API: label names")
+@get_and_post("/labels", summary="Prometheus API: label names")
 async def label_names(request: Request, svc: Svc, caller: Viewer) -> Response:
     try:
         ask = Ask(await params(request))
@@ -205,7 +216,7 @@ async def label_names(request: Request, svc: Svc, caller: Viewer) -> Response:
     return success(sorted(names))
 
 
-@router.api_route("/label/{name}/values", methods=METHODS, summary="Prometheus API: the values of a label")
+@get_and_post("/label/{name}/values", summary="Prometheus API: the values of a label")
 async def label_values(name: str, request: Request, svc: Svc, caller: Viewer) -> Response:
     try:
         ask = Ask(await params(request))
@@ -219,7 +230,7 @@ async def label_values(name: str, request: Request, svc: Svc, caller: Viewer) ->
     return success(sorted(found))
 
 
-@router.api_route("/series", methods=METHODS, summary="Prometheus API: the series selectors match")
+@get_and_post("/series", summary="Prometheus API: the series selectors match")
 async def list_series(request: Request, svc: Svc, caller: Viewer) -> Response:
     try:
         ask = Ask(await params(request), need_match=True)
@@ -229,7 +240,7 @@ async def list_series(request: Request, svc: Svc, caller: Viewer) -> Response:
     return success(found)
 
 
-@router.api_route("/metadata", methods=METHODS, summary="Prometheus API: metric types, help and units")
+@get_and_post("/metadata", summary="Prometheus API: metric types, help and units")
 async def metadata(request: Request, svc: Svc, caller: Viewer) -> Response:
     try:
         p = await params(request)
@@ -336,17 +347,17 @@ async def evaluate(request: Request, svc: Services, caller: Caller, ranged: bool
     return success(result.data, warnings + result.warnings, request)
 
 
-@router.api_route("/query", methods=METHODS, summary="Prometheus API: a PromQL query at one time")
+@get_and_post("/query", summary="Prometheus API: a PromQL query at one time")
 async def query(request: Request, svc: Svc, caller: Viewer) -> Response:
     return await evaluate(request, svc, caller, ranged=False)
 
 
-@router.api_route("/query_range", methods=METHODS, summary="Prometheus API: a PromQL query over a range")
+@get_and_post("/query_range", summary="Prometheus API: a PromQL query over a range")
 async def query_range(request: Request, svc: Svc, caller: Viewer) -> Response:
     return await evaluate(request, svc, caller, ranged=True)
 
 
-@router.api_route("/query_exemplars", methods=METHODS, summary="Prometheus API: exemplars (none kept)")
+@get_and_post("/query_exemplars", summary="Prometheus API: exemplars (none kept)")
 async def query_exemplars(request: Request, caller: Viewer) -> Response:
     try:
         p = await params(request)
