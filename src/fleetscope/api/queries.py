@@ -12,16 +12,29 @@ Which tier: the step is ``duration`` when given (then it is kept as asked, and
 a range older than the retention of every tier it can be read from is an
 error), else the smallest step that fits the range in ``ndatapoints`` points,
 rounded up to a multiple of the coarsest tier not coarser than it, and to the
-finest tier that still holds the range's start. Points are aligned to that
-tier's resolution, and responses say which resolution answered.
+finest tier that still holds the range's start; once that is a tier coarser than
+the raw one, to a tidy multiple of it (:func:`fleetscope.model.tiers.tidy_step`:
+a year in 300 points is two days per point, not 29.2 hours, which would fold a
+daily cycle into a false five-day wave). Points are aligned to that tier's
+resolution, and responses say which resolution answered.
+
+Bounded work: a range reads at most :data:`READ_BUDGET` rows of one tier. A
+``duration`` that would read more from the tier it divides (the dashboard's
+``ceil(span / 300)`` over a year: 525,600 minutes) snaps to a tidy multiple of
+the coarsest tier it reaches (:func:`within_budget`); one that reaches none that
+could answer is refused (422) naming the tier and step that would. And the rows
+read are rolled up a chunk's span at a time (:func:`data_pieces`), so memory
+follows the answer (points x keys), not the range.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
+
+import numpy as np
 
 from fleetscope.aggregator.window import Window
 from fleetscope.model import values
@@ -29,12 +42,16 @@ from fleetscope.model.errors import InputError
 from fleetscope.model.histogram import Histogram
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.model.series import DataPoint
-from fleetscope.model.tiers import SPANS, Tier
+from fleetscope.model.tiers import SPANS, Tier, tidy_step
 from fleetscope.model.types import parse_duration
-from fleetscope.store.block import Block, from_points, to_points
+from fleetscope.store.block import Block, concat, from_points, merge, take, to_points
 from fleetscope.store.rollup import rollup
 
 MAX_POINTS = 10_000
+# Rows of one tier a request may read (about 4.6 days of seconds, 9 months of minutes, 45 years
+# of hours); a step that would read more snaps to a coarser tier, or the request is refused.
+READ_BUDGET = 400_000
+WINDOW_RETENTION = 1 << 62  # the real-time window's "retention": it holds what it holds
 HEATMAP_COLUMNS = 1000  # columns of a heatmap when the request does not say
 DEFAULT_SINCE = 3600  # seconds an export reaches back when the request does not say
 
@@ -54,7 +71,7 @@ class Range(NamedTuple):
 
 def window_tiers(inst: Instrumentation) -> tuple[Tier, ...]:
     """The one "tier" of an instrumentation that is not persisted: its real-time window."""
-    return (Tier(0, "second", inst.granularity, 1 << 62, SPANS[0] * inst.granularity),)
+    return (Tier(0, "second", inst.granularity, WINDOW_RETENTION, SPANS[0] * inst.granularity),)
 
 
 def tiers_of(inst: Instrumentation, history) -> tuple[Tier, ...]:
@@ -78,13 +95,22 @@ def _days(seconds: int) -> str:
     return f"{seconds // 86400} days" if seconds % 86400 == 0 else f"{seconds} s"
 
 
+def _round_step(tiers: Sequence[Tier], step: int, resolution: int, tidy: bool) -> int:
+    """``step`` rounded up to a multiple of ``resolution``; to a tidy one (:func:`tidy_step`)
+    when ``tidy`` and ``resolution`` is that of a tier coarser than the raw one."""
+    if tidy and resolution > tiers[0].resolution:
+        return tidy_step(step, resolution)
+    return -(-step // resolution) * resolution
+
+
 def fit_step(tiers: Sequence[Tier], step: int, start: int, now: float, strict: bool,
-              field: str) -> tuple[Tier, int]:
+             field: str, tidy: bool = False) -> tuple[Tier, int]:
     """The tier for points of ``step`` seconds from ``start``, and the step, rounded up when
-    it may be (``strict`` False) to that tier's resolution."""
+    it may be (``strict`` False) to that tier's resolution (to a tidy multiple of it with
+    ``tidy``, see :func:`_round_step`)."""
     if not strict:
         r = max(t.resolution for t in tiers if t.resolution <= step)
-        step = -(-step // r) * r
+        step = _round_step(tiers, step, r, tidy)
     tier = tier_for(tiers, step)
     if start < now - tier.retention:
         covering = next((t for t in tiers if start >= now - t.retention), None)
@@ -93,9 +119,46 @@ def fit_step(tiers: Sequence[Tier], step: int, start: int, now: float, strict: b
                 raise InputError(field, f"{tier.name} history is kept for {_days(tier.retention)} and this "
                                  f"range starts earlier: use a step that is a multiple of "
                                  f"{covering.resolution} s (the {covering.name} tier)")
-            step = -(-step // covering.resolution) * covering.resolution
+            step = _round_step(tiers, step, covering.resolution, tidy)
             tier = tier_for(tiers, step)
     return tier, step
+
+
+def rows_read(tier: Tier, start: int, end: int, now: float) -> int:
+    """Rows of ``tier`` a range ``[start, end)`` reads: those its retention still holds, up to now
+    (one per resolution; a breakdown's row holds at most its kept keys and ``(other)``)."""
+    first = max(start, int(now) - tier.retention)
+    last = min(end, int(now) + tier.resolution)
+    return max(0, (last - first) // tier.resolution)
+
+
+def within_budget(tiers: Sequence[Tier], tier: Tier, step: int, start: int, end: int, now: float,
+                  field: str) -> tuple[Tier, int]:
+    """``(tier, step)`` as given when reading ``[start, end)`` from ``tier`` stays within
+    :data:`READ_BUDGET` rows; else the step snapped to a tidy multiple of the coarsest tier it
+    reaches (a ``duration`` of 105,120 s over a year: two days from the hour tier, not 525,600
+    minutes summed 1,752 at a time). :class:`InputError` (422) when no tier the step reaches
+    can answer within the budget, naming the tier and step that would.
+
+    The real-time window (an instrumentation without history) holds what it holds: no budget.
+    """
+    if tier.retention >= WINDOW_RETENTION or rows_read(tier, start, end, now) <= READ_BUDGET:
+        return tier, step
+    reached = [t for t in tiers if tier.resolution < t.resolution <= step]
+    if reached:
+        coarser = reached[-1]
+        snapped = _round_step(tiers, step, coarser.resolution, True)
+        tier = tier_for(tiers, snapped)
+        if rows_read(tier, start, end, now) <= READ_BUDGET:
+            return tier, snapped
+    fits = next((t for t in tiers if t.resolution > tier.resolution
+                 and rows_read(t, start, end, now) <= READ_BUDGET), None)
+    rows = rows_read(tier, start, end, now)
+    hint = (f"a step that is a multiple of {fits.resolution} s (the {fits.name} tier), e.g. "
+            f"{tidy_step(max(step, fits.resolution), fits.resolution)}" if fits
+            else "a shorter range")
+    raise InputError(field, f"steps of {step} s read {rows} points of the {tier.name} tier, over the "
+                     f"{READ_BUDGET} one request may read: use {hint}")
 
 
 def _nonneg_int(value: int | None, name: str) -> int | None:
@@ -143,7 +206,8 @@ def resolve_range(
             strict = strict and needed <= step
             step = max(step, needed)
         for _ in range(8):
-            tier, step = fit_step(tiers, step, start_time, now, strict, "duration")
+            tier, step = fit_step(tiers, step, start_time, now, strict, "duration", tidy=True)
+            tier, step = within_budget(tiers, tier, step, start_time, end_time, now, "duration")
             start = start_time - start_time % tier.resolution
             n = math.ceil((end_time - start) / step)
             if ndatapoints is None or n <= ndatapoints or strict:
@@ -155,12 +219,14 @@ def resolve_range(
         return Range(start, step, n)
     n = ndatapoints or default_points
     if start_time is not None:
-        tier, step = fit_step(tiers, step, start_time, now, strict, "duration")
+        tier, step = fit_step(tiers, step, start_time, now, strict, "duration", tidy=True)
+        tier, step = within_budget(tiers, tier, step, start_time, start_time + n * step, now, "duration")
         return Range(start_time - start_time % tier.resolution, step, n)
     if end_time is None:
         end_time = latest + g if latest is not None else int(now) // g * g
     for _ in range(4):  # a coarser tier may be needed for the earlier start a wider step gives
-        tier, wider = fit_step(tiers, step, end_time - n * step, now, strict, "duration")
+        tier, wider = fit_step(tiers, step, end_time - n * step, now, strict, "duration", tidy=True)
+        tier, wider = within_budget(tiers, tier, wider, end_time - n * wider, end_time, now, "duration")
         if wider == step:
             break
         step = wider
@@ -199,7 +265,8 @@ def heatmap_range(
         end_time = latest + g if latest is not None else int(now) // g * g
     first = start_time if start_time is not None else max(0, end_time - span)
     wanted = step if step is not None else math.ceil(span / ncolumns / g) * g
-    tier, step = fit_step(tiers, wanted, first, now, step is not None, "step")
+    tier, step = fit_step(tiers, wanted, first, now, step is not None, "step", tidy=True)
+    tier, step = within_budget(tiers, tier, step, first, first + span, now, "step")
     n = math.ceil(span / step)
     if n > MAX_POINTS:
         raise InputError("step", f"{span} s in steps of {step} s is more than {MAX_POINTS} columns")
@@ -212,8 +279,11 @@ def heatmap_range(
 
 def data_points(inst: Instrumentation, window: Window | None, rng: Range, topk: int,
                 history=None, now: float | None = None) -> list[DataPoint]:
-    """One data point per step of ``rng``; gaps have ``value`` None."""
-    return block_points(inst, data_block(inst, window, rng, topk, history, now), rng)
+    """One data point per step of ``rng``; gaps have ``value`` None. Built a piece at a time
+    (:func:`data_pieces`): no matrix of every key over the whole range."""
+    found = {p.start_time: p for block in data_pieces(inst, window, rng, topk, history, now)
+             for p in to_points(block, inst.shape, inst.kind, rng.duration)}
+    return [found.get(t) or DataPoint(t, rng.duration, None, 0, 0) for t in rng.times()]
 
 
 def block_points(inst: Instrumentation, block: Block, rng: Range) -> list[DataPoint]:
@@ -226,17 +296,45 @@ def data_block(inst: Instrumentation, window: Window | None, rng: Range, topk: i
                history=None, now: float | None = None) -> Block:
     """The steps of ``rng`` that hold data, as a block (sums with their counts: see
     :mod:`fleetscope.store.block`), for readers that work on columns."""
+    return merge(list(data_pieces(inst, window, rng, topk, history, now)), inst.shape)
+
+
+def data_pieces(inst: Instrumentation, window: Window | None, rng: Range, topk: int,
+                history=None, now: float | None = None) -> Iterator[Block]:
+    """The steps of ``rng`` that hold data, as blocks of whole steps, oldest first.
+
+    History is read one span of its tier at a time (a day of minutes, 30 days of hours: one
+    chunk's worth), rolled up into steps without folding keys, the step a span ends inside
+    carried into the next span, and each step folded to its top keys once complete. So the
+    memory a range takes is one span's rows by their keys plus the answer, whatever the range:
+    a year of minutes by 973 keys in 300 steps once took a 525,600 x 973 matrix (13.5 GB)."""
     tiers = tiers_of(inst, history)
     tier = tier_for(tiers, rng.duration)
+    step, shape, kept = rng.duration, inst.shape, inst.keys_kept(topk)
     finals = window.points(rng.start, rng.end) if window else []
     if history is None or not inst.persist:  # the window alone
-        block = from_points(finals, inst.shape)
-    else:
-        window_from = min(window.slots) if window and window.slots else None
-        block = history.read(inst, tier, rng.start, rng.end, now, finals, window_from)
-    if rng.duration != tier.resolution:
-        block = rollup(block, inst.shape, rng.start, rng.duration, inst.keys_kept(topk))
-    return block
+        block = from_points(finals, shape)
+        yield block if step == tier.resolution else rollup(block, shape, rng.start, step, kept)
+        return
+    window_from = min(window.slots) if window and window.slots else None
+    pending = None  # the step the last span ended inside: sums so far, keys not folded
+    e = rng.start
+    while e < rng.end:
+        s, e = e, min(rng.end, (e // tier.span + 1) * tier.span)
+        block = history.read(inst, tier, s, e, now, finals, window_from)
+        if step == tier.resolution:
+            if block.n:
+                yield block
+            continue
+        part = rollup(block, shape, rng.start, step, None)
+        if pending is not None:
+            part = rollup(concat([pending, part], shape), shape, rng.start, step, None)
+        done = int(np.searchsorted(part.times, e - step, side="right"))  # steps ending by e
+        if done:
+            yield rollup(take(part, slice(0, done)), shape, rng.start, step, kept)  # fold
+        pending = take(part, slice(done, None)) if done < part.n else None
+    if pending is not None:
+        yield rollup(pending, shape, rng.start, step, kept)
 
 
 def require_distribution(inst: Instrumentation) -> None:

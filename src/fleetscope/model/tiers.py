@@ -25,6 +25,28 @@ DEFAULT_RETENTION = {"second": 7 * 86400, "minute": 30 * 86400, "hour": 365 * 86
 MAX_RETENTION = 10 * 366 * 86400
 # Seconds of data in one finished chunk, per tier level (raw: times the granularity).
 SPANS = (3600, 86400, 30 * 86400)
+DAY = 86400
+# Steps people read at a glance, and that divide a minute, an hour or a day (or are whole days):
+# a step of 30 h would fold a daily cycle into a false 5-day wave.
+TIDY_STEPS = (1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 14400,
+              21600, 43200, DAY)
+
+
+def tidy_step(step: int, resolution: int) -> int:
+    """The smallest tidy step (:data:`TIDY_STEPS`, then whole days) of at least ``step`` seconds
+    that is a multiple of ``resolution``; else ``step`` rounded up to a multiple of it.
+
+    >>> tidy_step(105120, 3600)  # a year in 300 points: two days, not 29.2 h
+    172800
+    >>> tidy_step(111, 60), tidy_step(25, 5), tidy_step(7, 7)
+    (120, 30, 7)
+    """
+    for tidy in TIDY_STEPS:
+        if tidy >= step and tidy % resolution == 0:
+            return tidy
+    if step > DAY and DAY % resolution == 0:
+        return -(-step // DAY) * DAY
+    return -(-step // resolution) * resolution
 
 
 class Tier(NamedTuple):

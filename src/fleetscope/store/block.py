@@ -307,6 +307,16 @@ def between(block: Block, start: int, end: int) -> Block:
 
 def merge(blocks: Sequence[Block], shape: str) -> Block:
     """One block with every slot of ``blocks``; where several hold a slot the last one wins."""
+    return _combine(blocks, shape, True)
+
+
+def concat(blocks: Sequence[Block], shape: str) -> Block:
+    """One block with every row of ``blocks`` by time, rows of the same slot all kept (parts of
+    one step, for :func:`fleetscope.store.rollup.rollup` to add up)."""
+    return _combine(blocks, shape, False)
+
+
+def _combine(blocks: Sequence[Block], shape: str, dedup: bool) -> Block:
     blocks = [b for b in blocks if b.n]
     if not blocks:
         return empty(shape)
@@ -316,7 +326,7 @@ def merge(blocks: Sequence[Block], shape: str) -> Block:
     prio = np.concatenate([np.full(b.n, i) for i, b in enumerate(blocks)])
     order = np.lexsort((prio, times))
     # the last of each run of equal times: the highest priority
-    keep = order[np.r_[times[order][1:] != times[order][:-1], True]]
+    keep = order[np.r_[times[order][1:] != times[order][:-1], True]] if dedup else order
     keys = tuple(sorted(set().union(*(b.keys for b in blocks))))
     kidx = {key: j for j, key in enumerate(keys)}
     n = len(times)
