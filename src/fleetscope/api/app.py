@@ -15,6 +15,8 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from fleetscope import __version__
 from fleetscope.api import auth, errors, importing
+from fleetscope.api.cloudapi.errors import CloudApiError
+from fleetscope.api.cloudapi.errors import handler as cloudapi_errors
 from fleetscope.api.jsonbody import JsonBodies
 from fleetscope.api.routes import ROUTERS
 from fleetscope.api.routes.web import WEB_DIR
@@ -45,6 +47,7 @@ def create_app(svc: Services, lifespan=None, allowed_hosts: Sequence[str] | None
     svc.aggregator.listeners.append(hub.publish)
     app.state.hub = hub
     errors.install(app)
+    app.add_exception_handler(CloudApiError, cloudapi_errors)  # CloudAPI's routes answer in its shape
     app.add_middleware(JsonBodies, prefix="/api/")
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))

@@ -66,6 +66,18 @@ class TokenCreate(BaseModel):
                                                "revoked)")
 
 
+class AccountKeyBody(BaseModel):
+    """An SSH public key for a CloudAPI account: the one line of its .pub file."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... you@laptop", "role": "operator"}]})
+    key: str = Field(max_length=16_384,
+                     description="OpenSSH public key line (RSA >= 2048 bits, ECDSA, Ed25519)")
+    name: str = Field(None, max_length=128, description="what to call it (default: the key's comment)")
+    role: Literal["viewer", "operator", "admin"] = Field("operator",
+                                                         description="what signed requests may do")
+
+
 class Quotas(BaseModel):
     model_config = ConfigDict(extra="forbid")
     instrumentations: StrictInt = Field(None, ge=0, le=100_000, description="at most this many at once")

@@ -191,6 +191,15 @@ class Api:
     def delete_tenant(self, name: str) -> None:
         self.request("DELETE", f"/tenants/{name}")
 
+    def account_keys(self, login: str) -> list[dict]:
+        return _field(self.request("GET", f"/accounts/{login}/keys"), "keys", list)
+
+    def add_account_key(self, login: str, body: Mapping[str, Any]) -> dict:
+        return expect(self.request("POST", f"/accounts/{login}/keys", body=dict(body)), dict)
+
+    def delete_account_key(self, login: str, fingerprint: str) -> None:
+        self.request("DELETE", f"/accounts/{login}/keys/{fingerprint}")
+
     def audit(self, since: float = 0.0, limit: int = 1000) -> list[dict]:
         return _field(self.request("GET", "/audit", params={"since": since, "limit": limit}), "audit", list)
 

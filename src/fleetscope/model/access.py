@@ -35,11 +35,27 @@ TOKEN_BYTES = 32
 TENANT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")  # anchored: also a JSON Schema pattern
 TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 HOSTNAME_FIELD = "hostname"
+# A tenant's name is also its CloudAPI login, the first segment of /:login/analytics at the root
+# of the address: names of fleetscope's own top-level paths (and CloudAPI's "my", the signer's own
+# account) cannot be logins. tests/test_cloudapi.py checks that every top-level path of the app is
+# here.
+RESERVED_LOGINS = frozenset({"api", "metrics", "healthz", "login", "logout", "web", "prometheus", "docs",
+                             "static", "assets", "favicon", "robots", "my", "openapi"})
 
 
 def allows(role: str, needed: str) -> bool:
     """Whether a caller of ``role`` may do what ``needed`` may."""
     return ROLES.index(role) >= ROLES.index(needed)
+
+
+def check_tenant_name(name: object, field: str = "name") -> str:
+    """A tenant's name (also its CloudAPI login); InputError naming ``field`` otherwise."""
+    if not isinstance(name, str) or not TENANT_NAME.fullmatch(name):
+        raise InputError(field, "must be 1-63 lower-case letters, digits, '_' or '-', starting with a letter")
+    if name in RESERVED_LOGINS:
+        raise InputError(field, f"{name!r} is one of fleetscope's own paths (/{name}), so it cannot be a "
+                         "tenant's CloudAPI login")
+    return name
 
 
 def check_role(role: object, name: str = "role") -> str:
@@ -118,6 +134,26 @@ class TokenInfo(NamedTuple):
 
     def valid_at(self, now: float) -> bool:
         return self.revoked is None and (self.expires is None or now < self.expires)
+
+
+class AccountKey(NamedTuple):
+    """An SSH public key registered to a CloudAPI account (a tenant's login): only the public
+    half, with its fingerprints (see :mod:`fleetscope.model.sshkeys`)."""
+
+    id: int
+    login: str
+    name: str
+    role: str  # what requests signed with it may do within the tenant (operator by default)
+    kind: str  # rsa, ecdsa, ed25519
+    md5: str
+    sha256: str
+    public_key: str
+    created: float
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "login": self.login, "name": self.name, "role": self.role, "type": self.kind,
+                "fingerprint": self.md5, "sha256": self.sha256, "key": self.public_key,
+                "created": self.created}
 
 
 class Caller(NamedTuple):

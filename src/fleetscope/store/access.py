@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from fleetscope.model.access import Tenant, TokenInfo
+from fleetscope.model.access import AccountKey, Tenant, TokenInfo
 
 ACCESS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS tokens (
@@ -40,15 +40,33 @@ CREATE TABLE IF NOT EXISTS audit (
     detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit (time);
+CREATE TABLE IF NOT EXISTS account_keys (
+    id {id},
+    login TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    md5 TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    created {real} NOT NULL,
+    UNIQUE (login, md5)
+);
 """
 
 _TOKEN_COLUMNS = "id, name, role, tenant, kind, created, expires, revoked"
+_KEY_COLUMNS = "id, login, name, role, kind, md5, sha256, public_key, created"
 
 
 def _token(row: Any) -> TokenInfo:
     i, name, role, tenant, kind, created, expires, revoked = row
     return TokenInfo(int(i), name, role, tenant, kind, float(created),
                      None if expires is None else float(expires), None if revoked is None else float(revoked))
+
+
+def _key(row: Any) -> AccountKey:
+    i, login, name, role, kind, md5, sha256, public_key, created = row
+    return AccountKey(int(i), login, name, role, kind, md5, sha256, public_key, float(created))
 
 
 class AccessTables:
@@ -138,6 +156,45 @@ class AccessTables:
         with self._tx() as db:
             cur = db.execute("DELETE FROM tenants WHERE name = ?", (name,))
         return cur.rowcount > 0
+
+    # -- account keys (CloudAPI's HTTP Signature authentication) ----------------------------------
+
+    def add_account_key(self, login: str, name: str, role: str, kind: str, md5: str, sha256: str,
+                        public_key: str) -> AccountKey | None:
+        """Register a public key to account ``login``; None if that account has it already."""
+        now = time.time()
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM account_keys WHERE login = ? AND md5 = ?", (login, md5)).fetchone():
+                return None
+            row = db.execute("INSERT INTO account_keys (login, name, role, kind, md5, sha256, public_key, "
+                             "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                             (login, name, role, kind, md5, sha256, public_key, now)).fetchall()[0]
+        return AccountKey(int(row[0]), login, name, role, kind, md5, sha256, public_key, now)
+
+    def account_keys(self, login: str) -> list[AccountKey]:
+        with self._tx() as db:
+            rows = db.execute(f"SELECT {_KEY_COLUMNS} FROM account_keys WHERE login = ? ORDER BY id",
+                              (login,)).fetchall()
+        return [_key(r) for r in rows]
+
+    def account_key(self, login: str, fingerprint: str) -> AccountKey | None:
+        """The key of ``login`` with this MD5 (``aa:bb:..``) or SHA-256 (``SHA256:...``) fingerprint."""
+        column = "sha256" if fingerprint.startswith("SHA256:") else "md5"
+        with self._tx() as db:
+            row = db.execute(f"SELECT {_KEY_COLUMNS} FROM account_keys WHERE login = ? AND {column} = ?",
+                             (login, fingerprint)).fetchone()
+        return _key(row) if row else None
+
+    def delete_account_keys(self, login: str, fingerprint: str | None = None) -> int:
+        """Remove one key of ``login`` (by fingerprint), or all of them; how many went."""
+        with self._tx() as db:
+            if fingerprint is None:
+                cur = db.execute("DELETE FROM account_keys WHERE login = ?", (login,))
+            else:
+                column = "sha256" if fingerprint.startswith("SHA256:") else "md5"
+                cur = db.execute(f"DELETE FROM account_keys WHERE login = ? AND {column} = ?",
+                                 (login, fingerprint))
+        return cur.rowcount
 
     # -- audit ------------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple, Protocol
 
-from fleetscope.model.access import Tenant, TokenInfo
+from fleetscope.model.access import AccountKey, Tenant, TokenInfo
 from fleetscope.model.alerts import AlertState, Receiver, Rule
 from fleetscope.model.instrumentation import Instrumentation
 
@@ -96,6 +96,15 @@ class Store(Protocol):
     def put_tenant(self, tenant: Tenant, create: bool) -> bool: ...
 
     def delete_tenant(self, name: str) -> bool: ...
+
+    def add_account_key(self, login: str, name: str, role: str, kind: str, md5: str, sha256: str,
+                        public_key: str) -> AccountKey | None: ...
+
+    def account_keys(self, login: str) -> list[AccountKey]: ...
+
+    def account_key(self, login: str, fingerprint: str) -> AccountKey | None: ...
+
+    def delete_account_keys(self, login: str, fingerprint: str | None = None) -> int: ...
 
     def add_audit(self, actor: str, address: str, action: str, target: str, detail: dict) -> None: ...
 

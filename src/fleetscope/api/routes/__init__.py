@@ -10,6 +10,7 @@ order. A route reads its services through ``svc: Svc``
 from fleetscope.api.routes import (
     access,
     alerts,
+    cloudapi,
     dashboards,
     discovery,
     docs,
@@ -43,4 +44,5 @@ ROUTERS = [
     prometheus.router,
     docs.router,
     web.router,
+    cloudapi.router,  # last: /{login}/analytics must not shadow fleetscope's own paths
 ]

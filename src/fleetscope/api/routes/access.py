@@ -16,11 +16,11 @@ from fastapi.responses import RedirectResponse
 from fleetscope.api import scope
 from fleetscope.api.audit import audit
 from fleetscope.api.auth import SESSION_COOKIE, SESSION_SECONDS, Admin, Authenticator, Viewer
-from fleetscope.api.bodies import Login, TenantBody, TokenCreate
+from fleetscope.api.bodies import AccountKeyBody, Login, TenantBody, TokenCreate
 from fleetscope.api.errors import responses
 from fleetscope.api.params import InstId
 from fleetscope.api.services import Svc
-from fleetscope.model import access
+from fleetscope.model import access, sshkeys
 from fleetscope.model.access import Caller, Quotas, Tenant
 from fleetscope.model.errors import InputError, NotFound
 from fleetscope.model.tiers import parse_tier_retention
@@ -126,9 +126,7 @@ def revoke_token(id: InstId, request: Request, svc: Svc, caller: Admin) -> dict:
 
 
 def _tenant(body: TenantBody, svc, created: float) -> Tenant:
-    if not access.TENANT_NAME.fullmatch(body.name):
-        raise InputError("name", "must be 1-63 lower-case letters, digits, '_' or '-', "
-                         "starting with a letter")
+    access.check_tenant_name(body.name)
     retention, history = body.quotas.retention, body.quotas.history
     quotas = Quotas(body.quotas.instrumentations, body.quotas.keys,
                     None if retention is None else parse_duration(retention, "quotas.retention"),
@@ -185,9 +183,57 @@ def update_tenant(name: str, body: TenantBody, request: Request, svc: Svc, calle
 def delete_tenant(name: str, request: Request, svc: Svc, caller: Admin) -> Response:
     _found(svc, name)
     revoked = svc.control.store.revoke_tenant_tokens(name, time.time())
+    svc.control.store.delete_account_keys(name)
     svc.control.store.delete_tenant(name)
     _auth(request).forget()
     audit(svc, caller, "tenant.delete", f"tenant {name}", {"tokens_revoked": revoked})
+    return Response(status_code=204)
+
+
+# -- CloudAPI account keys ----------------------------------------------------------------------------
+
+
+@router.get("/api/v1/accounts/{login}/keys", summary="The SSH keys of a CloudAPI account (a tenant's login)",
+            responses=responses(401, 403, 404))
+def list_account_keys(login: str, svc: Svc, caller: Admin) -> dict:
+    _found(svc, login)
+    return {"keys": [k.to_json() for k in svc.control.store.account_keys(login)]}
+
+
+@router.post("/api/v1/accounts/{login}/keys", status_code=201,
+             summary="Register an SSH public key to a CloudAPI account (HTTP Signature authentication)",
+             description="The account is the tenant of that name; requests signed with the key act as "
+                         "that tenant with the key's role (operator unless said).",
+             responses=responses(400, 401, 403, 404, 409, 422))
+def add_account_key(login: str, body: AccountKeyBody, svc: Svc, caller: Admin) -> dict:
+    _found(svc, login)
+    access.check_role(body.role)
+    try:
+        key = sshkeys.parse_public_key(body.key)
+    except ValueError as exc:
+        raise InputError("key", str(exc)) from None
+    name = body.name or key.comment or key.md5
+    made = svc.control.store.add_account_key(login, name[:128], body.role, key.kind, key.md5, key.sha256,
+                                             key.text)
+    if made is None:
+        raise InputError("key", f"account {login!r} has this key already ({key.md5})", 409)
+    audit(svc, caller, "account.key.add", f"account {login}",
+          {"fingerprint": key.md5, "type": key.kind, "role": body.role, "name": made.name})
+    return made.to_json()
+
+
+@router.delete("/api/v1/accounts/{login}/keys/{fingerprint}", status_code=204, response_class=Response,
+               summary="Remove an SSH key from a CloudAPI account (by its MD5 or SHA256 fingerprint)",
+               responses=responses(401, 403, 404, 422))
+def delete_account_key(login: str, fingerprint: str, svc: Svc, caller: Admin) -> Response:
+    _found(svc, login)
+    try:
+        normal = sshkeys.normalise_fingerprint(fingerprint)
+    except ValueError as exc:
+        raise InputError("fingerprint", str(exc)) from None
+    if not svc.control.store.delete_account_keys(login, normal):
+        raise NotFound("fingerprint", f"account {login!r} has no key {normal}")
+    audit(svc, caller, "account.key.delete", f"account {login}", {"fingerprint": normal})
     return Response(status_code=204)
 
 

@@ -84,6 +84,11 @@ def register(app: typer.Typer) -> None:
     tenants.command("update")(access.tenant_update)
     tenants.command("delete")(access.tenant_delete)
     app.add_typer(tenants, name="tenant")
+    accounts = typer.Typer(help="CloudAPI accounts (tenants): their SSH keys (admin).", no_args_is_help=True)
+    accounts.command("add-key")(access.account_add_key)
+    accounts.command("keys")(access.account_keys)
+    accounts.command("remove-key")(access.account_remove_key)
+    app.add_typer(accounts, name="account")
     app.command("audit")(access.audit)
     alert = typer.Typer(help="Alert rules on instrumentations, and where they send (receivers).",
                         no_args_is_help=True)

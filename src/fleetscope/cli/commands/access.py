@@ -1,4 +1,4 @@
-"""`fleetscope login|logout|whoami`, `token create|list|revoke`, `tenant ...` and `audit`.
+"""`fleetscope login|logout|whoami`, `token create|list|revoke`, `tenant ...`, `account ...` and `audit`.
 
 Through the API with an admin token, except ``token create --store URL``, which writes the
 first admin token of a fleet straight into its store (nobody has a token to ask with yet).
@@ -8,9 +8,11 @@ A token's secret is printed once, alone on stdout, so that a script can take it.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from fleetscope.cli import logins
 from fleetscope.cli.client import DEFAULT_URL, Api
@@ -181,6 +183,48 @@ def tenant_delete(name: Annotated[str, typer.Argument()], url: Url = DEFAULT_URL
     with reporting_errors(url), Api.from_environment(url) as api:
         api.delete_tenant(name)
     typer.echo(f"tenant {name} deleted")
+
+
+def account_add_key(login: Annotated[str, typer.Argument(help="The account: a tenant's name.")],
+                    keyfile: Annotated[Path, typer.Argument(help="Its SSH public key (the .pub file).")],
+                    name: Annotated[str | None, typer.Option(help="What to call it (default: its comment).")]
+                    = None, role: Role = "operator", url: Url = DEFAULT_URL) -> None:
+    """Register an SSH public key to a CloudAPI account (the tenant LOGIN): requests signed with it
+    (node-smartdc's sdc-* commands, HTTP Signature) act as that tenant."""
+    try:
+        text = keyfile.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{keyfile}: {exc}")
+    with reporting_errors(url), Api.from_environment(url) as api:
+        body = {"key": text.strip(), "role": role, **({"name": name} if name else {})}
+        made = api.add_account_key(login, body)
+    typer.echo(f"key {made['fingerprint']} ({made['type']}, {made['sha256']}) added to account {login} "
+               f"as {made['role']}: SDC_ACCOUNT={login} SDC_KEY_ID={made['fingerprint']}")
+
+
+def account_keys(login: Annotated[str, typer.Argument(help="The account: a tenant's name.")],
+                 url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:
+    """The SSH keys of a CloudAPI account."""
+    with reporting_errors(url), Api.from_environment(url) as api:
+        found = api.account_keys(login)
+    if as_json:
+        print_json({"keys": found})
+        return
+    # Text cells: rich would read ":ab:" in a fingerprint as an emoji code.
+    rows = [[Text(k["fingerprint"]), Text(k["sha256"]), k["type"], k["role"], Text(k["name"]),
+             timestamp(k["created"])] for k in found]
+    stdout_console().print(rows_table(["fingerprint", "sha256", "type", "role", "name", "added"], rows,
+                                      f"keys of {login}"))
+
+
+def account_remove_key(login: Annotated[str, typer.Argument(help="The account: a tenant's name.")],
+                       fingerprint: Annotated[str, typer.Argument(
+                           help="MD5 (aa:bb:..) or SHA256:... fingerprint.")],
+                       url: Url = DEFAULT_URL) -> None:
+    """Remove an SSH key from a CloudAPI account."""
+    with reporting_errors(url), Api.from_environment(url) as api:
+        api.delete_account_key(login, fingerprint)
+    typer.echo(f"key {fingerprint} removed from account {login}")
 
 
 def audit(url: Url = DEFAULT_URL,
