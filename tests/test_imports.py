@@ -74,11 +74,12 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Real output of the real tools, made once (about 4 s: the tools run side by side)."""
-    _need("vmstat", "iostat", "mpstat", SADC, "sadf")
+    _need("vmstat", "iostat", "mpstat", SADC, "sadf", "sar")
     d = tmp_path_factory.mktemp("logs")
     env = {**os.environ, "LC_ALL": "C", "TZ": "UTC"}
     runs = {"vm.txt": ["vmstat", "-t", "1", "5"], "io.txt": ["iostat", "-t", "-x", "1", "3"],
-            "mp.txt": ["mpstat", "-P", "ALL", "1", "3"], "sa": [SADC, "-S", "XALL", "1", "4", str(d / "sa")]}
+            "mp.txt": ["mpstat", "-P", "ALL", "1", "3"], "sa": [SADC, "-S", "XALL", "1", "4", str(d / "sa")],
+            "sar.txt": ["sar", "-u", "ALL", "-r", "-b", "-d", "-n", "DEV", "1", "3"]}
     procs = {}
     for name, cmd in runs.items():
         out = open(d / name, "wb") if name != "sa" else subprocess.DEVNULL  # noqa: SIM115
@@ -295,3 +296,241 @@ def test_cli_imports_lists_and_deletes(srv, logs, tmp_path) -> None:
     assert refused.returncode == 1 and "bad.txt: line 3:" in refused.stderr, refused.stderr
     assert _cli(server, token, "imports", "delete", str(made["id"])).returncode == 0
     assert made["id"] not in [i["id"] for i in api["viewer"].c.get(f"{API}/imports").json()["imports"]]
+
+
+# -- sar text ---------------------------------------------------------------------------------
+
+
+def _sar_sections(path: Path) -> list[tuple[int, int, str, dict]]:
+    """``(start, interval, key, {column: figure})`` of every row sar printed, read the plain way:
+    a header's time starts its section's first interval, each row's time ends it and starts the
+    next."""
+    lines = path.read_text().splitlines()
+    date = lines[0].split()[3]  # MM/DD/YY
+    out, header, start, now = [], None, None, None
+    for line in lines[1:]:
+        p = line.split()
+        if not p or p[0] == "Average:":
+            continue
+        t = calendar.timegm(time.strptime(f"{date} {p[0]}", "%m/%d/%y %H:%M:%S"))
+        try:
+            float(p[-1])
+        except ValueError:
+            header, start, now = p[1:], t, t
+            continue
+        if t != now:
+            start, now = now, t
+        keyed = header[0] in ("CPU", "DEV", "IFACE")
+        row = dict(zip(header[1:] if keyed else header, map(float, p[2:] if keyed else p[1:]), strict=True))
+        out.append((start, t - start, p[1] if keyed else "", row))
+    return out
+
+
+def test_sar_text_running_sar_answers_as_sar_printed(srv, logs) -> None:
+    """``sar -u ALL -r -b -d -n DEV 1 3``'s own output, imported with --host."""
+    _, api = srv
+    r = api["operator"].upload("sar-text", logs["sar.txt"], host="sar-live")
+    assert r.status_code == 201, r.text
+    imp = r.json()
+    rows = _sar_sections(logs["sar.txt"])
+    assert imp["host"] == "sar-live" and imp["samples"] > 0 and imp["interval"] == 1
+    assert imp["start_time"] == min(s for s, *_ in rows)
+    assert imp["end_time"] == max(s + i for s, i, *_ in rows)
+    host = {"eq": ["hostname", "sar-live"]}
+    cpu = api["operator"].instrument("cpu.usage", ["mode"], host)
+    mem = api["operator"].instrument("memory.used", ["type"], host)
+    disk = api["operator"].instrument("disk.ops", ["disk"], host)
+    net = api["operator"].instrument("net.bytes", ["nic"], {"and": [host, {"eq": ["direction", "in"]}]})
+    span = (imp["start_time"], imp["end_time"])
+    got = {i: {p["start_time"]: p["value"] or {} for p in api["viewer"].values(i, *span)}
+           for i in (cpu, mem, disk, net)}
+    checked = 0
+    for start, interval, key, row in rows:
+        if "%usr" in row:  # the all row alone: shares of every CPU
+            for col, mode in (("%usr", "user"), ("%sys", "system"), ("%idle", "idle")):
+                assert got[cpu][start].get(mode, 0.0) == pytest.approx(row[col] / 100 * CPUS * interval)
+        elif "kbmemfree" in row:
+            assert got[mem][start]["free"] == row["kbmemfree"] * 1024
+            assert got[mem][start]["used"] == row["kbmemused"] * 1024
+        elif "rkB/s" in row:
+            assert got[disk][start].get(key, 0.0) == pytest.approx(row["tps"] * interval)
+        elif "rxkB/s" in row:
+            assert got[net][start].get(key, 0.0) == pytest.approx(row["rxkB/s"] * 1024 * interval)
+        else:
+            continue
+        checked += 1
+    assert checked >= 3 * 4
+    # sar -b's totals are the devices' I/O again: with -d in the file they are not counted.
+    assert not any("all" in v for v in got[disk].values())
+
+
+def test_sar_text_of_a_data_file_one_activity_at_a_time(srv, logs, tmp_path) -> None:
+    """``sar -f``'s layout (each activity over the whole file), per CPU, -r and -S (both
+    memory.used at the same times: levels not halved), -b without -d (disk all)."""
+    _, api = srv
+    text = tmp_path / "sar-f.txt"
+    with open(text, "wb") as out:
+        subprocess.run(["sar", "-f", str(logs["sa"]), "-u", "-P", "ALL", "-r", "-S", "-b", "-q"], stdout=out,
+                       env={**os.environ, "LC_ALL": "C", "TZ": "UTC"}, check=True)
+    r = api["operator"].upload("sar-text", text, host="sar-file")
+    assert r.status_code == 201, r.text
+    imp = r.json()
+    assert imp["samples"] > 0
+    rows = _sar_sections(text)
+    host = {"eq": ["hostname", "sar-file"]}
+    per_cpu = api["operator"].instrument("cpu.usage", ["cpu"], {"and": [host, {"eq": ["mode", "user"]}]})
+    mem = api["operator"].instrument("memory.used", ["type"], host)
+    disk = api["operator"].instrument("disk.ops", ["direction"], host)
+    util = api["operator"].instrument("cpu.utilization", ["utilization"], host)
+    span = (imp["start_time"], imp["end_time"])
+    got = {i: {p["start_time"]: p["value"] or {} for p in api["viewer"].values(i, *span)}
+           for i in (per_cpu, mem, disk)}
+    checked = set()
+    for start, interval, key, row in rows:
+        if "%user" in row and key != "all":
+            assert got[per_cpu][start].get(key, 0.0) == pytest.approx(row["%user"] / 100 * interval)
+            checked.add("cpu")
+        elif "kbmemfree" in row:
+            assert got[mem][start]["free"] == row["kbmemfree"] * 1024
+            checked.add("mem")
+        elif "kbswpused" in row:
+            assert got[mem][start].get("swap", 0.0) == row["kbswpused"] * 1024
+            assert "free" in got[mem][start]  # the same time's -r figures beside it, whole
+        elif "rtps" in row:
+            assert got[disk][start].get("read", 0.0) == pytest.approx(row["rtps"] * interval)
+            checked.add("disk")
+    assert checked == {"cpu", "mem", "disk"}
+    # cpu.utilization: a count per CPU, their mean 100 - %idle as sar printed it.
+    avg = {p["start_time"]: p for p in api["viewer"].c.get(f"{API}/instrumentations/{util}/average", params={
+        "start_time": span[0], "end_time": span[1], "duration": 1}).json()}
+    idle = [(s, row["%idle"]) for s, _, key, row in rows if "%idle" in row and key == "all"]
+    for start, pct in idle:
+        assert avg[start]["count"] == CPUS
+        assert avg[start]["average"] == pytest.approx(100 - pct, rel=0.05, abs=0.5)
+
+
+def test_sar_text_malformed_is_refused_with_file_line_and_reason(srv, logs, tmp_path) -> None:
+    _, api = srv
+    before = api["admin"].c.get(f"{API}/imports").json()["imports"]
+    lines = logs["sar.txt"].read_text().splitlines(keepends=True)
+    figures = next(n for n, ln in enumerate(lines) if ln.split() and ln.split()[1] == "all")
+    cases = {
+        "cut.txt": ("".join(lines[:figures]) + lines[figures][:30], f"line {figures + 1}: expected"),
+        "letter.txt": ("".join(lines[:figures]) + lines[figures].replace(".", "x", 1) + "".join(
+            lines[figures + 1:]), f"line {figures + 1}: expected numbers"),
+        "headless.txt": (lines[0] + lines[figures], "line 2: not sar output: figures before a column header"),
+        "no-banner.txt": ("".join(lines[2:]), "line 1: not sar output: no banner"),
+        "words.txt": ("hello world\n", "line 1: not sar output: expected a time"),
+    }
+    for name, (content, reason) in cases.items():
+        f = tmp_path / name
+        f.write_text(content)
+        r = api["operator"].upload("sar-text", f, host="bad")
+        assert r.status_code == 422 and f"{name}: {reason}" in r.json()["error"]["message"], (name, r.text)
+    assert api["admin"].c.get(f"{API}/imports").json()["imports"] == before
+
+
+# -- CSV --------------------------------------------------------------------------------------
+
+
+def test_csv_of_sadf_with_a_mapping_answers_as_sadf_printed(srv, logs, tmp_path) -> None:
+    """sysstat's own CSV (``sadf -d``: ``;``-separated, a time with ``UTC``) through a mapping:
+    columns to a known metric's field (memory.used by type) and to a metric of the CSV's own."""
+    _, api = srv
+    printed = subprocess.run(["sadf", "-d", str(logs["sa"]), "--", "-r"], env={**os.environ, "LC_ALL": "C"},
+                             capture_output=True, text=True, check=True).stdout
+    f = tmp_path / "memory.csv"
+    f.write_text(printed)
+    mapping = {"time_column": "timestamp", "time_format": "%Y-%m-%d %H:%M:%S UTC", "delimiter": ";",
+               "metrics": [{"metric": "memory.used", "fields": {"type": "free"}, "columns": ["kbmemfree"],
+                            "scale": 1024},
+                           {"metric": "sadf.commit", "field": "kind", "columns": ["kbcommit", "%commit"],
+                            "unit": "number"}]}
+    r = api["operator"].upload("csv", f, host="csv-host", mapping=json.dumps(mapping))
+    assert r.status_code == 201, r.text
+    imp = r.json()
+    header = printed.splitlines()[0].lstrip("# ").split(";")
+    rows = [dict(zip(header, ln.split(";"), strict=True)) for ln in printed.splitlines()[1:] if ln]
+    t = [calendar.timegm(time.strptime(row["timestamp"], "%Y-%m-%d %H:%M:%S UTC")) for row in rows]
+    assert imp["samples"] == len(rows) and imp["start_time"] == t[0] and imp["interval"] == t[1] - t[0]
+    assert imp["defined"]["sadf.commit"]["kind"] == "point"
+    host = {"eq": ["hostname", "csv-host"]}
+    mem = api["operator"].instrument("memory.used", ["type"], host)
+    own = api["operator"].instrument("sadf.commit", ["kind"], host)  # a metric the CSV defined
+    span = (imp["start_time"], imp["end_time"])
+    got = {p["start_time"]: p["value"] for p in api["viewer"].values(mem, *span)}
+    mine = {p["start_time"]: p["value"] for p in api["viewer"].values(own, *span)}
+    for when, row in zip(t, rows, strict=True):  # a row's time starts the interval it covers
+        assert got[when] == {"free": float(row["kbmemfree"]) * 1024}
+        assert mine[when] == pytest.approx({k: float(row[k]) for k in ("kbcommit", "%commit")})
+
+
+def test_csv_through_the_cli_flags_and_a_mapping_file(srv, tmp_path) -> None:
+    server, api = srv
+    token = server.token("im-csv", "operator")
+    f = tmp_path / "run.csv"
+    f.write_text("time,login,search,cpu\n2024-03-04T14:00:00Z,12.5,30,50\n2024-03-04T14:00:10Z,,31,60\n"
+                 "2024-03-04T14:00:20Z,13,29,70\n")
+    done = _cli(server, token, "import", "csv", str(f), "--host", "csv-cli", "--time-column", "time",
+                "--metric", "app.latency", "--field", "route", "--column", "login", "--column", "search",
+                "--unit", "ms", "--json")
+    assert done.returncode == 0, done.stderr
+    made = json.loads(done.stdout)
+    t0 = calendar.timegm((2024, 3, 4, 14, 0, 0))
+    assert (made["start_time"], made["end_time"], made["samples"]) == (t0, t0 + 30, 3)
+    lat = api["operator"].instrument("app.latency", ["route"], {"eq": ["hostname", "csv-cli"]})
+    got = {p["start_time"]: p["value"] for p in api["viewer"].values(lat, t0, t0 + 30, 10)}
+    assert got == {t0: {"login": 12.5, "search": 30}, t0 + 10: {"search": 31},
+                   t0 + 20: {"login": 13, "search": 29}}
+    # A mapping file (TOML): CPU percent of the whole host as cpu.usage (an interval metric: seconds).
+    other = tmp_path / "cpu.csv"
+    other.write_text(f.read_text().replace("12.5", "12.0"))
+    toml = tmp_path / "map.toml"
+    toml.write_text('time_column = "time"\n[[metrics]]\nmetric = "cpu.usage"\ncolumns = ["cpu"]\n'
+                    'fields = { mode = "user" }\nscale = 0.01\n')
+    done = _cli(server, token, "import", "csv", str(other), "--host", "csv-cpu", "--mapping", str(toml),
+                "--json")
+    assert done.returncode == 0, done.stderr
+    cpu = api["operator"].instrument("cpu.usage", ["cpu"], {"eq": ["hostname", "csv-cpu"]})
+    got = {p["start_time"]: p["value"] for p in api["viewer"].values(cpu, t0, t0 + 30, 10)}
+    assert got == {t0: {"all": pytest.approx(5.0)}, t0 + 10: {"all": pytest.approx(6.0)},
+                   t0 + 20: {"all": pytest.approx(7.0)}}
+    # The flags' mistakes are the server's to name.
+    bad = _cli(server, token, "import", "csv", str(f), "--host", "x", "--time-column", "time",
+               "--metric", "Nope")
+    assert bad.returncode == 1 and "mapping.metrics[0].metric" in bad.stderr, bad.stderr
+
+
+def test_csv_malformed_and_bad_mappings_are_refused(srv, tmp_path) -> None:
+    _, api = srv
+    before = api["admin"].c.get(f"{API}/imports").json()["imports"]
+    mapping = json.dumps({"time_column": "t", "metrics": [{"metric": "app.qps", "columns": ["qps"],
+                                                           "kind": "interval"}]})
+    cases = {
+        "back.csv": ("t,qps\n100,1\n200,2\n150,3\n", "line 4: the time does not increase"),
+        "short.csv": ("t,qps\n100,1\n200\n", "line 3: expected 2 columns as the header, found 1"),
+        "word.csv": ("t,qps\n100,1\n200,lots\n", "line 3: column 'qps': not a number: 'lots'"),
+        "when.csv": ("t,qps\nyesterday,1\n", "line 2: column 't': not a time: 'yesterday'"),
+        "nocol.csv": ("time,qps\n100,1\n", "line 1: no time column 't'"),
+        "quote.csv": ('t,qps\n100,"1\n', "line 2: malformed CSV (unexpected end of data)"),
+    }
+    for name, (content, reason) in cases.items():
+        f = tmp_path / name
+        f.write_text(content)
+        r = api["operator"].upload("csv", f, host="bad", mapping=mapping)
+        assert r.status_code == 422 and f"{name}: {reason}" in r.json()["error"]["message"], (name, r.text)
+    ok = tmp_path / "ok.csv"
+    ok.write_text("t,qps\n100,1\n200,2\n")
+    for bad, why in ((None, "a csv import needs a mapping"), ("{", "must be JSON"),
+                     (json.dumps({"time_column": "t", "metrics": [{"metric": "proc.cpu"}]}),
+                      "proc.cpu is a metric of the live sources"),
+                     (json.dumps({"time_column": "t",
+                                  "metrics": [{"metric": "cpu.usage", "field": "execname"}]}),
+                      "cpu.usage has no field 'execname'")):
+        fields = {} if bad is None else {"mapping": bad}
+        r = api["operator"].upload("csv", ok, host="bad", **fields)
+        assert r.status_code == 422 and why in r.json()["error"]["message"], (bad, r.text)
+        assert r.json()["error"]["field"] == "mapping"
+    r = api["operator"].upload("vmstat", ok, host="bad", mapping=mapping)
+    assert r.status_code == 422 and "only a csv import" in r.text
+    assert api["admin"].c.get(f"{API}/imports").json()["imports"] == before

@@ -41,8 +41,9 @@ def create_app(svc: Services, lifespan=None, allowed_hosts: Sequence[str] | None
     )
     app.state.services = svc
     app.state.auth = svc.auth  # read by the role checks (api/auth.py)
-    if svc.control.store.list_imports():  # instrumentations can be made on what imports hold
-        importing.add_metrics(svc.control.catalog)
+    made = svc.control.store.list_imports()
+    if made:  # instrumentations can be made on what imports hold
+        importing.add_metrics(svc.control.catalog, made)
     hub = Hub()  # the aggregator's final points, fanned out to the streams
     svc.aggregator.listeners.append(hub.publish)
     app.state.hub = hub

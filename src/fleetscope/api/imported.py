@@ -47,13 +47,22 @@ from fleetscope.store.imports import ImportInfo
 HOSTNAME = "hostname"
 
 
-def _plan(inst: Instrumentation, host: str) -> tuple[Plan | None, bool]:
+def columns_of(metric: str, info: ImportInfo) -> tuple[str, ...] | None:
+    """The fields (without hostname) of an import's rows of ``metric``, in their keys' order:
+    a metric imports know, or one a CSV import defined (kept in its document); None if the
+    import cannot hold it."""
+    columns = COLUMNS.get(metric)
+    if columns is None:
+        made = info.document.get("defined", {}).get(metric)
+        if made is not None:
+            columns = tuple(f["name"] for f in made["fields"][1:])
+    return columns
+
+
+def _plan(inst: Instrumentation, host: str, columns: tuple[str, ...]) -> tuple[Plan | None, bool]:
     """The plan of ``inst`` over the rows of ``host``'s imports of its metric, and whether a
     row's stored value is a numeric field (then its measure is 1); None when nothing of them
     can match."""
-    columns = COLUMNS.get(inst.metric)
-    if columns is None:
-        return None, False
     valued = inst.metric in VALUE_FIELD
     wanted = (fields_of(inst.predicate) | set(inst.decomposition)) - set(columns) - {HOSTNAME}
     if inst.numeric is not None and inst.numeric not in columns:
@@ -66,13 +75,15 @@ def _plan(inst: Instrumentation, host: str) -> tuple[Plan | None, bool]:
 
 
 class _Slots:
-    """Values of one import on the steps of a range (sums, and counts for point metrics)."""
+    """Values of one import on the steps of a range (sums, and sample times for point metrics)."""
 
     def __init__(self, inst: Instrumentation, rng: Range) -> None:
         self.inst = inst
         self.rng = rng
         self.sums: dict[int, values.Value] = {}
-        self.counts: dict[int, int] = {}
+        # step -> the sample times in it: a point metric's level is averaged over times, not
+        # samples (sar's text gives memory.used in two samples of one time: -r and -S)
+        self.times: dict[int, set[int]] = {}
 
     def add(self, t: int, interval: int, v: values.Value) -> None:
         rng, shape = self.rng, self.inst.shape
@@ -90,14 +101,15 @@ class _Slots:
                 acc = self.sums.get(s)
                 self.sums[s] = values.merge_into(values.empty(shape) if acc is None else acc,
                                                  part, shape)
-                self.counts[s] = self.counts.get(s, 0) + 1
+                if not interval_kind:
+                    self.times.setdefault(s, set()).add(t)
             s += d
 
     def points(self) -> dict[int, values.Value]:
         if self.inst.kind == INTERVAL:
             return self.sums
         shape = self.inst.shape
-        return {s: v if self.counts[s] == 1 else values.scale(v, 1.0 / self.counts[s], shape)
+        return {s: v if len(self.times[s]) == 1 else values.scale(v, 1.0 / len(self.times[s]), shape)
                 for s, v in self.sums.items()}
 
 
@@ -105,20 +117,23 @@ def imported_points(store, inst: Instrumentation, rng: Range, topk: int,
                     imports: Iterable[ImportInfo] | None = None) -> dict[int, DataPoint]:
     """The data points of ``inst`` over ``rng`` from the imports it may read, by step start
     (steps without imported data are absent)."""
-    if inst.metric not in COLUMNS:
-        return {}
     infos = {i.id: i for i in (store.list_imports() if imports is None else imports)
-             if scope.import_readable(inst, i)}
+             if scope.import_readable(inst, i) and columns_of(inst.metric, i) is not None}
     if not infos:
         return {}
     chunks = store.import_chunks(inst.metric, rng.start, rng.end, sorted(infos))
     if not chunks:
         return {}
     slots: dict[int, _Slots] = {}
-    plans: dict[str, tuple[Plan | None, bool]] = {}
+    plans: dict[tuple[str, tuple[str, ...]], tuple[Plan | None, bool]] = {}
     for c in chunks:
         info = infos[c.import_id]
-        plan, valued = plans.get(info.host) or plans.setdefault(info.host, _plan(inst, info.host))
+        columns = columns_of(inst.metric, info)
+        assert columns is not None
+        made = plans.get((info.host, columns))
+        if made is None:
+            made = plans[info.host, columns] = _plan(inst, info.host, columns)
+        plan, valued = made
         if plan is None:
             continue
         chunk = decode(c.data)

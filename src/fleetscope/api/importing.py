@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from fleetscope.model.errors import InputError
-from fleetscope.model.metrics import Catalog
-from fleetscope.perflogs import registry
+from fleetscope.model.metrics import Catalog, Metric
+from fleetscope.perflogs import csvlog, registry
 from fleetscope.perflogs.errors import LogError
 from fleetscope.perflogs.metrics import METRICS
 from fleetscope.perflogs.sink import Options
@@ -54,21 +54,72 @@ def check_request(fmt: object, host: object, nfiles: int) -> None:
         raise InputError("file", f"give 1 to {MAX_FILES} files")
 
 
-def add_metrics(catalog: Catalog) -> None:
-    """Make the metrics of imports known (instrumentations can then be made on them)."""
+def check_mapping(fmt: str, mapping: object) -> list[Metric]:
+    """A CSV import's mapping checked (:mod:`fleetscope.perflogs.csvlog`); the new metrics it
+    defines. Other formats take none."""
+    if fmt != "csv":
+        if mapping is not None:
+            raise InputError("mapping", "only a csv import takes a mapping")
+        return []
+    if mapping is None:
+        raise InputError("mapping", "a csv import needs a mapping: its time_column and metrics "
+                         "(fleetscope import csv --time-column C --metric module.stat ...)")
+    try:
+        return csvlog.defined(csvlog.check(mapping))
+    except ValueError as exc:
+        raise InputError("mapping", str(exc)) from None
+
+
+def defined_metrics(imports: Sequence[ImportInfo]) -> dict[str, Metric]:
+    """The metrics CSV imports defined, by name (the first definition of each)."""
+    out: dict[str, Metric] = {}
+    for info in imports:
+        for name, obj in info.document.get("defined", {}).items():
+            out.setdefault(name, Metric.from_json(obj))
+    return out
+
+
+def _check_defined(made: list[Metric], store, catalog: Catalog | None) -> None:
+    """Refuse a CSV's new metric that is a live source's, or that an earlier import defined
+    with another kind or unit (their rows could not be asked one question)."""
+    earlier = defined_metrics(store.list_imports()) if made else {}
+    for m in made:
+        old = earlier.get(m.name)
+        if old is None and catalog is not None and m.name in catalog:
+            raise InputError("mapping", f"{m.name} is a metric of the live sources: an import cannot "
+                             "write it (imports write " + ", ".join(sorted(x.name for x in METRICS))
+                             + ", or metrics of their own)")
+        if old is not None and (old.kind, old.unit) != (m.kind, m.unit):
+            raise InputError("mapping", f"{m.name} was imported before as {old.kind} in "
+                             f"{old.unit.to_json()}: give the same kind and unit, or another name")
+
+
+def add_metrics(catalog: Catalog, imports: Sequence[ImportInfo] = ()) -> None:
+    """Make the metrics of imports known (instrumentations can then be made on them): the
+    ones every import may write, and those CSV ``imports`` defined."""
     for m in METRICS:
         if m.name not in catalog:
             catalog.add(m)
+    for info in imports:  # every definition: one with more fields widens the known one
+        for obj in info.document.get("defined", {}).values():
+            catalog.add(Metric.from_json(obj))
 
 
-def run_import(store, fmt: str, files: Sequence[LogFile], opts: Options, tenant: str | None) -> ImportInfo:
-    """Import ``files`` of format ``fmt`` as one import (see the module docstring)."""
+def run_import(store, fmt: str, files: Sequence[LogFile], opts: Options, tenant: str | None,
+               catalog: Catalog | None = None) -> ImportInfo:
+    """Import ``files`` of format ``fmt`` as one import (see the module docstring); a CSV's new
+    metrics are checked against ``catalog`` (the live sources' metrics)."""
     check_request(fmt, opts.host, len(files))
+    made = check_mapping(fmt, opts.mapping)
+    _check_defined(made, store, catalog)
     described = [{"name": os.path.basename(f.name) or "upload", "sha256": sha256_of(f.path),
                   "bytes": os.path.getsize(f.path)} for f in files]
     options = {k: v for k, v in opts._asdict().items() if v is not None and k != "host"}
+    document: dict = {"options": options}
+    if made:
+        document["defined"] = {m.name: m.to_json() for m in made}
     try:
-        import_id = store.begin_import(opts.host or "", fmt, tenant, described, {"options": options})
+        import_id = store.begin_import(opts.host or "", fmt, tenant, described, document)
     except DuplicateImport as exc:
         raise InputError("file", str(exc), 409) from None
     try:

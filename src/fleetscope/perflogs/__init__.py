@@ -1,5 +1,6 @@
 """Parsers of other tools' performance logs: sysstat data files (through ``sadf -j``), the
-text output of ``vmstat -t``, ``iostat -t -x`` and ``mpstat``.
+text output of ``vmstat -t``, ``iostat -t -x``, ``mpstat`` and ``sar``, and CSV files with a
+time column.
 
 Each parser streams its input (bounded memory, whatever the file's size) and hands a
 :class:`~fleetscope.perflogs.sink.Sink` one sample per interval of the log: the interval's
@@ -19,7 +20,8 @@ line (or record) and the reason. A layer beside :mod:`fleetscope.formats`: impor
 * ``metrics.py``: the metrics imports write and the fields of each;
 * ``sink.py``: Layout, Sink, Options (what a parser is given);
 * ``clock.py``: local times of a log to epoch seconds (time zones, DST folds);
-* ``vmstat.py``, ``iostat.py``, ``mpstat.py``: text formats;
+* ``vmstat.py``, ``iostat.py``, ``mpstat.py``, ``sartext.py``: text formats;
+* ``csvlog.py``: CSV, with a mapping of columns to metrics and fields;
 * ``sysstat.py``: sysstat data files read through ``sadf -j`` (or its JSON given as is);
 * ``registry.py``: the formats by name.
 """

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import IO
 
-from fleetscope.perflogs import iostat, mpstat, sysstat, vmstat
+from fleetscope.perflogs import csvlog, iostat, mpstat, sartext, sysstat, vmstat
 from fleetscope.perflogs.clock import Clock
 from fleetscope.perflogs.sink import Options, Sink
 
-FORMATS = ("sysstat", "vmstat", "iostat", "mpstat")
+FORMATS = ("sysstat", "vmstat", "iostat", "mpstat", "sar-text", "csv")
 # Formats whose files name their host (the others need --host).
-NAMES_HOST = ("sysstat", "iostat", "mpstat")
+NAMES_HOST = ("sysstat", "iostat", "mpstat", "sar-text")
 
 
 def parse(fmt: str, stream: IO[bytes], name: str, opts: Options, sink: Sink,
@@ -29,4 +29,8 @@ def parse(fmt: str, stream: IO[bytes], name: str, opts: Options, sink: Sink,
         return iostat.parse(stream, name, opts, sink)
     if fmt == "mpstat":
         return mpstat.parse(stream, name, opts, sink)
+    if fmt == "sar-text":
+        return sartext.parse(stream, name, opts, sink)
+    if fmt == "csv":
+        return csvlog.parse(stream, name, opts, sink)
     raise ValueError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")

@@ -47,6 +47,7 @@ class Options(NamedTuple):
     start: int | None = None  # epoch seconds of the first sample, for logs without times
     interval: int | None = None  # seconds between samples, for logs without times
     cpus: int | None = None  # CPUs of the host, for logs that give shares of all CPUs (vmstat)
+    mapping: dict | None = None  # what a CSV's columns are (fleetscope.perflogs.csvlog)
 
 
 class Sink(Protocol):

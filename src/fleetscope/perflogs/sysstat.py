@@ -46,9 +46,10 @@ READ_SIZE = 1 << 16
 PAGE = 4096.0  # bytes per page of swap-pages (x86_64, arm64 with 4 KiB pages)
 KIB = 1024.0
 SECTOR = 512.0
-_MODES = {"usr": "user", "user": "user", "nice": "nice", "sys": "system", "system": "system",
-          "iowait": "iowait", "steal": "steal", "irq": "irq", "soft": "softirq", "guest": "guest",
-          "gnice": "guest_nice", "idle": "idle"}
+# sadf -j's CPU figures (sar's text prints them with a "%": %usr, %idle) -> cpu.usage modes.
+MODES = {"usr": "user", "user": "user", "nice": "nice", "sys": "system", "system": "system",
+         "iowait": "iowait", "steal": "steal", "irq": "irq", "soft": "softirq", "guest": "guest",
+         "gnice": "guest_nice", "idle": "idle"}
 
 
 def is_binary(head: bytes) -> bool:
@@ -171,7 +172,7 @@ def _cpu(rec: _Record, cpus: list, ncpus: int, interval: int) -> None:
     rows, scale = (per_cpu, 1.0) if per_cpu else ([c for c in cpus if isinstance(c, dict)], float(ncpus))
     for c in rows:
         cpu = str(c.get("cpu"))
-        for field, mode in _MODES.items():
+        for field, mode in MODES.items():
             v = c.get(field)
             if isinstance(v, int | float):
                 rec.put("cpu.usage", (cpu, mode, HOST_CONTAINER, HOST_RUNTIME), v * scale * interval / 100.0)

@@ -1,8 +1,9 @@
-"""``/api/v1/imports``: performance logs (sysstat, vmstat, iostat, mpstat) imported as a
-host's history; list, show, delete (with everything an import wrote).
+"""``/api/v1/imports``: performance logs (sysstat, vmstat, iostat, mpstat, sar text, CSV)
+imported as a host's history; list, show, delete (with everything an import wrote).
 
 Uploads are ``multipart/form-data``: ``format``, ``host`` (for logs that do not name it),
-``tz``, ``start``, ``interval``, ``cpus`` and one or more ``file`` parts. They must say their
+``tz``, ``start``, ``interval``, ``cpus``, ``mapping`` (a CSV's columns, JSON:
+:mod:`fleetscope.perflogs.csvlog`) and one or more ``file`` parts. They must say their
 length (411 otherwise) and are refused past the server's limit (413,
 :data:`DEFAULT_MAX_BYTES` unless ``app.state.import_max_bytes`` says otherwise) before any of
 the body is read. Operators import and delete, viewers list; a tenant's callers see and delete
@@ -11,6 +12,7 @@ only their tenant's imports (:func:`fleetscope.api.scope.imports_for`).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -26,6 +28,7 @@ from fleetscope.api.params import ImportId
 from fleetscope.api.services import Svc
 from fleetscope.model.errors import InputError, NotFound
 from fleetscope.model.types import parse_duration
+from fleetscope.perflogs.registry import FORMATS
 from fleetscope.perflogs.sink import Options
 
 router = APIRouter(prefix="/api/v1/imports", tags=["imports"])
@@ -41,9 +44,9 @@ _UPLOAD = {
             "type": "object",
             "required": ["format", "file"],
             "properties": {
-                "format": {"type": "string", "enum": ["sysstat", "vmstat", "iostat", "mpstat"]},
-                "host": {"type": "string", "description": "the host the logs are of (sysstat, iostat "
-                         "and mpstat name it themselves)"},
+                "format": {"type": "string", "enum": list(FORMATS)},
+                "host": {"type": "string", "description": "the host the logs are of (sysstat, iostat, "
+                         "mpstat and sar text name it themselves)"},
                 "tz": {"type": "string", "description": "IANA zone of the logs' local times (default: "
                        "the log's own, else UTC)"},
                 "start": {"type": "integer", "description": "epoch seconds of the first report, for "
@@ -52,6 +55,9 @@ _UPLOAD = {
                              "without timestamps"},
                 "cpus": {"type": "integer", "description": "CPUs of the host, for vmstat's shares of "
                          "all CPUs (default 1)"},
+                "mapping": {"type": "string", "description": "csv only, JSON: time_column, "
+                            "time_format, delimiter, metrics [{metric, columns, field, fields, kind, "
+                            "unit, scale}] (README: Import performance logs)"},
                 "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
             },
         }}},
@@ -88,8 +94,14 @@ def _options(form) -> Options:
         seconds = parse_duration(interval, "interval")
         if not 1 <= seconds <= 86400:
             raise InputError("interval", "must be between 1 s and 1 day")
+    mapping = _text(form, "mapping")
+    if mapping is not None:
+        try:
+            mapping = json.loads(mapping)
+        except ValueError as exc:
+            raise InputError("mapping", f"must be JSON ({exc})") from None
     return Options(host=_text(form, "host"), tz=_text(form, "tz"), start=_int(form, "start", 0, 2**40),
-                   interval=seconds, cpus=_int(form, "cpus", 1, 65536))
+                   interval=seconds, cpus=_int(form, "cpus", 1, 65536), mapping=mapping)
 
 
 def _save(uploads, folder: str) -> list[importing.LogFile]:
@@ -126,13 +138,14 @@ async def create_import(request: Request, svc: Svc, caller: Operator) -> dict:
         fmt = _text(form, "format")
         opts = _options(form)
         importing.check_request(fmt, opts.host, len(uploads))
+        importing.check_mapping(fmt, opts.mapping)
         with tempfile.TemporaryDirectory(prefix="fleetscope-import-") as folder:
             files = await run_in_threadpool(_save, uploads, folder)
             info = await run_in_threadpool(importing.run_import, svc.control.store, fmt, files, opts,
-                                           caller.tenant_name)
+                                           caller.tenant_name, svc.control.catalog)
     finally:
         await form.close()
-    importing.add_metrics(svc.control.catalog)
+    importing.add_metrics(svc.control.catalog, [info])
     names = [f["name"] for f in info.document["files"]]
     audit(svc, caller, "import.create", f"import {info.id}",
           {"format": fmt, "host": info.host, "files": names})

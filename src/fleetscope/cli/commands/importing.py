@@ -1,11 +1,18 @@
 """``fleetscope import FORMAT FILE...`` and ``fleetscope imports list|delete``: performance
-logs (sysstat data files, ``vmstat -t``, ``iostat -t -x``, ``mpstat`` output) uploaded to the
-server as a host's history, with a progress bar while they go up."""
+logs (sysstat data files, ``vmstat -t``, ``iostat -t -x``, ``mpstat`` and ``sar`` output, CSV)
+uploaded to the server as a host's history, with a progress bar while they go up.
+
+A CSV's mapping (:mod:`fleetscope.perflogs.csvlog`) comes from ``--mapping FILE`` (TOML or
+JSON) or from the flags ``--time-column``, ``--metric``, ``--field``, ``--column``,
+``--kind``, ``--unit``, ``--scale`` (one metric); flags given with a file override its
+time column and add their metric to the file's."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +24,7 @@ from rich.table import Table
 from fleetscope.cli.client import DEFAULT_URL, Api
 from fleetscope.cli.commands.common import AsJson, Url, fail, print_json, reporting_errors, stdout_console
 
-FORMATS = ("sysstat", "vmstat", "iostat", "mpstat")
+FORMATS = ("sysstat", "vmstat", "iostat", "mpstat", "sar-text", "csv")
 
 
 class _Counted(io.FileIO):
@@ -60,14 +67,38 @@ def import_logs(
                                                  "timestamps.")] = None,
     cpus: Annotated[int | None, typer.Option(help="CPUs of the host: vmstat gives shares of all "
                                              "of them (default 1).")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="csv: the mapping of columns to metrics, a TOML "
+                                                 "or JSON file.", exists=True, dir_okay=False)] = None,
+    time_column: Annotated[str | None, typer.Option(help="csv: the column holding the times.")] = None,
+    time_format: Annotated[str | None, typer.Option(help="csv: strptime format of the times (default: "
+                                                    "epoch seconds or ISO 8601).")] = None,
+    metric: Annotated[str | None, typer.Option(help="csv: the metric (module.stat) the columns "
+                                               "become.")] = None,
+    field: Annotated[str | None, typer.Option(help="csv: the field whose values are the columns' "
+                                              "names.")] = None,
+    column: Annotated[list[str] | None, typer.Option(help="csv: a column the metric takes (repeat; "
+                                                     "default: every other column).")] = None,
+    kind: Annotated[str | None, typer.Option(help="csv: a new metric's kind: point (levels, default) "
+                                             "or interval (rates per second).")] = None,
+    unit: Annotated[str | None, typer.Option(help="csv: a new metric's unit: number, percent, bytes, "
+                                             "seconds, ms, us, ns.")] = None,
+    scale: Annotated[float | None, typer.Option(help="csv: multiply the figures by this.")] = None,
     url: Url = DEFAULT_URL,
     as_json: AsJson = False,
 ) -> None:
     """Import performance logs of one host as its history (one import, all files or none)."""
     if fmt not in FORMATS:
         fail(f"FORMAT: must be one of {', '.join(FORMATS)}")
+    flags = {"time_column": time_column, "time_format": time_format, "metric": metric, "field": field,
+             "column": column, "kind": kind, "unit": unit, "scale": scale}
+    given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
+    if fmt != "csv" and (given or mapping):
+        fail(f"{', '.join(given or ['--mapping'])}: only for csv")
     fields = {"format": fmt, "host": host, "tz": tz, "start": _time(start), "interval": interval,
               "cpus": cpus}
+    if fmt == "csv":
+        fields["mapping"] = json.dumps(csv_mapping(mapping, time_column, time_format, metric, field, column,
+                                                   kind, unit, scale))
     total = sum(os.path.getsize(f) for f in files)
     show = not as_json and stdout_console().is_terminal
     with reporting_errors(url), Api.from_environment(url) as api, Progress(
@@ -86,6 +117,33 @@ def import_logs(
     stdout_console().print(f"import {body['id']}: host {body['host']}, {body['samples']} samples "
                            f"every {body['interval']} s, {_when(body['start_time'])} to "
                            f"{_when(body['end_time'])} UTC, metrics {', '.join(body['metrics'])}")
+
+
+def csv_mapping(path: Path | None, time_column: str | None, time_format: str | None, metric: str | None,
+                field: str | None, columns: list[str] | None, kind: str | None, unit: str | None,
+                scale: float | None) -> dict:
+    """The mapping of a CSV import: the file's (TOML or JSON), with the flags' time column and
+    metric added; the server checks it."""
+    mapping: dict = {}
+    if path is not None:
+        text = path.read_text()
+        try:
+            mapping = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except (ValueError, tomllib.TOMLDecodeError) as exc:
+            fail(f"--mapping: {path.name}: not {'JSON' if path.suffix == '.json' else 'TOML'} ({exc})")
+    if time_column is not None:
+        mapping["time_column"] = time_column
+    if time_format is not None:
+        mapping["time_format"] = time_format
+    if metric is not None:
+        one = {"metric": metric, "field": field, "columns": columns, "kind": kind, "unit": unit,
+               "scale": scale}
+        mapping.setdefault("metrics", []).append({k: v for k, v in one.items() if v is not None})
+    elif any(x is not None for x in (field, columns, kind, unit, scale)):
+        fail("--field, --column, --kind, --unit, --scale describe a --metric: give it")
+    if "time_column" not in mapping or not mapping.get("metrics"):
+        fail("csv: give --time-column and --metric (or a --mapping file with time_column and metrics)")
+    return mapping
 
 
 def _when(t: int | None) -> str:
