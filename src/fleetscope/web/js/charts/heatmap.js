@@ -10,6 +10,7 @@
 import { CanvasView, MARGIN, axisTicks, axisWidth, drawThresholds, drawTimeAxis, drawValueAxis, themeColors }
   from "./canvas.js";
 import { BASE_HUE, cssVar, hsv, isDark, keyHue } from "../lib/color.js";
+import { formatValue } from "../lib/format.js";
 
 const MIN_SATURATION = 0.08;
 const KEY_SATURATION = 1.0;
@@ -228,10 +229,39 @@ export class HeatmapChart extends CanvasView {
     return this.cell(col, row);
   }
 
+  /** Where `v` sits on the value axis, 0 (ymin) to 1 (ymax): linear, or logarithmic (m.log). */
+  frac(v) {
+    const m = this.matrix;
+    if (m.log) return v > 0 ? Math.log(v / m.ymin) / Math.log(m.ymax / m.ymin) : -Infinity;
+    return (v - m.ymin) / (m.ymax - m.ymin);
+  }
+
+  /** The value at `f` (0 to 1) of the axis: frac's inverse. */
+  at(f) {
+    const m = this.matrix;
+    return m.log ? m.ymin * (m.ymax / m.ymin) ** f : m.ymin + f * (m.ymax - m.ymin);
+  }
+
+  /** The value axis' ticks: tidy values (linear), or 1, 2, 5 times powers of ten (log; only
+   * the powers when there are many decades), as {value, label}. */
+  ticks(height) {
+    const m = this.matrix;
+    if (!m.log) return axisTicks(m.ymin, m.ymax, m.unit, height);
+    const out = [];
+    const decades = Math.log10(m.ymax / m.ymin);
+    const mults = decades > Math.max(1, height / 60) ? [1] : [1, 2, 5];
+    for (let k = Math.floor(Math.log10(m.ymin)); k <= Math.ceil(Math.log10(m.ymax)); k++) {
+      for (const x of mults) {
+        const v = Number((x * 10 ** k).toPrecision(12));
+        if (v >= m.ymin && v <= m.ymax) out.push({ value: v, label: formatValue(v, m.unit) });
+      }
+    }
+    return out;
+  }
+
   cell(col, row) {
     const m = this.matrix;
     if (col < 0 || col >= m.times.length || row < 0 || row >= m.nbuckets) return null;
-    const hgt = (m.ymax - m.ymin) / m.nbuckets;
     const layers = {};
     let count = m.counts[col][row];
     for (const k of this.layerKeys || []) {
@@ -240,7 +270,7 @@ export class HeatmapChart extends CanvasView {
     }
     return {
       col, row, time: m.times[col], step: m.step, present: m.present[col],
-      lo: m.ymin + row * hgt, hi: m.ymin + (row + 1) * hgt, count, rest: m.counts[col][row], layers,
+      lo: this.at(row / m.nbuckets), hi: this.at((row + 1) / m.nbuckets), count, rest: m.counts[col][row], layers,
     };
   }
 
@@ -249,7 +279,7 @@ export class HeatmapChart extends CanvasView {
     const a = this.area();
     const m = this.matrix;
     const f = Math.min(1, Math.max(0, (a.y1 - y) / a.h));
-    return m.ymin + f * (m.ymax - m.ymin);
+    return m ? this.at(f) : 0;
   }
 
   setHover(cell) {
@@ -301,17 +331,19 @@ export class HeatmapChart extends CanvasView {
     const m = this.matrix;
     if (!m) return;
     const c = themeColors();
-    const ticks = axisTicks(m.ymin, m.ymax, m.unit, this.height - MARGIN.top - MARGIN.bottom);
+    const ticks = this.ticks(this.height - MARGIN.top - MARGIN.bottom);
     const a = super.area({ ...MARGIN, right: 34, left: axisWidth(ctx, ticks, c) });
     this.a = a;
-    drawValueAxis(ctx, a, m.ymin, m.ymax, ticks, c);
+    // Axis and thresholds are drawn on the axis' fractions: linear or log alike.
+    drawValueAxis(ctx, a, 0, 1, ticks.map((t) => ({ ...t, value: this.frac(t.value) })), c);
     drawTimeAxis(ctx, a, this.start, this.end, c);
     if (this.image && m.times.length) {
       ctx.imageSmoothingEnabled = false;
       ctx.drawImage(this.image, a.x0, a.y0, a.w, a.h);
     }
     this.drawOverlays(ctx, a, c);
-    this.thresholdsDrawn = drawThresholds(ctx, a, m.ymin, m.ymax, this.thresholds, c);
+    this.thresholdsDrawn = drawThresholds(ctx, a, 0, 1, this.thresholds.map((t) => ({ ...t, value: this.frac(t.value) })), c)
+      .map((d, i) => ({ ...d, value: this.thresholds[i].value }));
     const mark = (cell, style) => {
       if (!cell) return;
       const cw = a.w / m.times.length;
@@ -338,7 +370,7 @@ export class HeatmapChart extends CanvasView {
     const m = this.matrix;
     const n = m.times.length;
     const x = (i) => a.x0 + ((i + 0.5) / n) * a.w;
-    const y = (v) => a.y1 - ((v - m.ymin) / (m.ymax - m.ymin)) * a.h;
+    const y = (v) => a.y1 - Math.max(-1, this.frac(v)) * a.h;
     ctx.save();
     ctx.beginPath();
     ctx.rect(a.x0, a.y0, a.w, a.h);

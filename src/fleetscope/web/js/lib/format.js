@@ -68,31 +68,56 @@ export function valueTicks(lo, hi, unit, count = 4) {
 }
 
 const TIME_STEPS = [1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
-  172800, 604800];
+  172800, 604800, 1209600];
+const MONTH = 2629746; // seconds in an average month: steps of months are calendar months
+const MONTH_STEPS = [1, 2, 3, 6, 12, 24, 60];
 const tzOffset = () => -new Date().getTimezoneOffset() * 60;
 
-/** Time ticks (epoch seconds) between start and end, at least `minGap` pixels apart over `px`. */
+/**
+ * Time ticks (epoch seconds) between start and end, at least `minGap` pixels apart over `px`
+ * (the density follows the axis width): seconds to two weeks on multiples of the step in local
+ * time, then the first days of calendar months (every 1, 2, 3, 6 or 12 of them).
+ */
 export function timeTicks(start, end, px, minGap = 80) {
   const span = end - start;
   const want = Math.max(1, Math.floor(px / minGap));
-  const step = TIME_STEPS.find((s) => span / s <= want) || TIME_STEPS.at(-1);
-  const off = tzOffset();
-  const first = Math.ceil((start + off) / step) * step - off;
+  const step = TIME_STEPS.find((s) => span / s <= want);
   const ticks = [];
-  for (let t = first; t <= end; t += step) ticks.push(t);
-  return { ticks, step };
+  if (step) {
+    const off = tzOffset();
+    const first = Math.ceil((start + off) / step) * step - off;
+    for (let t = first; t <= end; t += step) ticks.push(t);
+    return { ticks, step, start, end };
+  }
+  const months = MONTH_STEPS.find((m) => span / (m * MONTH) <= want) || MONTH_STEPS.at(-1);
+  const d = new Date(start * 1000);
+  let y = d.getFullYear();
+  let m = Math.ceil((d.getMonth() + (d.getDate() > 1 || d.getHours() ? 1 : 0)) / months) * months;
+  for (;;) {
+    const t = new Date(y + Math.floor(m / 12), m % 12, 1).getTime() / 1000;
+    if (t > end) break;
+    ticks.push(t);
+    m += months;
+  }
+  return { ticks, step: months * MONTH, start, end };
 }
 
 const pad = (n) => String(n).padStart(2, "0");
 
-/** A clock time for a tick `step` seconds apart: 14:05:30, 14:05, or "Tue 14:00". */
+/**
+ * A label for a tick `step` seconds apart: 14:05:30, 14:05, "Tue 8", "Dec 8", "Dec" (months),
+ * the year alone on the first of January (so a range that crosses a year says which).
+ */
 export function formatTick(t, step) {
   const d = new Date(t * 1000);
+  const newYear = d.getMonth() === 0 && d.getDate() === 1 && d.getHours() === 0 && d.getMinutes() === 0;
+  if (step >= 86400 && newYear) return String(d.getFullYear());
+  if (step >= 28 * 86400) return d.toLocaleDateString(undefined, { month: "short" });
   if (step >= 86400) return d.toLocaleDateString(undefined, { month: "short", day: "numeric" });
   const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
   if (step < 60) return `${hm}:${pad(d.getSeconds())}`;
   if (step >= 3600 && d.getHours() === 0 && d.getMinutes() === 0) {
-    return d.toLocaleDateString(undefined, { weekday: "short", day: "numeric" });
+    return newYear ? String(d.getFullYear()) : d.toLocaleDateString(undefined, { weekday: "short", day: "numeric" });
   }
   return hm;
 }

@@ -2,14 +2,18 @@
 
 import { formatDuration, formatTime } from "./format.js";
 
-const NICE_STEPS = [1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 21600,
-  43200, 86400];
+// As the server's tidy steps (fleetscope.model.tiers.TIDY_STEPS): they divide a minute, an hour
+// or a day, or are whole days; a step of 29.2 h would fold a daily cycle into a false wave.
+const NICE_STEPS = [1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 14400,
+  21600, 43200, 86400];
+const DAY = 86400;
 export const TARGET_POINTS = 300;
+export const MAX_SPAN = 10 * 366 * DAY; // as the longest history any tier keeps
 
 /** Seconds per data point for `span` seconds at granularity `g`: a tidy step, a multiple of g. */
 export function stepFor(span, g = 1, target = TARGET_POINTS) {
   const raw = span / target;
-  const nice = NICE_STEPS.find((s) => s >= raw) || Math.ceil(raw);
+  const nice = NICE_STEPS.find((s) => s >= raw) || Math.ceil(raw / DAY) * DAY;
   return Math.max(g, Math.ceil(nice / g) * g);
 }
 
@@ -67,13 +71,21 @@ export class TimeRange extends EventTarget {
     else this.pause(Math.round(end));
   }
 
+  /**
+   * The range in words, readable at every span: times to the second under an hour, dates
+   * without times over a week, and the year whenever the range is not all in this year.
+   */
   describe() {
     if (this.live) return `last ${formatDuration(this.span)}, live`;
     const from = formatTime(this.end - this.span);
     const to = formatTime(this.end);
     const today = formatTime(Date.now() / 1000).slice(0, 10);
-    const day = (t) => (t.slice(0, 10) === today ? t.slice(11) : `${t.slice(5, 10)} ${t.slice(11, 16)}`);
-    return `${day(from)} – ${from.slice(0, 10) === to.slice(0, 10) ? to.slice(11) : day(to)}`;
+    const withYear = from.slice(0, 4) !== to.slice(0, 4) || to.slice(0, 4) !== today.slice(0, 4);
+    const date = (t) => (withYear ? t.slice(0, 10) : t.slice(5, 10));
+    if (this.span >= 7 * DAY) return `${date(from)} – ${date(to)}`;
+    const clock = (t) => (this.span < 3600 ? t.slice(11) : t.slice(11, 16));
+    const day = (t) => (t.slice(0, 10) === today && !withYear ? clock(t) : `${date(t)} ${clock(t)}`);
+    return `${day(from)} – ${from.slice(0, 10) === to.slice(0, 10) ? clock(to) : day(to)}`;
   }
 
   /** URL parameters that reproduce this range. */
@@ -98,7 +110,7 @@ export class TimeRange extends EventTarget {
       this.span = to - from;
       this.end = to;
     } else if (range >= 60) {
-      this.span = Math.min(range, 30 * 86400);
+      this.span = Math.min(range, MAX_SPAN);
     }
   }
 }

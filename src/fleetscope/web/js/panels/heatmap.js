@@ -5,7 +5,7 @@ import { api } from "../net/api.js";
 import { Body } from "./body.js";
 import { baseColor, keyColor } from "../lib/color.js";
 import { debounce, fill, h } from "../lib/dom.js";
-import { formatCount, formatTime, formatValue } from "../lib/format.js";
+import { formatCount, formatDuration, formatTime, formatValue } from "../lib/format.js";
 import { HeatmapChart } from "../charts/heatmap.js";
 
 export const NBUCKETS = 100;
@@ -60,6 +60,16 @@ export class HeatBody extends Body {
         this.chart.setData(this.m, { coloring: value });
       },
     }, label);
+    const option = (name, value, label, title) => h("button.seg", {
+      "aria-pressed": String((name === "scale" ? this.scale : this.keyMode) === value), title,
+      dataset: { [name]: value },
+      onclick: () => {
+        const fallback = name === "scale" ? "linear" : "highlight";
+        this.panel.setOption(name, value === fallback ? undefined : value);
+        this.toolbar();
+        this.load();
+      },
+    }, label);
     fill(this.panel.toolsEl,
       h("div.segmented", { role: "group", "aria-label": "colouring" },
         seg("Rank", "rank", "colour by rank: structure at every level"),
@@ -77,20 +87,52 @@ export class HeatBody extends Body {
             this.loadOverlays().then(() => this.draw());
           },
         }, name))),
+      h("div.segmented", { role: "group", "aria-label": "value axis" },
+        option("scale", "linear", "Lin", "linear value axis"), option("scale", "log", "Log", "logarithmic value axis")),
+      this.selected.length ? h("div.segmented", { role: "group", "aria-label": "selected keys" },
+        option("keys", "highlight", "Highlight", "selected keys in their own hues over the rest"),
+        option("keys", "isolate", "Isolate", "only the selected keys"),
+        option("keys", "exclude", "Exclude", "everything but the selected keys")) : null,
       this.zoomed ? h("button.btn.small", { dataset: { testid: "reset-zoom" }, onclick: () => this.resetZoom() },
         "Reset zoom") : null);
   }
 
-  params(r) {
+  /** The value axis: "linear" or "log" (kept in the dashboard). */
+  get scale() {
+    return this.options.scale || "linear";
+  }
+
+  /** What the selected keys do: "highlight" (own hues), "isolate" or "exclude" (kept). */
+  get keyMode() {
+    return this.options.keys || "highlight";
+  }
+
+  /** The bottom of a log axis: four decades under the top of the last linear one. */
+  logFloor() {
+    const top = this.options.ymax ?? this.m?.ymax;
+    return top > 0 ? 10 ** (Math.floor(Math.log10(top)) - 4) : null;
+  }
+
+  params(r, linear = false) {
     const p = { nbuckets: NBUCKETS, selected: this.selected.join(",") };
+    if (this.selected.length && this.keyMode !== "highlight") p[this.keyMode] = true;
     if (this.zoomed) Object.assign(p, { ymin: this.options.ymin, ymax: this.options.ymax });
+    if (this.scale === "log" && !linear) {
+      p.scale = "log";
+      if (!(p.ymin > 0)) p.ymin = this.logFloor();
+    }
     return r.live ? { ...p, duration: r.span, ndatapoints: r.n }
       : { ...p, start_time: r.start, end_time: r.end, ndatapoints: r.n };
   }
 
   async fetch(r, signal) {
-    const m = await api.heatmap(this.inst.id, this.params(r), signal);
+    // A log axis needs a bottom above 0: four decades under the top a linear map finds.
+    if (this.scale === "log" && !this.zoomed && !this.logFloor()) await this.fetchMatrix(r, signal, true);
+    const m = await this.fetchMatrix(r, signal);
+    const asked = r.step;
     if (m.times.length) Object.assign(r, { step: m.step, n: m.times.length }); // as answered (history tiers)
+    this.panel.setNote(m.step > asked && m.resolution > this.inst.granularity
+      ? `coarser: ${formatDuration(m.step)} per column (history kept per ${formatDuration(m.resolution)})` : null);
     this.m = m;
     this.sinceRescale = 0;
     this.details.clear();
@@ -98,6 +140,12 @@ export class HeatBody extends Body {
     this.pinned = null;
     this.chart.pinned = null;
     await this.loadOverlays(signal);
+  }
+
+  async fetchMatrix(r, signal, linear = false) {
+    const m = await api.heatmap(this.inst.id, this.params(r, linear), signal);
+    if (linear) this.m = m;
+    return m;
   }
 
   /** Average and percentile lines over the columns shown. */
@@ -130,7 +178,8 @@ export class HeatBody extends Body {
   async column(from, step) {
     const m = this.m;
     const p = { start_time: from, end_time: from + step, ndatapoints: 1, nbuckets: m.nbuckets, ymin: m.ymin,
-      ymax: m.ymax, selected: this.selected.join(",") };
+      ymax: m.ymax, selected: this.selected.join(","), ...(m.log ? { scale: "log" } : {}) };
+    if (this.selected.length && this.keyMode !== "highlight") p[this.keyMode] = true;
     const wanted = this.options.overlays || [];
     const [col, ov] = await Promise.all([api.heatmap(this.inst.id, p),
       wanted.length ? this.overlayValues({ start_time: from, end_time: from + step, ndatapoints: 1 }, wanted)
@@ -210,8 +259,9 @@ export class HeatBody extends Body {
       h("ul.legend-list", {}, this.selected.map((key, n) => h("li.legend-row", { dataset: { key } },
         h("span.swatch", { style: { background: keyColor(n) } }), h("span.k", {}, key),
         h("button.x", { title: `stop drawing ${key} apart`, onclick: () => this.select(key, false) }, "×")))),
-      this.selected.length ? h("div.legend-row.static", {}, h("span.swatch", { style: { background: baseColor(true) } }),
-        h("span.k", {}, "everything else")) : null,
+      this.selected.length && this.keyMode !== "isolate" ? h("div.legend-row.static", {}, h("span.swatch", { style: { background: baseColor(true) } }),
+        h("span.k", {}, this.keyMode === "exclude" ? "everything but the selected keys" : "everything else")) : null,
+      this.selected.length && this.keyMode === "isolate" ? h("div.legend-sub", {}, "only the selected keys") : null,
       h("div.legend-hint", {}, this.zoomed ? "zoomed: drag again to narrow" : "drag up or down to zoom"));
   }
 
@@ -294,6 +344,7 @@ export class HeatBody extends Body {
     if (on) next.push(key);
     this.panel.setOption("selected", next);
     this.panel.selectionChanged();
+    this.toolbar();
     this.load();
   }
 

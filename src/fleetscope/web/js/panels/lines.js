@@ -5,10 +5,12 @@ import { api } from "../net/api.js";
 import { Body } from "./body.js";
 import { cssVar, seriesColor } from "../lib/color.js";
 import { h, fill } from "../lib/dom.js";
-import { formatTime, formatValue } from "../lib/format.js";
+import { formatDuration, formatTime, formatValue } from "../lib/format.js";
 import { LineChart } from "../charts/lines.js";
 
 export const TOP_KEYS = 8;
+export const TOP_CHOICES = [5, 8, 10, 20, 50];
+const FOUND_ROWS = 50; // keys a legend search lists at most
 export const REST = "(rest)";
 const OTHER = "(other)";
 
@@ -45,18 +47,50 @@ export class LineBody extends Body {
         this.draw();
       },
     }, label);
-    fill(this.panel.toolsEl, h("div.segmented", { role: "group", "aria-label": "chart style" },
+    const top = h("select.top-n", { "aria-label": "keys drawn", title: "keys drawn, by their total over the range",
+      onchange: (e) => {
+        this.panel.setOption("top", Number(e.target.value) === TOP_KEYS ? undefined : Number(e.target.value));
+        this.draw();
+      } }, TOP_CHOICES.map((n) => h("option", { value: String(n), selected: n === this.topN }, `top ${n}`)));
+    fill(this.panel.toolsEl, top, h("div.segmented", { role: "group", "aria-label": "chart style" },
       seg("Stacked", "stacked", stacked), seg("Lines", "lines", !stacked)),
     this.isolate ? h("button.chip", { title: "show every key", onclick: () => this.setIsolate(null) },
       `only ${this.isolate} ×`) : null);
   }
 
+  /** How many keys are drawn (the rest folded): the panel's choice, else TOP_KEYS. */
+  get topN() {
+    return this.options.top || TOP_KEYS;
+  }
+
+  /** Keys picked from the legend's search: drawn whether or not they are in the top N. */
+  get pinned() {
+    return this.options.pinned || [];
+  }
+
   async fetch(r, signal) {
     const params = r.live ? { ndatapoints: r.n, duration: r.step }
       : { start_time: r.start, end_time: r.end, duration: r.step };
-    const pts = await api.values(this.inst.id, params, signal);
+    let pts;
+    let refused = null;
+    try {
+      pts = await api.values(this.inst.id, params, signal);
+    } catch (err) {
+      if (err.status !== 422 || !params.duration) throw err;
+      // Over the server's budget for this step: let it choose one that fits, and say so.
+      refused = err.message;
+      delete params.duration;
+      params.ndatapoints = r.n;
+      pts = await api.values(this.inst.id, params, signal);
+    }
     this.pts = Array.isArray(pts) ? pts : [pts];
+    const asked = r.step;
     if (this.pts.length) Object.assign(r, { step: this.pts[0].duration, n: this.pts.length }); // as answered
+    const res = this.pts[0]?.resolution;
+    this.panel.setNote(refused || r.step > asked
+      ? `coarser: ${formatDuration(r.step)} per point${res ? ` (history kept per ${formatDuration(res)})` : ""}`
+      : null);
+    if (refused) this.panel.noteEl.title = refused;
   }
 
   async fetchNext(from, step) {
@@ -82,6 +116,17 @@ export class LineBody extends Body {
     return this.inst.kind === "interval" ? p.duration : 1;
   }
 
+  /** Whether a point's bucket is over: one that ends in the future holds only part of its sum,
+   * and would draw a false drop at the right edge (it is left out of the chart and legend). */
+  complete(p) {
+    return p.start_time + p.duration <= Date.now() / 1000;
+  }
+
+  /** The value of `p` drawn (null: a gap, or a bucket not over yet). */
+  shown(p, v) {
+    return p.value === null || !this.complete(p) ? null : v / this.scale(p);
+  }
+
   colorOf(key) {
     if (!this.colors.has(key)) this.colors.set(key, this.colors.size);
     return seriesColor(this.colors.get(key));
@@ -91,8 +136,7 @@ export class LineBody extends Body {
   series() {
     const pts = this.pts;
     if (!this.discrete) {
-      return [{ key: "value", label: "value", color: seriesColor(0),
-        values: pts.map((p) => (p.value === null ? null : p.value / this.scale(p))) }];
+      return [{ key: "value", label: "value", color: seriesColor(0), values: pts.map((p) => this.shown(p, p.value)) }];
     }
     const totals = new Map();
     for (const p of pts) {
@@ -100,11 +144,13 @@ export class LineBody extends Body {
       for (const [k, v] of Object.entries(p.value)) totals.set(k, (totals.get(k) || 0) + v);
     }
     const ranked = [...totals.entries()].filter(([k]) => k !== OTHER).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
-    const top = ranked.slice(0, TOP_KEYS).map(([k]) => k);
+    this.ranked = ranked; // every key of the range, largest total first: what the legend searches
+    const top = ranked.slice(0, this.topN).map(([k]) => k);
+    for (const k of this.pinned) if (totals.has(k) && !top.includes(k)) top.push(k);
     for (const k of top) this.colorOf(k);
     const inTop = new Set(top);
     const out = top.map((key) => ({ key, label: key, color: this.colorOf(key),
-      values: pts.map((p) => (p.value === null ? null : (p.value[key] || 0) / this.scale(p))) }));
+      values: pts.map((p) => this.shown(p, p.value?.[key] || 0)) }));
     const restKeys = [...totals.keys()].filter((k) => !inTop.has(k));
     if (restKeys.length) {
       out.push({ key: REST, label: `${REST} ${restKeys.length} key${restKeys.length > 1 ? "s" : ""}`,
@@ -113,7 +159,7 @@ export class LineBody extends Body {
           if (p.value === null) return null;
           let s = 0;
           for (const [k, v] of Object.entries(p.value)) if (!inTop.has(k)) s += v;
-          return s / this.scale(p);
+          return this.shown(p, s);
         }) });
     }
     return out;
@@ -132,15 +178,17 @@ export class LineBody extends Body {
         isolate: this.isolate });
     const present = this.pts.filter((p) => p.value !== null);
     this.panel.setPoints(present.length, present.at(-1)?.start_time);
-    if (!this.range.live || !this.panel.valueEl.textContent) this.panel.valueEl.textContent = present.length ? this.headline(present.at(-1)) : "";
+    const last = present.findLast((p) => this.complete(p));
+    if (!this.range.live || !this.panel.valueEl.textContent) this.panel.valueEl.textContent = last ? this.headline(last) : "";
     this.legendRows();
     this.panel.firstDraw();
   }
 
-  /** The index whose values the legend shows: the hovered one, else the latest with data. */
+  /** The index whose values the legend shows: the hovered one, else the latest complete one
+   * with data (a bucket not over yet holds only part of its sum). */
   shownIndex() {
     if (this.hoverIndex !== null) return this.hoverIndex;
-    for (let i = this.pts.length - 1; i >= 0; i--) if (this.pts[i].value !== null) return i;
+    for (let i = this.pts.length - 1; i >= 0; i--) if (this.pts[i].value !== null && this.complete(this.pts[i])) return i;
     return null;
   }
 
@@ -185,10 +233,19 @@ export class LineBody extends Body {
       this.legendTime = h("span");
       this.legendTotal = h("span.v");
       this.rows = new Map(this.current.map((s) => [s.key, this.legendRow(s.key)]));
+      const query = this.search?.value || "";
+      this.search = h("input.legend-search", { type: "search", placeholder: `find among ${this.ranked?.length || 0} keys`,
+        "aria-label": "find a key to draw", value: query, oninput: () => this.foundRows() });
+      this.found = h("ul.legend-list.legend-found");
       fill(this.legend, h("div.legend-head", {}, this.legendTime, this.legendTotal),
-        h("ul.legend-list", {}, [...this.rows.values()].map((r) => r.el)));
+        (this.ranked?.length || 0) > this.topN ? this.search : null,
+        h("ul.legend-list", {}, [...this.rows.values()].map((r) => r.el)), this.found);
+      this.foundRows();
     }
-    this.legendTime.textContent = i !== null && this.hoverIndex !== null ? formatTime(this.pts[i].start_time).slice(11) : "now";
+    const shown = i !== null ? this.pts[i] : null;
+    this.legendTime.textContent = !shown ? "" : this.hoverIndex !== null || !this.range.live || shown.duration > this.inst.granularity
+      ? formatTime(shown.start_time).slice(this.range.span >= 86400 ? 5 : 11, 16) : "now";
+    this.legendTime.title = shown ? `${formatTime(shown.start_time)} (+${formatDuration(shown.duration)})` : "";
     this.legendTotal.textContent = formatValue(total, unit, { rate });
     for (const s of this.current) {
       const row = this.rows.get(s.key);
@@ -199,6 +256,38 @@ export class LineBody extends Body {
       row.label.textContent = s.label;
       row.value.textContent = formatValue(i === null ? null : s.values[i], unit, { rate });
     }
+  }
+
+  /** Keys of the range matching the legend's search that are not drawn: click one to draw it. */
+  foundRows() {
+    if (!this.found) return;
+    const q = (this.search?.value || "").trim().toLowerCase();
+    if (!q) return void fill(this.found);
+    const drawn = new Set(this.current.map((s) => s.key));
+    const hits = (this.ranked || []).filter(([k]) => !drawn.has(k) && k.toLowerCase().includes(q));
+    const unit = this.panel.unit;
+    const span = this.pts.reduce((a, p) => a + (p.value === null ? 0 : p.duration), 0) || 1;
+    const rate = this.inst.kind === "interval";
+    fill(this.found, hits.slice(0, FOUND_ROWS).map(([k, total]) => h("li.legend-row.found", {
+      dataset: { key: k }, tabindex: 0, title: `${k}: click to draw it`,
+      onclick: () => this.pin(k),
+      onkeydown: (e) => (e.key === "Enter" || e.key === " ") && (e.preventDefault(), this.pin(k)),
+    }, h("span.swatch"), h("span.k", {}, k), h("span.v", {}, formatValue(rate ? total / span : total / this.pts.length, unit, { rate })))),
+    hits.length > FOUND_ROWS ? h("li.legend-more", {}, `${hits.length - FOUND_ROWS} more: type more of the name`) : null,
+    hits.length ? null : h("li.legend-more", {}, "no other key matches"));
+  }
+
+  /** Draw `key` (from the search) in its own colour; pinned keys stay drawn (and saved). */
+  pin(key) {
+    this.panel.setOption("pinned", [...this.pinned.filter((k) => k !== key), key]);
+    this.search.value = "";
+    this.draw();
+  }
+
+  unpin(key) {
+    const left = this.pinned.filter((k) => k !== key);
+    this.panel.setOption("pinned", left.length ? left : undefined);
+    this.draw();
   }
 
   /** One legend row of series `key`, filled in by legendRows. */
@@ -218,7 +307,9 @@ export class LineBody extends Body {
       },
       onclick: () => this.setHighlight(this.highlight === key ? null : key),
       ondblclick: () => this.setIsolate(this.isolate === key ? null : key),
-    }, swatch, label, value);
+    }, swatch, label, value, this.pinned.includes(key) ? h("button.unpin", {
+      type: "button", title: "stop drawing this key", "aria-label": `stop drawing ${key}`,
+      onclick: (e) => { e.stopPropagation(); this.unpin(key); } }, "×") : null);
     return { el, swatch, label, value };
   }
 

@@ -72,6 +72,10 @@ export class Panel {
     this.chartEl = h("div.chart");
     this.emptyEl = h("div.empty", {}, "");
     this.tipEl = h("div.tip", { role: "tooltip" });
+    // Shown (by CSS, after a moment) while the panel's element carries data-loading.
+    this.loadingEl = h("div.loading", { role: "status", "aria-label": "loading" }, h("span.spinner"), "Loading…");
+    // Why the panel shows less than asked: a coarser step than the range wanted, fewer keys.
+    this.noteEl = h("span.note", { hidden: true, role: "note" });
     this.legendEl = h("aside.legend");
     this.el = h("section.panel", { dataset: { instId: inst.id, state: "loading", points: "0" },
       "aria-label": titleOf(inst, this.metric) },
@@ -80,9 +84,10 @@ export class Panel {
       h("div.head-actions", {}, this.warnEl, this.valueEl, this.drillBtn, this.menuBtn),
       h("div.panel-sub", {},
         h("code", {}, inst.metric), h("span.where", { title: where }, where),
-        h("span.timing", {}, `${formatDuration(inst.granularity)} · keeps ${formatDuration(inst.retention)}`)),
+        h("span.timing", {}, `${formatDuration(inst.granularity)} · keeps ${formatDuration(inst.retention)}`),
+        this.noteEl),
       this.toolsEl),
-    h("div.panel-main", {}, h("div.chart-wrap", {}, this.chartEl, this.emptyEl, this.tipEl), this.legendEl));
+    h("div.panel-main", {}, h("div.chart-wrap", {}, this.chartEl, this.emptyEl, this.loadingEl, this.tipEl), this.legendEl));
     this.el.classList.toggle("wide", this.options.width === 2);
     this.chartEl.addEventListener("mouseleave", () => {
       if (!this.tipEl.classList.contains("pinned")) this.tipEl.classList.remove("show");
@@ -113,6 +118,13 @@ export class Panel {
     if (value === undefined) delete this.slot.options[name];
     else this.slot.options[name] = value;
     this.app.boardChanged();
+  }
+
+  /** Say (or stop saying, with null) why the panel shows less than was asked. */
+  setNote(text) {
+    this.noteEl.hidden = !text;
+    this.noteEl.textContent = text || "";
+    this.noteEl.title = text || "";
   }
 
   setPoints(n, last) {
