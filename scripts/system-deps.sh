@@ -15,6 +15,11 @@ command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 # imports; the server reads sysstat data files through sadf.
 command -v sadf >/dev/null 2>&1 || need+=(sysstat)
 command -v vmstat >/dev/null 2>&1 || need+=(procps)
+# node and npm run the original Cloud Analytics client (node-smartdc 8.1) in tests/test_cloudapi.py;
+# ssh-keygen and ssh-agent make and hold the keys it signs with.
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v ssh-agent >/dev/null 2>&1 || need+=(openssh-client)
 # A real QEMU process for tests/test_vm.py (software emulation; boots nothing).
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 # libvirt's headers to build libvirt-python (its test driver, test:///default, is in libvirt0).
@@ -47,6 +52,13 @@ if [ "$(id -u)" -eq 0 ] && ! compgen -G "$kernels/boot/vmlinuz-*" >/dev/null; th
   mkdir -p "$kernels"
   (cd "$kernels" && apt-get download -q "$pkg" 2>/dev/null \
      && dpkg-deb --fsys-tarfile "$pkg"_*.deb | tar -x --wildcards './boot/vmlinuz-*' && rm -f "$pkg"_*.deb)
+fi
+# node-smartdc 8.1.0 (the last release with the sdc-*instrumentation commands) from the npm registry,
+# into a directory the tests own (tests/test_cloudapi.py installs it there too when it is missing).
+smartdc=/var/cache/fleetscope-test/smartdc-8.1.0
+if [ "$(id -u)" -eq 0 ] && [ ! -f "$smartdc/node_modules/smartdc/package.json" ] && command -v npm >/dev/null 2>&1; then
+  mkdir -p "$smartdc"
+  npm install --silent --no-audit --no-fund --prefix "$smartdc" smartdc@8.1.0 >/dev/null || true
 fi
 # Start PostgreSQL when it is installed but not running (no systemd in containers).
 if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then

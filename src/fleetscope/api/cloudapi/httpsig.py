@@ -12,8 +12,9 @@ CloudAPI kept). HTTP Basic and bearer tokens are refused on these routes.
 
 Replays. A signature over ``date`` alone does not cover the method or the path, so within the
 skew window a captured one could be sent again, for another request too. :class:`ReplayGuard`
-remembers the signatures of changes (POST, PUT, DELETE) for twice the window: each is good for
-one change only. Reads are not limited: node-smartdc signs every request of a second with the
+remembers the signatures of changes (POST, PUT, DELETE) for twice the window: each is good
+for one change only (a change that was refused does not count).
+Reads are not limited: node-smartdc signs every request of a second with the
 same signature (RSA and Ed25519 signatures are deterministic), and a script that lists, then
 deletes, within one second must work. So a signature seen on the wire could still make one
 change within the window if its owner made none with it: serve CloudAPI clients over HTTPS (as
@@ -165,6 +166,12 @@ class ReplayGuard:
                                    "sign each change anew")
             self._seen[signature] = now
 
+    def release(self, signature: bytes) -> None:
+        """Forget a change's signature whose change was refused (nothing changed: it may be sent
+        again, as a client retrying after a 409 or a 404 would)."""
+        with self._lock:
+            self._seen.pop(signature, None)
+
 
 class SignatureAuth:
     """Turns signed requests into callers of the account's tenant, over the store's keys."""
@@ -174,7 +181,8 @@ class SignatureAuth:
         self.limiter = limiter  # the API's failure limiter (api/auth.py), shared with tokens
         self.replays = ReplayGuard()
 
-    def caller(self, request: Request, login: str) -> Caller:
+    def caller(self, request: Request, login: str) -> tuple[Caller, bytes]:
+        """The caller a signed request stands for, and its signature (for :meth:`ReplayGuard.release`)."""
         address = request.client.host if request.client else ""
         now = time.time()
         try:
@@ -188,7 +196,7 @@ class SignatureAuth:
                 self.limiter.failed(address, now)
             raise
 
-    def _caller(self, request: Request, login: str, address: str, now: float) -> Caller:
+    def _caller(self, request: Request, login: str, address: str, now: float) -> tuple[Caller, bytes]:
         sig = parse_authorization(request.headers.get("authorization"))
         check_date(request.headers.get("date"), now)
         key = self.store.account_key(sig.login, sig.fingerprint)
@@ -202,13 +210,13 @@ class SignatureAuth:
             raise unauthorized(f"the signature does not verify with key {sig.fingerprint} "
                                f"({sig.algorithm} over "
                                f"{' '.join(sig.headers)})")
-        self.replays.check(sig.signature, request.method, now)
         tenant = self.store.get_tenant(key.login)
         if tenant is None:
             raise unauthorized(f"account {key.login!r} no longer exists")
         if login not in (MY, key.login):
             raise CloudApiError(403, "NotAuthorized", f"the key of account {key.login!r} may not act for "
                                 f"account {login!r}")
+        self.replays.check(sig.signature, request.method, now)
         token = TokenInfo(key.id, f"{key.login} key {key.name}", key.role, key.login, "sshkey", key.created,
                           None, None)
-        return Caller(key.role, tenant, token, address)
+        return Caller(key.role, tenant, token, address), sig.signature

@@ -16,6 +16,7 @@ that collide with them cannot be made (``model.access.RESERVED_LOGINS``).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Annotated
 from urllib.parse import parse_qsl
 
@@ -48,16 +49,22 @@ def _signatures(request: Request) -> SignatureAuth:
 
 
 def signed(role: str):
-    """A dependency: the caller a signed request stands for, who must have at least ``role``."""
+    """A dependency: the caller a signed request stands for, who must have at least ``role``. A
+    change that is refused frees its signature again (httpsig.ReplayGuard.release)."""
     access.check_role(role)
 
-    def dependency(request: Request, login: str) -> Caller:
-        caller = _signatures(request).caller(request, login)
-        if not access.allows(caller.role, role):
-            raise CloudApiError(403, "NotAuthorized", f"this needs a key with the role {role!r} "
-                                f"(this key has {caller.role!r})")
-        request.state.caller = caller
-        return caller
+    def dependency(request: Request, login: str) -> Iterator[Caller]:
+        signatures = _signatures(request)
+        caller, signature = signatures.caller(request, login)
+        try:
+            if not access.allows(caller.role, role):
+                raise CloudApiError(403, "NotAuthorized", f"this needs a key with the role {role!r} "
+                                    f"(this key has {caller.role!r})")
+            request.state.caller = caller
+            yield caller
+        except Exception:
+            signatures.replays.release(signature)
+            raise
 
     return Depends(dependency)
 
