@@ -15,6 +15,10 @@ A dashboard document is::
                      "coloring": "rank",         # "rank" or "linear" (heatmaps)
                      "overlays": ["avg", "p99"], # lines over a heatmap: avg, pNN(.N)
                      "selected": ["nginx"],      # keys drawn in their own hue
+                     "keys": "isolate",          # what selected keys do: highlight, isolate, exclude
+                     "scale": "log",             # a heatmap's value axis: linear or log
+                     "top": 20,                  # keys a breakdown draws (the rest folded)
+                     "pinned": ["cron"],         # keys a breakdown draws whatever their rank
                      "ymin": 0, "ymax": 100}}]}  # a zoomed heatmap axis
 
 ``options`` and each of its keys are optional. The server answers with the
@@ -40,6 +44,10 @@ MAX_SELECTED = 16
 MAX_KEY = 256
 CHARTS = ("stacked", "lines")
 COLORINGS = ("rank", "linear")
+SCALES = ("linear", "log")
+KEY_MODES = ("highlight", "isolate", "exclude")
+TOP_CHOICES = (5, 8, 10, 20, 50)  # as the web's panels/lines.js offers them
+MAX_PINNED = 16
 _OVERLAY = re.compile(r"^(avg|p(100|[1-9]?\d(\.\d{1,3})?))$")
 
 
@@ -80,7 +88,8 @@ def _strings(value: object, field: str, limit: int, check: Callable[[str], bool]
 
 def validate_options(value: object, field: str) -> dict:
     """Check one panel's ``options`` and return them as plain JSON."""
-    opts = _object(value, field, {"width", "chart", "coloring", "overlays", "selected", "ymin", "ymax"})
+    opts = _object(value, field, {"width", "chart", "coloring", "overlays", "selected", "ymin", "ymax",
+                                  "keys", "scale", "top", "pinned"})
     out: dict[str, Any] = {}
     if "width" in opts:
         out["width"] = _choice(opts["width"], f"{field}.width", (1, 2))
@@ -94,6 +103,15 @@ def validate_options(value: object, field: str) -> dict:
     if "selected" in opts:
         out["selected"] = _strings(opts["selected"], f"{field}.selected", MAX_SELECTED,
                                    lambda s: 0 < len(s) <= MAX_KEY)
+    if "keys" in opts:
+        out["keys"] = _choice(opts["keys"], f"{field}.keys", KEY_MODES)
+    if "scale" in opts:
+        out["scale"] = _choice(opts["scale"], f"{field}.scale", SCALES)
+    if "top" in opts:
+        out["top"] = _choice(opts["top"], f"{field}.top", TOP_CHOICES)
+    if "pinned" in opts:
+        out["pinned"] = _strings(opts["pinned"], f"{field}.pinned", MAX_PINNED,
+                                 lambda s: 0 < len(s) <= MAX_KEY)
     for name in ("ymin", "ymax"):
         if name in opts and opts[name] is not None:
             out[name] = _finite(opts[name], f"{field}.{name}")
@@ -149,6 +167,12 @@ _OPTIONS_SCHEMA = {
                      "items": {"type": "string", "pattern": _OVERLAY.pattern}},
         "selected": {"type": "array", "maxItems": MAX_SELECTED, "uniqueItems": True,
                      "items": {"type": "string", "minLength": 1, "maxLength": MAX_KEY}},
+        "keys": {"enum": list(KEY_MODES), "description": "what the selected keys do"},
+        "scale": {"enum": list(SCALES), "description": "a heatmap's value axis"},
+        "top": {"enum": list(TOP_CHOICES), "description": "keys a breakdown draws"},
+        "pinned": {"type": "array", "maxItems": MAX_PINNED, "uniqueItems": True,
+                   "items": {"type": "string", "minLength": 1, "maxLength": MAX_KEY},
+                   "description": "keys a breakdown draws whatever their rank"},
         "ymin": {"type": "number", "description": "a zoomed axis: with ymax"},
         "ymax": {"type": "number", "description": "a zoomed axis: with ymin, and greater than it"},
     },
