@@ -59,6 +59,13 @@ def import_readable(inst: Instrumentation, imported) -> bool:
     return imported.tenant is None or imported.tenant == inst.tenant
 
 
+def comparable_import(caller: Caller, inst: Instrumentation, imported) -> bool:
+    """Whether ``caller`` may read the import ``imported`` through ``inst`` on its own (a
+    compare run): an import the caller may list (:func:`imports_for`) whose rows the
+    instrumentation may read (:func:`import_readable`)."""
+    return bool(imports_for(caller, [imported])) and import_readable(inst, imported)
+
+
 def tenant_filter(caller: Caller, tenant: str | None) -> str | None:
     """The ``?tenant=`` filter of a list: operators may name any tenant; a tenant's own
     callers get their own whatever they ask."""

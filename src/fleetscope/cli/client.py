@@ -159,6 +159,10 @@ class Api:
         """``GET .../value``: one point, or a list of points when ``ndatapoints`` is given."""
         return self.request("GET", f"/instrumentations/{inst_id}/value", params=params)
 
+    def compare(self, inst_id: int, **params: Any) -> dict:
+        """``GET .../compare``: runs ``a_import`` or ``a_start``/``a_end``, likewise ``b``."""
+        return expect(self.request("GET", f"/instrumentations/{inst_id}/compare", params=params), dict)
+
     def percentiles(self, inst_id: int, quantiles: Sequence[float], **params: Any) -> Any:
         q = ",".join(f"{x:g}" for x in quantiles)
         return self.request(

@@ -11,6 +11,7 @@ instrumentations    inst create|list|show|update|delete, defaults
 values              value, watch, export
 store               store stats
 importing           import FORMAT FILE..., imports list|delete
+compare             compare INST A B (imports or ranges, aligned to their starts)
 access              login, logout, whoami, token create|list|revoke, tenant ..., audit
 alerts              alert create|list|delete|history, alert receiver ..., alerts
 ==================  ===================================================================
@@ -30,6 +31,7 @@ from fleetscope.cli.commands import (
     access,
     alerts,
     buscfg,
+    compare,
     hosts,
     importing,
     instrumentations,
@@ -70,6 +72,7 @@ def register(app: typer.Typer) -> None:
     imports.command("list")(importing.imports_list)
     imports.command("delete")(importing.imports_delete)
     app.add_typer(imports, name="imports")
+    app.command("compare")(compare.compare)
     app.command("login")(access.login)
     app.command("logout")(access.logout)
     app.command("whoami")(access.whoami)
