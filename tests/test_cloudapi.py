@@ -14,12 +14,14 @@ import base64
 import json
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
@@ -31,7 +33,9 @@ from tests.store_backends import backend_url, pg_url, store  # noqa: F401 - fixt
 API = "/api/v1"
 SMARTDC_VERSION = "8.1.0"
 CACHE = Path("/var/cache/fleetscope-test") / f"smartdc-{SMARTDC_VERSION}"
-SCOPES = {"acme": 'mode == "user"', "beta": 'mode == "system"'}
+# gamma's scope is this host: every metric has a hostname, so it may use all of them (heatmaps).
+SCOPES = {"acme": 'mode == "user"', "beta": 'mode == "system"',
+          "gamma": f'hostname == "{socket.gethostname()}"'}
 
 
 # -- the client ----------------------------------------------------------------------------------------
@@ -115,7 +119,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
         cloud.accounts = {"acme": Account("acme", tmp / "acme", "rsa"),
                           "acme-ec": Account("acme", tmp / "acme-ec", "ecdsa"),
                           "acme-ed": Account("acme", tmp / "acme-ed", "ed25519"),
-                          "beta": Account("beta", tmp / "beta", "ed25519")}
+                          "beta": Account("beta", tmp / "beta", "ed25519"),
+                          "gamma": Account("gamma", tmp / "gamma", "ecdsa")}
         for account in cloud.accounts.values():
             added = subprocess.run([str(VENV_BIN / "fleetscope"), "account", "add-key", account.login,
                                     str(account.key_file.with_suffix(".pub")), "--url", server.url],
@@ -280,6 +285,63 @@ def test_predicates_in_the_original_form(cloud: Cloud) -> None:
                                            {"and": [{"eq": ["mode", "user"]},
                                                     {"ne": ["container", "nosuch"]}]}]}
     assert call(cloud, "acme-ec", "DELETE", made["uri"]).status_code == 204
+
+
+def test_heatmap_image_and_details(cloud: Cloud) -> None:
+    """A heatmap of process CPU utilization by execname, as the original portal asked for it; the
+    details of a bucket against the same bucket counted from the value/raw distributions."""
+    r = call(cloud, "gamma", "POST", "/gamma/analytics/instrumentations",
+             {"module": "proc", "stat": "cpu", "decomposition": ["execname", "utilization"]})
+    assert r.status_code == 201, r.text
+    inst = r.json()
+    assert inst["value-arity"] == "numeric-decomposition" and inst["value-dimension"] == 3
+    assert {u["name"] for u in inst["uris"]} == {"value_raw", "value_heatmap", "details_heatmap"}
+    image = inst["uri"] + "/value/heatmap/image"
+    serve = psutil.Process(cloud.server.proc.pid).name()  # uses some CPU every second
+    try:
+        def drawn():
+            got = call(cloud, "gamma", "GET", f"{image}?duration=10&selected={serve}").json()
+            return got if got["present"] and got["nsources"] else None
+
+        got = wait_for(drawn, 30, 0.5)
+        assert got["width"] == 600 and got["height"] == 300 and got["nbuckets"] == 100
+        assert got["duration"] == 10 and got["end_time"] == got["start_time"] + 10
+        png = base64.b64decode(got["image"])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert int.from_bytes(png[16:20], "big") == 600 and int.from_bytes(png[20:24], "big") == 300
+        assert serve in got["present"]
+        small = call(cloud, "gamma", "GET", f"{image}?start_time={got['start_time']}&duration=10&width=50"
+                     f"&height=40&nbuckets=20&ymax=100&selected[]={serve}&isolate=true").json()
+        png = base64.b64decode(small["image"])
+        assert (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) == (50, 40)
+        assert small["ymax"] == 100 and small["nbuckets"] == 20
+
+        # Details of every bucket of the last column against the raw distributions of that second.
+        start = small["start_time"]
+        last = f"{inst['uri']}/value/raw?start_time={start + 9}&duration=1"
+        raw = call(cloud, "gamma", "GET", last).json()
+        total_raw = sum(count for dist in raw["value"].values() for _, count in dist)
+        found = 0.0
+        for y in range(0, 40, 2):
+            d = call(cloud, "gamma", "GET", f"{inst['uri']}/value/heatmap/details?start_time={start}"
+                     f"&duration=10&width=50&height=40&nbuckets=20&ymax=100&x=49&y={y}").json()
+            assert d["bucket_time"] == start + 9
+            assert d["bucket_ymax"] - d["bucket_ymin"] == pytest.approx(5.0)
+            assert d["bucket_ymin"] == pytest.approx(100 - 5 * (y // 2 + 1))
+            assert d["total"] == pytest.approx(sum(d["present"].values()))
+            found += d["total"]
+        assert found == pytest.approx(total_raw, rel=1e-6), "every bucket once, utilization within [0, 100)"
+        refused(call(cloud, "gamma", "GET", inst["uri"] + "/value/heatmap/details"), 409, "MissingParameter")
+        refused(call(cloud, "gamma", "GET", image + "?hues=ff0000"), 409, "InvalidArgument", "hues")
+        refused(call(cloud, "gamma", "GET", image + "?isolate=true&exclude=true"), 409, "InvalidArgument")
+        refused(call(cloud, "gamma", "GET", image + "?nbuckets=0"), 409, "InvalidArgument", "nbuckets")
+    finally:
+        call(cloud, "gamma", "DELETE", inst["uri"])
+    scalar = call(cloud, "acme-ec", "POST", "/acme/analytics/instrumentations",
+                  {"module": "cpu", "stat": "usage"})
+    refused(call(cloud, "acme-ec", "GET", scalar.json()["uri"] + "/value/heatmap/image"), 409,
+            "InvalidArgument")
+    call(cloud, "acme-ec", "DELETE", scalar.json()["uri"])
 
 
 # -- security -----------------------------------------------------------------------------------------

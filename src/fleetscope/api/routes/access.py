@@ -222,8 +222,9 @@ def add_account_key(login: str, body: AccountKeyBody, svc: Svc, caller: Admin) -
     return made.to_json()
 
 
-@router.delete("/api/v1/accounts/{login}/keys/{fingerprint}", status_code=204, response_class=Response,
+@router.delete("/api/v1/accounts/{login}/keys/{fingerprint:path}", status_code=204, response_class=Response,
                summary="Remove an SSH key from a CloudAPI account (by its MD5 or SHA256 fingerprint)",
+               description="A SHA256 fingerprint may hold '/': it is taken as it is, to the end of the path.",
                responses=responses(401, 403, 404, 422))
 def delete_account_key(login: str, fingerprint: str, svc: Svc, caller: Admin) -> Response:
     _found(svc, login)

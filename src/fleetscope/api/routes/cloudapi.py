@@ -15,6 +15,7 @@ that collide with them cannot be made (``model.access.RESERVED_LOGINS``).
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Annotated
@@ -22,7 +23,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from fleetscope.api import queries, scope
+from fleetscope.api import heatmap, queries, scope
 from fleetscope.api.audit import audit
 from fleetscope.api.cloudapi import mapping, shapes
 from fleetscope.api.cloudapi.errors import CloudApiError, invalid, not_found, translated
@@ -184,3 +185,138 @@ def value_raw(login: str, id: str, request: Request, svc: Svc, caller: Reader) -
     out = [shapes.raw_value(p, inst, offer, requested) for p in points]
     return out if asked["ndatapoints"] is not None else out[-1]
 
+
+
+# -- heatmaps -------------------------------------------------------------------------------------------
+
+HEATMAP_WIDTH, HEATMAP_HEIGHT, HEATMAP_BUCKETS = 600, 300, 100  # the original's portal drew these
+DECOMPOSE_ALL_MAX = 20  # keys decompose_all highlights at most (the largest first)
+
+
+def _list_param(request: Request, name: str) -> list[str]:
+    """An array parameter as the original's clients sent one: ``selected=a&selected=b``,
+    ``selected[]=a`` or ``selected[0]=a`` (qs), or a JSON array."""
+    out = []
+    for key, value in request.query_params.multi_items():
+        if key == name or key == f"{name}[]" or (key.startswith(f"{name}[") and key.endswith("]")):
+            if key == name and value.startswith("["):
+                try:
+                    parsed = json.loads(value)
+                except ValueError:
+                    raise invalid(f"{name}: not a JSON array") from None
+                if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
+                    raise invalid(f"{name}: must be an array of strings")
+                out += parsed
+            else:
+                out.append(value)
+    return out
+
+
+def _bool_param(request: Request, name: str) -> bool:
+    text = request.query_params.get(name)
+    if text is None or text == "":
+        return False
+    if text.lower() not in ("true", "false", "1", "0"):
+        raise invalid(f"{name}: must be true or false")
+    return text.lower() in ("true", "1")
+
+
+def _float_param(request: Request, name: str) -> float | None:
+    text = request.query_params.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise invalid(f"{name}: must be a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise invalid(f"{name}: must be a finite number")
+    return value
+
+
+class _Heatmap:
+    """What an image and its details share: the range, the columns and the matrix."""
+
+    def __init__(self, svc: Services, caller: Caller, id: str, request: Request) -> None:
+        inst = _inst(svc, caller, id)
+        with translated():
+            queries.require_distribution(inst)  # heatmaps are of numeric decompositions only
+        svc.control.touch(inst.id)
+        if _list_param(request, "hues"):
+            raise invalid("hues: choosing the hues is not supported (fleetscope draws the appliance's: the "
+                          "first selected key at 21 degrees, each next one 91 degrees further)")
+        if _list_param(request, "transformations"):
+            raise invalid("transformations: none is offered (DescribeAnalytics lists none)")
+        self.inst = inst
+        self.asked = {name: _int_param(request, name) for name in ("start_time", "duration")}
+        width, height, nbuckets = (_int_param(request, n) for n in ("width", "height", "nbuckets"))
+        self.width = HEATMAP_WIDTH if width is None else width
+        self.height = HEATMAP_HEIGHT if height is None else height
+        self.nbuckets = HEATMAP_BUCKETS if nbuckets is None else nbuckets
+        ymin, self.ymax = _float_param(request, "ymin"), _float_param(request, "ymax")
+        self.ymin = 0.0 if ymin is None else ymin
+        flags = {name: _bool_param(request, name) for name in ("isolate", "exclude", "decompose_all")}
+        if sum(flags.values()) > 1:
+            raise invalid("at most one of isolate, exclude and decompose_all may be given")
+        self.isolate, self.exclude = flags["isolate"], flags["exclude"]
+        with translated():
+            self.range = queries.heatmap_range(inst, svc.latest(inst), self.asked["start_time"], None,
+                                               self.asked["duration"], None, None, tiers=svc.tiers(inst))
+            self.points = svc.points(inst, self.range)
+        self.columns = [p.value for p in self.points]
+        self.present = sorted({k for c in self.columns if isinstance(c, dict) for k in c})
+        selected = _list_param(request, "selected")
+        if flags["decompose_all"]:
+            totals: dict[str, float] = {}
+            for c in self.columns:
+                for k, h in (c.items() if isinstance(c, dict) else ()):
+                    totals[k] = totals.get(k, 0.0) + h.count
+            selected = sorted(totals, key=lambda k: -totals[k])[:DECOMPOSE_ALL_MAX]
+        if selected and inst.discrete is None:
+            raise invalid("selected: this instrumentation has no discrete decomposition to select from")
+        self.selected = selected
+        with translated():
+            self.matrix = heatmap.heatmap_matrix(self.columns, ymin=self.ymin, ymax=self.ymax,
+                                                 nbuckets=self.nbuckets, selected=selected,
+                                                 isolate=self.isolate, exclude=self.exclude)
+
+    def common(self) -> dict:
+        rng = self.range
+        span = rng.n * rng.duration
+        nsources = min((p.nsources for p in self.points if p.value is not None), default=0)
+        expected = max((p.expected for p in self.points), default=0)
+        requested = {f"requested_{k}": v for k, v in self.asked.items() if v is not None}
+        return {"ymin": self.matrix.ymin, "ymax": self.matrix.ymax, "nbuckets": self.nbuckets,
+                "width": self.width, "height": self.height, "start_time": rng.start, "duration": span,
+                "end_time": rng.start + span, "nsources": nsources, "minreporting": expected,
+                "transformations": {}, **requested}
+
+
+@router.get(ONE + "/value/heatmap/image")
+def heatmap_image(login: str, id: str, request: Request, svc: Svc, caller: Reader) -> dict:
+    """GetInstrumentationHeatmap: a base64 PNG of the range, with the keys present in it."""
+    hm = _Heatmap(svc, caller, id, request)
+    with translated():
+        png = heatmap.render_png(hm.matrix, width=hm.width, height=hm.height, selected_order=hm.selected)
+    return {**hm.common(), "image": base64.b64encode(png).decode(), "present": hm.present}
+
+
+@router.get(ONE + "/value/heatmap/details")
+def heatmap_details(login: str, id: str, request: Request, svc: Svc, caller: Reader) -> dict:
+    """GetInstrumentationHeatmapDetails: the bucket under pixel (x, y) of the image drawn with the
+    same parameters (top-left is the origin): its time, value range, total and counts by key."""
+    x, y = _int_param(request, "x"), _int_param(request, "y")
+    if x is None or y is None:
+        raise CloudApiError(409, "MissingParameter", "x and y are required (a pixel of the image)")
+    hm = _Heatmap(svc, caller, id, request)
+    if not (0 <= x < hm.width and 0 <= y < hm.height):
+        raise invalid(f"x and y must be inside the {hm.width} x {hm.height} image")
+    column = x * hm.range.n // hm.width
+    row = hm.nbuckets - 1 - y * hm.nbuckets // hm.height  # rows count from the bottom
+    edges = hm.matrix.edges()
+    low, high = float(edges[row]), float(edges[row + 1])
+    times = hm.range.times()
+    with translated():
+        cell = heatmap.cell_details(hm.columns, times, times[column], low, high)
+    return {**hm.common(), "bucket_time": times[column], "bucket_ymin": low, "bucket_ymax": high,
+            "present": cell["keys"], "total": cell["total"]}
