@@ -284,7 +284,15 @@ def test_predicates_in_the_original_form(cloud: Cloud) -> None:
     assert native["predicate"] == {"and": [{"eq": ["mode", "user"]},
                                            {"and": [{"eq": ["mode", "user"]},
                                                     {"ne": ["container", "nosuch"]}]}]}
-    assert call(cloud, "acme-ec", "DELETE", made["uri"]).status_code == 204
+    # clone: the same question, with what the body says changed.
+    cloned = call(cloud, "acme-ec", "POST", "/acme/analytics/instrumentations",
+                  {"clone": made["id"], "retention-time": 60})
+    assert cloned.status_code == 201, cloned.text
+    copy = cloned.json()
+    assert copy["id"] != made["id"] and copy["predicate"] == pred and copy["decomposition"] == ["cpumode"]
+    assert copy["retention-time"] == 60
+    for uri in (made["uri"], copy["uri"]):
+        assert call(cloud, "acme-ec", "DELETE", uri).status_code == 204
 
 
 def test_heatmap_image_and_details(cloud: Cloud) -> None:
