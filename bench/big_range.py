@@ -67,11 +67,13 @@ def day_block(day_start: int, keys: list[str], rnd: np.random.Generator) -> Bloc
     return compact_columns(Block(times, counts, ones, ones, np.zeros(n, bool), tuple(keys), vals, None))
 
 
-def make_store(data_dir: Path, days: int, nkeys: int, end: int) -> int:
-    """The instrumentation and its minute and hour tiers in ``data_dir``; its id."""
+def make_store(data_dir: Path, days: int, nkeys: int, end: int, defaults: bool = False) -> int:
+    """The instrumentation and its minute and hour tiers in ``data_dir``; its id. ``defaults``:
+    let serve make its default instrumentations too."""
     store = open_store(f"sqlite:///{data_dir / 'fleetscope.db'}")
     try:
-        store.set_meta(DEFAULTS_KEY, str(time.time()))  # no default instrumentations
+        if not defaults:
+            store.set_meta(DEFAULTS_KEY, str(time.time()))  # no default instrumentations
         inst = store.create_instrumentation({
             "module": "proc", "stat": "cpu", "predicate": {}, "decomposition": ("execname",),
             "granularity": 1, "retention": 600, "idle_max": 0, "persist": True, "kind": INTERVAL,

@@ -17,6 +17,17 @@ Starts a real `fleetscope serve` on a free port and drives Debian's chromium
 
     .venv/bin/python bench/dashboard.py
     .venv/bin/python bench/dashboard.py --loads 10 --redraws 50 --fill 30
+
+With ``--year`` (#19), instead: the store of bench/big_range.py (a year of per-minute
+``proc.cpu`` by execname, 973 keys, top 50 a minute) next to serve's default
+instrumentations, and a dashboard of 12 panels (the year's breakdown, the process heatmap and
+ten other defaults) opened over the last 365 days: time to the first chart and to all charts
+(``performance.now()`` from navigation start), the redraw time of a pan (half a span back, then
+forward again) and of a zoom (to the later half, then out again) until every panel has drawn
+its new range (p50/p99 over ``--moves`` moves), the JS heap after the moves, and the number and
+size of the requests (the largest one). Each figure is printed with the server's peak RSS.
+
+    .venv/bin/python bench/dashboard.py --year --moves 20
 """
 
 from __future__ import annotations
@@ -80,12 +91,101 @@ def summary(samples: list[float]) -> str:
     return f"{statistics.median(ordered):7.1f} {p95:7.1f} {ordered[-1]:7.1f}"
 
 
+SETTLED_JS = """() => window.fleetscope.panels.every((p) => !p.el.dataset.loading
+    && ["ready", "empty", "error"].includes(p.el.dataset.state))"""
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def year(args: argparse.Namespace) -> None:
+    """The issue's dashboard over a year (see the module docstring)."""
+    from pathlib import Path
+
+    from big_range import DAY, make_store, rss_mb
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        end = int(time.time()) // DAY * DAY
+        inst_id = make_store(Path(data_dir), 365, 973, end, defaults=True)
+        proc, url = start_server(data_dir)
+        try:
+            with httpx.Client(base_url=url) as client:
+                insts = client.get("/api/v1/instrumentations").json()["instrumentations"]
+                heat = next(i["id"] for i in insts if i["decomposition"] == ["execname", "utilization"]
+                            or i["decomposition"] == ["utilization"])
+                others = [i["id"] for i in insts if i["id"] not in (inst_id, heat)][:10]
+                board = client.post("/api/v1/dashboards", json={"name": "year", "panels": [
+                    {"instrumentation": i} for i in (inst_id, heat, *others)]}).json()
+            npanels = len(board["panels"])
+            now = int(time.time())
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                context = browser.new_context(viewport=VIEWPORT)
+                page = context.new_page()
+
+                responses = []
+                page.on("requestfinished", lambda r: "/api/" in r.url and responses.append(r))
+                Path(f"/proc/{proc.pid}/clear_refs").write_text("5")
+                page.goto(f"{url}/?dashboard={board['id']}&from={now - 365 * DAY}&to={now}")
+                page.wait_for_selector("html[data-ready]", timeout=60_000)
+                first = page.evaluate("window.fleetscope.firstChart")
+                page.wait_for_function(SETTLED_JS, timeout=120_000)
+                every = page.evaluate("performance.now()")
+                loaded = len(responses)
+
+                def move(js: str) -> float:
+                    t = page.evaluate("performance.now()")
+                    page.evaluate(js)
+                    page.wait_for_function(SETTLED_JS, timeout=120_000)
+                    return page.evaluate("performance.now()") - t
+
+                pans, zooms = [], []
+                for i in range(args.moves):
+                    pans.append(move("document.querySelector('#pan-back').click()" if i % 2 == 0 else
+                                     "document.querySelector('#pan-fwd').click()"))
+                    factor = "/ 2" if i % 2 == 0 else "* 2"
+                    zooms.append(move("(() => { const t = window.fleetscope.time; "
+                                      f"t.setRange(t.end - t.span {factor}, t.end); }})()"))
+                cdp = context.new_cdp_session(page)
+                cdp.send("HeapProfiler.collectGarbage")
+                heap = cdp.send("Runtime.getHeapUsage")["usedSize"] / 1e6
+                # bytes as received (gzip where the API compressed it), and as decoded
+                requests = [(r.url, r.sizes()["responseBodySize"]) for r in responses]
+                load_requests = requests[:loaded]
+                browser.close()
+            peak = rss_mb(proc.pid, "VmHWM")
+        finally:
+            proc.terminate()
+            proc.wait(15)
+    sizes = [n for _, n in requests]
+    biggest = max(requests, key=lambda r: r[1])
+    print(f"dashboard over 365 days: {npanels} panels (a year of minutes by 973 keys, the process heatmap, "
+          "defaults), chromium headless 1280x720")
+    print(f"first chart                         {first:8.0f} ms")
+    print(f"all charts                          {every:8.0f} ms   ({len(load_requests)} API requests, "
+          f"{sum(n for _, n in load_requests) / 1e6:.2f} MB)")
+    print(f"pan (half a span), {len(pans)} moves       p50 {statistics.median(pans):6.0f} ms   "
+          f"p99 {percentile(pans, 0.99):6.0f} ms")
+    print(f"zoom (x2 in, x2 out), {len(zooms)} moves    p50 {statistics.median(zooms):6.0f} ms   "
+          f"p99 {percentile(zooms, 0.99):6.0f} ms")
+    print(f"JS heap after the moves (after GC)  {heap:8.1f} MB")
+    print(f"requests: {len(sizes)}, {sum(sizes) / 1e6:.1f} MB in all, largest {biggest[1] / 1e6:.2f} MB "
+          f"({biggest[0].split('?')[0].split('/api/v1/')[-1]})")
+    print(f"server peak RSS                     {peak:8.0f} MB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--year", action="store_true", help="the #19 figures: 12 panels over a year")
+    ap.add_argument("--moves", type=int, default=20, help="pans and zooms (--year)")
     ap.add_argument("--loads", type=int, default=7, help="page loads for the first-chart time")
     ap.add_argument("--redraws", type=int, default=30, help="redraws per heatmap size")
     ap.add_argument("--fill", type=int, default=20, help="seconds of data before the redraw test")
     args = ap.parse_args()
+    if args.year:
+        return year(args)
 
     with tempfile.TemporaryDirectory() as data_dir:
         proc, url = start_server(data_dir)
