@@ -44,3 +44,31 @@ def test_staged_import_duplicates_and_delete(store) -> None:  # noqa: F811
     assert store.import_chunks("cpu.usage", 0, 1000) == [] and store.list_imports() == []
     again = store.begin_import("", "sysstat", None, files, {})  # the hash is free again
     assert again != first
+
+
+def test_an_export_stream_adds_imported_steps_across_pieces(store, tmp_path, monkeypatch) -> None:  # noqa: F811
+    """imported.stream_with_imported over both backends: live points and an import's steps in
+    time order, added where both hold a step, read a few steps at a time."""
+    from fleetscope.api import imported, importing
+    from fleetscope.model.instrumentation import Instrumentation, validate_spec
+    from fleetscope.model.metrics import Catalog
+    from fleetscope.model.series import DataPoint
+    from fleetscope.perflogs.metrics import METRICS
+    from fleetscope.perflogs.sink import Options
+
+    log = tmp_path / "levels.csv"
+    log.write_text("t,free\n" + "".join(f"{1000 + i},{i}\n" for i in range(10)))
+    mapping = {"time_column": "t", "metrics": [{"metric": "memory.used", "columns": ["free"],
+                                                "fields": {"type": "free"}}]}
+    importing.run_import(store, "csv", [importing.LogFile("levels.csv", str(log))],
+                         Options(host="h", mapping=mapping), None)
+    spec = validate_spec({"metric": "memory.used", "decomposition": ["type"]}, Catalog(METRICS))
+    inst = Instrumentation(id=1, created=0.0, **spec)
+    live = [DataPoint(t, 1, {"used": 5.0}, 1, 1) for t in (995, 1003, 1004, 1020)]
+    monkeypatch.setattr(imported, "EXPORT_PIECE", 3)
+    got = list(imported.stream_with_imported(store, inst, live, 990, 1030, 1, 50))
+    assert [p.start_time for p in got] == [995, *range(1000, 1010), 1020]
+    by_t = {p.start_time: p.value for p in got}
+    assert by_t[1003] == {"used": 5.0, "free": 3.0} and by_t[1004] == {"used": 5.0, "free": 4.0}
+    assert by_t[1009] == {"free": 9.0} and by_t[995] == by_t[1020] == {"used": 5.0}
+    assert live[1].value == {"used": 5.0}  # the live point itself is left alone

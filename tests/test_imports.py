@@ -534,3 +534,34 @@ def test_csv_malformed_and_bad_mappings_are_refused(srv, tmp_path) -> None:
     r = api["operator"].upload("vmstat", ok, host="bad", mapping=mapping)
     assert r.status_code == 422 and "only a csv import" in r.text
     assert api["admin"].c.get(f"{API}/imports").json()["imports"] == before
+
+
+# -- export -----------------------------------------------------------------------------------
+
+
+def test_export_includes_imported_logs_as_value_does(srv, logs, tmp_path) -> None:
+    """CSV and JSON Lines exports over an import's range hold what vmstat printed, as /value."""
+    _, api = srv
+    f = tmp_path / "vm-export.txt"
+    f.write_bytes(logs["vm.txt"].read_bytes().replace(b"\n", b"  \n"))  # other bytes, same figures
+    r = api["operator"].upload("vmstat", f, host="vm-export", cpus=CPUS)
+    assert r.status_code == 201, r.text
+    imp = r.json()
+    rows = _vmstat_lines(logs["vm.txt"])
+    mem = api["operator"].instrument("memory.used", ["type"], {"eq": ["hostname", "vm-export"]})
+    span = {"start_time": imp["start_time"], "end_time": imp["end_time"]}
+    got = api["viewer"].c.get(f"{API}/instrumentations/{mem}/export", params={**span, "format": "json"})
+    assert got.status_code == 200, got.text
+    points = [json.loads(line) for line in got.text.splitlines()]
+    values = {p["start_time"]: p["value"] for p in api["viewer"].values(mem, *span.values()) if p["value"]}
+    assert {p["start_time"]: p["value"] for p in points} == values
+    assert [p["start_time"] for p in points] == [row["t"] for row in rows[:-1]]  # the rows' intervals
+    for p, (_, row) in zip(points, itertools.pairwise(rows), strict=True):  # a line ends its interval
+        assert p["value"]["free"] == row["free"] * 1024 and p["value"]["cached"] == row["cache"] * 1024
+    # CSV in 2 s steps: each step the mean of the two levels in it.
+    csv_text = api["viewer"].c.get(f"{API}/instrumentations/{mem}/export", params={**span, "step": 2}).text
+    cells = (ln.split(",") for ln in csv_text.splitlines()[1:])
+    got = {(int(t), key): float(v) for t, _, _, _, key, v in cells}
+    for i in range(0, len(rows) - 2, 2):
+        want = (rows[i + 1]["free"] + rows[i + 2]["free"]) / 2 * 1024
+        assert got[rows[i]["t"], "free"] == pytest.approx(want)

@@ -28,7 +28,7 @@ Cost: one ``Plan.evaluate`` per sample (a few microseconds for a vmstat sample);
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -45,6 +45,7 @@ from fleetscope.store.importenc import decode
 from fleetscope.store.imports import ImportInfo
 
 HOSTNAME = "hostname"
+EXPORT_PIECE = 4096  # steps of an export read from the imports at a time (bounded memory)
 
 
 def columns_of(metric: str, info: ImportInfo) -> tuple[str, ...] | None:
@@ -195,3 +196,41 @@ def _copy(v: values.Value, shape: str) -> values.Value:
     """A copy of ``v`` that merging into leaves ``v`` alone."""
     return values.merge_into(values.empty(shape), v, shape) if shape != values.SCALAR else v
 
+
+
+def stream_with_imported(store, inst: Instrumentation, points: Iterable[DataPoint], start: int, end: int,
+                         step: int, topk: int) -> Iterator[DataPoint]:
+    """``points`` (steps of ``step`` from ``start``, in time order, gaps left out: an export's)
+    with the imported points of ``[start, end)`` added step by step, as :func:`with_imported`
+    adds them to a range's; the imports are read :data:`EXPORT_PIECE` steps at a time, so a
+    long export streams in bounded memory."""
+    infos = [i for i in store.list_imports() if scope.import_readable(inst, i)
+             and columns_of(inst.metric, i) is not None and i.start is not None
+             and i.start < end and i.end > start]
+    if not infos:
+        yield from points
+        return
+    shape = inst.shape
+    live = iter(points)
+    pending = next(live, None)
+    piece = EXPORT_PIECE * step
+    for s in range(start, end, piece):
+        n = -(-(min(end, s + piece) - s) // step)
+        extra = imported_points(store, inst, Range(s, step, n), topk, infos)
+        held: list[DataPoint] = []
+        while pending is not None and pending.start_time < s + n * step:
+            held.append(pending)
+            pending = next(live, None)
+        if not extra:
+            yield from held
+            continue
+        mine = {p.start_time: p for p in held}
+        for t in sorted(mine.keys() | extra.keys()):
+            p, imp = mine.get(t), extra.get(t)
+            if imp is None or p is None:
+                yield p or imp
+            else:
+                yield with_imported([p], {t: imp}, shape, topk)[0]
+    if pending is not None:
+        yield pending
+        yield from live

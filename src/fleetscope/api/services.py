@@ -8,6 +8,7 @@ be read alone.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -76,6 +77,13 @@ class Services:
             return block
         merged = imported.with_imported(queries.block_points(inst, block, rng), extra, inst.shape, topk)
         return from_points([p for p in merged if p.value is not None], inst.shape)
+
+    def exported(self, inst: Instrumentation, points: Iterable[DataPoint], start: int, end: int,
+                 step: int) -> Iterator[DataPoint]:
+        """An export's ``points`` (live: window and history, gaps left out) with imported logs
+        added as :meth:`points` adds them, streamed (:func:`imported.stream_with_imported`)."""
+        return imported.stream_with_imported(self.control.store, inst, points, start, end, step,
+                                             inst.keys_kept(self.aggregator.topk))
 
     def latest(self, inst: Instrumentation) -> int | None:
         """The start of the latest final slot in the real-time window, if any."""

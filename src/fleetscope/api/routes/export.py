@@ -47,6 +47,7 @@ def export_range(
         tier = queries.tier_for(tiers, step)
         window_from = min(window.slots) if window and window.slots else None
         points = svc.history.export(inst, tier, start, end, step, now, finals, window_from)
+    points = svc.exported(inst, points, start, end, step)  # with imported logs, as /value
     suffix = {"openmetrics": "om", "json": "jsonl"}.get(format, format)
     return StreamingResponse(
         export.export_lines(inst, points, format), media_type=export.MEDIA_TYPES[format],
