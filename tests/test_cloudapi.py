@@ -201,6 +201,13 @@ def test_describe_analytics_with_the_real_client(cloud: Cloud) -> None:
     assert described["fields"]["zonename"]["type"] == "string"
     assert described["types"]["string"] == {"arity": "discrete", "unit": ""}
     assert described["modules"]["cpu"] == {"label": "CPU"}
+    # gamma's scope is over hostname: every metric; containers are zones on all of them.
+    everything = cloud.sdc_json("gamma", "sdc-describeanalytics")
+    proc = next(m for m in everything["metrics"] if (m["module"], m["stat"]) == ("proc", "cpu"))
+    assert "zonename" in proc["fields"] and "container" not in proc["fields"]
+    assert proc["type"] == "time_s" and everything["types"]["time_s"]["power"] == 0
+    assert everything["types"][everything["fields"]["utilization"]["type"]]["arity"] == "numeric"
+    assert "container" not in everything["fields"]
 
 
 def test_the_real_client_creates_lists_reads_and_deletes(cloud: Cloud) -> None:

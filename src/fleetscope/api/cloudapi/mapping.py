@@ -7,8 +7,9 @@ Rules (the README's "Cloud Analytics compatibility" table is this module in pros
    same field under another name (``zonename`` is ``container``, ``cpumode`` is ``mode``,
    ``optype`` is ``direction``). Its other fleetscope fields are offered under their own names.
 2. Every other fleetscope metric is offered under its own ``module.stat`` and field names
-   (``proc.cpu``, ``container.memory``...): they are new metrics to the original clients, as a
-   new CA release's metrics were, and DescribeAnalytics describes them the same way.
+   (``proc.cpu``, ``container.memory``...), except ``container``, which is ``zonename`` on every
+   metric (:data:`EVERYWHERE`): they are new metrics to the original clients, as a new CA
+   release's metrics were, and DescribeAnalytics describes them the same way.
 3. ``cpu.usage`` was "percent of one CPU" in the original, fleetscope's ``cpu.usage`` is CPU
    seconds: its values are multiplied by 100 / the point's duration (:data:`PERCENT_OF_CPU`).
    No other value is changed.
@@ -24,6 +25,7 @@ from fleetscope.model.metrics import DISCRETE, Catalog, Field, Metric
 from fleetscope.model.types import Type
 
 PERCENT_OF_CPU = "percent_of_cpu"  # seconds of CPU per point -> percent of one CPU
+EVERYWHERE = {"zonename": "container"}  # original field name -> fleetscope's, on every metric
 
 
 class Mapped(NamedTuple):
@@ -99,7 +101,7 @@ def offered(catalog: Catalog, metrics: list[Metric] | None = None) -> list[Offer
     out = [Offered(m.module, m.stat, m.label, known[m.metric], _fields(known[m.metric], m.renames), m.scale)
            for m in MAPPED if m.metric in known]
     taken = {o.name for o in out}
-    out += [Offered(m.module, m.stat, m.label, m, _fields(m, {}), None)
+    out += [Offered(m.module, m.stat, m.label, m, _fields(m, EVERYWHERE), None)
             for m in known.values() if m.name not in taken]
     return out
 
