@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import Page, expect
 
 from fleetscope.api.control import DEFAULTS_KEY
@@ -264,3 +265,60 @@ def test_time_ticks_and_range_labels_read_at_every_span(big, page: Page) -> None
     assert got["crossing"] == "2025-12-07 \u2013 2026-12-07"
     assert got["thisYear"].startswith("01-02 01:30") and got["thisYear"].endswith("03:30")
     assert got["lastYear"].startswith(f"{time.localtime().tm_year - 1}-05-02 01:30")
+
+
+def test_keyboard_pans_zooms_and_leaves_a_selection(big, page: Page) -> None:
+    srv, cpu, _dist, board = big
+    now = int(time.time())
+    span = 8 * DAY
+    page.goto(f"{srv.url}/?dashboard={board}&from={now - span}&to={now}")
+    ready(page, cpu)
+
+    def shown() -> tuple[int, int]:
+        q = dict(part.split("=") for part in page.url.split("?")[1].split("&"))
+        return int(q["from"]), int(q["to"])
+
+    page.locator("body").press("ArrowLeft")
+    wait_for(lambda: shown() == (now - span - span // 2, now - span // 2))
+    page.locator("body").press("+")  # about the middle: a quarter of the span off each side
+    wait_for(lambda: shown() == (now - span - span // 4, now - span // 2 - span // 4))
+    page.locator("body").press("-")
+    wait_for(lambda: shown() == (now - span - span // 2, now - span // 2))
+    expect(page.locator("#range-label")).to_contain_text("\u2013")
+    ready(page, cpu)
+    row = panel(page, cpu).locator('.legend-list:not(.legend-found) .legend-row[data-key="java"]')
+    row.click()
+    expect(row).to_have_class("legend-row hl")
+    page.locator("body").press("Escape")
+    expect(row).to_have_class("legend-row")
+
+
+def test_a_panel_saves_its_range_as_csv_and_png(big, page: Page, tmp_path) -> None:
+    srv, cpu, dist, board = big
+    now = int(time.time())
+    page.goto(f"{srv.url}/?dashboard={board}&from={now - 2 * DAY}&to={now}")
+    ready(page, cpu)
+    ready(page, dist)
+    step = in_page(page, cpu, "p.body.range.step")
+
+    panel(page, cpu).locator('button[aria-label="panel actions"]').click()
+    with page.expect_download() as got:
+        page.click('[data-testid="export-csv"]')
+    lines = (tmp_path / "cpu.csv")
+    got.value.save_as(lines)
+    rows = [r.split(",") for r in lines.read_text().splitlines()[1:]]
+    java = {int(r[0]): float(r[-1]) for r in rows if r[4] == "java"}
+    assert len(java) >= 2 * DAY // step - 2
+    whole = [v for t, v in java.items() if t + step <= now - 2 * G and t >= now - 2 * DAY + step]
+    assert whole and all(v == 6.0 * step for v in whole), "java: 360 CPU-seconds a minute"
+
+    panel(page, dist).locator('button[aria-label="panel actions"]').click()
+    with page.expect_download() as got:
+        page.click('[data-testid="export-png"]')
+    png = tmp_path / "dist.png"
+    got.value.save_as(png)
+    box = in_page(page, dist, "(() => { const a = p.body.chart.area(); "
+                              "return [Math.round(a.w), Math.round(a.h)]; })()")
+    with Image.open(png) as img:
+        assert list(img.size) == box
+        assert len(img.convert("RGB").getcolors(1 << 16) or ()) > 2, "a map, not a blank image"

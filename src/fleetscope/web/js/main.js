@@ -421,6 +421,19 @@ class App {
 
   // -- time ------------------------------------------------------------------------------------
 
+  /** Keys for the whole page, unless typing in a field or a menu/dialog has them: ← → pan by
+   * half a range, + − zoom by two about its middle, Escape leaves every panel's selection. */
+  keyboard(e) {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented) return;
+    if (e.target.closest?.("input, textarea, select, [contenteditable], dialog, [role=menu]")) return;
+    const act = { ArrowLeft: () => this.time.pan(-1), ArrowRight: () => this.time.pan(1),
+      "+": () => this.time.zoom(0.5), "=": () => this.time.zoom(0.5), "-": () => this.time.zoom(2),
+      Escape: () => { for (const p of this.panels) p.body?.clearSelection?.(); } }[e.key];
+    if (!act) return;
+    e.preventDefault();
+    act();
+  }
+
   timeChanged() {
     const q = new URLSearchParams(location.search);
     this.time.toParams(q);
@@ -474,6 +487,7 @@ class App {
     $("#live-btn").addEventListener("click", () => (this.time.live ? this.time.pause() : this.time.goLive()));
     $("#pan-back").addEventListener("click", () => this.time.pan(-1));
     $("#pan-fwd").addEventListener("click", () => this.time.pan(1));
+    document.addEventListener("keydown", (e) => this.keyboard(e));
     $("#new-inst").addEventListener("click", () => this.form.openCreate());
     $("#save-as").addEventListener("click", () => this.saveAs());
     $("#board").addEventListener("change", (e) => this.navigate(e.target.value ? Number(e.target.value) : null));

@@ -63,6 +63,15 @@ export class TimeRange extends EventTarget {
     this.changed();
   }
 
+  /** Zoom in (factor < 1) or out (> 1) about the range's end: 1 min to MAX_SPAN. */
+  zoom(factor) {
+    const span = Math.round(Math.min(MAX_SPAN, Math.max(60, this.span * factor)));
+    if (this.live) return this.setSpan(span);
+    const mid = this.end - this.span / 2;
+    const end = Math.min(Math.floor(Date.now() / 1000), Math.round(mid + span / 2));
+    return this.setRange(end - span, end);
+  }
+
   /** Move by half a span back (-1) or forward (+1); forward past the present goes live. */
   pan(direction) {
     const now = Math.floor(Date.now() / 1000);

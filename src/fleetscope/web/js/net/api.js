@@ -82,4 +82,7 @@ export const api = {
   },
 };
 
+/** The address of an API resource, for links the browser follows itself (downloads). */
+export const apiUrl = (path, params) => BASE + path + query(params);
+
 export const streamUrl = (ids) => `${BASE}/stream?ids=${ids.join(",")}`;

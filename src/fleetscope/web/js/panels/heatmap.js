@@ -1,7 +1,7 @@
 // The heatmap panel (distributions): the API's JSON matrix, drawn by charts/heatmap.js, with hover
 // details, key selection from a cell, vertical drag to zoom, and average/percentile lines.
 
-import { api } from "../net/api.js";
+import { api, apiUrl } from "../net/api.js";
 import { Body } from "./body.js";
 import { baseColor, keyColor } from "../lib/color.js";
 import { debounce, fill, h } from "../lib/dom.js";
@@ -327,6 +327,29 @@ export class HeatBody extends Body {
     const m = this.m;
     this.panel.placeTip(a.x0 + ((cell.col + 1) / m.times.length) * a.w + 8,
       a.y1 - ((cell.row + 1) / m.nbuckets) * a.h);
+  }
+
+  /** Escape: let go of the pinned cell. */
+  clearSelection() {
+    if (this.pinned) this.pin(null);
+  }
+
+  /** CSV of the range from the API's export, and the API's own PNG rendering of the map shown
+   * (same columns, axis, selection and colouring, at the chart's size). */
+  exports() {
+    const m = this.m;
+    const r = this.range;
+    if (!m || !r || !m.times.length) return null;
+    const end = m.start_time + m.times.length * m.step;
+    const box = this.chart.area();
+    return {
+      csv: apiUrl(`/instrumentations/${this.inst.id}/export`,
+        { start_time: m.start_time, end_time: end, step: m.step, format: "csv" }),
+      png: apiUrl(`/instrumentations/${this.inst.id}/heatmap`, {
+        ...this.params(r), start_time: m.start_time, end_time: end, duration: undefined,
+        ndatapoints: m.times.length, ymin: m.ymin, ymax: m.ymax, coloring: this.options.coloring || "rank",
+        width: Math.max(1, Math.round(box.w)), height: Math.max(1, Math.round(box.h)), format: "png" }),
+    };
   }
 
   pin(cell) {

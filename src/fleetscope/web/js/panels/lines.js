@@ -1,7 +1,7 @@
 // The line panel (values and discrete breakdowns): a line chart or stacked areas of the top keys,
 // drawn by charts/lines.js, with a legend of current values (click: highlight, double-click: isolate).
 
-import { api } from "../net/api.js";
+import { api, apiUrl } from "../net/api.js";
 import { Body } from "./body.js";
 import { cssVar, seriesColor } from "../lib/color.js";
 import { h, fill } from "../lib/dom.js";
@@ -327,6 +327,24 @@ export class LineBody extends Body {
     this.toolbar();
     this.chart.setData(this.chart.data, { isolate: key, highlight: this.highlight });
     this.legendRows();
+  }
+
+  /** Escape: no highlight, no isolated key. */
+  clearSelection() {
+    if (this.isolate) this.setIsolate(null);
+    if (this.highlight) this.setHighlight(null);
+  }
+
+  /** The points shown as CSV from the API (its export: any range, every key), and a PNG of the
+   * chart as drawn (the API renders heatmaps, not lines). */
+  exports() {
+    const r = this.range;
+    const start = this.pts[0]?.start_time;
+    return r && start !== undefined ? {
+      csv: apiUrl(`/instrumentations/${this.inst.id}/export`,
+        { start_time: start, end_time: start + r.n * r.step, step: r.step, format: "csv" }),
+      png: () => new Promise((resolve) => this.chart.canvas.toBlob(resolve, "image/png")),
+    } : null;
   }
 
   /** The key a drill-down filters to, or null. */

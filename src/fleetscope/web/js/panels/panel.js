@@ -237,9 +237,25 @@ export class Panel {
         this.setOption("width", wide ? undefined : 2);
         this.el.classList.toggle("wide", !wide);
       } },
+      { label: "Save PNG", testid: "export-png", disabled: !this.body.exports?.(), hint: "the chart as shown",
+        onSelect: () => this.download("png") },
+      { label: "Save CSV", testid: "export-csv", disabled: !this.body.exports?.(), hint: "its numbers over the range",
+        onSelect: () => this.download("csv") },
       saved ? { label: "Remove from dashboard", testid: "remove", onSelect: () => this.app.removePanel(this) } : null,
       { label: "Delete instrumentation", testid: "delete", onSelect: () => this.app.deleteInstrumentation(this) },
     ].filter(Boolean));
+  }
+
+  /** Save the panel as "png" or "csv": a link to the API, or a blob the chart made. */
+  async download(kind) {
+    const what = this.body.exports?.();
+    if (!what) return;
+    const target = typeof what[kind] === "function" ? URL.createObjectURL(await what[kind]()) : what[kind];
+    const a = h("a", { href: target, download: `fleetscope-${this.inst.id}.${kind}`, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    if (target.startsWith("blob:")) setTimeout(() => URL.revokeObjectURL(target), 10_000);
   }
 
   redrawTheme() {
