@@ -244,7 +244,8 @@ def test_bad_queries_get_prometheus_errors(both) -> None:
     cases = (({"query": "sum(", "time": T0}, 400, "bad_data", "parse error"),
              ({"query": f"nosuchfunction({CU})", "time": T0}, 400, "bad_data", "nosuchfunction"),
              ({"query": CU, "time": "yesterday"}, 400, "bad_data", "timestamp"),
-             ({"query": ""}, 400, "bad_data", "query"))
+             ({"query": ""}, 400, "bad_data", "query"),
+             ({"query": f"{CU} @ -100", "time": T0}, 400, "bad_data", "before 1970"))
     for params, status, kind, words in cases:
         r = httpx.get(srv.url + PROM + "/query", params=params, timeout=10,
                       headers={"authorization": f"Bearer {token}"})

@@ -73,14 +73,7 @@ def range_query(text: str, storage: Storage, start_ms: int, end_ms: int, step_ms
                 limits: Limits = DEFAULT_LIMITS) -> Result:
     """The value of ``text`` from ``start_ms`` to ``end_ms`` every ``step_ms``, as
     ``/api/v1/query_range`` answers it (a matrix, series sorted by labels)."""
-    if end_ms < start_ms:
-        raise PromQLError(BAD_DATA, "end timestamp must not be before start time")
-    if step_ms <= 0:
-        raise PromQLError(BAD_DATA, "zero or negative query resolution step widths are not accepted. "
-                                    "Try a positive integer")
-    if (end_ms - start_ms) // step_ms > MAX_POINTS:
-        raise PromQLError(BAD_DATA, "exceeded maximum resolution of 11,000 points per timeseries. "
-                                    "Try decreasing the query resolution (?step=XX)")
+    check_range(start_ms, end_ms, step_ms)
     node = parse(text)
     kind = _result_type(node)
     if kind not in ("vector", "scalar"):
@@ -93,6 +86,18 @@ def range_query(text: str, storage: Storage, start_ms: int, end_ms: int, step_ms
     if isinstance(value, Scalar):
         value = Vector([()], value.values[None, :], np.ones((1, ctx.k), dtype=bool))
     return Result(result.matrix_of_vector(value, ctx.steps), [])
+
+
+def check_range(start_ms: int, end_ms: int, step_ms: int) -> None:
+    """PromQLError ``bad_data`` for a range Prometheus refuses, in its words."""
+    if end_ms < start_ms:
+        raise PromQLError(BAD_DATA, "end timestamp must not be before start time")
+    if step_ms <= 0:
+        raise PromQLError(BAD_DATA, "zero or negative query resolution step widths are not accepted. "
+                                    "Try a positive integer")
+    if (end_ms - start_ms) // step_ms > MAX_POINTS:
+        raise PromQLError(BAD_DATA, "exceeded maximum resolution of 11,000 points per timeseries. "
+                                    "Try decreasing the query resolution (?step=XX)")
 
 
 def _result_type(node: promql_parser.Expr) -> str:

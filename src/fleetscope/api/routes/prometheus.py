@@ -58,7 +58,6 @@ METHODS = ["GET", "POST"]
 DEFAULT_SPAN = 3600.0
 MAX_FORM = 1 << 20
 MAX_READ = 8 << 20  # bytes of a remote-read request
-MAX_RESOLUTION = 11_000  # points per series of a range query, as Prometheus
 LIMITS = Limits()
 GZIP_FROM = 4096  # bytes of an answer worth compressing
 STATUS = {"bad_data": 400, "execution": 422, "timeout": 503, "canceled": 503, "internal": 500}
@@ -261,39 +260,31 @@ async def metadata(request: Request, svc: Svc, caller: Viewer) -> Response:
 
 
 class Question:
-    """What a query asks: its expression, time or range, timeout and whether to instrument."""
+    """What a query asks: its expression, time or range (milliseconds), timeout and whether to
+    instrument. Raises InputError for a bad parameter, PromQLError for what the engine refuses
+    (checked here, before anything is created for the query)."""
 
     def __init__(self, p: dict[str, list[str]], ranged: bool) -> None:
         self.text = one(p, "query") or ""
         if not self.text:
             raise InputError("query", "no query given")
-        try:
-            self.expr = promql_parser.parse(self.text)
-        except (ValueError, RuntimeError) as exc:
-            raise InputError("query", f"parse error: {exc}") from None
+        self.expr = engine.parse(self.text)
         now = time.time()
         self.timeout = min(duration(one(p, "timeout"), "timeout", LIMITS.timeout_s), LIMITS.timeout_s)
         if self.timeout <= 0:
             raise InputError("timeout", "must be positive")
         self.instrument = (one(p, "instrument") or "").lower() in ("1", "true", "yes")
         if not ranged:
-            self.start = self.end = timestamp(one(p, "time"), "time", now)
-            self.step = 0.0
+            self.start = self.end = round(timestamp(one(p, "time"), "time", now) * 1000)
+            self.step = 0
             return
         for name in ("start", "end", "step"):
             if one(p, name) in (None, ""):
                 raise InputError(name, f"no {name} given")
-        self.start = timestamp(one(p, "start"), "start", now)
-        self.end = timestamp(one(p, "end"), "end", now)
-        self.step = duration(one(p, "step"), "step", 0.0)
-        if self.end < self.start:
-            raise InputError("end", "end timestamp must not be before start time")
-        if self.step <= 0:
-            raise InputError("step", "zero or negative query resolution step widths are not accepted. "
-                             "Try a positive integer")
-        if (self.end - self.start) / self.step > MAX_RESOLUTION:
-            raise InputError("step", "exceeded maximum resolution of 11,000 points per timeseries. Try "
-                             "decreasing the query resolution (?step=XX)")
+        self.start = round(timestamp(one(p, "start"), "start", now) * 1000)
+        self.end = round(timestamp(one(p, "end"), "end", now) * 1000)
+        self.step = round(duration(one(p, "step"), "step", 0.0) * 1000)
+        engine.check_range(self.start, self.end, self.step)
 
 
 def answered_names(insts: list[Instrumentation]) -> set[str]:
@@ -334,10 +325,10 @@ async def evaluate(request: Request, svc: Services, caller: Caller, ranged: bool
         storage = promseries.InstrumentationStorage(svc, caller)
         limits = LIMITS._replace(timeout_s=q.timeout)
         if ranged:
-            result = await run_in_threadpool(engine.range_query, q.text, storage, round(q.start * 1000),
-                                             round(q.end * 1000), round(q.step * 1000), limits)
+            result = await run_in_threadpool(engine.range_query, q.text, storage, q.start, q.end, q.step,
+                                             limits)
         else:
-            result = await run_in_threadpool(engine.instant, q.text, storage, round(q.start * 1000), limits)
+            result = await run_in_threadpool(engine.instant, q.text, storage, q.start, limits)
     except InputError as exc:
         return bad_parameter(exc)
     except PromQLError as exc:
@@ -364,6 +355,8 @@ async def query_exemplars(request: Request, caller: Viewer) -> Response:
         Question({**p, "time": p.get("end", [])}, ranged=False)  # the query must be valid PromQL
     except InputError as exc:
         return bad_parameter(exc)
+    except PromQLError as exc:
+        return failure(exc.error_type, exc.message, STATUS.get(exc.error_type, 400))
     return success([])
 
 
