@@ -322,3 +322,48 @@ def test_a_panel_saves_its_range_as_csv_and_png(big, page: Page, tmp_path) -> No
     with Image.open(png) as img:
         assert list(img.size) == box
         assert len(img.convert("RGB").getcolors(1 << 16) or ()) > 2, "a map, not a blank image"
+
+
+def test_reorder_resize_and_collapse_are_kept_across_a_reload(big, page: Page) -> None:
+    srv, cpu, dist, board = big
+    now = int(time.time())
+    page.goto(f"{srv.url}/?dashboard={board}&from={now - 2 * DAY}&to={now}")
+    ready(page, cpu)
+
+    def order() -> list[int]:
+        return page.eval_on_selector_all("section.panel", "els => els.map((e) => Number(e.dataset.instId))")
+
+    def saved() -> list[int]:
+        doc = httpx.get(f"{srv.url}{API}/dashboards/{board}", timeout=10).json()
+        return [p["instrumentation"] for p in doc["panels"]]
+
+    assert order() == saved() == [cpu, dist]
+    # Drag the distribution's title onto the breakdown: it goes first.
+    panel(page, dist).locator(".panel-title").drag_to(panel(page, cpu))
+    wait_for(lambda: order() == [dist, cpu] and saved() == [dist, cpu])
+    # Its menu moves it back; taller; collapse the other.
+    panel(page, dist).locator('button[aria-label="panel actions"]').click()
+    page.click('[data-testid="move-later"]')
+    wait_for(lambda: saved() == [cpu, dist])
+    height = panel(page, cpu).locator(".chart").bounding_box()["height"]
+    panel(page, cpu).locator('button[aria-label="panel actions"]').click()
+    page.click('[data-testid="height"]')
+    wait_for(lambda: board_options(srv, board, cpu).get("height") == 2)
+    assert panel(page, cpu).locator(".chart").bounding_box()["height"] >= 1.9 * height
+    panel(page, dist).locator("button.collapse").click()
+    wait_for(lambda: board_options(srv, board, dist).get("collapsed") is True)
+    expect(panel(page, dist).locator(".panel-main")).to_be_hidden()
+
+    page.reload()
+    ready(page, cpu)
+    assert order() == [cpu, dist]
+    assert panel(page, cpu).locator(".chart").bounding_box()["height"] >= 1.9 * height
+    expect(panel(page, dist).locator(".panel-main")).to_be_hidden()
+    expect(panel(page, dist).locator("button.collapse")).to_have_attribute("aria-expanded", "false")
+    panel(page, dist).locator("button.collapse").click()
+    expect(panel(page, dist).locator(".panel-main")).to_be_visible()
+    ready(page, dist)
+    wait_for(lambda: "collapsed" not in board_options(srv, board, dist))
+    panel(page, cpu).locator('button[aria-label="panel actions"]').click()
+    page.click('[data-testid="height"]')
+    wait_for(lambda: "height" not in board_options(srv, board, cpu))

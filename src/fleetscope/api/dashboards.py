@@ -19,6 +19,8 @@ A dashboard document is::
                      "scale": "log",             # a heatmap's value axis: linear or log
                      "top": 20,                  # keys a breakdown draws (the rest folded)
                      "pinned": ["cron"],         # keys a breakdown draws whatever their rank
+                     "height": 2,                # 1 or 2 chart heights
+                     "collapsed": true,          # only the panel's header shown
                      "ymin": 0, "ymax": 100}}]}  # a zoomed heatmap axis
 
 ``options`` and each of its keys are optional. The server answers with the
@@ -89,7 +91,7 @@ def _strings(value: object, field: str, limit: int, check: Callable[[str], bool]
 def validate_options(value: object, field: str) -> dict:
     """Check one panel's ``options`` and return them as plain JSON."""
     opts = _object(value, field, {"width", "chart", "coloring", "overlays", "selected", "ymin", "ymax",
-                                  "keys", "scale", "top", "pinned"})
+                                  "keys", "scale", "top", "pinned", "height", "collapsed"})
     out: dict[str, Any] = {}
     if "width" in opts:
         out["width"] = _choice(opts["width"], f"{field}.width", (1, 2))
@@ -103,6 +105,12 @@ def validate_options(value: object, field: str) -> dict:
     if "selected" in opts:
         out["selected"] = _strings(opts["selected"], f"{field}.selected", MAX_SELECTED,
                                    lambda s: 0 < len(s) <= MAX_KEY)
+    if "height" in opts:
+        out["height"] = _choice(opts["height"], f"{field}.height", (1, 2))
+    if "collapsed" in opts:
+        if not isinstance(opts["collapsed"], bool):
+            raise InputError(f"{field}.collapsed", "must be true or false")
+        out["collapsed"] = opts["collapsed"]
     if "keys" in opts:
         out["keys"] = _choice(opts["keys"], f"{field}.keys", KEY_MODES)
     if "scale" in opts:
@@ -167,6 +175,8 @@ _OPTIONS_SCHEMA = {
                      "items": {"type": "string", "pattern": _OVERLAY.pattern}},
         "selected": {"type": "array", "maxItems": MAX_SELECTED, "uniqueItems": True,
                      "items": {"type": "string", "minLength": 1, "maxLength": MAX_KEY}},
+        "height": {"enum": [1, 2], "description": "chart heights"},
+        "collapsed": {"type": "boolean", "description": "only the panel's header shown"},
         "keys": {"enum": list(KEY_MODES), "description": "what the selected keys do"},
         "scale": {"enum": list(SCALES), "description": "a heatmap's value axis"},
         "top": {"enum": list(TOP_CHOICES), "description": "keys a breakdown draws"},

@@ -382,6 +382,21 @@ class App {
     this.removeSlot(panel.slot);
   }
 
+  /** Put `panel` at position `to` of the dashboard (a drag onto another panel, or its menu). */
+  movePanel(panel, to) {
+    const from = this.panels.indexOf(panel);
+    to = Math.max(0, Math.min(this.panels.length - 1, to));
+    if (from < 0 || from === to) return;
+    this.panels.splice(from, 1);
+    this.panels.splice(to, 0, panel);
+    const [slot] = this.board.panels.splice(from, 1);
+    this.board.panels.splice(to, 0, slot);
+    if (this.board.id === null) this.allOrder = this.board.panels.map((s) => s.instrumentation);
+    const next = this.panels[to + 1];
+    $("#grid").insertBefore(panel.el, next ? next.el : null);
+    this.boardChanged();
+  }
+
   async deleteInstrumentation(panel) {
     const inst = panel.inst;
     const ok = await this.confirm(`Delete instrumentation ${inst.id}?`,

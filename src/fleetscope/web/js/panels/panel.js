@@ -68,6 +68,7 @@ export class Panel {
     this.menuBtn = h("button.btn.small.icon", { title: "panel actions", "aria-label": "panel actions",
       "aria-haspopup": "menu", onclick: () => this.actionsMenu() }, "⋯");
     this.warnEl = h("span.warn", { hidden: true, role: "status" });
+    this.collapseBtn = h("button.btn.small.icon.collapse", { type: "button", onclick: () => this.setCollapsed(!this.collapsed) });
     this.toolsEl = h("div.tools");
     this.chartEl = h("div.chart");
     this.emptyEl = h("div.empty", {}, "");
@@ -81,7 +82,7 @@ export class Panel {
       "aria-label": titleOf(inst, this.metric) },
     h("header.panel-head", {},
       h("h2.panel-title", { title: `instrumentation ${inst.id}` }, titleOf(inst, this.metric)),
-      h("div.head-actions", {}, this.warnEl, this.valueEl, this.drillBtn, this.menuBtn),
+      h("div.head-actions", {}, this.warnEl, this.valueEl, this.drillBtn, this.menuBtn, this.collapseBtn),
       h("div.panel-sub", {},
         h("code", {}, inst.metric), h("span.where", { title: where }, where),
         h("span.timing", {}, `${formatDuration(inst.granularity)} · keeps ${formatDuration(inst.retention)}`),
@@ -89,6 +90,8 @@ export class Panel {
       this.toolsEl),
     h("div.panel-main", {}, h("div.chart-wrap", {}, this.chartEl, this.emptyEl, this.loadingEl, this.tipEl), this.legendEl));
     this.el.classList.toggle("wide", this.options.width === 2);
+    this.el.classList.toggle("tall", this.options.height === 2);
+    this.layout();
     this.chartEl.addEventListener("mouseleave", () => {
       if (!this.tipEl.classList.contains("pinned")) this.tipEl.classList.remove("show");
     });
@@ -241,9 +244,68 @@ export class Panel {
         onSelect: () => this.download("png") },
       { label: "Save CSV", testid: "export-csv", disabled: !this.body.exports?.(), hint: "its numbers over the range",
         onSelect: () => this.download("csv") },
+      { label: this.options.height === 2 ? "Shorter" : "Taller", testid: "height",
+        hint: this.options.height === 2 ? "one chart height" : "two chart heights", onSelect: () => {
+          const tall = this.options.height !== 2;
+          this.setOption("height", tall ? 2 : undefined);
+          this.el.classList.toggle("tall", tall);
+        } },
+      { label: "Move earlier", testid: "move-earlier", disabled: this.app.panels.indexOf(this) === 0,
+        onSelect: () => this.app.movePanel(this, this.app.panels.indexOf(this) - 1) },
+      { label: "Move later", testid: "move-later", disabled: this.app.panels.indexOf(this) === this.app.panels.length - 1,
+        onSelect: () => this.app.movePanel(this, this.app.panels.indexOf(this) + 1) },
       saved ? { label: "Remove from dashboard", testid: "remove", onSelect: () => this.app.removePanel(this) } : null,
       { label: "Delete instrumentation", testid: "delete", onSelect: () => this.app.deleteInstrumentation(this) },
     ].filter(Boolean));
+  }
+
+  get collapsed() {
+    return Boolean(this.options.collapsed);
+  }
+
+  /** Only the header (kept in the dashboard); the chart is drawn again when opened. */
+  setCollapsed(on) {
+    this.setOption("collapsed", on || undefined);
+    this.showCollapsed(on);
+    if (!on) this.body.draw();
+  }
+
+  showCollapsed(on) {
+    this.el.classList.toggle("collapsed", on);
+    this.collapseBtn.textContent = on ? "▸" : "▾";
+    this.collapseBtn.setAttribute("aria-expanded", String(!on));
+    this.collapseBtn.setAttribute("aria-label", on ? "expand panel" : "collapse panel");
+    this.collapseBtn.title = on ? "show the chart" : "show only the header";
+  }
+
+  /** Collapsed state, and dragging the title onto another panel to reorder the dashboard. */
+  layout() {
+    this.showCollapsed(this.collapsed);
+    const title = this.el.querySelector(".panel-title");
+    title.draggable = true;
+    title.classList.add("handle");
+    title.title = `${title.title}: drag onto another panel to move it there`;
+    title.addEventListener("dragstart", (e) => {
+      e.dataTransfer.setData("application/x-fleetscope-panel", String(this.slot.uid));
+      e.dataTransfer.effectAllowed = "move";
+      this.el.classList.add("dragging");
+    });
+    title.addEventListener("dragend", () => this.el.classList.remove("dragging"));
+    this.el.addEventListener("dragover", (e) => {
+      if (e.dataTransfer.types.includes("application/x-fleetscope-panel")) {
+        e.preventDefault();
+        this.el.classList.add("drop-here");
+      }
+    });
+    this.el.addEventListener("dragleave", () => this.el.classList.remove("drop-here"));
+    this.el.addEventListener("drop", (e) => {
+      this.el.classList.remove("drop-here");
+      const uid = Number(e.dataTransfer.getData("application/x-fleetscope-panel"));
+      const moved = this.app.panels.find((p) => p.slot?.uid === uid);
+      if (!moved || moved === this) return;
+      e.preventDefault();
+      this.app.movePanel(moved, this.app.panels.indexOf(this));
+    });
   }
 
   /** Save the panel as "png" or "csv": a link to the API, or a blob the chart made. */
