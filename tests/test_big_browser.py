@@ -367,3 +367,32 @@ def test_reorder_resize_and_collapse_are_kept_across_a_reload(big, page: Page) -
     panel(page, cpu).locator('button[aria-label="panel actions"]').click()
     page.click('[data-testid="height"]')
     wait_for(lambda: "height" not in board_options(srv, board, cpu))
+
+
+def test_compare_with_a_day_earlier_draws_it_dashed_and_says_both_averages(big, page: Page) -> None:
+    srv, cpu, _dist, board = big
+    now = int(time.time())
+    page.goto(f"{srv.url}/?dashboard={board}&from={now - 2 * DAY}&to={now}")
+    ready(page, cpu)
+    panel(page, cpu).locator("select.compare").select_option(str(DAY))
+    wait_for(lambda: board_options(srv, board, cpu).get("compare") == DAY)
+    ready(page, cpu)
+    overlay = ("(() => { const d = p.body.chart.data; return d.overlays.length && "
+               "{times: d.times, step: d.step, past: d.overlays[0].values}; })()")
+    drawn = wait_for(lambda: in_page(page, cpu, overlay))
+    assert len(drawn["past"]) == len(drawn["times"])
+    # The earlier range's per-second totals, from the minutes this test wrote.
+    block = minutes((now - 4 * DAY) // G * G, 4 * DAY // G)  # the same minutes: values follow the time
+    totals = dict(zip(block.times.tolist(), np.nansum(block.values, axis=1).tolist(), strict=True))
+    step = drawn["step"]
+    for t, shown in zip(drawn["times"], drawn["past"], strict=True):
+        if shown is None:
+            continue
+        want = sum(totals.get(m, 0.0) for m in range(t - DAY, t - DAY + step, G)) / step
+        assert abs(shown - want) < 1e-9 * want, (t, shown, want)
+    text = panel(page, cpu).locator(".compare-text")
+    expect(text).to_contain_text("vs")
+    past = [v for v in drawn["past"] if v is not None]
+    assert abs(float(text.get_attribute("data-past")) - sum(past) / len(past)) < 1e-6
+    panel(page, cpu).locator("select.compare").select_option("")
+    wait_for(lambda: "compare" not in board_options(srv, board, cpu))

@@ -20,6 +20,7 @@ A dashboard document is::
                      "top": 20,                  # keys a breakdown draws (the rest folded)
                      "pinned": ["cron"],         # keys a breakdown draws whatever their rank
                      "height": 2,                # 1 or 2 chart heights
+                     "compare": 86400,           # the range a day (or a week: 604800) earlier, dashed
                      "collapsed": true,          # only the panel's header shown
                      "ymin": 0, "ymax": 100}}]}  # a zoomed heatmap axis
 
@@ -50,6 +51,7 @@ SCALES = ("linear", "log")
 KEY_MODES = ("highlight", "isolate", "exclude")
 TOP_CHOICES = (5, 8, 10, 20, 50)  # as the web's panels/lines.js offers them
 MAX_PINNED = 16
+COMPARE_BACK = (86400, 604800)  # seconds back a panel's comparison may look: a day, a week
 _OVERLAY = re.compile(r"^(avg|p(100|[1-9]?\d(\.\d{1,3})?))$")
 
 
@@ -91,7 +93,7 @@ def _strings(value: object, field: str, limit: int, check: Callable[[str], bool]
 def validate_options(value: object, field: str) -> dict:
     """Check one panel's ``options`` and return them as plain JSON."""
     opts = _object(value, field, {"width", "chart", "coloring", "overlays", "selected", "ymin", "ymax",
-                                  "keys", "scale", "top", "pinned", "height", "collapsed"})
+                                  "keys", "scale", "top", "pinned", "height", "collapsed", "compare"})
     out: dict[str, Any] = {}
     if "width" in opts:
         out["width"] = _choice(opts["width"], f"{field}.width", (1, 2))
@@ -105,6 +107,8 @@ def validate_options(value: object, field: str) -> dict:
     if "selected" in opts:
         out["selected"] = _strings(opts["selected"], f"{field}.selected", MAX_SELECTED,
                                    lambda s: 0 < len(s) <= MAX_KEY)
+    if "compare" in opts:
+        out["compare"] = _choice(opts["compare"], f"{field}.compare", COMPARE_BACK)
     if "height" in opts:
         out["height"] = _choice(opts["height"], f"{field}.height", (1, 2))
     if "collapsed" in opts:
@@ -176,6 +180,7 @@ _OPTIONS_SCHEMA = {
         "selected": {"type": "array", "maxItems": MAX_SELECTED, "uniqueItems": True,
                      "items": {"type": "string", "minLength": 1, "maxLength": MAX_KEY}},
         "height": {"enum": [1, 2], "description": "chart heights"},
+        "compare": {"enum": list(COMPARE_BACK), "description": "seconds back of a dashed comparison"},
         "collapsed": {"type": "boolean", "description": "only the panel's header shown"},
         "keys": {"enum": list(KEY_MODES), "description": "what the selected keys do"},
         "scale": {"enum": list(SCALES), "description": "a heatmap's value axis"},

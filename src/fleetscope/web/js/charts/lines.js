@@ -3,10 +3,13 @@
 import { CanvasView, MARGIN, axisTicks, axisWidth, drawThresholds, drawTimeAxis, drawValueAxis, themeColors, tidyTop }
   from "./canvas.js";
 
+const OVERLAY_DASH = [6, 4];
 const THRESHOLD_ROOM = 1.08; // the axis reaches this far past the highest threshold (room for its label)
 
 /**
- * data: {start, end, step, times: [t], series: [{key, color, values: [number|null]}], unit, rate}
+ * data: {start, end, step, times: [t], series: [{key, color, values: [number|null]}], unit, rate,
+ *   overlays: [{key, label, color, values}]} (overlays: dashed lines over the rest, never stacked:
+ *   the same panel a day or a week earlier)
  * style: {stacked, highlight: key|null, isolate: key|null}
  * onHover(index|null) is called as the pointer moves over a point.
  * setThresholds([{id, value, label, state}]): alert thresholds, drawn as dashed lines (the value
@@ -82,6 +85,7 @@ export class LineChart extends CanvasView {
     } else {
       for (const s of shown) for (const v of s.values) if (v > max) max = v;
     }
+    for (const o of this.data.overlays || []) for (const v of o.values) if (v > max) max = v;
     return { shown, stacks, max };
   }
 
@@ -118,6 +122,13 @@ export class LineChart extends CanvasView {
       strokeLine(ctx, values, x, y);
     });
     ctx.globalAlpha = 1;
+    ctx.setLineDash(OVERLAY_DASH);
+    ctx.lineWidth = 1.6;
+    for (const o of d.overlays || []) {
+      ctx.strokeStyle = o.color;
+      strokeLine(ctx, o.values, x, y);
+    }
+    ctx.setLineDash([]);
     ctx.restore();
     this.thresholdsDrawn = drawThresholds(ctx, a, 0, top, this.thresholds, c);
     if (this.hoverIndex !== null && this.hoverIndex < d.times.length) {

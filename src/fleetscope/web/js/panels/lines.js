@@ -10,6 +10,7 @@ import { LineChart } from "../charts/lines.js";
 
 export const TOP_KEYS = 8;
 export const TOP_CHOICES = [5, 8, 10, 20, 50];
+export const COMPARE = { 86400: "a day earlier", 604800: "a week earlier" }; // options.compare: seconds back
 const FOUND_ROWS = 50; // keys a legend search lists at most
 export const REST = "(rest)";
 const OTHER = "(other)";
@@ -38,7 +39,6 @@ export class LineBody extends Body {
   }
 
   toolbar() {
-    if (!this.discrete) return;
     const stacked = (this.options.chart || "stacked") === "stacked";
     const seg = (label, value, on) => h("button.seg", {
       "aria-pressed": String(on), onclick: () => {
@@ -52,7 +52,15 @@ export class LineBody extends Body {
         this.panel.setOption("top", Number(e.target.value) === TOP_KEYS ? undefined : Number(e.target.value));
         this.draw();
       } }, TOP_CHOICES.map((n) => h("option", { value: String(n), selected: n === this.topN }, `top ${n}`)));
-    fill(this.panel.toolsEl, top, h("div.segmented", { role: "group", "aria-label": "chart style" },
+    const compare = h("select.compare", { "aria-label": "compare with the past", title: "draw the same range earlier, dashed",
+      onchange: (e) => {
+        this.panel.setOption("compare", Number(e.target.value) || undefined);
+        this.load();
+      } }, h("option", { value: "" }, "no comparison"), Object.entries(COMPARE).map(([v, label]) =>
+      h("option", { value: v, selected: Number(v) === this.options.compare }, `vs ${label}`)));
+    this.compareEl = this.compareEl || h("span.compare-text", { role: "status" });
+    if (!this.discrete) return void fill(this.panel.toolsEl, this.compareEl, compare);
+    fill(this.panel.toolsEl, this.compareEl, compare, top, h("div.segmented", { role: "group", "aria-label": "chart style" },
       seg("Stacked", "stacked", stacked), seg("Lines", "lines", !stacked)),
     this.isolate ? h("button.chip", { title: "show every key", onclick: () => this.setIsolate(null) },
       `only ${this.isolate} ×`) : null);
@@ -91,6 +99,44 @@ export class LineBody extends Body {
       ? `coarser: ${formatDuration(r.step)} per point${res ? ` (history kept per ${formatDuration(res)})` : ""}`
       : null);
     if (refused) this.panel.noteEl.title = refused;
+    this.past = null;
+    const back = this.options.compare;
+    if (back && this.pts.length) {
+      const start = this.pts[0].start_time - back;
+      const past = await api.values(this.inst.id, { start_time: start, end_time: start + r.n * r.step,
+        duration: r.step }, signal);
+      this.past = Array.isArray(past) ? past : [past];
+    }
+  }
+
+  /** The value of a point as one number: a breakdown's total. */
+  total(p) {
+    if (p.value === null) return null;
+    return this.discrete ? Object.values(p.value).reduce((a, b) => a + b, 0) : p.value;
+  }
+
+  /** The dashed line of the range `options.compare` seconds earlier (a breakdown: its total),
+   * on the same steps; and the averages of both, said in the toolbar. */
+  overlays() {
+    const past = this.past;
+    if (!past || !this.options.compare) {
+      if (this.compareEl) this.compareEl.textContent = "";
+      return [];
+    }
+    const values = this.pts.map((_, i) => (past[i] ? this.shown(past[i], this.total(past[i])) : null));
+    const now = this.pts.map((p) => this.shown(p, this.total(p)));
+    const mean = (xs) => {
+      const ok = xs.filter((v) => v !== null);
+      return ok.length ? ok.reduce((a, b) => a + b, 0) / ok.length : null;
+    };
+    const [a, b] = [mean(now), mean(values)];
+    const opts = { rate: this.inst.kind === "interval" };
+    const change = a !== null && b ? ` (${a >= b ? "+" : ""}${(((a - b) / b) * 100).toFixed(1)} %)` : "";
+    this.compareEl.textContent = `avg ${formatValue(a, this.panel.unit, opts)} vs ${formatValue(b, this.panel.unit, opts)}${change}`;
+    this.compareEl.title = `average over the range, and over the same range ${COMPARE[this.options.compare]}`;
+    this.compareEl.dataset.now = String(a);
+    this.compareEl.dataset.past = String(b);
+    return [{ key: "(earlier)", label: COMPARE[this.options.compare], color: cssVar("--muted"), values }];
   }
 
   async fetchNext(from, step) {
@@ -173,7 +219,8 @@ export class LineBody extends Body {
     if (this.highlight && !this.current.some((s) => s.key === this.highlight)) this.highlight = null;
     const start = this.pts.length ? this.pts[0].start_time : 0;
     const end = start + this.range.n * this.range.step;
-    this.chart.setData({ start, end, step: this.range.step, times: this.times, series: this.current, unit, rate },
+    this.chart.setData({ start, end, step: this.range.step, times: this.times, series: this.current, unit, rate,
+      overlays: this.overlays() },
       { stacked: this.discrete && (this.options.chart || "stacked") === "stacked", highlight: this.highlight,
         isolate: this.isolate });
     const present = this.pts.filter((p) => p.value !== null);
