@@ -14,12 +14,14 @@ defined in :mod:`fleetscope.perflogs.metrics`.
 
 Bad input raises :class:`~fleetscope.perflogs.errors.LogError` with the file name, the
 line (or record) and the reason. A layer beside :mod:`fleetscope.formats`: imports only
-:mod:`fleetscope.model` and the standard library.
+:mod:`fleetscope.model`, numpy and the standard library.
 
 * ``errors.py``: LogError;
 * ``metrics.py``: the metrics imports write and the fields of each;
 * ``sink.py``: Layout, Sink, Options (what a parser is given);
 * ``clock.py``: local times of a log to epoch seconds (time zones, DST folds);
+* ``digits.py``: lines of whole numbers and a time read many at once with numpy (vmstat's
+  fast path);
 * ``vmstat.py``, ``iostat.py``, ``mpstat.py``, ``sartext.py``: text formats;
 * ``csvlog.py``: CSV, with a mapping of columns to metrics and fields;
 * ``sysstat.py``: sysstat data files read through ``sadf -j`` (or its JSON given as is);

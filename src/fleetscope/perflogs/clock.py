@@ -41,12 +41,17 @@ class Clock:
         self.last = -1  # the latest time read
         self.backwards = 0  # times read that went backwards
 
-    def epoch(self, y: int, mo: int, d: int, h: int, mi: int, s: int) -> int:
-        """The epoch second of ``y-mo-d h:mi:s`` local time (ValueError if no such time)."""
+    def hour(self, y: int, mo: int, d: int, h: int) -> int:
+        """The epoch second of ``y-mo-d h:00`` local time (its first occurrence; ValueError if
+        no such date)."""
         base = self._hours.get((y, mo, d, h))
         if base is None:
             base = self._hours[y, mo, d, h] = int(dt.datetime(y, mo, d, h, tzinfo=self.tz).timestamp())
-        t = base + mi * 60 + s
+        return base
+
+    def epoch(self, y: int, mo: int, d: int, h: int, mi: int, s: int) -> int:
+        """The epoch second of ``y-mo-d h:mi:s`` local time (ValueError if no such time)."""
+        t = self.hour(y, mo, d, h) + mi * 60 + s
         if t <= self.last and self.tz is not UTC:
             later = int(dt.datetime(y, mo, d, h, mi, s, fold=1, tzinfo=self.tz).timestamp())
             if later > self.last:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
+import numpy as np
+
 
 class Column(NamedTuple):
     metric: str
@@ -53,6 +55,11 @@ class Options(NamedTuple):
 class Sink(Protocol):
     def add(self, time: int, interval: int, layout: Layout, values: Sequence[float]) -> None:
         """One sample over ``[time, time + interval)``: ``values[i]`` for ``layout[i]``."""
+        ...
+
+    def add_block(self, times: np.ndarray, intervals: np.ndarray, layout: Layout, values: np.ndarray) -> None:
+        """Many samples of one layout at once: ``values[k, i]`` for ``layout[i]`` over
+        ``[times[k], times[k] + intervals[k])`` (int64 and float64 arrays)."""
         ...
 
     def host(self, name: str) -> None:

@@ -1,8 +1,9 @@
 """Writing one import: samples from a parser, as chunks, into the store.
 
 :class:`ImportWriter` is the :class:`~fleetscope.perflogs.sink.Sink` a parser fills. It keeps
-at most :data:`~fleetscope.store.importenc.CHUNK_ROWS` samples in memory (lists of floats:
-about 150 bytes a sample for vmstat's 22 values), then encodes one chunk per metric and
+at most :data:`~fleetscope.store.importenc.CHUNK_ROWS` samples in memory (numpy blocks from
+:meth:`ImportWriter.add_block`, or lists of floats from :meth:`ImportWriter.add`: about 150
+bytes a sample for vmstat's 22 values), then encodes one chunk per metric and
 writes them in one short transaction: memory stays bounded whatever the file's size. Samples
 of different layouts (a device that appears halfway through a sysstat file) share a chunk,
 with NaN where a sample had no such column.
@@ -34,10 +35,14 @@ class ImportWriter:
         self.end: int | None = None
         self.metrics: set[str] = set()
         self.intervals: dict[int, int] = {}  # interval -> samples of that length
+        # Samples held: pieces (layout, times, intervals, values) in numpy, and the open run of
+        # add() in lists (one layout), made a piece when the layout changes or at a flush.
+        self._pieces: list[tuple[Layout, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._held = 0
+        self._layout: Layout | None = None
         self._times: list[int] = []
         self._intervals: list[int] = []
         self._rows: list[Sequence[float]] = []
-        self._layouts: list[tuple[int, Layout]] = []  # (first row, layout) of each run
 
     # -- Sink ------------------------------------------------------------------------------------
 
@@ -46,37 +51,61 @@ class ImportWriter:
             self.named_host = name
 
     def add(self, time: int, interval: int, layout: Layout, values: Sequence[float]) -> None:
-        if not self._layouts or self._layouts[-1][1] is not layout:
-            self._layouts.append((len(self._rows), layout))
+        if self._layout is not layout:
+            self._close_run()
+            self._layout = layout
         self._times.append(time)
         self._intervals.append(interval)
         self._rows.append(values)
-        if len(self._rows) >= self.chunk_rows:
+        self._held += 1
+        if self._held >= self.chunk_rows:
             self.flush()
+
+    def add_block(self, times: np.ndarray, intervals: np.ndarray, layout: Layout, values: np.ndarray) -> None:
+        self._close_run()
+        i, n = 0, len(times)
+        while i < n:
+            j = min(n, i + self.chunk_rows - self._held)
+            self._pieces.append((layout, times[i:j], intervals[i:j], values[i:j]))
+            self._held += j - i
+            i = j
+            if self._held >= self.chunk_rows:
+                self.flush()
+
+    def _close_run(self) -> None:
+        if self._rows:
+            assert self._layout is not None
+            self._pieces.append((self._layout, np.array(self._times, np.int64),
+                                 np.array(self._intervals, np.int64), np.array(self._rows, float)))
+            self._times, self._intervals, self._rows = [], [], []
+        self._layout = None
 
     # -- writing ---------------------------------------------------------------------------------
 
     def flush(self) -> None:
         """Encode and write the samples held (one transaction)."""
-        n = len(self._rows)
+        self._close_run()
+        n = self._held
         if not n:
             return
-        times = np.array(self._times, np.int64)
-        intervals = np.array(self._intervals, np.int64)
+        pieces, self._pieces, self._held = self._pieces, [], 0
+        times = np.concatenate([p[1] for p in pieces])
+        intervals = np.concatenate([p[2] for p in pieces])
         columns: dict[Column, int] = {}
-        for _, layout in self._layouts:
+        for layout, *_ in pieces:
             for col in layout:
                 columns.setdefault(col, len(columns))
         matrix = np.full((n, len(columns)), np.nan)
-        bounds = [r for r, _ in self._layouts[1:]] + [n]
-        for (first, layout), last in zip(self._layouts, bounds, strict=True):
+        first = 0
+        for layout, _, run_intervals, run in pieces:
+            last = first + len(run)
             idx = np.fromiter((columns[c] for c in layout), np.int64, len(layout))
-            run = np.array(self._rows[first:last], float)
             if isinstance(layout, Scaled):  # raw figures: scale them here, the whole run at once
                 run = run[:, list(layout.take)] * np.array(layout.factor)
                 per = np.array(layout.per)
-                run[:, per] *= intervals[first:last, None]
+                run[:, per] *= run_intervals[:, None]
             matrix[first:last, idx] = run.reshape(last - first, len(layout))
+            first = last
         by_metric: dict[str, list[int]] = {}
         for col, j in columns.items():
             by_metric.setdefault(col.metric, []).append(j)
@@ -105,7 +134,6 @@ class ImportWriter:
         self.end = end if self.end is None else max(self.end, end)
         for i, c in zip(*np.unique(intervals, return_counts=True), strict=True):
             self.intervals[int(i)] = self.intervals.get(int(i), 0) + int(c)
-        self._times, self._intervals, self._rows, self._layouts = [], [], [], []
 
     def summary(self) -> dict:
         """What the import's document records of its rows."""
