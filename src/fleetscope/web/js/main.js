@@ -12,6 +12,7 @@ import { openMenu } from "./lib/menu.js";
 import { Panel, missingPanel } from "./panels/panel.js";
 import { LiveStream } from "./net/stream.js";
 import { TimeRange } from "./lib/time.js";
+import { installImports } from "./importing.js";
 
 const ALL = { id: null, name: "All instrumentations" };
 const THEMES = ["auto", "light", "dark"];
@@ -95,6 +96,7 @@ class App {
   async boot() {
     this.time.fromParams(new URLSearchParams(location.search));
     this.bindControls();
+    installImports(this); // the Import dialog and the compare view (importing.js)
     this.applyTheme();
     this.time.addEventListener("change", () => this.timeChanged());
     window.addEventListener("popstate", () => this.sync());
