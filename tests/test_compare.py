@@ -208,3 +208,19 @@ def test_who_may_compare_and_what_is_refused(srv) -> None:
     got = c["viewer"].get(f"{API}/instrumentations/{ops}/compare", params={
         "a_import": theirs["id"], "b_import": theirs["id"], "step": 1})
     assert got.status_code == 200 and got.json()["rows"][0]["difference"]["average"] == 0
+
+
+def test_a_csv_metric_is_known_after_a_restart(fresh_server: Server) -> None:
+    """A metric a CSV defined is kept with its import: a restarted server still offers it."""
+    with fresh_server.client() as c:
+        _import_csv(c, "run.csv", _csv(T_A, RUN_A), "web9", QPS)
+    fresh_server.stop()
+    fresh_server.start()
+    with fresh_server.client() as c:
+        metric = next(m for m in c.get(f"{API}/metrics").json()["metrics"] if m["name"] == "app.qps")
+        assert metric["kind"] == "interval" and [f["name"] for f in metric["fields"]] == ["hostname", "route"]
+        made = c.post(f"{API}/instrumentations", json={"metric": "app.qps", "decomposition": ["route"]})
+        assert made.status_code == 201, made.text
+        got = c.get(f"{API}/instrumentations/{made.json()['id']}/value",
+                    params={"start_time": T_A, "end_time": T_A + 50, "duration": STEP}).json()
+        assert [p["value"] for p in got] == [{"login": x * STEP, "search": y * STEP} for x, y in RUN_A]
