@@ -158,3 +158,20 @@ def test_a_step_no_tier_it_reaches_can_answer_within_budget_is_refused_naming_on
     with pytest.raises(InputError) as err:
         queries.heatmap_range(inst, None, T0, None, DAYS * DAY, 1800, None, tiers=tiers, now=NOW)
     assert err.value.field == "step" and "hour tier" in err.value.message
+
+
+def test_a_range_of_any_length_reads_only_where_the_tiers_hold_data(year) -> None:
+    _store, inst, history, _days = year
+    tiers = history.tiers(inst)
+    rng = queries.resolve_range(inst, None, 0, 2**53, ndatapoints=10_000, tiers=tiers, now=NOW)
+    reads = []
+    real = history.read
+    try:
+        history.read = lambda *a, **k: reads.append(a[1].level) or real(*a, **k)
+        pts = queries.data_points(inst, None, rng, TOPK, history, NOW)
+    finally:
+        del history.read
+    assert len(pts) == 10_000
+    # The hour tier's spans (30 days) from its retention (a year) to now: 14, not 2**53 s / 30 days
+    # (past the hour tier's watermark a read also reads the minutes after it).
+    assert reads.count(2) <= 365 // 30 + 2, reads

@@ -318,9 +318,12 @@ def data_pieces(inst: Instrumentation, window: Window | None, rng: Range, topk: 
         return
     window_from = min(window.slots) if window and window.slots else None
     pending = None  # the step the last span ended inside: sums so far, keys not folded
-    e = rng.start
-    while e < rng.end:
-        s, e = e, min(rng.end, (e // tier.span + 1) * tier.span)
+    # Only where the tier can hold data: a range of 2**53 s must not walk 3 billion empty spans.
+    now = time.time() if now is None else now
+    e = max(rng.start, int(now) - tier.retention)
+    last = min(rng.end, int(now) + tier.span)
+    while e < last:
+        s, e = e, min(last, (e // tier.span + 1) * tier.span)
         block = history.read(inst, tier, s, e, now, finals, window_from)
         if step == tier.resolution:
             if block.n:
