@@ -31,6 +31,7 @@ from typing import Any
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.store.access import ACCESS_SCHEMA, AccessTables
 from fleetscope.store.alerts import ALERTS_SCHEMA, AlertTables, mark_changed
+from fleetscope.store.annotations import ANNOTATIONS_SCHEMA, AnnotationTables
 from fleetscope.store.base import Chunk, HistoryChange, TierStats
 from fleetscope.store.imports import IMPORTS_SCHEMA, ImportTables
 
@@ -91,7 +92,7 @@ CREATE TABLE IF NOT EXISTS pending_rollups (
 _LEASE_TABLES = ("leases", "partition_leases")  # of instrumentations and of partitions of hosts
 
 
-class SQLStore(AccessTables, AlertTables, ImportTables):
+class SQLStore(AccessTables, AlertTables, ImportTables, AnnotationTables):
     """Definitions, dashboards, access (tokens, tenants, audit), alerts and history over SQL; see the
     module docstring."""
 
@@ -103,7 +104,7 @@ class SQLStore(AccessTables, AlertTables, ImportTables):
     REAL_TYPE = "REAL"
 
     def schema(self) -> str:
-        return (SCHEMA + ACCESS_SCHEMA + ALERTS_SCHEMA + IMPORTS_SCHEMA).format(
+        return (SCHEMA + ACCESS_SCHEMA + ALERTS_SCHEMA + IMPORTS_SCHEMA + ANNOTATIONS_SCHEMA).format(
             id=self.ID_TYPE, blob=self.BLOB_TYPE, real=self.REAL_TYPE)
 
     @contextlib.contextmanager

@@ -10,6 +10,7 @@ order. A route reads its services through ``svc: Svc``
 from fleetscope.api.routes import (
     access,
     alerts,
+    annotations,
     cloudapi,
     compare,
     dashboards,
@@ -41,6 +42,7 @@ ROUTERS = [
     imports.router,
     dashboards.router,
     alerts.router,
+    annotations.router,
     exposition.router,
     access.router,
     prometheus.router,

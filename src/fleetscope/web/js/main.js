@@ -54,6 +54,7 @@ class App {
   refreshRules() {
     if (!this.online || document.hidden) return;
     for (const p of this.panels) p.rules?.load();
+    if (this.time.live) this.loadAnnotations();
   }
 
   /** The alerts' states changed: thresholds change colour. */
@@ -219,7 +220,10 @@ class App {
 
   makePanel(slot) {
     const inst = this.insts.get(slot.instrumentation);
-    return inst ? new Panel(this, slot, inst) : missingPanel(this, slot);
+    if (!inst) return missingPanel(this, slot);
+    const panel = new Panel(this, slot, inst);
+    panel.body.chart.setAnnotations(this.annotations || []);
+    return panel;
   }
 
   renderBoards() {
@@ -314,6 +318,19 @@ class App {
 
   reloadPanels() {
     for (const p of this.panels) p.load();
+    this.loadAnnotations();
+  }
+
+  /** Annotations and alert state changes of the range shown, drawn on every panel. */
+  async loadAnnotations() {
+    const end = this.time.live ? Math.floor(Date.now() / 1000) + 60 : this.time.end;
+    const start = end - this.time.span - 60;
+    try {
+      this.annotations = await api.annotations({ start_time: start, end_time: end });
+    } catch {
+      return; // not fatal: the panels still draw (an older server, a connection lost)
+    }
+    for (const p of this.panels) p.body?.chart?.setAnnotations?.(this.annotations);
   }
 
   openStream() {

@@ -36,6 +36,19 @@ export class CanvasView {
     this.requestDraw = frameThrottle(() => this.paint());
     this.observer = new ResizeObserver(() => this.resize());
     this.observer.observe(container);
+    this.annotations = [];
+    this.annotationsDrawn = [];
+    // An annotation's text as the canvas' title while the pointer is on its marker.
+    this.canvas.addEventListener("mousemove", (e) => {
+      const text = annotationAt(this.annotationsDrawn, e.clientX - this.canvas.getBoundingClientRect().left);
+      if (this.canvas.title !== text) this.canvas.title = text;
+    });
+  }
+
+  /** Annotations to mark on the time axis ([{id, kind, time, end_time, text}]). */
+  setAnnotations(list) {
+    this.annotations = list || [];
+    this.requestDraw();
   }
 
   resize() {
@@ -202,4 +215,53 @@ export function drawThresholds(ctx, a, lo, hi, lines, c) {
   }
   ctx.restore();
   return drawn;
+}
+
+const ANNOTATION_DASH = [2, 3];
+const FLAG = 5; // px: the marker's flag at the top of the plot
+
+/**
+ * Annotations over [start, end) as markers on `a`: a dotted vertical line at each time (a band
+ * for one with an end_time), a small flag at the top (alerts in the danger colour). Returns what
+ * was drawn: [{id, kind, x, text}] (for the hover title and the tests).
+ */
+export function drawAnnotations(ctx, a, start, end, list, c) {
+  const drawn = [];
+  const x = (t) => a.x0 + ((t - start) / (end - start)) * a.w;
+  ctx.save();
+  for (const n of list || []) {
+    const to = n.end_time ?? n.time;
+    if (to < start || n.time >= end) continue;
+    const x0 = Math.max(a.x0, x(n.time));
+    const colour = n.kind === "alert" ? c.danger : c.accent;
+    if (n.end_time) {
+      ctx.globalAlpha = 0.08;
+      ctx.fillStyle = colour;
+      ctx.fillRect(x0, a.y0, Math.max(1, Math.min(a.x1, x(to)) - x0), a.h);
+      ctx.globalAlpha = 1;
+    }
+    const px = Math.round(x0) + 0.5;
+    ctx.strokeStyle = colour;
+    ctx.lineWidth = 1;
+    ctx.setLineDash(ANNOTATION_DASH);
+    ctx.beginPath();
+    ctx.moveTo(px, a.y0);
+    ctx.lineTo(px, a.y1);
+    ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.fillStyle = colour;
+    ctx.beginPath();
+    ctx.moveTo(px, a.y0);
+    ctx.lineTo(px + FLAG, a.y0 + FLAG / 2);
+    ctx.lineTo(px, a.y0 + FLAG);
+    ctx.fill();
+    drawn.push({ id: n.id, kind: n.kind, x: px, text: n.text });
+  }
+  ctx.restore();
+  return drawn;
+}
+
+/** The text of the annotations drawn within a few pixels of `x` (the canvas' hover title). */
+export function annotationAt(drawn, x, reach = 4) {
+  return (drawn || []).filter((d) => Math.abs(d.x - x) <= reach).map((d) => d.text).join("\n");
 }

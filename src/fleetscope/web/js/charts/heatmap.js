@@ -7,7 +7,8 @@
 // normalised count (a key wins a tie with the rest). On the dark theme the count raises the
 // brightness instead, so that faint cells stay faint against the dark background.
 
-import { CanvasView, MARGIN, axisTicks, axisWidth, drawThresholds, drawTimeAxis, drawValueAxis, themeColors }
+import { CanvasView, MARGIN, axisTicks, axisWidth, drawAnnotations, drawThresholds, drawTimeAxis, drawValueAxis,
+  themeColors }
   from "./canvas.js";
 import { BASE_HUE, cssVar, hsv, isDark, keyHue } from "../lib/color.js";
 import { formatValue } from "../lib/format.js";
@@ -344,6 +345,7 @@ export class HeatmapChart extends CanvasView {
     this.drawOverlays(ctx, a, c);
     this.thresholdsDrawn = drawThresholds(ctx, a, 0, 1, this.thresholds.map((t) => ({ ...t, value: this.frac(t.value) })), c)
       .map((d, i) => ({ ...d, value: this.thresholds[i].value }));
+    this.annotationsDrawn = drawAnnotations(ctx, a, this.start, this.end, this.annotations, c);
     const mark = (cell, style) => {
       if (!cell) return;
       const cw = a.w / m.times.length;

@@ -1,7 +1,7 @@
 // Line and stacked-area charts of time series on a canvas, with a hover crosshair.
 
-import { CanvasView, MARGIN, axisTicks, axisWidth, drawThresholds, drawTimeAxis, drawValueAxis, themeColors, tidyTop }
-  from "./canvas.js";
+import { CanvasView, MARGIN, axisTicks, axisWidth, drawAnnotations, drawThresholds, drawTimeAxis, drawValueAxis,
+  themeColors, tidyTop } from "./canvas.js";
 
 const OVERLAY_DASH = [6, 4];
 const THRESHOLD_ROOM = 1.08; // the axis reaches this far past the highest threshold (room for its label)
@@ -131,6 +131,7 @@ export class LineChart extends CanvasView {
     ctx.setLineDash([]);
     ctx.restore();
     this.thresholdsDrawn = drawThresholds(ctx, a, 0, top, this.thresholds, c);
+    this.annotationsDrawn = drawAnnotations(ctx, a, d.start, d.end, this.annotations, c);
     if (this.hoverIndex !== null && this.hoverIndex < d.times.length) {
       const px = Math.round(x(this.hoverIndex)) + 0.5;
       ctx.strokeStyle = c.muted;

@@ -73,6 +73,7 @@ export const api = {
   createAlertRule: (body) => request("POST", "/alerts/rules", { body }),
   alertReceivers: () => get("/alerts/receivers").then((d) => d.receivers),
   alerts: () => get("/alerts"),
+  annotations: (params, signal) => get("/annotations", params, signal).then((d) => d.annotations),
   healthy: async () => {
     try {
       return (await fetch("/healthz", { cache: "no-store" })).ok;

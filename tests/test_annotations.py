@@ -1,0 +1,111 @@
+"""``/api/v1/annotations`` (#19) on a real `fleetscope serve` with tokens: operators post and
+delete, viewers read, a tenant reads and deletes only its own, bad bodies name the field, and
+the dashboard draws each annotation on every panel of its time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from playwright.sync_api import Page
+
+from tests import store_backends
+from tests.conftest import Server, free_port, wait_for
+from tests.test_browser import browser as browser
+from tests.test_browser import page as page
+from tests.test_browser import ready
+
+API = "/api/v1"
+# The store fixtures, once per backend (SQLite and PostgreSQL).
+pg_url, backend_url, store = store_backends.pg_url, store_backends.backend_url, store_backends.store
+
+
+def test_the_table_on_both_backends(store) -> None:
+    t0 = 1_800_000_000.0 + time.time() % 1000  # a range of this test's own
+    a = store.add_annotation("", {"time": t0, "end_time": None, "text": "a", "tags": [], "who": "x"})
+    b = store.add_annotation("acme", {"time": t0 + 5, "end_time": t0 + 9, "text": "b", "tags": ["t"],
+                                      "who": "y"})
+    assert [x["text"] for x in store.annotations(t0, t0 + 10, None)] == ["a", "b"]
+    assert store.annotations(t0, t0 + 10, "acme") == [b]
+    assert store.annotations(t0 + 1, t0 + 5, None) == []
+    assert not store.delete_annotation(a["id"], "acme") and store.delete_annotation(a["id"], "")
+    assert store.annotations(t0, t0 + 10, None) == [b]
+
+
+def as_(srv: Server, token: str) -> httpx.Client:
+    return httpx.Client(base_url=srv.url + API, timeout=10, headers={"authorization": f"Bearer {token}"})
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, httpx.Client]]]:
+    srv = Server(tmp_path_factory.mktemp("annotations"), free_port(), auth=True).start()
+    admin = as_(srv, srv.token("an-admin"))
+    assert admin.post("/tenants", json={"name": "acme", "scope": 'hostname == "acme-db"'}).status_code == 201
+    who = {"admin": admin, "operator": as_(srv, srv.token("an-op", "operator")),
+           "viewer": as_(srv, srv.token("an-viewer", "viewer")),
+           "acme": as_(srv, srv.token("an-acme", "operator", "acme"))}
+    yield srv, who
+    for c in who.values():
+        c.close()
+    srv.stop()
+
+
+def test_post_list_and_delete_with_roles_and_tenants(served) -> None:
+    _srv, who = served
+    now = time.time()
+    made = who["operator"].post("/annotations", json={"text": "deploy api v42", "tags": ["deploy"],
+                                                     "time": now - 60})
+    assert made.status_code == 201, made.text
+    ours = made.json()
+    assert (ours["text"], ours["tags"], ours["time"]) == ("deploy api v42", ["deploy"], now - 60)
+    assert ours["kind"] == "annotation"
+    theirs = who["acme"].post("/annotations", json={"text": "acme maintenance", "time": now - 30,
+                                                   "end_time": now + 600}).json()
+    assert who["viewer"].post("/annotations", json={"text": "no"}).status_code == 403
+
+    def texts(client: httpx.Client, start: float = now - 3600, end: float = now + 3600) -> list[str]:
+        r = client.get("/annotations", params={"start_time": start, "end_time": end})
+        assert r.status_code == 200, r.text
+        return [a["text"] for a in r.json()["annotations"] if a["kind"] == "annotation"]
+
+    assert texts(who["viewer"]) == ["deploy api v42", "acme maintenance"], "operators see every one"
+    assert texts(who["acme"]) == ["acme maintenance"], "a tenant only its own"
+    assert texts(who["viewer"], now - 45) == ["acme maintenance"], "the range"
+    # Deleting: a tenant cannot delete the operators' (it does not exist for it), an operator can.
+    assert who["acme"].delete(f"/annotations/{ours['id']}").status_code == 404
+    assert who["viewer"].delete(f"/annotations/{theirs['id']}").status_code == 403
+    assert who["acme"].delete(f"/annotations/{theirs['id']}").status_code == 204
+    assert texts(who["viewer"]) == ["deploy api v42"]
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({}, "text"), ({"text": ""}, "text"), ({"text": "x" * 501}, "text"), ({"text": "a", "time": -1}, "time"),
+    ({"text": "a", "time": 10, "end_time": 5}, "end_time"), ({"text": "a", "tags": ["x", "x"]}, "tags"),
+    ({"text": "a", "colour": "red"}, "colour"), ({"text": "a", "time": True}, "time"),
+])
+def test_bad_annotations_name_the_field_and_change_nothing(served, body: dict, field: str) -> None:
+    _srv, who = served
+    before = who["admin"].get("/annotations", params={"start_time": 0, "end_time": 2**40}).json()
+    r = who["operator"].post("/annotations", json=body)
+    assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+    assert who["admin"].get("/annotations", params={"start_time": 0, "end_time": 2**40}).json() == before
+    r = who["viewer"].get("/annotations", params={"start_time": 10, "end_time": 5})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "end_time"
+
+
+def test_the_dashboard_draws_annotations_on_every_panel(served, page: Page) -> None:
+    srv, who = served
+    now = int(time.time())
+    made = who["operator"].post("/annotations", json={"text": "deploy web v7", "time": now - 120}).json()
+    page.goto(srv.login_link())  # the session: a one-time link's cookie
+    page.goto(f"{srv.url}/?from={now - 600}&to={now}")
+    ids = page.eval_on_selector_all("section.panel", "els => els.map((e) => Number(e.dataset.instId))")
+    assert len(ids) >= 2
+    for inst_id in ids[:3]:
+        ready(page, inst_id)
+    marks = ("(id) => window.fleetscope.panels.filter((p) => p.inst)"
+             ".map((p) => (p.body.chart.annotationsDrawn || []).filter((a) => a.id === id).length)")
+    drawn = wait_for(lambda: page.evaluate(marks, made["id"]))
+    assert len(drawn) == len(ids) and all(n == 1 for n in drawn), drawn
