@@ -515,9 +515,10 @@ def test_csv_malformed_and_bad_mappings_are_refused(srv, tmp_path) -> None:
         "nocol.csv": ("time,qps\n100,1\n", "line 1: no time column 't'"),
         "quote.csv": ('t,qps\n100,"1\n', "line 2: malformed CSV (unexpected end of data)"),
     }
+    cases["latin.csv"] = (b"t,qps\n100,1\n200,caf\xe9\n", "line 3: not UTF-8 text")
     for name, (content, reason) in cases.items():
         f = tmp_path / name
-        f.write_text(content)
+        f.write_bytes(content if isinstance(content, bytes) else content.encode())
         r = api["operator"].upload("csv", f, host="bad", mapping=mapping)
         assert r.status_code == 422 and f"{name}: {reason}" in r.json()["error"]["message"], (name, r.text)
     ok = tmp_path / "ok.csv"

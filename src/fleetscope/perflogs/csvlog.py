@@ -42,9 +42,9 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import math
 import re
+from collections.abc import Iterator
 from typing import IO, NamedTuple
 
 from fleetscope.model.metrics import DISCRETE, INTERVAL, POINT, Field, Metric, metric
@@ -273,8 +273,7 @@ def parse(stream: IO[bytes], name: str, opts: Options, sink: Sink) -> Clock:
     except ValueError as exc:
         raise LogError(name, None, str(exc)) from None
     times = _Times(mapping.time_format, clock)
-    reader = csv.reader(io.TextIOWrapper(stream, "utf-8-sig", newline=""), delimiter=mapping.delimiter,
-                        strict=True)
+    reader = csv.reader(_text_lines(stream, name), delimiter=mapping.delimiter, strict=True)
     plan: _Plan | None = None
     width = 0
     held: tuple[int, list[float]] | None = None  # the row waiting for the next one's time
@@ -320,8 +319,6 @@ def parse(stream: IO[bytes], name: str, opts: Options, sink: Sink) -> Clock:
             held = (t, figures)
     except csv.Error as exc:
         raise LogError(name, reader.line_num, f"malformed CSV ({exc})") from None
-    except UnicodeDecodeError:
-        raise LogError(name, lineno + 1, "not UTF-8 text") from None
     if plan is None:
         raise LogError(name, None, "empty: no header line")
     if held is not None:
@@ -329,6 +326,16 @@ def parse(stream: IO[bytes], name: str, opts: Options, sink: Sink) -> Clock:
             raise LogError(name, lineno, "one row alone: give --interval (the seconds it covers)")
         _emit(sink, plan, held, last_interval)
     return clock
+
+
+def _text_lines(stream: IO[bytes], name: str) -> Iterator[str]:
+    """The file's lines as text (UTF-8, a byte-order mark dropped); LogError naming the line of
+    a byte that is not UTF-8."""
+    for lineno, raw in enumerate(stream, 1):
+        try:
+            yield raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise LogError(name, lineno, f"not UTF-8 text (byte {exc.start + 1} of the line)") from None
 
 
 def _emit(sink: Sink, plan: _Plan, row: tuple[int, list[float]], interval: int) -> None:
