@@ -396,3 +396,29 @@ def test_compare_with_a_day_earlier_draws_it_dashed_and_says_both_averages(big, 
     assert abs(float(text.get_attribute("data-past")) - sum(past) / len(past)) < 1e-6
     panel(page, cpu).locator("select.compare").select_option("")
     wait_for(lambda: "compare" not in board_options(srv, board, cpu))
+
+
+def test_a_link_shows_what_its_sender_saw(big, browser, page: Page) -> None:
+    srv, cpu, _dist, board = big
+    now = int(time.time())
+    page.goto(f"{srv.url}/?dashboard={board}&from={now - 2 * DAY}&to={now}")
+    ready(page, cpu)
+    page.locator("body").press("ArrowLeft")
+    ready(page, cpu)
+    row = panel(page, cpu).locator('.legend-list:not(.legend-found) .legend-row[data-key="java"]')
+    row.dblclick()
+    wait_for(lambda: f"sel={cpu}%3Ai%3Ajava" in page.url)
+    link = page.url
+    other = browser.new_context(viewport={"width": 1280, "height": 720})
+    try:
+        seen = other.new_page()
+        seen.goto(link)
+        ready(seen, cpu)
+        expect(panel(seen, cpu).locator('.legend-row[data-key="java"]')).to_have_class("legend-row hl iso")
+        assert seen.locator("#range-label").inner_text() == page.locator("#range-label").inner_text()
+        assert in_page(seen, cpu, "[p.body.range.start, p.body.range.end]") == \
+            in_page(page, cpu, "[p.body.range.start, p.body.range.end]")
+    finally:
+        other.close()
+    page.locator("body").press("Escape")
+    wait_for(lambda: "sel=" not in page.url)

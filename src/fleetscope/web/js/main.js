@@ -297,6 +297,18 @@ class App {
     }
   }
 
+  /** The panels' selections in the address (`sel=ID:h:KEY` highlighted, `sel=ID:i:KEY` shown
+   * alone), so that a copied link shows what its sender saw; read back by each panel. */
+  selectionsToUrl() {
+    const q = new URLSearchParams(location.search);
+    q.delete("sel");
+    for (const p of this.panels) {
+      const sel = p.body?.urlSelection?.();
+      if (sel) q.append("sel", `${p.inst.id}:${sel}`);
+    }
+    history.replaceState(null, "", `${location.pathname}${q.size ? `?${q}` : ""}`);
+  }
+
   async copyLink() {
     try {
       await navigator.clipboard.writeText(location.href);
@@ -310,6 +322,7 @@ class App {
     const q = new URLSearchParams(location.search);
     if (id === null) q.delete("dashboard");
     else q.set("dashboard", String(id));
+    q.delete("sel"); // another dashboard's panels
     history.pushState(null, "", `${location.pathname}${q.size ? `?${q}` : ""}`);
     this.sync();
   }

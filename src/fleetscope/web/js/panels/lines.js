@@ -27,6 +27,7 @@ export class LineBody extends Body {
     this.chart = new LineChart(panel.chartEl, { onHover: (i) => this.hovered(i) });
     this.legend = panel.legendEl;
     panel.el.classList.toggle("no-legend", !this.discrete);
+    this.fromUrl();
     this.toolbar();
   }
 
@@ -374,6 +375,25 @@ export class LineBody extends Body {
     this.toolbar();
     this.chart.setData(this.chart.data, { isolate: key, highlight: this.highlight });
     this.legendRows();
+  }
+
+  /** A selection the address holds for this panel (see App.selectionsToUrl). */
+  fromUrl() {
+    const mine = `${this.inst.id}:`;
+    for (const sel of new URLSearchParams(location.search).getAll("sel")) {
+      if (!sel.startsWith(mine)) continue;
+      const [how, ...rest] = sel.slice(mine.length).split(":");
+      const key = rest.join(":");
+      if (!key) continue;
+      this.highlight = key;
+      if (how === "i") this.isolate = key;
+    }
+  }
+
+  /** This panel's selection for the address: "h:KEY", "i:KEY" or null. */
+  urlSelection() {
+    if (this.isolate) return `i:${this.isolate}`;
+    return this.highlight ? `h:${this.highlight}` : null;
   }
 
   /** Escape: no highlight, no isolated key. */

@@ -172,6 +172,7 @@ export class Panel {
   selectionChanged() {
     const sel = this.body.selection();
     this.drillBtn.classList.toggle("has-selection", Boolean(sel));
+    this.app.selectionsToUrl();
   }
 
   /** Fields a drill-down can break down by, as [{label, decomposition}]. */
