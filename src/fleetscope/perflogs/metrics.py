@@ -2,9 +2,9 @@
 
 Where a log measures what a live source measures, the import uses the live metric and its
 fields (``cpu.usage`` by ``cpu``, ``mode``, ``container``, ``runtime``; ``disk.bytes`` by
-``disk`` and ``direction``...), defined here as :mod:`fleetscope.sources.host` defines them
-(``tests/test_perflogs.py`` checks that they stay equal), so that a server that has only
-imported data still knows them. What only logs give has metrics of its own:
+``disk`` and ``direction``...): the very definitions of :mod:`fleetscope.model.hostmetrics`,
+which the live host source uses, so that a server that has only imported data still knows
+them. What only logs give has metrics of its own:
 
 * ``cpu.utilization``: each CPU's busy percentage as a numeric field (a heatmap across
   CPUs), one row per CPU;
@@ -26,42 +26,28 @@ and ``await``, which do not say read or write, use the direction ``all``.
 
 from __future__ import annotations
 
+from fleetscope.model.hostmetrics import (
+    CPU,
+    DIRECTION,
+    DISK,
+    HOST_CONTAINER,
+    HOST_RUNTIME,
+    METRICS,
+)
 from fleetscope.model.metrics import DISCRETE, INTERVAL, NUMERIC, POINT, Field, Metric, metric
-from fleetscope.model.types import BYTES, MILLISECONDS, NUMBER, PERCENT, SECONDS
+from fleetscope.model.types import BYTES, MILLISECONDS, NUMBER, PERCENT
+
+__all__ = ["ALL", "HOST_CONTAINER", "HOST_RUNTIME", "LIVE", "LOGS_ONLY"]  # the parsers import these
 
 ALL = "all"  # the CPU, disk or direction of a figure that covers them all
-HOST_CONTAINER = "/"  # cpu.usage of the host itself (sources.containers.HOST)
-HOST_RUNTIME = "host"
 
-CPU = Field("cpu", DISCRETE, "CPU")
-MODE = Field("mode", DISCRETE, "CPU mode")
-CONTAINER = Field("container", DISCRETE, "container")
-RUNTIME = Field("runtime", DISCRETE, "container runtime")
-PERIOD = Field("period", DISCRETE, "averaging period")
-MEMORY_TYPE = Field("type", DISCRETE, "memory type")
-DISK = Field("disk", DISCRETE, "disk")
-DIRECTION = Field("direction", DISCRETE, "direction")
-NIC = Field("nic", DISCRETE, "network interface")
-ERROR_TYPE = Field("type", DISCRETE, "error type")
 STATE = Field("state", DISCRETE, "task state")
 EVENT = Field("type", DISCRETE, "event")
 PAGING = Field("type", DISCRETE, "paging event")
 UTILIZATION = Field("utilization", NUMERIC, "CPU utilization", PERCENT)
 LATENCY = Field("latency", NUMERIC, "I/O latency", MILLISECONDS)
 
-# As fleetscope.sources.host defines them.
-LIVE = (
-    metric("cpu", "usage", "CPU time", SECONDS, INTERVAL, CPU, MODE, CONTAINER, RUNTIME),
-    metric("cpu", "steal", "CPU time stolen by the hypervisor", SECONDS, INTERVAL, CPU),
-    metric("cpu", "load", "load average", NUMBER, POINT, PERIOD),
-    metric("memory", "used", "memory", BYTES, POINT, MEMORY_TYPE),
-    metric("disk", "ops", "disk operations", NUMBER, INTERVAL, DISK, DIRECTION),
-    metric("disk", "bytes", "disk bytes", BYTES, INTERVAL, DISK, DIRECTION),
-    metric("disk", "busy", "disk busy time", PERCENT, POINT, DISK),
-    metric("net", "bytes", "network bytes", BYTES, INTERVAL, NIC, DIRECTION),
-    metric("net", "packets", "network packets", NUMBER, INTERVAL, NIC, DIRECTION),
-    metric("net", "errors", "network errors and drops", NUMBER, INTERVAL, NIC, DIRECTION, ERROR_TYPE),
-)
+LIVE = METRICS  # the live host metrics (fleetscope.model.hostmetrics)
 LOGS_ONLY = (
     metric("cpu", "utilization", "CPU utilization by CPU (imported logs)", NUMBER, POINT, CPU, UTILIZATION),
     metric("cpu", "runqueue", "tasks runnable or blocked (imported logs)", NUMBER, POINT, STATE),

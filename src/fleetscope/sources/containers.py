@@ -36,7 +36,7 @@ import re
 from functools import lru_cache
 from typing import NamedTuple
 
-from fleetscope.model.metrics import DISCRETE, Field
+from fleetscope.model.hostmetrics import HOST_CONTAINER, HOST_RUNTIME
 
 # Runtimes whose cgroup is a whole container: its sub-cgroups are not containers of their own.
 CONTAINER_RUNTIMES = frozenset({"containerd", "cri-o", "docker", "podman", "lxc", "libvirt", "nspawn"})
@@ -59,10 +59,8 @@ class Container(NamedTuple):
 
 # The host itself, as a container: what no container accounts for (``container.cpu``'s and
 # ``cpu.usage``'s host row).
-HOST = Container("/", "host")
+HOST = Container(HOST_CONTAINER, HOST_RUNTIME)
 # The fields that name a container, on every metric that has them.
-CONTAINER = Field("container", DISCRETE, "container")
-RUNTIME = Field("runtime", DISCRETE, "container runtime")
 
 _HEX64 = r"([0-9a-f]{64})"
 _POD = re.compile(r"(?:^|-)pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})"

@@ -45,8 +45,8 @@ from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 from fleetscope.model.errors import NotFound
-from fleetscope.model.metrics import DISCRETE, INTERVAL, POINT, Field, Metric, metric
-from fleetscope.model.types import BYTES, NUMBER, PERCENT, SECONDS
+from fleetscope.model.hostmetrics import METRICS
+from fleetscope.model.metrics import Metric
 from fleetscope.sources.base import MAX_GAP, Rows, tick_length
 from fleetscope.sources.container_cpu import (
     CPU_MODES,
@@ -55,7 +55,7 @@ from fleetscope.sources.container_cpu import (
     container_seconds,
     split_by_container,
 )
-from fleetscope.sources.containers import CONTAINER, HOST, RUNTIME
+from fleetscope.sources.containers import HOST
 from fleetscope.sources.procfs import clock, read_file
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -207,29 +207,7 @@ def read_loadavg(procfs: str = "/proc") -> tuple[float, float, float]:
 
 # --- metrics ------------------------------------------------------------------------------
 
-CPU = Field("cpu", DISCRETE, "CPU")
-MODE = Field("mode", DISCRETE, "CPU mode")
-PERIOD = Field("period", DISCRETE, "averaging period")
-MEMORY_TYPE = Field("type", DISCRETE, "memory type")
-DISK = Field("disk", DISCRETE, "disk")
-DIRECTION = Field("direction", DISCRETE, "direction")
-NIC = Field("nic", DISCRETE, "network interface")
-ERROR_TYPE = Field("type", DISCRETE, "error type")
-
-METRICS = (
-    metric("cpu", "usage", "CPU time", SECONDS, INTERVAL, CPU, MODE, CONTAINER, RUNTIME),
-    # Time the hypervisor gave this guest's virtual CPUs to others (the steal mode of cpu.usage).
-    metric("cpu", "steal", "CPU time stolen by the hypervisor", SECONDS, INTERVAL, CPU),
-    metric("cpu", "load", "load average", NUMBER, POINT, PERIOD),
-    metric("memory", "used", "memory", BYTES, POINT, MEMORY_TYPE),
-    metric("disk", "ops", "disk operations", NUMBER, INTERVAL, DISK, DIRECTION),
-    metric("disk", "bytes", "disk bytes", BYTES, INTERVAL, DISK, DIRECTION),
-    metric("disk", "busy", "disk busy time", PERCENT, POINT, DISK),
-    metric("net", "bytes", "network bytes", BYTES, INTERVAL, NIC, DIRECTION),
-    metric("net", "packets", "network packets", NUMBER, INTERVAL, NIC, DIRECTION),
-    metric("net", "errors", "network errors and drops", NUMBER, INTERVAL, NIC, DIRECTION,
-           ERROR_TYPE),
-)
+# The metrics themselves are defined in fleetscope.model.hostmetrics (imported logs write them too).
 COLUMNS = {m.name: tuple(f.name for f in m.fields[1:]) for m in METRICS}
 
 # The file each metric needs, by the name ``HostSource.reads`` counts it under.

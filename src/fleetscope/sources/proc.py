@@ -54,6 +54,7 @@ from collections import Counter
 from typing import NamedTuple
 
 from fleetscope.model.errors import NotFound
+from fleetscope.model.hostmetrics import CONTAINER
 from fleetscope.model.metrics import DISCRETE, INTERVAL, NUMERIC, POINT, Field, Metric, metric
 from fleetscope.model.types import BYTES, PERCENT, SECONDS
 from fleetscope.sources.base import MAX_GAP, Rows, tick_length
@@ -72,7 +73,6 @@ USER = Field("user", DISCRETE, "user name")
 CMD = Field("cmd", DISCRETE, "command line")
 UTILIZATION = Field("utilization", NUMERIC, "CPU utilization", PERCENT)
 RSS = Field("rss", NUMERIC, "resident set size", BYTES)
-CONTAINER = Field("container", DISCRETE, "container")
 VM = Field("vm", DISCRETE, "virtual machine")
 
 METRICS = (

@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from fleetscope.model.errors import NotFound
+from fleetscope.model.hostmetrics import CONTAINER, RUNTIME
 from fleetscope.model.metrics import DISCRETE, INTERVAL, NUMERIC, POINT, Field, Metric, metric
 from fleetscope.model.types import BYTES, NUMBER, PERCENT, SECONDS
 from fleetscope.sources.base import MAX_GAP, Rows, tick_length
@@ -39,7 +40,7 @@ from fleetscope.sources.cgroup.hierarchy import Hierarchy, find_hierarchies
 from fleetscope.sources.cgroup.netns import NetNamespaces
 from fleetscope.sources.cgroup.walk import LEAF_NLINK, Walker, ancestors, covered
 from fleetscope.sources.container_cpu import SECONDS_PER_NS, ContainerCpu
-from fleetscope.sources.containers import CONTAINER, HOST, RUNTIME, Container
+from fleetscope.sources.containers import HOST, Container
 from fleetscope.sources.procfs import clock, read_devices
 from fleetscope.sources.runtimes import Names
 
