@@ -175,3 +175,18 @@ def test_a_range_of_any_length_reads_only_where_the_tiers_hold_data(year) -> Non
     # The hour tier's spans (30 days) from its retention (a year) to now: 14, not 2**53 s / 30 days
     # (past the hour tier's watermark a read also reads the minutes after it).
     assert reads.count(2) <= 365 // 30 + 2, reads
+
+
+def test_an_export_of_any_length_streams_only_where_the_tier_holds_data(year) -> None:
+    _store, inst, history, days = year
+    hour = history.tiers(inst)[1]
+    reads = []
+    real = history.read
+    try:
+        history.read = lambda *a, **k: reads.append(a[1].level) or real(*a, **k)
+        pts = list(history.export(inst, hour, 0, 2**53, 86400, NOW))
+    finally:
+        del history.read
+    assert len(pts) == DAYS and reads.count(hour.level) <= 365 // 30 + 2, (len(pts), reads)
+    assert sum(values.total(p.value, inst.shape) for p in pts) == sum(
+        float(np.nansum(b.values)) for b in days)

@@ -209,7 +209,11 @@ class History:
         """Data points of ``step`` seconds over ``[start, end)`` (gaps left out), read a
         span at a time so that any range streams in bounded memory."""
         piece = -(-tier.span // step) * step
-        for s in range(start, end, piece):
+        # Only the pieces where the tier can hold data (its retention to now), not every piece
+        # of a range that may reach from 1970 to 2**53.
+        now = time.time() if now is None else now
+        skip = max(0, (int(now) - tier.retention - start) // piece)
+        for s in range(start + skip * piece, min(end, int(now) + piece), piece):
             e = min(end, s + piece)
             block = self.read(inst, tier, s, e, now, window, window_from)
             if step != tier.resolution:
