@@ -57,7 +57,7 @@ export class LineBody extends Body {
       onchange: (e) => {
         this.panel.setOption("compare", Number(e.target.value) || undefined);
         this.load();
-      } }, h("option", { value: "" }, "no comparison"), Object.entries(COMPARE).map(([v, label]) =>
+      } }, h("option", { value: "" }, "compare…"), Object.entries(COMPARE).map(([v, label]) =>
       h("option", { value: v, selected: Number(v) === this.options.compare }, `vs ${label}`)));
     this.compareEl = this.compareEl || h("span.compare-text", { role: "status" });
     if (!this.discrete) return void fill(this.panel.toolsEl, this.compareEl, compare);
