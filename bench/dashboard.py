@@ -22,10 +22,11 @@ With ``--year`` (#19), instead: the store of bench/big_range.py (a year of per-m
 ``proc.cpu`` by execname, 973 keys, top 50 a minute) next to serve's default
 instrumentations, and a dashboard of 12 panels (the year's breakdown, the process heatmap and
 ten other defaults) opened over the last 365 days: time to the first chart and to all charts
-(``performance.now()`` from navigation start), the redraw time of a pan (half a span back, then
+(``performance.now()`` from navigation start), the time of a pan (half a span back, then
 forward again) and of a zoom (to the later half, then out again) until every panel has drawn
-its new range (p50/p99 over ``--moves`` moves), the JS heap after the moves, and the number and
-size of the requests (the largest one). Each figure is printed with the server's peak RSS.
+its new range, requests included (p50/p99 over ``--moves`` moves), the redraw of every panel
+alone (series and paint, no request), the JS heap after the moves, and the number and size of
+the requests (the largest one). Each figure is printed with the server's peak RSS.
 
     .venv/bin/python bench/dashboard.py --year --moves 20
 """
@@ -148,6 +149,19 @@ def year(args: argparse.Namespace) -> None:
                     factor = "/ 2" if i % 2 == 0 else "* 2"
                     zooms.append(move("(() => { const t = window.fleetscope.time; "
                                       f"t.setRange(t.end - t.span {factor}, t.end); }})()"))
+                # The redraw alone (no request): every panel recomputes its series and paints.
+                redraw = page.evaluate("""(n) => {
+                    const out = [];
+                    for (let i = 0; i < n; i++) {
+                        const t = performance.now();
+                        for (const p of window.fleetscope.panels) if (p.body) {
+                            p.body.draw();
+                            p.body.chart.paint();
+                        }
+                        out.push(performance.now() - t);
+                    }
+                    return out;
+                }""", max(20, args.moves))
                 cdp = context.new_cdp_session(page)
                 cdp.send("HeapProfiler.collectGarbage")
                 heap = cdp.send("Runtime.getHeapUsage")["usedSize"] / 1e6
@@ -170,6 +184,8 @@ def year(args: argparse.Namespace) -> None:
           f"p99 {percentile(pans, 0.99):6.0f} ms")
     print(f"zoom (x2 in, x2 out), {len(zooms)} moves    p50 {statistics.median(zooms):6.0f} ms   "
           f"p99 {percentile(zooms, 0.99):6.0f} ms")
+    print(f"redraw of all {npanels} panels, no request  p50 {statistics.median(redraw):6.1f} ms   "
+          f"p99 {percentile(redraw, 0.99):6.1f} ms")
     print(f"JS heap after the moves (after GC)  {heap:8.1f} MB")
     print(f"requests: {len(sizes)}, {sum(sizes) / 1e6:.1f} MB in all, largest {biggest[1] / 1e6:.2f} MB "
           f"({biggest[0].split('?')[0].split('/api/v1/')[-1]})")
