@@ -422,3 +422,19 @@ def test_a_link_shows_what_its_sender_saw(big, browser, page: Page) -> None:
         other.close()
     page.locator("body").press("Escape")
     wait_for(lambda: "sel=" not in page.url)
+
+
+def test_every_control_has_a_name_a_screen_reader_reads(big, page: Page) -> None:
+    srv, cpu, dist, board = big
+    now = int(time.time())
+    page.goto(f"{srv.url}/?dashboard={board}&from={now - 2 * DAY}&to={now}")
+    ready(page, cpu)
+    ready(page, dist)
+    unnamed = page.evaluate("""() => [...document.querySelectorAll(
+            'button, select, input:not([type=hidden]), [role=button], [tabindex="0"]')]
+        .filter((el) => el.offsetParent !== null)
+        .filter((el) => !(el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')
+            || (el.labels && el.labels.length) || el.getAttribute('title') || el.textContent.trim()
+            || el.getAttribute('placeholder')))
+        .map((el) => el.outerHTML.slice(0, 120))""")
+    assert unnamed == []
