@@ -4,6 +4,8 @@ the dashboard draws each annotation on every panel of its time."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -109,3 +111,27 @@ def test_the_dashboard_draws_annotations_on_every_panel(served, page: Page) -> N
              ".map((p) => (p.body.chart.annotationsDrawn || []).filter((a) => a.id === id).length)")
     drawn = wait_for(lambda: page.evaluate(marks, made["id"]))
     assert len(drawn) == len(ids) and all(n == 1 for n in drawn), drawn
+
+
+def test_imported_logs_are_annotations_of_their_time(served, tmp_path) -> None:
+    _srv, who = served
+    log = tmp_path / "vm.txt"
+    with open(log, "wb") as out:
+        subprocess.run(["vmstat", "-t", "1", "3"], stdout=out, check=True, timeout=30,
+                       env={**os.environ, "LC_ALL": "C", "TZ": "UTC"})
+    made = who["operator"].post("/imports", data={"format": "vmstat", "host": "an-web1"},
+                                files=[("file", ("vm.txt", log.read_bytes(), "text/plain"))])
+    assert made.status_code == 201, made.text
+    imp = made.json()
+
+    def imports(client: httpx.Client) -> list[dict]:
+        listed = client.get("/annotations", params={"start_time": imp["start_time"] - 60,
+                                                    "end_time": imp["end_time"] + 60}).json()["annotations"]
+        return [a for a in listed if a["kind"] == "import"]
+
+    mine = imports(who["viewer"])
+    assert [(a["id"], a["time"], a["end_time"]) for a in mine] == [
+        (imp["id"], imp["start_time"], imp["end_time"])]
+    assert "an-web1" in mine[0]["text"]
+    assert imports(who["acme"]) == [], "another tenant's import is not the tenant's"
+    assert who["admin"].delete(f"/imports/{imp['id']}").status_code == 204

@@ -3,10 +3,11 @@
 ``POST`` (operator) keeps one: ``{"text": "deploy api v42", "time": 1765000000, "end_time":
 null, "tags": ["deploy"]}`` (``time`` defaults to now; ``end_time`` makes it a window).
 ``GET ?start_time=&end_time=`` (viewer) lists those of the range with the alert state changes
-of the range (``"kind": "alert"``), each as ``{id, kind, time, end_time, text, tags}``; a
-tenant sees only its own annotations and the alerts of its own instrumentations
-(:func:`fleetscope.model.access.may_see`, as every read path). ``DELETE /{id}`` (operator)
-removes one of the caller's own.
+of the range (``"kind": "alert"``) and the imported performance logs it overlaps (``"kind":
+"import"``, their time as a window), each as ``{id, kind, time, end_time, text, tags}``; a
+tenant sees only its own annotations, the alerts of its own instrumentations
+(:func:`fleetscope.model.access.may_see`) and its own imports (:func:`scope.imports_for`).
+``DELETE /{id}`` (operator) removes one of the caller's own.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
 
+from fleetscope.api import scope
 from fleetscope.api.audit import audit
 from fleetscope.api.auth import Operator, Viewer
 from fleetscope.api.errors import responses
@@ -23,6 +25,7 @@ from fleetscope.api.params import MAX_TIME, known_id
 from fleetscope.api.services import Svc
 from fleetscope.model import access
 from fleetscope.model.errors import InputError, NotFound
+from fleetscope.store.imports import READY
 
 router = APIRouter(prefix="/api/v1/annotations", tags=["annotations"])
 
@@ -98,7 +101,12 @@ def list_annotations(svc: Svc, caller: Viewer, start_time: EpochSeconds, end_tim
                "instrumentation": e["inst_id"]}
               for e in store.alert_events(start_time, 10_000)
               if e["at"] < end_time and access.may_see(caller, e.get("tenant"))][:MAX_LISTED]
-    return {"annotations": sorted(posted + alerts, key=lambda a: (a["time"], a["kind"], a["id"]))}
+    imported = [{"id": i.id, "kind": "import", "time": float(i.start), "end_time": float(i.end),
+                 "text": f"imported {i.format} of {i.host} (import {i.id})", "tags": [i.format]}
+                for i in scope.imports_for(caller, store.list_imports())
+                if i.state == READY and i.start is not None and i.end is not None
+                and i.start < end_time and i.end > start_time][:MAX_LISTED]
+    return {"annotations": sorted(posted + alerts + imported, key=lambda a: (a["time"], a["kind"], a["id"]))}
 
 
 @router.delete("/{id}", status_code=204, summary="Delete an annotation", responses=responses(404, 422))
