@@ -108,7 +108,8 @@ def test_the_dashboard_draws_annotations_on_every_panel(served, page: Page) -> N
     for inst_id in ids[:3]:
         ready(page, inst_id)
     marks = ("(id) => window.fleetscope.panels.filter((p) => p.inst)"
-             ".map((p) => (p.body.chart.annotationsDrawn || []).filter((a) => a.id === id).length)")
+             ".map((p) => (p.body.chart.annotationsDrawn || [])"
+             ".filter((a) => a.kind === 'annotation' && a.id === id).length)")
     # Each panel marks it once when it has drawn (a list of zeros is no answer yet).
     drawn = wait_for(lambda: (lambda d: len(d) == len(ids) and all(n == 1 for n in d) and d)(
         page.evaluate(marks, made["id"])))
