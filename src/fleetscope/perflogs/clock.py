@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from fleetscope.perflogs.errors import LogError
+
 UTC = dt.UTC
 
 
@@ -60,3 +62,12 @@ class Clock:
             self.backwards += 1
         self.last = t
         return t
+
+
+def clock_for(tz: str | None, name: str) -> Clock:
+    """The clock of a log read with ``--tz tz`` (UTC without); LogError naming file ``name``
+    for a zone that does not exist."""
+    try:
+        return Clock(zone(tz))
+    except ValueError as exc:
+        raise LogError(name, None, str(exc)) from None

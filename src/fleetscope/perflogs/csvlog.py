@@ -58,7 +58,7 @@ from fleetscope.model.types import (
     SECONDS,
     Type,
 )
-from fleetscope.perflogs.clock import Clock, zone
+from fleetscope.perflogs.clock import Clock, clock_for
 from fleetscope.perflogs.errors import LogError
 from fleetscope.perflogs.metrics import ALL, BY_NAME, COLUMNS, HOST_CONTAINER, HOST_RUNTIME
 from fleetscope.perflogs.sink import Column, Options, Sink
@@ -269,9 +269,9 @@ def parse(stream: IO[bytes], name: str, opts: Options, sink: Sink) -> Clock:
     """Read a CSV file from ``stream`` into ``sink`` as ``opts.mapping`` says."""
     try:
         mapping = check(opts.mapping)
-        clock = Clock(zone(opts.tz))
     except ValueError as exc:
         raise LogError(name, None, str(exc)) from None
+    clock = clock_for(opts.tz, name)
     times = _Times(mapping.time_format, clock)
     reader = csv.reader(_text_lines(stream, name), delimiter=mapping.delimiter, strict=True)
     plan: _Plan | None = None

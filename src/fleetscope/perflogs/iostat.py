@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from fleetscope.perflogs import banner as banners
-from fleetscope.perflogs.clock import Clock, zone
+from fleetscope.perflogs.clock import Clock, clock_for
 from fleetscope.perflogs.errors import LogError
 from fleetscope.perflogs.metrics import ALL, HOST_CONTAINER, HOST_RUNTIME
 from fleetscope.perflogs.sink import Column, Layout, Options, Sink
@@ -47,10 +47,7 @@ class _Report:
 
 def parse(lines: Iterable[bytes], name: str, opts: Options, sink: Sink) -> Clock:
     """Read iostat output from ``lines`` into ``sink``."""
-    try:
-        clock = Clock(zone(opts.tz))
-    except ValueError as exc:
-        raise LogError(name, None, str(exc)) from None
+    clock = clock_for(opts.tz, name)
     cpus = opts.cpus or 1
     date: tuple[int, int, int] | None = None
     cpu_names: list[str] = []

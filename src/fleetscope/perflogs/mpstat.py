@@ -19,7 +19,7 @@ import datetime as dt
 from collections.abc import Iterable
 
 from fleetscope.perflogs import banner as banners
-from fleetscope.perflogs.clock import UTC, Clock, zone
+from fleetscope.perflogs.clock import UTC, Clock, clock_for
 from fleetscope.perflogs.errors import LogError
 from fleetscope.perflogs.metrics import ALL, HOST_CONTAINER, HOST_RUNTIME
 from fleetscope.perflogs.sink import Column, Layout, Options, Sink
@@ -33,10 +33,7 @@ FOLD = 7200  # a time of day going back by less than this in a zone with summer 
 
 def parse(lines: Iterable[bytes], name: str, opts: Options, sink: Sink) -> Clock:
     """Read mpstat output from ``lines`` into ``sink``."""
-    try:
-        clock = Clock(zone(opts.tz))
-    except ValueError as exc:
-        raise LogError(name, None, str(exc)) from None
+    clock = clock_for(opts.tz, name)
     cpus = opts.cpus or 1
     date: tuple[int, int, int] | None = None
     day = 0  # days after the banner's date

@@ -40,7 +40,7 @@ import re
 from typing import IO, NamedTuple
 
 from fleetscope.perflogs import banner as banners
-from fleetscope.perflogs.clock import UTC, Clock, zone
+from fleetscope.perflogs.clock import UTC, Clock, clock_for
 from fleetscope.perflogs.errors import LogError
 from fleetscope.perflogs.metrics import ALL, HOST_CONTAINER, HOST_RUNTIME
 from fleetscope.perflogs.mpstat import FOLD
@@ -148,10 +148,7 @@ def has_devices(stream: IO[bytes]) -> bool:
 
 def parse(stream: IO[bytes], name: str, opts: Options, sink: Sink) -> Clock:
     """Read sar's text output from ``stream`` (a seekable binary file) into ``sink``."""
-    try:
-        clock = Clock(zone(opts.tz))
-    except ValueError as exc:
-        raise LogError(name, None, str(exc)) from None
+    clock = clock_for(opts.tz, name)
     totals = not has_devices(stream)
     cpus = opts.cpus or 1
     date: tuple[int, int, int] | None = None

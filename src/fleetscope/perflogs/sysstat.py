@@ -33,7 +33,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO
 
-from fleetscope.perflogs.clock import UTC, Clock, zone
+from fleetscope.perflogs.clock import UTC, Clock, clock_for
 from fleetscope.perflogs.errors import LogError
 from fleetscope.perflogs.metrics import ALL, HOST_CONTAINER, HOST_RUNTIME
 from fleetscope.perflogs.sink import Column, Layout, Options, Sink
@@ -252,10 +252,7 @@ def parse(stream: IO[bytes], name: str, opts: Options, sink: Sink, path: str | N
     else:
         stream.seek(0)
         pieces = text_pieces(stream)
-    try:
-        clock = Clock(zone(opts.tz))
-    except ValueError as exc:
-        raise LogError(name, None, str(exc)) from None
+    clock = clock_for(opts.tz, name)
     utc_clock = Clock(UTC)
     layouts: dict[Layout, Layout] = {}
     named = False
