@@ -132,7 +132,11 @@ def test_one_or_many_is_one_rule_for_value_percentiles_and_average(client: httpx
             shapes[path] = ((len(got), [p["start_time"] for p in got]) if isinstance(got, list)
                             else (None, [got["start_time"]]))
         assert shapes["value"][0] == n, (params, shapes)
-        assert shapes["percentiles"] == shapes["value"] == shapes["average"], (params, shapes)
+        if "start_time" in params or "end_time" in params:
+            assert shapes["percentiles"] == shapes["value"] == shapes["average"], (params, shapes)
+        else:  # "the latest": a new second may become final between the three requests
+            assert {len(s[1]) for s in shapes.values()} == {n or 1} and \
+                {s[0] for s in shapes.values()} == {n}, (params, shapes)
         if "end_time" in params:
             assert shapes["value"][1][-1] == params["end_time"] - 1, "the points end at end_time"
     doc = client.get(f"{API}/openapi.json").json()
