@@ -69,7 +69,7 @@ def _daemon(cmd: list[str], socket: Path, log: Path) -> subprocess.Popen | None:
 def libvirtd(tmp_path_factory: pytest.TempPathFactory):
     """libvirtd and virtlogd, started here unless already running, stopped after."""
     if os.geteuid() != 0:
-        pytest.skip("libvirtd runs QEMU guests with cgroups only as root")
+        pytest.fail("libvirtd runs QEMU guests with cgroups only as root", pytrace=False)
     if not os.path.exists(LIBVIRTD) or QEMU is None:
         pytest.fail("needs libvirtd and qemu-system-x86_64 (make test installs them)", pytrace=False)
     if not virt.available():
@@ -140,7 +140,8 @@ def test_a_daemon_started_after_the_source_is_found(request: pytest.FixtureReque
     (before the module's libvirtd fixture starts it) the source has no connection and no metrics,
     and does not try to connect while no socket is there."""
     if virt.daemon_running():
-        pytest.skip("a libvirt daemon of the host is already running")
+        pytest.fail("a libvirt daemon of the host is already running: stop it (the test starts its own)",
+                    pytrace=False)
     src = LibvirtSource()
     assert src.metrics() == [] and src.generation == 0
     assert src.reads["connect"] == 0  # no socket, no attempt

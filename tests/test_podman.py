@@ -72,7 +72,7 @@ class Podman:
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory: pytest.TempPathFactory):
     if os.geteuid() != 0:
-        pytest.skip("podman runs containers with cgroups of their own only as root here")
+        pytest.fail("podman runs containers with cgroups of their own only as root here", pytrace=False)
     # Missing packages are a failure, not a skip: `make test` installs them.
     if PODMAN is None or shutil.which("runc") is None:
         pytest.fail("needs podman and runc (make test installs them)", pytrace=False)
