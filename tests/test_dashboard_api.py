@@ -87,6 +87,22 @@ def test_dashboard_crud_round_trip(client: httpx.Client) -> None:
     assert_error(client.put(url, json={"name": "x"}), 404, "id")
 
 
+def test_dashboard_rows_round_trip(client: httpx.Client) -> None:
+    cpu = default_id(client, "cpu.usage", ["mode"])
+    body = {"name": "rows board", "rows": [{"title": " databases "}, {"title": "web", "collapsed": True}],
+            "panels": [{"instrumentation": cpu}, {"instrumentation": cpu, "row": 1},
+                       {"instrumentation": cpu, "row": 0, "options": {"width": 2}}]}
+    board = client.post(f"{API}/dashboards", json=body).json()
+    assert board["rows"] == [{"title": "databases", "collapsed": False}, {"title": "web", "collapsed": True}]
+    assert [p.get("row") for p in board["panels"]] == [None, 1, 0]
+    url = f"{API}/dashboards/{board['id']}"
+    assert client.get(url).json() == board
+    # A document without rows has none (its panels' rows would name nothing).
+    flat = client.put(url, json={"name": "rows board", "panels": [{"instrumentation": cpu}]}).json()
+    assert "rows" not in flat and client.get(url).json() == flat
+    assert client.delete(url).status_code == 204
+
+
 @pytest.mark.parametrize(
     ("body", "status", "field"),
     [
@@ -120,6 +136,21 @@ def test_dashboard_crud_round_trip(client: httpx.Client) -> None:
         ({"name": "b", "panels": [{"instrumentation": 1, "options": {"ymax": "big", "ymin": 0}}]}, 422,
          "panels[0].options.ymax"),
         ({"name": "b", "panels": [{"instrumentation": 1}] * 65}, 422, "panels"),
+        ({"name": "b", "rows": {}}, 422, "rows"),
+        ({"name": "b", "rows": [{"title": "r"}] * 33}, 422, "rows"),
+        ({"name": "b", "rows": ["r"]}, 422, "rows[0]"),
+        ({"name": "b", "rows": [{"title": "r"}, {}]}, 422, "rows[1].title"),
+        ({"name": "b", "rows": [{"title": "  "}]}, 422, "rows[0].title"),
+        ({"name": "b", "rows": [{"title": "x" * 101}]}, 422, "rows[0].title"),
+        ({"name": "b", "rows": [{"title": "r", "collapsed": "yes"}]}, 422, "rows[0].collapsed"),
+        ({"name": "b", "rows": [{"title": "r", "open": True}]}, 422, "rows[0].open"),
+        ({"name": "b", "panels": [{"instrumentation": 1, "row": 0}]}, 422, "panels[0].row"),
+        ({"name": "b", "rows": [{"title": "r"}], "panels": [{"instrumentation": 1, "row": 1}]}, 422,
+         "panels[0].row"),
+        ({"name": "b", "rows": [{"title": "r"}], "panels": [{"instrumentation": 1, "row": True}]}, 422,
+         "panels[0].row"),
+        ({"name": "b", "rows": [{"title": "r"}], "panels": [{"instrumentation": 1, "row": -1}]}, 422,
+         "panels[0].row"),
         ([1, 2], 400, "body"),
     ],
 )

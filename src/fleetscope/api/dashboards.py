@@ -8,8 +8,11 @@ documents).
 A dashboard document is::
 
     {"name": "web tier",                         # 1-100 characters, unique
+     "rows": [{"title": "databases",             # at most MAX_ROWS titled groups of panels
+               "collapsed": true}],              # only the row's title shown; its panels fetch nothing
      "panels": [                                 # at most MAX_PANELS, in display order
         {"instrumentation": 7,                   # an existing instrumentation id
+         "row": 0,                               # the index of its row in "rows" (none: above the rows)
          "options": {"width": 1,                 # 1 or 2 grid columns
                      "chart": "stacked",         # "stacked" or "lines" (breakdowns)
                      "coloring": "rank",         # "rank" or "linear" (heatmaps)
@@ -24,7 +27,9 @@ A dashboard document is::
                      "collapsed": true,          # only the panel's header shown
                      "ymin": 0, "ymax": 100}}]}  # a zoomed heatmap axis
 
-``options`` and each of its keys are optional. The server answers with the
+``rows``, ``row``, ``options`` and each of its keys are optional. Panels without a row come
+first, then each row's panels in the order of ``rows`` (as Grafana draws panels above its first
+row). The server answers with the
 document plus ``id``, ``created``, ``updated`` (epoch seconds) and ``tenant``. Every
 document is validated strictly: an unknown key, a wrong type or an unknown
 instrumentation is an error naming the field (``panels[2].options.width``),
@@ -43,6 +48,7 @@ from fleetscope.model.errors import InputError
 
 MAX_NAME = 100
 MAX_PANELS = 64
+MAX_ROWS = 32
 MAX_SELECTED = 16
 MAX_KEY = 256
 CHARTS = ("stacked", "lines")
@@ -138,17 +144,19 @@ def validate_options(value: object, field: str) -> dict:
 def validate_dashboard(body: object, exists: Callable[[int], bool]) -> dict:
     """Check a whole document; ``exists(id)`` says whether an instrumentation exists.
 
-    Returns ``{"name", "panels"}`` normalised (``options`` always present).
+    Returns ``{"name", "panels"}`` normalised (``options`` always present), with ``rows``
+    when the document has them.
     """
     if not isinstance(body, Mapping):
         raise InputError("body", "the body must be a JSON object", 400)
-    doc = _object(body, "body", {"name", "panels", "id", "created", "updated", "tenant"})
+    doc = _object(body, "body", {"name", "rows", "panels", "id", "created", "updated", "tenant"})
     name = doc.get("name")
     if not isinstance(name, str) or not name.strip():
         raise InputError("name", "is required (a non-empty string)")
     name = name.strip()
     if len(name) > MAX_NAME:
         raise InputError("name", f"at most {MAX_NAME} characters")
+    rows = _rows(doc["rows"]) if "rows" in doc else None
     panels = doc.get("panels", [])
     if not isinstance(panels, list):
         raise InputError("panels", "must be a list of panels")
@@ -157,15 +165,48 @@ def validate_dashboard(body: object, exists: Callable[[int], bool]) -> dict:
     out = []
     for i, panel in enumerate(panels):
         where = f"panels[{i}]"
-        p = _object(panel, where, {"instrumentation", "options"})
+        p = _object(panel, where, {"instrumentation", "row", "options"})
         inst = p.get("instrumentation")
         if isinstance(inst, bool) or not isinstance(inst, int) or inst <= 0:
             raise InputError(f"{where}.instrumentation", "must be an instrumentation id (a positive integer)")
         if inst > MAX_ID or not exists(inst):
             raise InputError(f"{where}.instrumentation", f"no instrumentation {inst}")
-        out.append({"instrumentation": inst,
-                    "options": validate_options(p.get("options", {}), f"{where}.options")})
-    return {"name": name, "panels": out}
+        slot: dict[str, Any] = {"instrumentation": inst}
+        if "row" in p:
+            slot["row"] = _row_index(p["row"], f"{where}.row", len(rows or ()))
+        slot["options"] = validate_options(p.get("options", {}), f"{where}.options")
+        out.append(slot)
+    return {"name": name, "panels": out} if rows is None else {"name": name, "rows": rows, "panels": out}
+
+
+def _rows(value: object) -> list[dict]:
+    """Check a document's ``rows``: titled groups of panels, each collapsed or not."""
+    if not isinstance(value, list):
+        raise InputError("rows", "must be a list of rows ({title, collapsed})")
+    if len(value) > MAX_ROWS:
+        raise InputError("rows", f"at most {MAX_ROWS} rows")
+    out = []
+    for i, row in enumerate(value):
+        where = f"rows[{i}]"
+        r = _object(row, where, {"title", "collapsed"})
+        title = r.get("title")
+        if not isinstance(title, str) or not title.strip() or len(title.strip()) > MAX_NAME:
+            raise InputError(f"{where}.title", f"is required: 1 to {MAX_NAME} characters")
+        collapsed = r.get("collapsed", False)
+        if not isinstance(collapsed, bool):
+            raise InputError(f"{where}.collapsed", "must be true or false")
+        out.append({"title": title.strip(), "collapsed": collapsed})
+    return out
+
+
+def _row_index(value: object, field: str, nrows: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(field, "must be the index of a row in rows (an integer)")
+    if not nrows:
+        raise InputError(field, "the dashboard has no rows")
+    if not 0 <= value < nrows:
+        raise InputError(field, f"must be the index of a row in rows (0 to {nrows - 1})")
+    return value
 
 
 _OPTIONS_SCHEMA = {
@@ -201,10 +242,18 @@ DASHBOARD_SCHEMA = {
     "properties": {
         "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": r"\S",
                  "description": "unique among dashboards"},
+        "rows": {"type": "array", "maxItems": MAX_ROWS, "description": "titled groups of panels", "items": {
+            "type": "object", "required": ["title"], "additionalProperties": False,
+            "properties": {"title": {"type": "string", "minLength": 1, "maxLength": MAX_NAME,
+                                     "pattern": r"\S"},
+                           "collapsed": {"type": "boolean",
+                                         "description": "only the title shown; its panels fetch nothing"}}}},
         "panels": {"type": "array", "maxItems": MAX_PANELS, "items": {
             "type": "object", "required": ["instrumentation"], "additionalProperties": False,
             "properties": {"instrumentation": {"type": "integer", "minimum": 1, "maximum": MAX_ID,
                                                "description": "an existing instrumentation id"},
+                           "row": {"type": "integer", "minimum": 0, "maximum": MAX_ROWS - 1,
+                                   "description": "the index of the panel's row in rows"},
                            "options": _OPTIONS_SCHEMA}}},
         "id": {"description": "ignored: the server's own (so a document read can be sent back)"},
         "created": {"description": "ignored"},
