@@ -17,22 +17,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
 
-from fleetscope.api import scope
+from fleetscope.api.annotations import visible_annotations
 from fleetscope.api.audit import audit
 from fleetscope.api.auth import Operator, Viewer
 from fleetscope.api.errors import responses
 from fleetscope.api.params import MAX_TIME, known_id
 from fleetscope.api.services import Svc
-from fleetscope.model import access
 from fleetscope.model.errors import InputError, NotFound
-from fleetscope.store.imports import READY
 
 router = APIRouter(prefix="/api/v1/annotations", tags=["annotations"])
 
 MAX_TEXT = 500
 MAX_TAGS = 10
 MAX_TAG = 64
-MAX_LISTED = 1000  # annotations and alert changes one answer lists, each
 EpochSeconds = Annotated[float, Query(ge=0, le=MAX_TIME, description="epoch seconds")]
 _BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["text"], "additionalProperties": False,
@@ -91,22 +88,7 @@ def create_annotation(svc: Svc, caller: Operator, body: Any = Body(..., include_
 def list_annotations(svc: Svc, caller: Viewer, start_time: EpochSeconds, end_time: EpochSeconds) -> dict:
     if end_time <= start_time:
         raise InputError("end_time", "must be after start_time")
-    store = svc.control.store
-    owner = None if caller.tenant is None else caller.tenant_name
-    posted = [{**a, "kind": "annotation"} for a in store.annotations(start_time, end_time, owner, MAX_LISTED)]
-    alerts = [{"id": e["id"], "kind": "alert", "time": e["at"], "end_time": None,
-               "text": f"alert {e['status']}: instrumentation {e['inst_id']}"
-                       f"{' ' + e['key'] if e.get('key') else ''} (rule {e['rule_id']})",
-               "tags": [t for t in (e.get("status"), e.get("severity")) if t],
-               "instrumentation": e["inst_id"]}
-              for e in store.alert_events(start_time, 10_000)
-              if e["at"] < end_time and access.may_see(caller, e.get("tenant"))][:MAX_LISTED]
-    imported = [{"id": i.id, "kind": "import", "time": float(i.start), "end_time": float(i.end),
-                 "text": f"imported {i.format} of {i.host} (import {i.id})", "tags": [i.format]}
-                for i in scope.imports_for(caller, store.list_imports())
-                if i.state == READY and i.start is not None and i.end is not None
-                and i.start < end_time and i.end > start_time][:MAX_LISTED]
-    return {"annotations": sorted(posted + alerts + imported, key=lambda a: (a["time"], a["kind"], a["id"]))}
+    return {"annotations": visible_annotations(svc, caller, start_time, end_time)}
 
 
 @router.delete("/{id}", status_code=204, summary="Delete an annotation", responses=responses(404, 422))

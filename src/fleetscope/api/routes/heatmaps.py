@@ -7,12 +7,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 
 from fleetscope.api import exposition, heatmap, queries
+from fleetscope.api.annotations import visible_annotations
 from fleetscope.api.auth import Viewer
 from fleetscope.api.errors import responses
 from fleetscope.api.heatmap.matrix import MAX_NBUCKETS
-from fleetscope.api.heatmap.png import MAX_PIXELS
+from fleetscope.api.heatmap.png import MAX_PIXELS, Mark
 from fleetscope.api.params import MAX_TIME, InstId, RangeEnd, RangeStart
 from fleetscope.api.services import Services, Svc
+from fleetscope.model.access import Caller
 from fleetscope.model.errors import InputError
 from fleetscope.model.instrumentation import Instrumentation
 
@@ -52,6 +54,9 @@ def get_heatmap(
     exclude: bool = False,
     coloring: Literal["rank", "linear"] = "rank",
     scale: Literal["linear", "log"] = "linear",
+    annotations: Annotated[bool, Query(description=(
+        "png: draw the annotations, alert state changes and imports of the range the caller "
+        "may see (GET /api/v1/annotations) as markers"))] = True,
     format: Annotated[Literal["json", "png", "grafana"], Query(
         description="json: the matrix; png: an image; grafana: Grafana heatmap cells "
                     "[{xMin (epoch ms), yMin, yMax, count}] for the JSON/Infinity data source")] = "json",
@@ -67,8 +72,9 @@ def get_heatmap(
                                     selected=keys, isolate=isolate, exclude=exclude,
                                     log=scale == "log")
     if format == "png":
+        marks = _marks(svc, caller, rng.start, rng.end) if annotations else []
         png = heatmap.render_png(matrix, width=width, height=height, coloring=coloring,
-                                 selected_order=keys)
+                                 selected_order=keys, marks=marks)
         return Response(png, media_type="image/png")
     if format == "grafana":
         return exposition.grafana_cells(matrix.edges(), rng.times(),
@@ -99,6 +105,14 @@ def heatmap_details(
     columns = [p.value for p in svc.points(inst, rng)]
     details = heatmap.cell_details(columns, rng.times(), rng.start, ymin, ymax)
     return {**details, "step": rng.duration, "resolution": svc.resolution(inst, rng)}
+
+
+def _marks(svc: Services, caller: Caller, start: float, end: float) -> list[Mark]:
+    """The caller's annotations of ``[start, end)`` at their places across the picture."""
+    def at(t: float | None) -> float | None:
+        return None if t is None else (t - start) / (end - start)
+    return [Mark(at(a["time"]), at(a["end_time"]), a["kind"] == "alert")
+            for a in visible_annotations(svc, caller, start, end)]
 
 
 def _numeric_unit(svc: Services, inst: Instrumentation) -> dict | None:
