@@ -25,6 +25,11 @@ the coarsest tier it reaches (:func:`within_budget`); one that reaches none that
 could answer is refused (422) naming the tier and step that would. And the rows
 read are rolled up a chunk's span at a time (:func:`data_pieces`), so memory
 follows the answer (points x keys), not the range.
+
+Envelopes (:func:`envelopes`): a step coarser than the data hides its peaks (a year in two-day
+steps averages a one-minute spike away), so a request may also ask, per step, for the smallest
+and the largest of the finer points inside it, read from the finest tier that holds them within
+:data:`ENVELOPE_BUDGET` rows.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from fleetscope.model import values
 from fleetscope.model.errors import InputError
 from fleetscope.model.histogram import Histogram
 from fleetscope.model.instrumentation import Instrumentation
+from fleetscope.model.metrics import POINT
 from fleetscope.model.series import DataPoint
 from fleetscope.model.tiers import SPANS, Tier, tidy_step
 from fleetscope.model.types import parse_duration
@@ -51,6 +57,10 @@ MAX_POINTS = 10_000
 # Rows of one tier a request may read (about 4.6 days of seconds, 9 months of minutes, 45 years
 # of hours); a step that would read more snaps to a coarser tier, or the request is refused.
 READ_BUDGET = 400_000
+# Rows of finer tiers the envelopes of a request may read (:func:`envelopes`), besides the answer's
+# own: a quarter of the budget keeps such a request within 1.25 times the work of the answer
+# alone (a day of seconds, two months of minutes; a year of minutes is read from the hour tier).
+ENVELOPE_BUDGET = READ_BUDGET // 4
 WINDOW_RETENTION = 1 << 62  # the real-time window's "retention": it holds what it holds
 HEATMAP_COLUMNS = 1000  # columns of a heatmap when the request does not say
 DEFAULT_SINCE = 3600  # seconds an export reaches back when the request does not say
@@ -338,6 +348,94 @@ def data_pieces(inst: Instrumentation, window: Window | None, rng: Range, topk: 
         pending = take(part, slice(done, None)) if done < part.n else None
     if pending is not None:
         yield rollup(pending, shape, rng.start, step, kept)
+
+
+class Envelope(NamedTuple):
+    """The smallest and the largest value of the finer points inside one step (as values of
+    points of ``resolution`` seconds: sums for an interval metric, levels for a point one)."""
+
+    least: float
+    most: float
+    resolution: int
+
+    def to_json(self) -> dict:
+        return {"min": self.least, "max": self.most, "resolution": self.resolution}
+
+
+def envelope_plan(tiers: Sequence[Tier], rng: Range, now: float) -> list[tuple[Tier, int, int]]:
+    """Where each step's envelope is read from: ``[(tier, start, end)]``, newest first, the
+    finest tier finer than the step that holds a part of the range (by its retention), as long
+    as the rows read stay within :data:`ENVELOPE_BUDGET`; older steps from the next tier.
+    Parts split on step boundaries, so that each step's envelope comes from one tier."""
+    plan: list[tuple[Tier, int, int]] = []
+    step, end, budget = rng.duration, rng.end, ENVELOPE_BUDGET
+    for tier in tiers:
+        if tier.resolution >= step or step % tier.resolution or end <= rng.start:
+            continue
+        oldest = int(now) - tier.retention
+        start = rng.start if oldest <= rng.start else rng.start + -(-(oldest - rng.start) // step) * step
+        if start >= end:
+            continue
+        rows = 0 if tier.retention >= WINDOW_RETENTION else rows_read(tier, start, end, now)
+        if rows > budget:
+            continue  # a coarser tier reads fewer rows for the same steps
+        plan.append((tier, start, end))
+        budget -= rows
+        end = start
+    return plan
+
+
+def _row_levels(block: Block, kind: str) -> np.ndarray:
+    """One number per row of a block of numbers: a breakdown's total (NaN: no key), a point
+    metric's level (sum / count)."""
+    vals = block.values
+    present = (~np.isnan(vals)).any(axis=1)
+    totals = np.where(present, np.nansum(vals, axis=1), np.nan) if vals.shape[1] else \
+        np.full(block.n, np.nan)
+    return totals / block.counts if kind == POINT else totals
+
+
+def envelopes(inst: Instrumentation, window: Window | None, rng: Range, history=None,
+              now: float | None = None) -> dict[int, Envelope]:
+    """Per step of ``rng`` (by its start) the smallest and the largest value of the finer
+    points it holds (a breakdown: of their totals), read per :func:`envelope_plan`: what a
+    step's average hides, so that a one-minute spike in a year drawn in two-day steps is still
+    seen. Read a span of its tier at a time, as :func:`data_pieces` reads, keeping only a
+    minimum and a maximum per step. Steps with no finer point (or no tier finer than the
+    step) have none. Numbers only (a distribution is drawn as a heatmap)."""
+    assert inst.shape in (values.SCALAR, values.DISCRETE), inst.shape
+    now = time.time() if now is None else now
+    step = rng.duration
+    least = np.full(rng.n, np.inf)
+    most = np.full(rng.n, -np.inf)
+    res = np.zeros(rng.n, np.int64)
+    finals = window.points(rng.start, rng.end) if window else []
+    persisted = history is not None and inst.persist
+    window_from = min(window.slots) if window and window.slots else None
+
+    def add(block: Block, resolution: int) -> None:
+        if not block.n:
+            return
+        level = _row_levels(block, inst.kind)
+        ok = ~np.isnan(level)
+        idx = (block.times[ok] - rng.start) // step
+        inside = (idx >= 0) & (idx < rng.n)
+        idx, level = idx[inside], level[ok][inside]
+        np.minimum.at(least, idx, level)
+        np.maximum.at(most, idx, level)
+        res[idx] = resolution
+
+    for tier, start, end in envelope_plan(tiers_of(inst, history), rng, now):
+        if not persisted:
+            add(from_points([p for p in finals if start <= p.start_time < end], inst.shape), tier.resolution)
+            continue
+        e = max(start, int(now) - tier.retention)
+        last = min(end, int(now) + tier.span)
+        while e < last:
+            s, e = e, min(last, (e // tier.span + 1) * tier.span)
+            add(history.read(inst, tier, s, e, now, finals, window_from), tier.resolution)
+    return {rng.start + i * step: Envelope(float(least[i]), float(most[i]), int(res[i]))
+            for i in np.flatnonzero(res).tolist()}
 
 
 def require_distribution(inst: Instrumentation) -> None:

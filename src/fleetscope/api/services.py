@@ -94,6 +94,11 @@ class Services:
         """The tiers a range of ``inst`` can be read from."""
         return queries.tiers_of(inst, self.history)
 
+    def envelopes(self, inst: Instrumentation, rng: queries.Range) -> dict[int, queries.Envelope]:
+        """Per step of ``rng``, the least and the largest finer point (:func:`queries.envelopes`;
+        window and history: imported logs have no finer points than their own)."""
+        return queries.envelopes(inst, self.aggregator.window(inst.id), rng, self.history)
+
     def resolution(self, inst: Instrumentation, rng: queries.Range) -> int:
         """The resolution (seconds) of the data that answers ``rng``."""
         return queries.resolution(inst, rng, self.history)

@@ -24,20 +24,31 @@ from fleetscope.api.params import (
     one_or_many,
 )
 from fleetscope.api.services import Services, Svc
+from fleetscope.model import values
 from fleetscope.model.access import Caller
+from fleetscope.model.errors import InputError
 from fleetscope.model.histogram import Histogram
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.model.series import DataPoint
 
 router = APIRouter(prefix="/api/v1/instrumentations/{id}", tags=["values"])
 DEFAULT_QUANTILES = "0.5,0.9,0.99"
+ENVELOPE = ("also the smallest and the largest of the finer points inside each step (a breakdown: "
+            "of their totals), as `envelope`: {min, max, resolution} (values of points of "
+            "`resolution` seconds), null where the step has no finer points: the peaks a coarse "
+            "step averages away")
+
+
+def _range(svc: Services, inst: Instrumentation, start_time: int | None, end_time: int | None,
+           duration: int | None, ndatapoints: int | None) -> queries.Range:
+    return queries.resolve_range(inst, svc.latest(inst), start_time, end_time, duration, ndatapoints,
+                                 tiers=svc.tiers(inst))
 
 
 def _range_points(svc: Services, inst: Instrumentation, start_time: int | None, end_time: int | None,
                   duration: int | None, ndatapoints: int | None) -> tuple[list[DataPoint], int]:
     """The points a request asks for, and the resolution (seconds) of the tier that answered."""
-    rng = queries.resolve_range(inst, svc.latest(inst), start_time, end_time, duration, ndatapoints,
-                                tiers=svc.tiers(inst))
+    rng = _range(svc, inst, start_time, end_time, duration, ndatapoints)
     return svc.points(inst, rng), svc.resolution(inst, rng)
 
 
@@ -58,12 +69,22 @@ def _distribution(svc: Services, caller: Caller, id: int, start_time: int | None
 
 
 @router.get("/value", summary="Values: one point, or an array", description=ONE_OR_MANY,
-            responses=responses(404, 422))
+            responses=responses(404, 409, 422))
 def value(id: InstId, svc: Svc, caller: Viewer, start_time: RangeStart = None, end_time: RangeEnd = None,
-          duration: RangeDuration = None, ndatapoints: RangePoints = None) -> Any:
+          duration: RangeDuration = None, ndatapoints: RangePoints = None,
+          envelope: Annotated[bool, Query(description=ENVELOPE)] = False) -> Any:
     inst = svc.used(caller, id)
-    pts, res = _range_points(svc, inst, start_time, end_time, duration, ndatapoints)
+    if envelope and inst.shape not in (values.SCALAR, values.DISCRETE):
+        raise InputError("envelope", f"instrumentation {inst.id} is a distribution: its heatmap shows "
+                         "what each step holds (envelopes are for numbers and breakdowns)", 409)
+    rng = _range(svc, inst, start_time, end_time, duration, ndatapoints)
+    pts, res = svc.points(inst, rng), svc.resolution(inst, rng)
     out = [{**p.to_json(inst.shape), "resolution": res} for p in pts]
+    if envelope:
+        found = svc.envelopes(inst, rng)
+        for p in out:
+            e = found.get(p["start_time"])
+            p["envelope"] = e.to_json() if e else None
     return one_or_many(out, start_time, end_time, ndatapoints)
 
 

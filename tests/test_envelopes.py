@@ -1,0 +1,157 @@
+"""Min/max envelopes (#19): a step coarser than the data hides its peaks, so ``/value`` can say
+per step the smallest and the largest of the finer points inside it, and the line panels draw
+them as a band per pixel column behind the line.
+
+A real `fleetscope serve` (tokens required) over a store written before it started: per-minute
+``proc.cpu`` for 40 days, 1 s/s of CPU every minute but one, where it is 50 s/s (a one-minute
+spike); as a single value and as a breakdown (two keys, the spike in one). Over 40 days the
+dashboard asks for four-hour steps, whose averages hide the spike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+
+from fleetscope.api import queries
+from fleetscope.api.control import DEFAULTS_KEY
+from fleetscope.model import values
+from fleetscope.model.metrics import INTERVAL
+from fleetscope.model.tiers import Tier
+from fleetscope.store.base import HistoryChange
+from fleetscope.store.block import Block, compact_columns, take
+from fleetscope.store.chunkio import to_chunks
+from fleetscope.store.history import History
+from fleetscope.store.open import open_store
+from fleetscope.store.rollup import rollup
+from tests.conftest import Server, free_port
+from tests.test_browser import browser as browser
+from tests.test_browser import page as page
+
+API = "/api/v1"
+DAY = 86400
+G = 60
+DAYS = 40
+BASE = 60.0  # CPU seconds a minute: 1 s/s
+SPIKE = 3000.0  # 50 s/s for one minute
+STEP = 14400  # the dashboard's step over 40 days (lib/time.js stepFor)
+
+
+def create(store, decomposition: tuple[str, ...], shape: str):
+    return store.create_instrumentation({
+        "module": "proc", "stat": "cpu", "predicate": {}, "decomposition": decomposition,
+        "granularity": G, "retention": 600, "idle_max": 0, "persist": True, "kind": INTERVAL,
+        "shape": shape, "discrete": "execname" if decomposition else None,
+        "numeric": "utilization" if shape == values.DISCRETE_HISTOGRAM else None,
+        "history": {"second": (DAYS + 5) * DAY, "hour": 365 * DAY}}, 0.0)
+
+
+def write(store, inst, keys: tuple[str, ...], end: int, spike_at: int) -> None:
+    """DAYS of minutes ending at ``end``: BASE in the last key every minute (and 30 in the others),
+    SPIKE in the last key at ``spike_at``; and their hours, as the compactor rolls them up."""
+    history = History(store)
+    hour_tier = history.tiers(inst)[1]
+    done = end - end % 3600
+    first = end - DAYS * DAY - (end - DAYS * DAY) % 3600  # days split on hours: no hour written twice
+    for start in range(first, end, DAY):
+        n = min(DAY, end - start) // G
+        times = start + np.arange(n, dtype=np.int64) * G
+        vals = np.full((n, len(keys)), 30.0)
+        vals[:, -1] = np.where(times == spike_at, SPIKE, BASE)
+        ones = np.ones(n, np.int64)
+        block = compact_columns(Block(times, ones, ones, ones, np.zeros(n, bool), keys, vals, None))
+        history.write_block(inst, block)
+        hours = rollup(block, inst.shape, start - start % 3600, 3600, 50)
+        store.write_history(HistoryChange(add=to_chunks(inst.id, hour_tier, take(hours, hours.times < done)),
+                                          watermarks=[(inst.id, hour_tier.level, min(done, start + DAY))]))
+
+
+@pytest.fixture(scope="module")
+def spiky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    data = tmp_path_factory.mktemp("envelopes")
+    store = open_store(f"sqlite:///{data / 'fleetscope.db'}")
+    store.set_meta(DEFAULTS_KEY, str(time.time()))  # only these instrumentations
+    end = int(time.time()) // G * G - G
+    spike_at = end - DAYS * DAY // 2 + 37 * G
+    one = create(store, (), values.SCALAR)
+    write(store, one, ("",), end, spike_at)
+    by = create(store, ("execname",), values.DISCRETE)
+    write(store, by, ("bash", "java"), end, spike_at)
+    dist = create(store, ("utilization",), values.HISTOGRAM)
+    store.close()
+    srv = Server(data, free_port(), auth=True).start()
+    admin = {"authorization": f"Bearer {srv.token('admin')}"}
+    with httpx.Client(base_url=srv.url, timeout=30, headers=admin) as client:
+        made = client.post(f"{API}/tenants", json={"name": "acme", "scope": 'container == "/acme"'})
+        assert made.status_code == 201, made.text
+        board = client.post(f"{API}/dashboards", json={"name": "spiky", "panels": [
+            {"instrumentation": one.id}]}).json()
+    yield {"srv": srv, "one": one.id, "by": by.id, "dist": dist.id, "spike_at": spike_at, "end": end,
+           "board": board["id"], "admin": admin,
+           "viewer": {"authorization": f"Bearer {srv.token('v', 'viewer')}"},
+           "acme": {"authorization": f"Bearer {srv.token('acme', 'viewer', 'acme')}"}}
+    srv.stop()
+
+
+def year_view(s: dict, inst_id: int, headers: dict) -> httpx.Response:
+    """The range over DAYS as the dashboard asks it, with envelopes."""
+    end = -(-s["end"] // STEP) * STEP
+    return httpx.get(f"{s['srv'].url}{API}/instrumentations/{inst_id}/value", headers=headers, timeout=30,
+                     params={"start_time": end - DAYS * DAY, "end_time": end, "duration": STEP,
+                             "envelope": "true"})
+
+
+@pytest.mark.parametrize(("which", "others"), [("one", 0.0), ("by", 30.0)])
+def test_a_coarse_steps_envelope_holds_the_one_minute_spike_its_average_hides(
+        spiky: dict, which: str, others: float) -> None:
+    resp = year_view(spiky, spiky[which], spiky["viewer"])
+    assert resp.status_code == 200, resp.text
+    pts = resp.json()
+    assert {p["duration"] for p in pts} == {STEP}
+    at = spiky["spike_at"]
+    hit = next(p for p in pts if p["start_time"] <= at < p["start_time"] + STEP)
+    total = (lambda v: v) if which == "one" else (lambda v: sum(v.values()))
+    # The step's value: 239 minutes of BASE and the spike (and the other key's minutes); its
+    # envelope: the minutes themselves, the spike as it was written.
+    per_minute = STEP // G
+    assert total(hit["value"]) == (per_minute - 1) * BASE + SPIKE + per_minute * others
+    assert hit["envelope"] == {"min": BASE + others, "max": SPIKE + others, "resolution": G}
+    rest = [p["envelope"] for p in pts if p is not hit and p["value"] is not None]
+    assert rest and all(e == {"min": BASE + others, "max": BASE + others, "resolution": G} for e in rest)
+    # Without the parameter, the answer is as it was.
+    plain = httpx.get(str(resp.request.url).replace("&envelope=true", ""), headers=spiky["viewer"],
+                      timeout=30)
+    assert [p["value"] for p in plain.json()] == [p["value"] for p in pts]
+    assert "envelope" not in plain.json()[0]
+
+
+def test_envelopes_are_read_through_the_callers_scope_and_only_for_numbers(spiky: dict) -> None:
+    assert year_view(spiky, spiky["one"], spiky["acme"]).status_code == 404  # another tenant's
+    resp = year_view(spiky, spiky["dist"], spiky["viewer"])
+    assert resp.status_code == 409 and resp.json()["error"]["field"] == "envelope", resp.text
+    bad = httpx.get(f"{spiky['srv'].url}{API}/instrumentations/{spiky['one']}/value", headers=spiky["viewer"],
+                    params={"ndatapoints": 10, "envelope": "sometimes"}, timeout=10)
+    assert bad.status_code == 422 and "envelope" in bad.text
+
+
+def test_the_envelope_reads_the_finest_tier_within_its_budget() -> None:
+    now = 1_800_000_000
+    tiers = (Tier(0, "second", 1, 7 * DAY, 3600), Tier(1, "minute", 60, 30 * DAY, DAY),
+             Tier(2, "hour", 3600, 365 * DAY, 30 * DAY))
+    day = queries.Range(now - DAY, 300, 288)
+    plan = queries.envelope_plan(tiers, day, now)
+    assert [(t.name, s, e) for t, s, e in plan] == [("second", day.start, day.end)]
+    # A year in two-day steps: minutes for the last 30 days (43,200 rows), hours before them; a
+    # year of seconds or minutes would be over the budget.
+    year = queries.Range(now - now % 172800 - 180 * 172800, 172800, 180)
+    plan = queries.envelope_plan(tiers, year, now)
+    assert [t.name for t, _s, _e in plan] == ["minute", "hour"]
+    (_, cut, end), (_, start, cut2) = plan
+    assert (end, start, cut2) == (year.end, year.start, cut) and (cut - year.start) % year.duration == 0
+    assert now - 30 * DAY <= cut < now - 30 * DAY + year.duration
+    assert sum(queries.rows_read(t, s, e, now) for t, s, e in plan) <= queries.ENVELOPE_BUDGET
+    assert queries.envelope_plan(tiers, queries.Range(now - 3600, 1, 3600), now) == []  # nothing finer
