@@ -15,11 +15,16 @@ command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 # imports; the server reads sysstat data files through sadf.
 command -v sadf >/dev/null 2>&1 || need+=(sysstat)
 command -v vmstat >/dev/null 2>&1 || need+=(procps)
+# Apache Bench (ab -g: one row per request) makes the load-test log tests/test_import_events.py imports.
+command -v ab >/dev/null 2>&1 || need+=(apache2-utils)
 # node and npm run the original Cloud Analytics client (node-smartdc 8.1) in tests/test_cloudapi.py;
 # ssh-keygen and ssh-agent make and hold the keys it signs with.
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v ssh-agent >/dev/null 2>&1 || need+=(openssh-client)
+# dnsmasq serves the PTR records (and a slow answer) behind CloudAPI's reversedns transformation in
+# tests/test_cloudapi_transforms.py (dnsmasq-base: the program, no service started).
+command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
 # A real QEMU process for tests/test_vm.py (software emulation; boots nothing).
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 # libvirt's headers to build libvirt-python (its test driver, test:///default, is in libvirt0).

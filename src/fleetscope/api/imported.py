@@ -153,7 +153,8 @@ def imported_points(store, inst: Instrumentation, rng: Range, topk: int,
             else:
                 rows = [(*keys[j], x) for j, x in enumerate(row_values) if mask[j]]
             if rows:
-                per.add(int(chunk.times[i]), int(chunk.intervals[i]), plan.evaluate(rows))
+                # weighted: a row of an events import (csvevents) counts its events at one value
+                per.add(int(chunk.times[i]), int(chunk.intervals[i]), plan.evaluate(rows, weighted=True))
     out: dict[int, DataPoint] = {}
     shape = inst.shape
     keep = inst.keys_kept(topk)

@@ -27,6 +27,7 @@ from fleetscope.store.importwrite import ImportWriter
 MAX_FILES = 64
 HOST_MAX = 253  # a DNS name's length
 HASH_BLOCK = 1 << 20
+EVENT_CHUNK_ROWS = 256  # x csvevents.MAX_KEYS columns: 8 MB
 
 
 class LogFile(NamedTuple):
@@ -92,6 +93,12 @@ def _check_defined(made: list[Metric], store, catalog: Catalog | None) -> None:
         if old is not None and (old.kind, old.unit) != (m.kind, m.unit):
             raise InputError("mapping", f"{m.name} was imported before as {old.kind} in "
                              f"{old.unit.to_json()}: give the same kind and unit, or another name")
+        kinds = {f.name: f for f in old.fields} if old is not None else {}
+        for f in m.fields:
+            was = kinds.get(f.name)
+            if was is not None and (was.kind, was.type) != (f.kind, f.type):
+                raise InputError("mapping", f"{m.name} was imported before with field {f.name} "
+                                 f"{was.kind} in {was.type.to_json()}: give the same, or another name")
 
 
 def add_metrics(catalog: Catalog, imports: Sequence[ImportInfo] = ()) -> None:
@@ -123,7 +130,10 @@ def run_import(store, fmt: str, files: Sequence[LogFile], opts: Options, tenant:
     except DuplicateImport as exc:
         raise InputError("file", str(exc), 409) from None
     try:
-        writer = ImportWriter(store, import_id)
+        # Events (csvevents) hand over wide rows (a column per field value and bucket): fewer
+        # of them per chunk keep the writer's matrix small.
+        writer = (ImportWriter(store, import_id, EVENT_CHUNK_ROWS) if csvlog.is_events(opts.mapping)
+                  else ImportWriter(store, import_id))
         hosts: list[str] = []
         backwards = 0
         for f, d in zip(files, described, strict=True):

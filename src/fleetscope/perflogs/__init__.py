@@ -24,6 +24,7 @@ line (or record) and the reason. A layer beside :mod:`fleetscope.formats`: impor
   fast path);
 * ``vmstat.py``, ``iostat.py``, ``mpstat.py``, ``sartext.py``: text formats;
 * ``csvlog.py``: CSV, with a mapping of columns to metrics and fields;
+* ``csvevents.py``: CSV of one event per row (JMeter, ``ab -g``): counts and distributions;
 * ``sysstat.py``: sysstat data files read through ``sadf -j`` (or its JSON given as is);
 * ``registry.py``: the formats by name.
 """

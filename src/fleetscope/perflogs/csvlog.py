@@ -36,6 +36,23 @@ the last row takes the interval before it): a point metric's figure is its level
 interval, an interval metric's figure a rate per second (multiplied by the interval's
 seconds). An empty cell (or ``NaN``) is no value; anything else that is not a number is
 refused with the file, line, column and reason, as is a row of the wrong width.
+
+**One event per row** (JMeter's ``.jtl`` CSV, Apache Bench's ``ab -g`` TSV, any request
+log): ``events`` instead of ``metrics`` (:mod:`fleetscope.perflogs.csvevents` reads them)::
+
+    {"time_column": "timeStamp",       # each event's time (JMeter: milliseconds)
+     "events": {"metric": "jmeter.requests",  # a new interval metric: events per interval
+                "value_column": "elapsed",    # each event's figure: a numeric field
+                "value_field": "latency",     # its name (default latency)
+                "unit": "ms",                 # its unit (default ms)
+                "scale": 1.0,
+                "columns": {"label": "label", "code": "responseCode"},  # field <- column
+                "fields": {"tool": "jmeter"}}}                         # field = value
+
+The events are counted per interval (``--interval``, default 1 s; rows in any order) by
+their fields and the value's histogram bucket: an instrumentation counts them (by ``label``,
+where ``code == "500"``...) and draws the value's distribution (a heatmap of latency by
+label) as it does live requests.
 """
 
 from __future__ import annotations
@@ -47,7 +64,7 @@ import re
 from collections.abc import Iterator
 from typing import IO, NamedTuple
 
-from fleetscope.model.metrics import DISCRETE, INTERVAL, POINT, Field, Metric, metric
+from fleetscope.model.metrics import DISCRETE, INTERVAL, NUMERIC, POINT, Field, Metric, metric
 from fleetscope.model.types import (
     BYTES,
     MICROSECONDS,
@@ -68,10 +85,14 @@ UNITS: dict[str, Type] = {"number": NUMBER, "percent": PERCENT, "bytes": BYTES, 
 DEFAULT_FIELDS = {"container": HOST_CONTAINER, "runtime": HOST_RUNTIME}  # else ALL
 MILLIS_ABOVE = 1e11  # epoch seconds reach 10^11 in the year 5138; milliseconds did in 1973
 MAX_METRICS = 64
+MAX_EVENT_FIELDS = 8
 _METRIC_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\.[a-z][a-z0-9_]{0,63}")
 _FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
-_KEYS = {"time_column", "time_format", "delimiter", "metrics"}
+_KEYS = {"time_column", "time_format", "delimiter", "metrics", "events"}
 _METRIC_KEYS = {"metric", "columns", "field", "fields", "kind", "unit", "scale"}
+_EVENT_KEYS = {"metric", "value_column", "value_field", "unit", "scale", "columns", "fields"}
+EVENT_UNIT = "ms"  # load-testing tools give latencies in milliseconds
+EVENT_FIELD = "latency"
 
 
 class Target(NamedTuple):
@@ -86,11 +107,29 @@ class Target(NamedTuple):
     scale: float
 
 
+class Events(NamedTuple):
+    """A mapping's ``events``, checked: one row is one event of ``metric``."""
+
+    metric: str
+    value_column: str
+    value_field: str
+    unit: str
+    scale: float
+    columns: dict[str, str]  # field -> the column holding its value
+    fields: dict[str, str]  # field -> its one value
+
+    def field_names(self) -> tuple[str, ...]:
+        """The metric's fields without hostname, in the order an event's key holds them: the
+        columns', the constant ones, the value's."""
+        return (*self.columns, *sorted(self.fields), self.value_field)
+
+
 class Mapping(NamedTuple):
     time_column: str
     time_format: str | None
     delimiter: str
     targets: tuple[Target, ...]
+    events: Events | None = None
 
 
 def check(obj: object) -> Mapping:
@@ -110,9 +149,15 @@ def check(obj: object) -> Mapping:
     delimiter = obj.get("delimiter", ",")
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\"":
         raise ValueError("mapping.delimiter: must be one character (not a quote or a newline)")
+    if "events" in obj:
+        if "metrics" in obj:
+            raise ValueError("mapping: give metrics (columns of figures) or events (one event per row), "
+                             "not both")
+        return Mapping(time_column, fmt, delimiter, (), _events(obj["events"], time_column))
     metrics = obj.get("metrics")
     if not isinstance(metrics, list) or not 1 <= len(metrics) <= MAX_METRICS:
-        raise ValueError(f"mapping.metrics: must be a list of 1 to {MAX_METRICS} metrics")
+        raise ValueError(f"mapping.metrics: must be a list of 1 to {MAX_METRICS} metrics "
+                         "(or events: one event per row)")
     targets = tuple(_target(m, f"mapping.metrics[{i}]") for i, m in enumerate(metrics))
     if sum(t.columns is None for t in targets) > 1:
         raise ValueError("mapping.metrics: at most one metric may take 'every other column' (no columns)")
@@ -168,8 +213,64 @@ def _target(m: object, where: str) -> Target:
                   unit or "", float(scale))
 
 
+def _events(e: object, time_column: str) -> Events:
+    where = "mapping.events"
+    if not isinstance(e, dict):
+        raise ValueError(f"{where}: must be an object with a metric and a value_column")
+    unknown = set(e) - _EVENT_KEYS
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+                         f"(keys: {', '.join(sorted(_EVENT_KEYS))})")
+    name = e.get("metric")
+    if not isinstance(name, str) or not _METRIC_NAME.fullmatch(name):
+        raise ValueError(f"{where}.metric: must be module.stat (lower case letters, digits, _)")
+    if name in BY_NAME:
+        raise ValueError(f"{where}.metric: {name} is a metric of host logs; events make a metric of "
+                         "their own (e.g. jmeter.requests)")
+    value_column = e.get("value_column")
+    if not isinstance(value_column, str) or not value_column:
+        raise ValueError(f"{where}.value_column: the column holding each event's figure (JMeter: "
+                         "elapsed; ab -g: ttime) is required")
+    if value_column == time_column:
+        raise ValueError(f"{where}.value_column: the time column cannot be the value too")
+    value_field = e.get("value_field", EVENT_FIELD)
+    unit = e.get("unit", EVENT_UNIT)
+    if unit not in UNITS:
+        raise ValueError(f"{where}.unit: must be one of {', '.join(UNITS)}")
+    scale = e.get("scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale) \
+            or scale <= 0:
+        raise ValueError(f"{where}.scale: must be a positive number")
+    columns, fields = e.get("columns", {}), e.get("fields", {})
+    for key, obj in (("columns", columns), ("fields", fields)):
+        if not isinstance(obj, dict) or not all(isinstance(k, str) and _FIELD_NAME.fullmatch(k)
+                                                and isinstance(v, str) and v for k, v in obj.items()):
+            raise ValueError(f"{where}.{key}: must map field names (lower case letters, digits, _) to "
+                             + ("column names" if key == "columns" else "text values"))
+    if len(columns) + len(fields) > MAX_EVENT_FIELDS:
+        raise ValueError(f"{where}: at most {MAX_EVENT_FIELDS} fields")
+    if not isinstance(value_field, str) or not _FIELD_NAME.fullmatch(value_field):
+        raise ValueError(f"{where}.value_field: must be a field name (lower case letters, digits, _)")
+    names = [*columns, *fields, value_field]
+    if "hostname" in names or len(set(names)) != len(names):
+        raise ValueError(f"{where}: hostname is the import's host, and a field is set once "
+                         f"(fields: {', '.join(names)})")
+    if time_column in columns.values():
+        raise ValueError(f"{where}.columns: the time column cannot be a field too")
+    return Events(name, value_column, value_field, unit, float(scale), dict(columns), dict(fields))
+
+
+def _events_metric(e: Events) -> Metric:
+    module, stat = e.metric.split(".")
+    discrete = [Field(n, DISCRETE, n) for n in e.field_names()[:-1]]
+    value = Field(e.value_field, NUMERIC, e.value_field, UNITS[e.unit])
+    return metric(module, stat, f"{e.metric}: events (imported CSV)", NUMBER, INTERVAL, *discrete, value)
+
+
 def defined(mapping: Mapping) -> list[Metric]:
     """The new metrics ``mapping`` defines (the ones imports do not know already)."""
+    if mapping.events is not None:
+        return [_events_metric(mapping.events)]
     out: dict[str, Metric] = {}
     for t in mapping.targets:
         if t.metric in BY_NAME:
@@ -206,9 +307,7 @@ def _plan(mapping: Mapping, header: list[str], name: str, lineno: int) -> _Plan:
     def fail(reason: str) -> LogError:
         return LogError(name, lineno, reason)
 
-    index: dict[str, int] = {}
-    for i, h in enumerate(header):
-        index.setdefault(h.strip(), i)
+    index = header_index(header)
     if mapping.time_column not in index:
         raise fail(f"no time column {mapping.time_column!r} in the header (columns: "
                    f"{', '.join(h.strip() for h in header)[:200]})")
@@ -239,12 +338,34 @@ def _plan(mapping: Mapping, header: list[str], name: str, lineno: int) -> _Plan:
                  tuple(per))
 
 
-class _Times:
+def header_index(header: list[str]) -> dict[str, int]:
+    """Column name -> its index (the first of a repeated name)."""
+    index: dict[str, int] = {}
+    for i, h in enumerate(header):
+        index.setdefault(h.strip(), i)
+    return index
+
+
+def width_error(name: str, lineno: int, width: int, found: int) -> LogError:
+    return LogError(name, lineno, f"expected {width} columns as the header, found {found}"
+                    + (" (truncated?)" if found < width else ""))
+
+
+class Times:
     """Epoch seconds of a file's time cells."""
 
     def __init__(self, fmt: str | None, clock: Clock) -> None:
         self.fmt = fmt
         self.clock = clock
+
+    def of(self, cell: str, mapping: Mapping, name: str, lineno: int) -> int:
+        """The time in ``cell``; LogError naming the line and the column otherwise."""
+        try:
+            return self(cell)
+        except (ValueError, OverflowError):
+            raise LogError(name, lineno, f"column {mapping.time_column!r}: not a time: {cell[:40]!r}"
+                           + (f" (format {mapping.time_format!r})" if mapping.time_format else
+                              " (epoch seconds or ISO 8601; else give a time_format)")) from None
 
     def __call__(self, text: str) -> int:
         text = text.strip()
@@ -265,15 +386,25 @@ class _Times:
                                 moment.second)
 
 
-def parse(stream: IO[bytes], name: str, opts: Options, sink: Sink) -> Clock:
-    """Read a CSV file from ``stream`` into ``sink`` as ``opts.mapping`` says."""
+def checked(opts: Options, name: str) -> Mapping:
+    """``opts.mapping`` checked; LogError naming the file otherwise."""
     try:
-        mapping = check(opts.mapping)
+        return check(opts.mapping)
     except ValueError as exc:
         raise LogError(name, None, str(exc)) from None
+
+
+def is_events(mapping: object) -> bool:
+    """Whether ``mapping`` (as given) describes one event per row."""
+    return isinstance(mapping, dict) and "events" in mapping
+
+
+def parse(stream: IO[bytes], name: str, opts: Options, sink: Sink) -> Clock:
+    """Read a CSV file from ``stream`` into ``sink`` as ``opts.mapping`` says."""
+    mapping = checked(opts, name)
     clock = clock_for(opts.tz, name)
-    times = _Times(mapping.time_format, clock)
-    reader = csv.reader(_text_lines(stream, name), delimiter=mapping.delimiter, strict=True)
+    times = Times(mapping.time_format, clock)
+    reader = csv.reader(text_lines(stream, name), delimiter=mapping.delimiter, strict=True)
     plan: _Plan | None = None
     width = 0
     held: tuple[int, list[float]] | None = None  # the row waiting for the next one's time
@@ -288,15 +419,8 @@ def parse(stream: IO[bytes], name: str, opts: Options, sink: Sink) -> Clock:
                 plan, width = _plan(mapping, row, name, lineno), len(row)
                 continue
             if len(row) != width:
-                raise LogError(name, lineno, f"expected {width} columns as the header, found {len(row)}"
-                               + (" (truncated?)" if len(row) < width else ""))
-            cell = row[plan.time]
-            try:
-                t = times(cell)
-            except (ValueError, OverflowError):
-                raise LogError(name, lineno, f"column {mapping.time_column!r}: not a time: {cell[:40]!r}"
-                               + (f" (format {mapping.time_format!r})" if mapping.time_format else
-                                  " (epoch seconds or ISO 8601; else give a time_format)")) from None
+                raise width_error(name, lineno, width, len(row))
+            t = times.of(row[plan.time], mapping, name, lineno)
             figures = []
             for j, i in enumerate(plan.take):
                 text = row[i].strip()
@@ -328,7 +452,7 @@ def parse(stream: IO[bytes], name: str, opts: Options, sink: Sink) -> Clock:
     return clock
 
 
-def _text_lines(stream: IO[bytes], name: str) -> Iterator[str]:
+def text_lines(stream: IO[bytes], name: str) -> Iterator[str]:
     """The file's lines as text (UTF-8, a byte-order mark dropped); LogError naming the line of
     a byte that is not UTF-8."""
     for lineno, raw in enumerate(stream, 1):

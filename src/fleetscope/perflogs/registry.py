@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import IO
 
-from fleetscope.perflogs import csvlog, iostat, mpstat, sartext, sysstat, vmstat
+from fleetscope.perflogs import csvevents, csvlog, iostat, mpstat, sartext, sysstat, vmstat
 from fleetscope.perflogs.clock import Clock
 from fleetscope.perflogs.sink import Options, Sink
 
@@ -32,5 +32,6 @@ def parse(fmt: str, stream: IO[bytes], name: str, opts: Options, sink: Sink,
     if fmt == "sar-text":
         return sartext.parse(stream, name, opts, sink)
     if fmt == "csv":
-        return csvlog.parse(stream, name, opts, sink)
+        read = csvevents.parse if csvlog.is_events(opts.mapping) else csvlog.parse
+        return read(stream, name, opts, sink)
     raise ValueError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fleetscope.aggregator.replica import Replica
 from fleetscope.api.app import Services, create_app
 from fleetscope.api.auth import AuthConfig, Authenticator
+from fleetscope.api.cloudapi import transforms
 from fleetscope.api.control import ControlPlane
 from fleetscope.bus.base import Bus
 from fleetscope.model.metrics import Catalog
@@ -78,4 +79,5 @@ def run(parts: FleetParts, config: FleetConfig) -> None:
     """Serve until SIGTERM or SIGINT (the app's lifespan connects and closes the bus and store)."""
     app = api_app(parts.bus, parts.store, hosts=allowed_hosts(config.host, config.allowed_hosts),
                   auth=AuthConfig(enabled=True, failures_allowed=config.auth_failures))
+    app.state.cloudapi_transforms = transforms.from_settings(config.reverse_dns, config.geoip_db)
     serve_http(app, config.host, config.port, config.log_level, config.tls_cert, config.tls_key)

@@ -72,6 +72,8 @@ class ServeConfig:
     public_url: str | None = None  # the address people open (links in alerts); default: host and port
     log_level: str = "warning"
     container_labels: tuple[str, ...] = ()  # container label keys made fields of container metrics
+    reverse_dns: str = "system"  # CloudAPI's reversedns: system, off, or DNS servers HOST[:PORT],...
+    geoip_db: str | None = None  # CloudAPI's geolocate: a MaxMind database file
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ class FleetConfig:
     tls_key: str | None = None
     public_url: str = ""  # aggregator: the fleet's dashboard address, for links in alerts
     log_level: str = "info"
+    reverse_dns: str = "system"  # api: CloudAPI's reversedns (see ServeConfig)
+    geoip_db: str | None = None  # api: CloudAPI's geolocate
 
 
 # -- the TOML file ------------------------------------------------------------------------------
@@ -300,7 +304,8 @@ def serve_config(*, data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
                  tick_budget: str = DEFAULT_TICK_BUDGET, no_auth: bool = False,
                  allowed_host: list[str] | None = None,
                  auth_failures: int = DEFAULT_AUTH_FAILURES, public_url: str | None = None,
-                 container_label: list[str] | None = None) -> ServeConfig:
+                 container_label: list[str] | None = None, reverse_dns: str = "system",
+                 geoip_db: str | None = None) -> ServeConfig:
     """The config of `fleetscope serve` from its flags (it reads no config file)."""
     from fleetscope.agent.budget import parse_budget
     from fleetscope.model.tiers import DEFAULT_RETENTION, validate_retention
@@ -323,7 +328,8 @@ def serve_config(*, data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
                        auth_failures=check_auth_failures(auth_failures),
                        allowed_hosts=host_patterns(allowed_host or []),
                        public_url=check_public_url(public_url) if public_url else None, log_level=log_level,
-                       container_labels=container_labels(container_label or []))
+                       container_labels=container_labels(container_label or []),
+                       **check_transforms(reverse_dns, geoip_db))
 
 
 def agent_config(*, config: Path | None = None, bus: str | None = None, hostname: str | None = None,
@@ -383,6 +389,9 @@ def fleet_config(section: str, *, config: Path | None = None, bus: str | None = 
                  tls_cert=tls_cert, tls_key=tls_key,
                  auth_failures=check_auth_failures(int(setting(auth_failures, cfg, "auth_failures",
                                                                     DEFAULT_AUTH_FAILURES))))
+    if section == "api":
+        rdns = str(setting(extra.pop("reverse_dns", None), cfg, "reverse_dns", "system"))
+        extra.update(check_transforms(rdns, setting(extra.pop("geoip_db", None), cfg, "geoip_db")))
     if "public_url" in extra or "public_url" in cfg:
         url = setting(extra.pop("public_url", None), cfg, "public_url")
         extra["public_url"] = check_public_url(str(url)) if url else ""
@@ -392,6 +401,23 @@ def fleet_config(section: str, *, config: Path | None = None, bus: str | None = 
     return FleetConfig(section=section, store_url=str(store_url),
                        bus_url=str(setting(bus, cfg, "bus", DEFAULT_BUS)), nats=nats_options(cfg, nats or {}),
                        log_level=log_level, **extra)
+
+
+def check_transforms(reverse_dns: str, geoip_db: str | None) -> dict[str, Any]:
+    """``--reverse-dns`` and ``--geoip-db`` (CloudAPI's transformations) as config fields;
+    InputError naming the flag that is wrong."""
+    from fleetscope.api.cloudapi import transforms
+
+    try:
+        transforms.from_settings(reverse_dns, None).close()
+    except ValueError as exc:
+        raise InputError("reverse-dns", f"{exc} (or system, or off)") from None
+    if geoip_db:
+        try:
+            transforms.from_settings(transforms.OFF, geoip_db).close()
+        except ValueError as exc:
+            raise InputError("geoip-db", str(exc)) from None
+    return {"reverse_dns": reverse_dns.strip(), "geoip_db": geoip_db or None}
 
 
 def check_public_url(url: str) -> str:

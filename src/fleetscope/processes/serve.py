@@ -20,6 +20,7 @@ from fleetscope.alerts.deliver import Notifier
 from fleetscope.alerts.engine import AlertEngine
 from fleetscope.api.app import Services, create_app
 from fleetscope.api.auth import LOGIN_LINK_SECONDS, AuthConfig, Authenticator
+from fleetscope.api.cloudapi import transforms
 from fleetscope.api.control import ControlPlane
 from fleetscope.bus.memory import MemoryBus
 from fleetscope.model.access import ADMIN
@@ -100,6 +101,7 @@ def serve_app(config: ServeConfig) -> FastAPI:
     app = create_app(Services(control, aggregator, history, auth), lifespan=lifespan,
                      allowed_hosts=allowed_hosts(config.host, config.allowed_hosts))
     app.add_middleware(MeasureRequests, source=own)
+    app.state.cloudapi_transforms = transforms.from_settings(config.reverse_dns, config.geoip_db)
     app.state.agent = agent
     app.state.alerts = alerts
     return app

@@ -5,7 +5,9 @@ log's own resolution), so that any instrumentation, made before or after the imp
 evaluated over them. A chunk holds up to :data:`CHUNK_ROWS` samples of one metric:
 
 * ``keys``: the distinct field values of the metric's rows (one tuple per column, fields in
-  :data:`fleetscope.perflogs.metrics.COLUMNS` order);
+  :data:`fleetscope.perflogs.metrics.COLUMNS` order, or the order a CSV import defined); text,
+  but for the last value of an events import's key (:mod:`fleetscope.perflogs.csvevents`):
+  the numeric field, a float;
 * ``times`` (int64, interval starts, epoch seconds) and ``intervals`` (int32, seconds);
 * ``values[n, k]`` (float64): the value of column ``k`` at sample ``n``, NaN where the log
   had no such row then.

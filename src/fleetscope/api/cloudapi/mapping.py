@@ -15,6 +15,11 @@ Rules (the README's "Cloud Analytics compatibility" table is this module in pros
    No other value is changed.
 4. Anything else is refused with the original's error (``InvalidArgument``): unknown metrics
    and fields, predicates with operators the original did not have (``re``, ``in``, ``not``).
+5. The fields whose values are IP addresses, which the transformations (``reversedns``,
+   ``geolocate``) apply to, are those named in :data:`IP_FIELDS`, on any metric: the original's
+   ``raddr`` (remote address) and OpenTelemetry's address attributes as the OTLP source names
+   them (``client.address`` becomes ``client_address``). fleetscope's own sources have no such
+   field; StatsD tags, OTLP attributes and Prometheus labels of these names are.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from fleetscope.model.types import Type
 
 PERCENT_OF_CPU = "percent_of_cpu"  # seconds of CPU per point -> percent of one CPU
 EVERYWHERE = {"zonename": "container"}  # original field name -> fleetscope's, on every metric
+IP_FIELDS = frozenset({"raddr", "laddr", "client_address", "server_address", "source_address",
+                       "destination_address", "network_peer_address", "network_local_address",
+                       "net_peer_ip", "net_sock_peer_addr", "net_host_ip"})
 
 
 class Mapped(NamedTuple):
@@ -140,8 +148,9 @@ def type_json(t: Type) -> dict:
     return {"arity": "numeric", "unit": ""}
 
 
-def describe(offers: list[Offered]) -> dict:
-    """DescribeAnalytics' answer: modules, fields, types, metrics, transformations."""
+def describe(offers: list[Offered], transformations: dict) -> dict:
+    """DescribeAnalytics' answer: modules, fields, types, metrics, and ``transformations`` (as
+    :meth:`.transforms.Transforms.describe` gives them)."""
     modules: dict[str, dict] = {}
     fields: dict[str, dict] = {}
     types: dict[str, dict] = {"string": {"arity": "discrete", "unit": ""}}
@@ -162,4 +171,5 @@ def describe(offers: list[Offered]) -> dict:
             entry["type"] = _type_name(unit)
             types.setdefault(entry["type"], type_json(unit))
         metrics.append(entry)
-    return {"modules": modules, "fields": fields, "types": types, "metrics": metrics, "transformations": {}}
+    return {"modules": modules, "fields": fields, "types": types, "metrics": metrics,
+            "transformations": transformations}

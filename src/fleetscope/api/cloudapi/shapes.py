@@ -153,8 +153,9 @@ def check_create_body(body: object) -> dict:
     return body
 
 
-def instrumentation(inst: Instrumentation, offer: Offered | None, login: str) -> dict:
-    """An instrumentation as the original showed it."""
+def instrumentation(inst: Instrumentation, offer: Offered | None, login: str, transformations: dict) -> dict:
+    """An instrumentation as the original showed it; ``transformations``: those it supports
+    (:meth:`.transforms.Transforms.for_decomposition`)."""
     uri = f"/{login}/analytics/instrumentations/{inst.id}"
     uris = []
     if inst.numeric is not None:
@@ -173,7 +174,7 @@ def instrumentation(inst: Instrumentation, offer: Offered | None, login: str) ->
         "enabled": True,
         "retention-time": inst.retention,
         "idle-max": inst.idle_max,
-        "transformations": {},
+        "transformations": transformations,
         "granularity": inst.granularity,
         "persist-data": inst.persist,
         "crtime": int(inst.created * 1000),
@@ -204,7 +205,11 @@ def value(point: DataPoint, inst: Instrumentation, offer: Offered | None) -> obj
     return {} if v is None else {k: _distribution(h) for k, h in v.items()}
 
 
-def raw_value(point: DataPoint, inst: Instrumentation, offer: Offered | None, requested: dict) -> dict:
-    return {"value": value(point, inst, offer), "transformations": {}, "start_time": point.start_time,
-            "duration": point.duration, "end_time": point.start_time + point.duration,
+def raw_value(point: DataPoint, inst: Instrumentation, offer: Offered | None, requested: dict,
+              transformed: dict) -> dict:
+    """One value as GetInstrumentationValue answers it; ``transformed``: the transformations of
+    its keys (``{}`` when none was asked for, as the original's documentation shows)."""
+    return {"value": value(point, inst, offer), "transformations": transformed,
+            "start_time": point.start_time, "duration": point.duration,
+            "end_time": point.start_time + point.duration,
             "nsources": point.nsources, "minreporting": point.expected, **requested}

@@ -28,6 +28,8 @@ from fleetscope.api.audit import audit
 from fleetscope.api.cloudapi import mapping, shapes
 from fleetscope.api.cloudapi.errors import CloudApiError, invalid, not_found, translated
 from fleetscope.api.cloudapi.httpsig import SignatureAuth
+from fleetscope.api.cloudapi.reversedns import ReverseDns
+from fleetscope.api.cloudapi.transforms import Transforms
 from fleetscope.api.services import Services, Svc
 from fleetscope.model import access
 from fleetscope.model.access import Caller
@@ -70,6 +72,15 @@ def signed(role: str):
     return Depends(dependency)
 
 
+def _transforms(request: Request) -> Transforms:
+    """The server's transformations (processes set them from --reverse-dns and --geoip-db; an
+    app made without them looks names up with the system's resolver)."""
+    found = getattr(request.app.state, "cloudapi_transforms", None)
+    if found is None:
+        found = request.app.state.cloudapi_transforms = Transforms(ReverseDns())
+    return found
+
+
 Reader = Annotated[Caller, signed(access.VIEWER)]
 Writer = Annotated[Caller, signed(access.OPERATOR)]
 
@@ -80,9 +91,16 @@ def _offers(svc: Services, caller: Caller | None = None) -> list[mapping.Offered
     return mapping.offered(catalog, None if caller is None else scope.catalog_for(caller, catalog))
 
 
-def _shown(svc: Services, inst: Instrumentation, caller: Caller) -> dict:
-    return shapes.instrumentation(inst, mapping.for_instrumentation(_offers(svc), inst.metric),
-                                  caller.tenant_name or "my")
+def _shown(svc: Services, inst: Instrumentation, caller: Caller, transforms: Transforms) -> dict:
+    offer = mapping.for_instrumentation(_offers(svc), inst.metric)
+    return shapes.instrumentation(inst, offer, caller.tenant_name or "my",
+                                  transforms.for_decomposition(inst.decomposition))
+
+
+def _requested(request: Request, inst: Instrumentation, transforms: Transforms) -> list[str]:
+    """The ``transformations`` a value request asks for, each one offered and supported."""
+    return transforms.check(_list_param(request, "transformations"),
+                            transforms.for_decomposition(inst.decomposition))
 
 
 def _inst(svc: Services, caller: Caller, id: str) -> Instrumentation:
@@ -121,14 +139,15 @@ async def _body(request: Request) -> dict:
 
 
 @router.get(ROOT)
-def describe_analytics(login: str, svc: Svc, caller: Reader) -> dict:
+def describe_analytics(login: str, request: Request, svc: Svc, caller: Reader) -> dict:
     """DescribeAnalytics: modules, fields, types, metrics and transformations this account may use."""
-    return mapping.describe(_offers(svc, caller))
+    return mapping.describe(_offers(svc, caller), _transforms(request).describe())
 
 
 @router.get(INSTS)
-def list_instrumentations(login: str, svc: Svc, caller: Reader) -> list:
-    return [_shown(svc, i, caller) for i in svc.listed(caller)]
+def list_instrumentations(login: str, request: Request, svc: Svc, caller: Reader) -> list:
+    transforms = _transforms(request)
+    return [_shown(svc, i, caller, transforms) for i in svc.listed(caller)]
 
 
 @router.post(INSTS, status_code=201)
@@ -138,7 +157,7 @@ async def create_instrumentation(login: str, request: Request, response: Respons
     base = None
     if "clone" in body:
         source = _inst(svc, caller, str(body["clone"]))
-        base = {k: v for k, v in _shown(svc, source, caller).items()
+        base = {k: v for k, v in _shown(svc, source, caller, _transforms(request)).items()
                 if k in shapes.CREATE_FIELDS}
     module, stat = body.get("module") or base["module"], body.get("stat") or base["stat"]
     offer = mapping.find(_offers(svc, caller), str(module), str(stat))
@@ -150,14 +169,14 @@ async def create_instrumentation(login: str, request: Request, response: Respons
     audit(svc, caller, "instrumentation.create", f"instrumentation {inst.id}",
           {"metric": inst.metric, "predicate": inst.predicate, "decomposition": list(inst.decomposition),
            "via": "cloudapi"})
-    shown = _shown(svc, inst, caller)
+    shown = _shown(svc, inst, caller, _transforms(request))
     response.headers["location"] = shown["uri"]
     return shown
 
 
 @router.get(ONE)
-def get_instrumentation(login: str, id: str, svc: Svc, caller: Reader) -> dict:
-    return _shown(svc, _inst(svc, caller, id), caller)
+def get_instrumentation(login: str, id: str, request: Request, svc: Svc, caller: Reader) -> dict:
+    return _shown(svc, _inst(svc, caller, id), caller, _transforms(request))
 
 
 @router.delete(ONE, status_code=204, response_class=Response)
@@ -174,6 +193,8 @@ async def delete_instrumentation(login: str, id: str, svc: Svc, caller: Writer) 
 def value_raw(login: str, id: str, request: Request, svc: Svc, caller: Reader) -> dict | list:
     """GetInstrumentationValue: one value, or ``ndatapoints`` of them (an array)."""
     inst = _inst(svc, caller, id)
+    transforms = _transforms(request)
+    wanted = _requested(request, inst, transforms)
     svc.control.touch(inst.id)
     asked = {name: _int_param(request, name) for name in RANGE_PARAMS}
     with translated():
@@ -182,7 +203,9 @@ def value_raw(login: str, id: str, request: Request, svc: Svc, caller: Reader) -
         points = svc.points(inst, rng)
     offer = mapping.for_instrumentation(_offers(svc), inst.metric)
     requested = {f"requested_{k}": v for k, v in asked.items() if v is not None and k != "ndatapoints"}
-    out = [shapes.raw_value(p, inst, offer, requested) for p in points]
+    transformed = transforms.apply_each(wanted, [p.value if isinstance(p.value, dict) else ()
+                                                 for p in points])
+    out = [shapes.raw_value(p, inst, offer, requested, t) for p, t in zip(points, transformed, strict=True)]
     return out if asked["ndatapoints"] is not None else out[-1]
 
 
@@ -245,8 +268,8 @@ class _Heatmap:
         if _list_param(request, "hues"):
             raise invalid("hues: choosing the hues is not supported (fleetscope draws the appliance's: the "
                           "first selected key at 21 degrees, each next one 91 degrees further)")
-        if _list_param(request, "transformations"):
-            raise invalid("transformations: none is offered (DescribeAnalytics lists none)")
+        self.transforms = _transforms(request)
+        self.wanted = _requested(request, inst, self.transforms)
         self.inst = inst
         self.asked = {name: _int_param(request, name) for name in ("start_time", "duration")}
         width, height, nbuckets = (_int_param(request, n) for n in ("width", "height", "nbuckets"))
@@ -298,7 +321,8 @@ def heatmap_image(login: str, id: str, request: Request, svc: Svc, caller: Reade
     hm = _Heatmap(svc, caller, id, request)
     with translated():
         png = heatmap.render_png(hm.matrix, width=hm.width, height=hm.height, selected_order=hm.selected)
-    return {**hm.common(), "image": base64.b64encode(png).decode(), "present": hm.present}
+    return {**hm.common(), "image": base64.b64encode(png).decode(), "present": hm.present,
+            "transformations": hm.transforms.apply(hm.wanted, hm.present)}
 
 
 @router.get(ONE + "/value/heatmap/details")

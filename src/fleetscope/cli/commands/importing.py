@@ -5,7 +5,9 @@ uploaded to the server as a host's history, with a progress bar while they go up
 A CSV's mapping (:mod:`fleetscope.perflogs.csvlog`) comes from ``--mapping FILE`` (TOML or
 JSON) or from the flags ``--time-column``, ``--metric``, ``--field``, ``--column``,
 ``--kind``, ``--unit``, ``--scale`` (one metric); flags given with a file override its
-time column and add their metric to the file's."""
+time column and add their metric to the file's. With ``--events`` (one event per row:
+JMeter's .jtl, ``ab -g``), ``--value-column``, ``--value-field`` and repeated ``--field
+NAME[=COLUMN]`` describe the events instead."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from fleetscope.cli.client import DEFAULT_URL, Api
 from fleetscope.cli.commands.common import AsJson, Url, fail, print_json, reporting_errors, stdout_console
 
 FORMATS = ("sysstat", "vmstat", "iostat", "mpstat", "sar-text", "csv")
+DEFAULT_EVENTS_METRIC = "loadtest.requests"
 
 
 class _Counted(io.FileIO):
@@ -74,8 +77,9 @@ def import_logs(
                                                     "epoch seconds or ISO 8601).")] = None,
     metric: Annotated[str | None, typer.Option(help="csv: the metric (module.stat) the columns "
                                                "become.")] = None,
-    field: Annotated[str | None, typer.Option(help="csv: the field whose values are the columns' "
-                                              "names.")] = None,
+    field: Annotated[list[str] | None, typer.Option(help="csv: the field whose values are the columns' "
+                                                    "names; with --events, a column whose values become "
+                                                    "a field: NAME or NAME=COLUMN (repeat).")] = None,
     column: Annotated[list[str] | None, typer.Option(help="csv: a column the metric takes (repeat; "
                                                      "default: every other column).")] = None,
     kind: Annotated[str | None, typer.Option(help="csv: a new metric's kind: point (levels, default) "
@@ -83,6 +87,13 @@ def import_logs(
     unit: Annotated[str | None, typer.Option(help="csv: a new metric's unit: number, percent, bytes, "
                                              "seconds, ms, us, ns.")] = None,
     scale: Annotated[float | None, typer.Option(help="csv: multiply the figures by this.")] = None,
+    events: Annotated[bool, typer.Option("--events", help="csv: one event per row (JMeter .jtl, ab -g): "
+                                         "counted per --interval (default 1 s) by the --field values and "
+                                         "the --value-column's distribution.")] = False,
+    value_column: Annotated[str | None, typer.Option(help="csv --events: the column of each event's "
+                                                     "figure (JMeter: elapsed; ab -g: ttime).")] = None,
+    value_field: Annotated[str | None, typer.Option(help="csv --events: the figure's field name (default "
+                                                    "latency; --unit its unit, default ms).")] = None,
     url: Url = DEFAULT_URL,
     as_json: AsJson = False,
 ) -> None:
@@ -90,15 +101,23 @@ def import_logs(
     if fmt not in FORMATS:
         fail(f"FORMAT: must be one of {', '.join(FORMATS)}")
     flags = {"time_column": time_column, "time_format": time_format, "metric": metric, "field": field,
-             "column": column, "kind": kind, "unit": unit, "scale": scale}
+             "column": column, "kind": kind, "unit": unit, "scale": scale, "events": events or None,
+             "value_column": value_column, "value_field": value_field}
     given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
     if fmt != "csv" and (given or mapping):
         fail(f"{', '.join(given or ['--mapping'])}: only for csv")
     fields = {"format": fmt, "host": host, "tz": tz, "start": _time(start), "interval": interval,
               "cpus": cpus}
-    if fmt == "csv":
-        fields["mapping"] = json.dumps(csv_mapping(mapping, time_column, time_format, metric, field, column,
-                                                   kind, unit, scale))
+    if fmt == "csv" and events:
+        fields["mapping"] = json.dumps(events_mapping(mapping, time_column, time_format, metric, field or [],
+                                                      value_column, value_field, unit, scale, column, kind))
+    elif fmt == "csv":
+        if value_column or value_field:
+            fail("--value-column, --value-field: only with --events")
+        if field and len(field) > 1:
+            fail("--field: one (the field the columns' names become); several only with --events")
+        fields["mapping"] = json.dumps(csv_mapping(mapping, time_column, time_format, metric,
+                                                   field[0] if field else None, column, kind, unit, scale))
     total = sum(os.path.getsize(f) for f in files)
     show = not as_json and stdout_console().is_terminal
     with reporting_errors(url), Api.from_environment(url) as api, Progress(
@@ -119,18 +138,21 @@ def import_logs(
                            f"{_when(body['end_time'])} UTC, metrics {', '.join(body['metrics'])}")
 
 
+def _read_mapping(path: Path) -> dict:
+    """A --mapping file: JSON (``.json``) or TOML."""
+    text = path.read_text()
+    try:
+        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        fail(f"--mapping: {path.name}: not {'JSON' if path.suffix == '.json' else 'TOML'} ({exc})")
+
+
 def csv_mapping(path: Path | None, time_column: str | None, time_format: str | None, metric: str | None,
                 field: str | None, columns: list[str] | None, kind: str | None, unit: str | None,
                 scale: float | None) -> dict:
     """The mapping of a CSV import: the file's (TOML or JSON), with the flags' time column and
     metric added; the server checks it."""
-    mapping: dict = {}
-    if path is not None:
-        text = path.read_text()
-        try:
-            mapping = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-        except (ValueError, tomllib.TOMLDecodeError) as exc:
-            fail(f"--mapping: {path.name}: not {'JSON' if path.suffix == '.json' else 'TOML'} ({exc})")
+    mapping = _read_mapping(path) if path is not None else {}
     if time_column is not None:
         mapping["time_column"] = time_column
     if time_format is not None:
@@ -143,6 +165,33 @@ def csv_mapping(path: Path | None, time_column: str | None, time_format: str | N
         fail("--field, --column, --kind, --unit, --scale describe a --metric: give it")
     if "time_column" not in mapping or not mapping.get("metrics"):
         fail("csv: give --time-column and --metric (or a --mapping file with time_column and metrics)")
+    return mapping
+
+
+def events_mapping(path: Path | None, time_column: str | None, time_format: str | None, metric: str | None,
+                   fields: list[str], value_column: str | None, value_field: str | None, unit: str | None,
+                   scale: float | None, columns: list[str] | None, kind: str | None) -> dict:
+    """The mapping of a CSV of one event per row: the file's, with the flags' time column and
+    events (``--field NAME`` takes column NAME, ``--field NAME=COLUMN`` renames it); the server
+    checks it."""
+    if columns or kind:
+        fail("--column, --kind: not with --events (each row is one event: --value-column, --field)")
+    mapping = _read_mapping(path) if path is not None else {}
+    if time_column is not None:
+        mapping["time_column"] = time_column
+    if time_format is not None:
+        mapping["time_format"] = time_format
+    ev = mapping.get("events") if isinstance(mapping.get("events"), dict) else {}
+    taken = dict(ev.get("columns", {}))
+    for f in fields:
+        name, _, col = f.partition("=")
+        taken[name] = col or name
+    one = {"metric": metric or ev.get("metric") or DEFAULT_EVENTS_METRIC, "value_column": value_column,
+           "value_field": value_field, "unit": unit, "scale": scale, "columns": taken or None}
+    mapping["events"] = {**ev, **{k: v for k, v in one.items() if v is not None}}
+    mapping.pop("metrics", None)
+    if "time_column" not in mapping or "value_column" not in mapping["events"]:
+        fail("csv --events: give --time-column and --value-column (or a --mapping file with them)")
     return mapping
 
 

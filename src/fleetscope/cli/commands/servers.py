@@ -46,6 +46,12 @@ ContainerLabel = Annotated[list[str] | None, typer.Option(
 PublicUrl = Annotated[str | None, typer.Option(
     help="The address people open the dashboard at (links in alert notifications), e.g. "
          "https://fleet.example.com.", show_default=False)]
+ReverseDns = Annotated[str | None, typer.Option(
+    help="CloudAPI's reversedns transformation: 'system' (the resolvers of /etc/resolv.conf), "
+         "'off', or DNS servers HOST[:PORT],... [default: system]", show_default=False)]
+GeoIpDb = Annotated[str | None, typer.Option(
+    help="A MaxMind GeoIP database (.mmdb) for CloudAPI's geolocate transformation (none is "
+         "shipped; without one, geolocate is not offered).", show_default=False)]
 
 
 def serve(
@@ -87,6 +93,8 @@ def serve(
     auth_failures: AuthFailures = DEFAULT_AUTH_FAILURES,
     public_url: PublicUrl = None,
     container_label: ContainerLabel = None,
+    reverse_dns: ReverseDns = None,
+    geoip_db: GeoIpDb = None,
 ) -> None:
     """Run everything on this host: agent, aggregator, store, API and dashboard.
 
@@ -103,7 +111,8 @@ def serve(
                               ingest_max_metrics=ingest_max_metrics, ingest_max_keys=ingest_max_keys,
                               tick_budget=tick_budget, no_auth=no_auth,
                               allowed_host=allowed_host, auth_failures=auth_failures,
-                              public_url=public_url, container_label=container_label)
+                              public_url=public_url, container_label=container_label,
+                              reverse_dns=reverse_dns or "system", geoip_db=geoip_db)
         configure_logging(log_level)
         application = process.serve_app(config)
     typer.echo(f"fleetscope {__version__} serving at http://{host}:{port}/ (data in {data_dir})")
@@ -269,6 +278,8 @@ def api(
                                                    help="Serve HTTPS with this certificate (PEM).")] = None,
     https_key: Annotated[str | None, typer.Option("--tls-key", envvar="FLEETSCOPE_TLS_KEY",
                                                   help="The certificate's private key (PEM).")] = None,
+    reverse_dns: ReverseDns = None,
+    geoip_db: GeoIpDb = None,
 ) -> None:
     """Serve the API and the dashboard of a fleet (any number of these, behind a balancer).
 
@@ -280,4 +291,4 @@ def api(
                        section="api", config=config, bus=bus, store=store, log_level=log_level, host=host,
                        port=port, nats=_nats(creds, nkey, user, password, token, tls_ca, tls_cert, tls_key),
                        allowed_host=allowed_host, tls_cert=https_cert, tls_key=https_key,
-                       auth_failures=auth_failures)
+                       auth_failures=auth_failures, reverse_dns=reverse_dns, geoip_db=geoip_db)
