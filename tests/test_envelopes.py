@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
+from playwright.sync_api import Page
 
 from fleetscope.api import queries
 from fleetscope.api.control import DEFAULTS_KEY
@@ -30,6 +31,7 @@ from fleetscope.store.open import open_store
 from fleetscope.store.rollup import rollup
 from tests.conftest import Server, free_port
 from tests.test_browser import browser as browser
+from tests.test_browser import in_page, ready
 from tests.test_browser import page as page
 
 API = "/api/v1"
@@ -155,3 +157,32 @@ def test_the_envelope_reads_the_finest_tier_within_its_budget() -> None:
     assert now - 30 * DAY <= cut < now - 30 * DAY + year.duration
     assert sum(queries.rows_read(t, s, e, now) for t, s, e in plan) <= queries.ENVELOPE_BUDGET
     assert queries.envelope_plan(tiers, queries.Range(now - 3600, 1, 3600), now) == []  # nothing finer
+
+def test_a_line_panel_draws_the_band_per_pixel_column_and_it_holds_the_spike(spiky: dict, page: Page) -> None:
+    srv = spiky["srv"]
+    page.goto(srv.login_link())
+    now = int(time.time())
+    page.goto(f"{srv.url}/?dashboard={spiky['board']}&from={now - DAYS * DAY}&to={now}")
+    ready(page, spiky["one"])
+    band = in_page(page, spiky["one"], """((at) => {  // at: the spike's time
+        const c = p.body.chart, b = c.bandDrawn, a = c.a, d = c.data;
+        if (!b) return null;
+        const i = Math.floor((at - d.start) / (d.end - d.start) * a.w);  // the spike's column
+        const ctx = c.canvas.getContext("2d"), dpr = c.dpr;
+        const px = (y) => Array.from(ctx.getImageData(Math.floor((b.x0 + i + 0.5) * dpr),
+                                                      Math.round(y * dpr), 1, 1).data);
+        // the pixel just under the band's top in that column, and one at the same height in a
+        // column far from it
+        const far = (y) => Array.from(ctx.getImageData(Math.floor((b.x0 + (i + a.w / 2) % a.w) * dpr),
+                                                       Math.round(y * dpr), 1, 1).data);
+        return {columns: b.hi.length, width: a.w, top: Math.max(...b.hi.filter((v) => v !== null)),
+                hi: b.hi[i], lo: b.lo[i], time: b.time(i), inside: px(b.y(b.hi[i]) + 2),
+                outside: far(b.y(b.hi[i]) + 2), line: c.lineMax};
+    })(AT)""".replace("AT", str(spiky["spike_at"])))
+    assert band is not None, "no band drawn"
+    assert band["columns"] == round(band["width"])  # one per pixel column
+    assert band["time"][0] <= spiky["spike_at"] < band["time"][1]
+    assert band["hi"] == band["top"] == SPIKE / G  # 50 s/s: the spike's minute, as a rate
+    assert band["lo"] == BASE / G
+    assert band["line"] < 2 * BASE / G  # the line itself (four-hour averages) stays near 1 s/s
+    assert band["inside"][3] > 0 and band["inside"] != band["outside"], band

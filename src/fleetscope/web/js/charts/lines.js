@@ -10,6 +10,10 @@ const THRESHOLD_ROOM = 1.08; // the axis reaches this far past the highest thres
  * data: {start, end, step, times: [t], series: [{key, color, values: [number|null]}], unit, rate,
  *   overlays: [{key, label, color, values}]} (overlays: dashed lines over the rest, never stacked:
  *   the same panel a day or a week earlier)
+ *   band: {color, lo: [number|null], hi: [number|null]} or null: per point, the smallest and the
+ *   largest of the finer points inside it (the API's envelopes), drawn per pixel column behind the
+ *   lines (the top of a stack: the envelope of the total) so that a peak a coarse step averages
+ *   away is still seen; as drawn in `bandDrawn` (one lo/hi per pixel column, null where none).
  * style: {stacked, highlight: key|null, isolate: key|null}
  * onHover(index|null) is called as the pointer moves over a point.
  * setThresholds([{id, value, label, state}]): alert thresholds, drawn as dashed lines (the value
@@ -86,14 +90,17 @@ export class LineChart extends CanvasView {
       for (const s of shown) for (const v of s.values) if (v > max) max = v;
     }
     for (const o of this.data.overlays || []) for (const v of o.values) if (v > max) max = v;
-    return { shown, stacks, max };
+    const lineMax = max;
+    if (this.data.band) for (const v of this.data.band.hi) if (v > max) max = v;
+    return { shown, stacks, max, lineMax };
   }
 
   draw(ctx) {
     const d = this.data;
     if (!d) return;
     const c = themeColors();
-    const { shown, stacks, max } = this.visible();
+    const { shown, stacks, max, lineMax } = this.visible();
+    this.lineMax = lineMax;
     const top = tidyTop(Math.max(max, ...this.thresholds.map((t) => t.value * THRESHOLD_ROOM)), d.unit);
     const ticks = axisTicks(0, top, d.unit, this.height - MARGIN.top - MARGIN.bottom);
     const a = this.area({ ...MARGIN, left: axisWidth(ctx, ticks, c, d.rate) });
@@ -106,6 +113,7 @@ export class LineChart extends CanvasView {
     ctx.beginPath();
     ctx.rect(a.x0, a.y0 - 2, a.w, a.h + 2);
     ctx.clip();
+    this.bandDrawn = d.band ? drawBand(ctx, a, d, y) : null;
     const hl = this.style.highlight;
     shown.forEach((s, k) => {
       const dim = hl !== null && hl !== s.key;
@@ -168,14 +176,82 @@ function runs(values) {
   return out;
 }
 
+/**
+ * The line through `values`, by pixel column: where points are denser than pixels, each column
+ * draws its first, lowest, highest and last point (M4: the same pixels as every point, with a
+ * path of at most four points a column).
+ */
 function strokeLine(ctx, values, x, y) {
   ctx.beginPath();
   for (const [i0, i1] of runs(values)) {
     ctx.moveTo(x(i0), y(values[i0]));
     if (i0 === i1) ctx.lineTo(x(i0) + 1, y(values[i0]));
-    for (let i = i0 + 1; i <= i1; i++) ctx.lineTo(x(i), y(values[i]));
+    let i = i0 + 1;
+    while (i <= i1) {
+      const col = Math.floor(x(i));
+      let j = i;
+      let lo = i;
+      let hi = i;
+      while (j + 1 <= i1 && Math.floor(x(j + 1)) === col) {
+        j += 1;
+        if (values[j] < values[lo]) lo = j;
+        if (values[j] > values[hi]) hi = j;
+      }
+      if (j === i) ctx.lineTo(x(i), y(values[i]));
+      else {
+        const px = col + 0.5;
+        ctx.lineTo(px, y(values[i]));
+        ctx.lineTo(px, y(values[lo]));
+        ctx.lineTo(px, y(values[hi]));
+        ctx.lineTo(px, y(values[j]));
+      }
+      i = j + 1;
+    }
   }
   ctx.stroke();
+}
+
+/**
+ * The envelope band of `d` on plot `a`, per pixel column: each column the lowest `lo` and the
+ * highest `hi` of the points whose step it overlaps, filled between them behind the lines.
+ * Returns what was drawn for the tests: {x0, lo: [], hi: [] (null: none), y, time(c): [t0, t1)}.
+ */
+function drawBand(ctx, a, d, y) {
+  const ncols = Math.max(1, Math.round(a.w));
+  const lo = new Array(ncols).fill(null);
+  const hi = new Array(ncols).fill(null);
+  const perSecond = a.w / (d.end - d.start);
+  const { band } = d;
+  for (let i = 0; i < d.times.length; i++) {
+    const l = band.lo[i];
+    const u = band.hi[i];
+    if (l === null || l === undefined || u === null || u === undefined) continue;
+    const c0 = Math.max(0, Math.floor((d.times[i] - d.start) * perSecond));
+    const c1 = Math.min(ncols, Math.max(c0 + 1, Math.ceil((d.times[i] + d.step - d.start) * perSecond)));
+    for (let c = c0; c < c1; c++) {
+      if (lo[c] === null || l < lo[c]) lo[c] = l;
+      if (hi[c] === null || u > hi[c]) hi[c] = u;
+    }
+  }
+  ctx.globalAlpha = 0.22;
+  ctx.fillStyle = band.color;
+  for (const [c0, c1] of runs(hi)) {
+    ctx.beginPath();
+    ctx.moveTo(a.x0 + c0, y(hi[c0]));
+    for (let c = c0; c <= c1; c++) {
+      ctx.lineTo(a.x0 + c, y(hi[c]));
+      ctx.lineTo(a.x0 + c + 1, y(hi[c]));
+    }
+    for (let c = c1; c >= c0; c--) {
+      ctx.lineTo(a.x0 + c + 1, y(lo[c]));
+      ctx.lineTo(a.x0 + c, y(lo[c]));
+    }
+    ctx.closePath();
+    ctx.fill();
+  }
+  ctx.globalAlpha = 1;
+  const secondsPerColumn = 1 / perSecond;
+  return { x0: a.x0, lo, hi, y, time: (c) => [d.start + c * secondsPerColumn, d.start + (c + 1) * secondsPerColumn] };
 }
 
 function fillBetween(ctx, values, below, x, y) {

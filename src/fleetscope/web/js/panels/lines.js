@@ -78,8 +78,8 @@ export class LineBody extends Body {
   }
 
   async fetch(r, signal) {
-    const params = r.live ? { ndatapoints: r.n, duration: r.step }
-      : { start_time: r.start, end_time: r.end, duration: r.step };
+    const params = r.live ? { ndatapoints: r.n, duration: r.step, envelope: true }
+      : { start_time: r.start, end_time: r.end, duration: r.step, envelope: true };
     let pts;
     let refused = null;
     try {
@@ -179,6 +179,27 @@ export class LineBody extends Body {
     return seriesColor(this.colors.get(key));
   }
 
+  /**
+   * The envelope band (see charts/lines.js): per point, the least and the largest of the finer
+   * points the API found inside it (a breakdown: of their totals), as drawn (per second for rates),
+   * and the point's own value; for the one value, or the top of a stack of every key. None for
+   * separate lines of a breakdown or an isolated key (the envelope is of the total).
+   */
+  band() {
+    const stacked = this.discrete && (this.options.chart || "stacked") === "stacked";
+    if ((this.discrete && !stacked) || this.isolate || !this.pts.some((p) => p.envelope)) return null;
+    const lo = [];
+    const hi = [];
+    for (const p of this.pts) {
+      const v = this.shown(p, this.total(p));
+      const e = p.envelope;
+      const per = this.inst.kind === "interval" && e ? e.resolution : 1;
+      lo.push(v === null ? null : e ? Math.min(v, e.min / per) : v);
+      hi.push(v === null ? null : e ? Math.max(v, e.max / per) : v);
+    }
+    return { color: this.discrete ? cssVar("--muted") : seriesColor(0), lo, hi };
+  }
+
   /** Series of the top keys (by total over the range) and the rest; or the one value. */
   series() {
     const pts = this.pts;
@@ -221,7 +242,7 @@ export class LineBody extends Body {
     const start = this.pts.length ? this.pts[0].start_time : 0;
     const end = start + this.range.n * this.range.step;
     this.chart.setData({ start, end, step: this.range.step, times: this.times, series: this.current, unit, rate,
-      overlays: this.overlays() },
+      overlays: this.overlays(), band: this.band() },
       { stacked: this.discrete && (this.options.chart || "stacked") === "stacked", highlight: this.highlight,
         isolate: this.isolate });
     const present = this.pts.filter((p) => p.value !== null);
@@ -373,7 +394,7 @@ export class LineBody extends Body {
     if (key) this.highlight = key;
     this.panel.selectionChanged();
     this.toolbar();
-    this.chart.setData(this.chart.data, { isolate: key, highlight: this.highlight });
+    this.chart.setData({ ...this.chart.data, band: this.band() }, { isolate: key, highlight: this.highlight });
     this.legendRows();
   }
 
