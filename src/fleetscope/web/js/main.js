@@ -29,7 +29,8 @@ class App {
     this.board = { ...ALL, panels: [] };
     this.allOrder = [];
     this.allOptions = new Map();
-    this.panels = [];
+    this.panels = []; // the panels made, in the order shown (a collapsed row's are not made)
+    this.panelOf = new Map(); // slot uid -> its panel, while made
     this.online = true;
     this.firstChart = null;
     this.time = new TimeRange();
@@ -201,13 +202,15 @@ class App {
 
   show(board) {
     for (const p of this.panels) p.destroy();
-    this.board = board.id === null ? { ...ALL, panels: this.allSlots() }
-      : { ...board, panels: board.panels.map((s) => ({ uid: ++uid, instrumentation: s.instrumentation,
-        options: { ...(s.options || {}) } })) };
-    this.panels = this.board.panels.map((slot) => this.makePanel(slot));
+    this.panelOf = new Map();
+    const rows = board.id === null ? [] : (board.rows || []).map((r) => ({ uid: ++uid, title: r.title,
+      collapsed: Boolean(r.collapsed) }));
+    this.board = board.id === null ? { ...ALL, rows, panels: this.allSlots() }
+      : { ...board, rows, panels: board.panels.map((s) => ({ uid: ++uid, instrumentation: s.instrumentation,
+        row: rows[s.row] ?? null, options: { ...(s.options || {}) } })) };
+    this.arrange();
     const grid = $("#grid");
-    fill(grid, this.panels.map((p) => p.el));
-    if (!this.panels.length) {
+    if (!this.board.panels.length) {
       grid.append(h("div.empty-board", {},
         h("p", {}, this.board.id === null ? "No instrumentations yet." : "This dashboard has no panels yet."),
         h("button.btn.primary", { onclick: () => this.form.openCreate() }, "New instrumentation")));
@@ -216,6 +219,143 @@ class App {
     this.reloadPanels();
     this.openStream();
     document.title = this.board.id === null ? "fleetscope" : `${this.board.name} · fleetscope`;
+  }
+
+  /**
+   * Lay the grid out as the dashboard orders it: the panels without a row, then each row's title
+   * and, unless it is collapsed, its panels. A collapsed row's panels are not made, so they fetch
+   * nothing (Grafana's rows do the same); those of a row just collapsed are let go. Returns the
+   * panels made now, for the caller to load.
+   */
+  arrange() {
+    const rows = [null, ...this.board.rows];
+    const of = (row) => this.board.panels.filter((s) => (s.row ?? null) === row);
+    this.board.panels = rows.flatMap(of);
+    const made = [];
+    const shown = [];
+    const els = [];
+    for (const row of rows) {
+      const slots = of(row);
+      if (row) els.push(this.rowHead(row, slots.length));
+      for (const slot of slots) {
+        let panel = this.panelOf.get(slot.uid);
+        if (row?.collapsed) {
+          panel?.destroy();
+          this.panelOf.delete(slot.uid);
+          continue;
+        }
+        if (!panel) {
+          panel = this.makePanel(slot);
+          this.panelOf.set(slot.uid, panel);
+          made.push(panel);
+        }
+        shown.push(panel);
+        els.push(panel.el);
+      }
+    }
+    this.panels = shown;
+    fill($("#grid"), els);
+    return made;
+  }
+
+  /** A row's title bar: a button that collapses or expands it, its panel count and its menu; a
+   * panel's title dropped on it moves that panel into the row. */
+  rowHead(row, count) {
+    const index = this.board.rows.indexOf(row);
+    const toggle = h("button.row-toggle", { type: "button", "aria-expanded": String(!row.collapsed),
+      title: row.collapsed ? "show this row's panels" : "hide this row's panels (they stop asking for data)",
+      onclick: () => this.toggleRow(row) },
+    h("span.row-caret", { "aria-hidden": "true" }, row.collapsed ? "▸" : "▾"), h("span.row-title", {}, row.title),
+    h("span.row-count", {}, `${count} panel${count === 1 ? "" : "s"}`));
+    const menu = h("button.btn.small.icon", { type: "button", "aria-label": `row actions: ${row.title}`,
+      title: "row actions", "aria-haspopup": "menu", onclick: (e) => openMenu(e.currentTarget, [
+        { label: "Rename row…", testid: "row-rename", onSelect: () => this.renameRow(row) },
+        { label: "Move row up", testid: "row-up", disabled: index === 0, onSelect: () => this.moveRow(row, -1) },
+        { label: "Move row down", testid: "row-down", disabled: index === this.board.rows.length - 1,
+          onSelect: () => this.moveRow(row, 1) },
+        { label: "Remove row", testid: "row-remove", hint: "its panels stay, above the rows",
+          onSelect: () => this.removeRow(row) },
+      ]) }, "⋯");
+    const el = h("div.board-row", { dataset: { row: String(index), collapsed: String(row.collapsed) } },
+      h("h2.row-heading", {}, toggle), menu);
+    el.addEventListener("dragover", (e) => {
+      if (!e.dataTransfer.types.includes("application/x-fleetscope-panel")) return;
+      e.preventDefault();
+      el.classList.add("drop-here");
+    });
+    el.addEventListener("dragleave", () => el.classList.remove("drop-here"));
+    el.addEventListener("drop", (e) => {
+      el.classList.remove("drop-here");
+      const moved = this.board.panels.find((s) => s.uid === Number(e.dataTransfer.getData("application/x-fleetscope-panel")));
+      if (!moved) return;
+      e.preventDefault();
+      this.moveToRow(moved, row);
+    });
+    return el;
+  }
+
+  /** Collapse or expand `row` (kept in the dashboard): its panels are let go, or made and loaded. */
+  toggleRow(row) {
+    row.collapsed = !row.collapsed;
+    this.relayout();
+  }
+
+  /** After a change of rows: lay out again, load the panels made, follow the panels shown live. */
+  relayout() {
+    for (const p of this.arrange()) p.load();
+    this.openStream();
+    this.boardChanged();
+  }
+
+  async addRow() {
+    const title = await this.ask("New row", "Title", "", "Add");
+    if (title === null) return;
+    this.board.rows.push({ uid: ++uid, title, collapsed: false });
+    this.relayout();
+    this.toast(`Row “${title}” added: drag a panel's title onto it, or use a panel's menu.`);
+  }
+
+  async renameRow(row) {
+    const title = await this.ask("Rename row", "Title", row.title, "Rename");
+    if (title === null) return;
+    row.title = title;
+    this.relayout();
+  }
+
+  moveRow(row, by) {
+    const rows = this.board.rows;
+    const i = rows.indexOf(row);
+    const j = Math.max(0, Math.min(rows.length - 1, i + by));
+    if (i < 0 || i === j) return;
+    rows.splice(i, 1);
+    rows.splice(j, 0, row);
+    this.relayout();
+  }
+
+  removeRow(row) {
+    for (const s of this.board.panels) if (s.row === row) s.row = null;
+    this.board.rows = this.board.rows.filter((r) => r !== row);
+    this.relayout();
+  }
+
+  /** Put the panel of `slot` at the end of `row` (null: above the rows). */
+  moveToRow(slot, row) {
+    const list = this.board.panels;
+    list.splice(list.indexOf(slot), 1);
+    slot.row = row;
+    list.push(slot); // arrange() orders by row, keeping this order within each
+    this.relayout();
+  }
+
+  /** The menu of rows a panel can move to (from its own menu). */
+  rowMenu(panel, anchor) {
+    const here = panel.slot.row ?? null;
+    openMenu(anchor, [
+      { heading: "Move to row" },
+      ...[null, ...this.board.rows].map((row) => ({ label: row ? row.title : "No row (above the rows)",
+        testid: `to-row-${row ? this.board.rows.indexOf(row) : "none"}`, disabled: row === here,
+        onSelect: () => this.moveToRow(panel.slot, row) })),
+    ]);
   }
 
   makePanel(slot) {
@@ -236,8 +376,12 @@ class App {
 
   /** The dashboard as the API stores it (panels of deleted instrumentations left out). */
   document(name = this.board.name) {
-    return { name, panels: this.board.panels.filter((s) => this.insts.has(s.instrumentation))
-      .map((s) => ({ instrumentation: s.instrumentation, options: s.options })) };
+    const rows = this.board.rows;
+    const doc = { name, panels: this.board.panels.filter((s) => this.insts.has(s.instrumentation))
+      .map((s) => ({ instrumentation: s.instrumentation, ...(s.row ? { row: rows.indexOf(s.row) } : {}),
+        options: s.options })) };
+    if (rows.length) doc.rows = rows.map((r) => ({ title: r.title, collapsed: r.collapsed }));
+    return doc;
   }
 
   boardChanged() {
@@ -360,7 +504,7 @@ class App {
   addPanel(inst, { after = null } = {}) {
     this.insts.set(inst.id, inst);
     const options = {};
-    const slot = { uid: ++uid, instrumentation: inst.id, options };
+    const slot = { uid: ++uid, instrumentation: inst.id, row: after?.row ?? null, options };
     if (this.board.id === null) {
       this.allOptions.set(inst.id, options);
       const at = after ? this.allOrder.indexOf(after.instrumentation) + 1 : this.allOrder.length;
@@ -368,12 +512,9 @@ class App {
     }
     const index = after ? this.board.panels.indexOf(after) + 1 : this.board.panels.length;
     this.board.panels.splice(index || this.board.panels.length, 0, slot);
-    const panel = this.makePanel(slot);
-    const next = this.panels[index];
-    this.panels.splice(index, 0, panel);
-    $(".empty-board")?.remove();
-    $("#grid").insertBefore(panel.el, next ? next.el : null);
-    panel.load();
+    if (slot.row) slot.row.collapsed = false;
+    for (const p of this.arrange()) p.load();
+    const panel = this.panelOf.get(slot.uid);
     this.openStream();
     this.boardChanged();
     this.flash(panel, "nearest");
@@ -404,8 +545,9 @@ class App {
     const i = this.board.panels.indexOf(slot);
     if (i < 0) return;
     this.board.panels.splice(i, 1);
-    const [panel] = this.panels.splice(i, 1);
-    panel.destroy();
+    this.panelOf.get(slot.uid)?.destroy();
+    this.panelOf.delete(slot.uid);
+    this.arrange();
     this.openStream();
     this.boardChanged();
   }
@@ -414,18 +556,19 @@ class App {
     this.removeSlot(panel.slot);
   }
 
-  /** Put `panel` at position `to` of the dashboard (a drag onto another panel, or its menu). */
+  /** Put `panel` at position `to` of the panels shown (a drag onto another panel, or its menu),
+   * in the row of the panel it takes the place of. */
   movePanel(panel, to) {
     const from = this.panels.indexOf(panel);
     to = Math.max(0, Math.min(this.panels.length - 1, to));
     if (from < 0 || from === to) return;
-    this.panels.splice(from, 1);
-    this.panels.splice(to, 0, panel);
-    const [slot] = this.board.panels.splice(from, 1);
-    this.board.panels.splice(to, 0, slot);
-    if (this.board.id === null) this.allOrder = this.board.panels.map((s) => s.instrumentation);
-    const next = this.panels[to + 1];
-    $("#grid").insertBefore(panel.el, next ? next.el : null);
+    const target = this.panels[to].slot;
+    const list = this.board.panels;
+    list.splice(list.indexOf(panel.slot), 1);
+    panel.slot.row = target.row ?? null;
+    list.splice(list.indexOf(target) + (from < to ? 1 : 0), 0, panel.slot);
+    if (this.board.id === null) this.allOrder = list.map((s) => s.instrumentation);
+    this.arrange();
     this.boardChanged();
   }
 
@@ -453,6 +596,7 @@ class App {
       const fresh = this.makePanel(p.slot);
       p.el.replaceWith(fresh.el);
       p.destroy();
+      this.panelOf.set(p.slot.uid, fresh);
       fresh.load();
       return fresh;
     });
@@ -542,6 +686,8 @@ class App {
       const saved = this.board.id !== null;
       openMenu(e.currentTarget, [
         { label: "Save as new dashboard…", onSelect: () => this.saveAs() },
+        { label: "New row…", testid: "new-row", disabled: !saved, hint: saved ? "a titled group of panels" : "save the dashboard first",
+          onSelect: () => this.addRow() },
         { label: "Rename…", disabled: !saved, onSelect: () => this.rename() },
         { label: "Copy link", hint: "this dashboard and range", onSelect: () => this.copyLink() },
         { label: "Delete dashboard", disabled: !saved, onSelect: () => this.deleteBoard() },

@@ -255,6 +255,8 @@ export class Panel {
         onSelect: () => this.app.movePanel(this, this.app.panels.indexOf(this) - 1) },
       { label: "Move later", testid: "move-later", disabled: this.app.panels.indexOf(this) === this.app.panels.length - 1,
         onSelect: () => this.app.movePanel(this, this.app.panels.indexOf(this) + 1) },
+      this.app.board.rows?.length ? { label: "Move to row…", testid: "move-row", hint: "a titled group",
+        onSelect: () => this.app.rowMenu(this, this.menuBtn) } : null,
       saved ? { label: "Remove from dashboard", testid: "remove", onSelect: () => this.app.removePanel(this) } : null,
       { label: "Delete instrumentation", testid: "delete", onSelect: () => this.app.deleteInstrumentation(this) },
     ].filter(Boolean));
