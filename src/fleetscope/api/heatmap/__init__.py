@@ -7,13 +7,14 @@ Pure computation, no HTTP: the API turns requests into calls here.
 * :mod:`.spread`: how each stored bucket is spread over the rows it overlaps
   (shared by the matrix and the details, so both count alike);
 * :mod:`.png`: the matrix drawn as a PNG in the appliance's colours (:func:`render_png`);
-* :mod:`.details`: the counts of one cell, by key (:func:`cell_details`);
+* :mod:`.details`: the counts of one cell, by key (:func:`cell_details`), and every key of a
+  range with its count (:func:`key_totals`);
 * :mod:`.lines`: average and percentile lines over the columns
   (:func:`average_line`, :func:`percentile_lines`);
 * :mod:`.args`: the argument checks they share (errors name the argument).
 """
 
-from fleetscope.api.heatmap.details import cell_details
+from fleetscope.api.heatmap.details import cell_details, key_totals
 from fleetscope.api.heatmap.lines import average_line, percentile_lines
 from fleetscope.api.heatmap.matrix import Column, HeatmapMatrix, heatmap_matrix, tidy_max
 from fleetscope.api.heatmap.png import render_png
@@ -24,6 +25,7 @@ __all__ = [
     "average_line",
     "cell_details",
     "heatmap_matrix",
+    "key_totals",
     "percentile_lines",
     "render_png",
     "tidy_max",

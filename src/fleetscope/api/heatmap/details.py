@@ -1,4 +1,5 @@
-"""The details of one heatmap cell: its time, its value range, the total count and the count per key."""
+"""The details of one heatmap cell (its time, its value range, the total count and the count per
+key), and the keys of a whole range (what a heatmap's key search looks among)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,17 @@ def cell_details(
     ranked = sorted(zip(names, per.tolist(), strict=False), key=lambda kv: -kv[1])
     out["keys"] = {key: n for key, n in ranked if n > 0}
     return out
+
+
+def key_totals(columns: Sequence[Column]) -> list[tuple[str, float]]:
+    """Every key of ``columns`` (dict columns) with its count over all of them, largest first
+    (equal counts by key); histogram-only and empty columns add nothing."""
+    totals: dict[str, float] = {}
+    for col in columns:
+        if isinstance(col, dict):
+            for key, hist in col.items():
+                totals[key] = totals.get(key, 0.0) + hist.count
+    return sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def _column_at(times: Sequence[float], t: float) -> int:

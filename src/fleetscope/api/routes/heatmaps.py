@@ -1,4 +1,5 @@
-"""``/api/v1/instrumentations/{id}/heatmap`` (JSON matrix, PNG or Grafana cells) and its cell details."""
+"""``/api/v1/instrumentations/{id}/heatmap`` (JSON matrix, PNG or Grafana cells), its cell details
+and the keys of its range."""
 
 from __future__ import annotations
 
@@ -105,6 +106,35 @@ def heatmap_details(
     columns = [p.value for p in svc.points(inst, rng)]
     details = heatmap.cell_details(columns, rng.times(), rng.start, ymin, ymax)
     return {**details, "step": rng.duration, "resolution": svc.resolution(inst, rng)}
+
+
+MAX_KEYS_LISTED = 10_000  # keys one answer lists (a breakdown keeps at most its top K a slot)
+
+
+@router.get("/heatmap/keys", summary="Every key of a range's breakdown with its count, largest first",
+            responses=responses(404, 409, 422))
+def heatmap_keys(
+    id: InstId,
+    svc: Svc,
+    caller: Viewer,
+    start_time: RangeStart = None,
+    end_time: RangeEnd = None,
+    duration: Annotated[int | None, Query(ge=1, le=MAX_TIME, description=(
+        "seconds covered (default 60 slots)"))] = None,
+    ndatapoints: HeatmapColumns = None,
+) -> dict:
+    """What a heatmap's key search looks among: the keys of the columns the same range parameters
+    would draw (so the work is that of one heatmap of the range), not only the selected ones."""
+    inst = svc.distribution(caller, id)
+    if not inst.discrete:
+        raise InputError("id", f"instrumentation {id} is not broken down by a discrete field: it has no keys",
+                         409)
+    rng = queries.heatmap_range(inst, svc.latest(inst), start_time, end_time, duration, None, ndatapoints,
+                                tiers=svc.tiers(inst))
+    ranked = heatmap.key_totals([p.value for p in svc.points(inst, rng)])
+    return {"start_time": rng.start, "duration": rng.n * rng.duration, "field": inst.discrete,
+            "total_keys": len(ranked),
+            "keys": [{"key": k, "count": n} for k, n in ranked[:MAX_KEYS_LISTED]]}
 
 
 def _marks(svc: Services, caller: Caller, start: float, end: float) -> list[Mark]:

@@ -18,6 +18,8 @@ const KEY_SATURATION = 1.0;
 const BASE_SATURATION = 0.45;
 const BASE_SATURATION_UNDER_KEYS = 0.16;
 const OVERLAY_COLORS = { avg: "--text", p50: "--ov-1", p90: "--ov-2", p95: "--ov-2", p99: "--ov-3" };
+const PAST_DASH = [2, 3]; // an earlier range's lines (compare): finer than the average's own dash
+const PAST_ALPHA = 0.75;
 
 /**
  * The cells of a matrix as flat column-major arrays: one Float32Array per layer (selected keys
@@ -106,7 +108,8 @@ function ramp(hue, top, dark) {
 
 /**
  * The heatmap. setData(matrix, opts): matrix is the API's JSON (times, counts, keys, ymin,
- * ymax, nbuckets, step, unit); opts = {coloring, order: [selected keys], overlays: {name: [v]}}.
+ * ymax, nbuckets, step, unit); opts = {coloring, order: [selected keys], overlays: {name: [v]},
+ * past: {name: [v]}} (past: the same lines of an earlier range, drawn dashed under today's).
  * Callbacks: onHover(cell|null), onClick(cell), onZoom(lo, hi).
  * setThresholds([{id, value, label, state}]): alert thresholds on the value axis (percentile and
  * average rules), dashed lines over the map; as drawn in `thresholdsDrawn`.
@@ -115,7 +118,7 @@ export class HeatmapChart extends CanvasView {
   constructor(container, { onHover, onClick, onZoom } = {}) {
     super(container);
     this.matrix = null;
-    this.opts = { coloring: "rank", order: [], overlays: {} };
+    this.opts = { coloring: "rank", order: [], overlays: {}, past: {} };
     this.image = null; // an offscreen canvas, one pixel per cell
     this.hoverCell = null;
     this.pinned = null;
@@ -378,12 +381,17 @@ export class HeatmapChart extends CanvasView {
     ctx.rect(a.x0, a.y0, a.w, a.h);
     ctx.clip();
     const labels = [];
-    for (const [name, values] of Object.entries(this.opts.overlays || {})) {
+    this.pastDrawn = [];
+    const lines = [...Object.entries(this.opts.past || {}).map(([name, values]) => ({ name, values, past: true })),
+      ...Object.entries(this.opts.overlays || {}).map(([name, values]) => ({ name, values, past: false }))];
+    for (const { name, values, past } of lines) {
       if (!values || values.length !== n) continue;
       const color = cssVar(OVERLAY_COLORS[name] || "--ov-3") || c.text;
-      ctx.strokeStyle = color;
-      ctx.lineWidth = 1.6;
-      ctx.setLineDash(name === "avg" ? [5, 3] : []);
+      ctx.strokeStyle = past ? c.muted || color : color;
+      ctx.globalAlpha = past ? PAST_ALPHA : 1;
+      ctx.lineWidth = past ? 1.4 : 1.6;
+      ctx.setLineDash(past ? PAST_DASH : name === "avg" ? [5, 3] : []);
+      if (past) this.pastDrawn.push(name);
       ctx.beginPath();
       let open = false;
       let last = null;
@@ -399,7 +407,8 @@ export class HeatmapChart extends CanvasView {
         last = v;
       }
       ctx.stroke();
-      if (last !== null) labels.push({ name, color, y: y(last) });
+      ctx.globalAlpha = 1;
+      if (last !== null && !past) labels.push({ name, color, y: y(last) });
     }
     ctx.restore();
     ctx.setLineDash([]);

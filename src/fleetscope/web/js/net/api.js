@@ -59,6 +59,7 @@ export const api = {
   values: (id, params, signal) => get(`${inst(id)}/value`, params, signal),
   heatmap: (id, params, signal) => get(`${inst(id)}/heatmap`, { format: "json", ...params }, signal),
   details: (id, params, signal) => get(`${inst(id)}/heatmap/details`, params, signal),
+  heatmapKeys: (id, params, signal) => get(`${inst(id)}/heatmap/keys`, params, signal),
   percentiles: (id, params, signal) => get(`${inst(id)}/percentiles`, params, signal),
   average: (id, params, signal) => get(`${inst(id)}/average`, params, signal),
   dashboards: () => get("/dashboards").then((d) => d.dashboards),

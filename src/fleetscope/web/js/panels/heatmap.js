@@ -1,8 +1,10 @@
 // The heatmap panel (distributions): the API's JSON matrix, drawn by charts/heatmap.js, with hover
-// details, key selection from a cell, vertical drag to zoom, and average/percentile lines.
+// details, key selection from a cell or from a search over every key of the range, vertical drag
+// to zoom, average/percentile lines, and the same lines a day or a week earlier (compare).
 
 import { api, apiUrl } from "../net/api.js";
 import { Body } from "./body.js";
+import { COMPARE } from "./lines.js";
 import { baseColor, keyColor } from "../lib/color.js";
 import { debounce, fill, h } from "../lib/dom.js";
 import { formatCount, formatDuration, formatTime, formatValue } from "../lib/format.js";
@@ -11,6 +13,7 @@ import { HeatmapChart } from "../charts/heatmap.js";
 export const NBUCKETS = 100;
 export const OVERLAYS = ["avg", "p50", "p90", "p99"];
 const RESCALE_EVERY = 60; // live columns between automatic rescales of the y axis
+const FOUND_ROWS = 50; // keys the search lists at most (type more to narrow)
 
 const quantile = (name) => Number(name.slice(1)) / 100;
 
@@ -29,7 +32,72 @@ export class HeatBody extends Body {
       onZoom: (lo, hi) => this.zoom(lo, hi),
     });
     this.fetchDetails = debounce((cell) => this.loadDetails(cell), 120);
+    this.past = null; // the lines of the range options.compare seconds earlier: {avg, pNN: [v]}
+    this.averages = null; // {now, past}: the averages of both ranges, over every key
+    this.keyList = null; // {range, keys: [{key, count}], total}: every key of the range, once asked
+    this.legendBody = h("div.legend-body");
+    this.searchBox = this.inst.discrete ? this.keySearch() : null;
+    fill(this.panel.legendEl, this.legendBody, this.searchBox);
     this.toolbar();
+  }
+
+  /** A search over every key of the range's breakdown, not only those selected: a key found is
+   * selected (then Highlight, Isolate or Exclude apply to it). The keys are asked for when the
+   * search is first used in a range, so that a dashboard of heatmaps asks for nothing more. */
+  keySearch() {
+    const field = this.inst.discrete;
+    this.searchEl = h("input.legend-search", { type: "search", placeholder: `find any ${field}…`,
+      "aria-label": `find a ${field} to select`, autocomplete: "off",
+      onfocus: () => this.loadKeys(), oninput: () => this.loadKeys() });
+    this.foundEl = h("ul.legend-list.legend-found", { "aria-label": `${field} values found` });
+    return h("div.key-search", {}, this.searchEl, this.foundEl);
+  }
+
+  /** The signature of the range shown: the keys asked for belong to it. */
+  rangeKey() {
+    const m = this.m;
+    return m ? `${m.start_time}:${m.step}:${m.times.length}` : "";
+  }
+
+  async loadKeys() {
+    const m = this.m;
+    const range = this.rangeKey();
+    if (!m || !m.times.length) return this.foundRows();
+    if (this.keyList?.range !== range && this.keysAsked !== range) {
+      this.keysAsked = range;
+      try {
+        const got = await api.heatmapKeys(this.inst.id, { start_time: m.start_time,
+          end_time: m.start_time + m.times.length * m.step, ndatapoints: m.times.length });
+        if (this.rangeKey() === range) this.keyList = { range, keys: got.keys, total: got.total_keys };
+      } catch (err) {
+        this.keyList = { range, keys: [], total: 0, error: err.message };
+      } finally {
+        if (this.keysAsked === range) this.keysAsked = null;
+      }
+    }
+    this.foundRows();
+  }
+
+  /** The keys matching the search that are not selected: click one (or Enter) to select it. */
+  foundRows() {
+    if (!this.foundEl) return;
+    const q = this.searchEl.value.trim().toLowerCase();
+    const list = this.keyList?.range === this.rangeKey() ? this.keyList : null;
+    if (!q || !list) return void fill(this.foundEl);
+    if (list.error) return void fill(this.foundEl, h("li.legend-more", {}, list.error));
+    const chosen = new Set(this.selected);
+    const hits = list.keys.filter(({ key }) => !chosen.has(key) && key.toLowerCase().includes(q));
+    const pick = (key) => {
+      this.searchEl.value = "";
+      fill(this.foundEl);
+      this.select(key, true);
+    };
+    fill(this.foundEl, hits.slice(0, FOUND_ROWS).map(({ key, count }) => h("li.legend-row.found", {
+      dataset: { key }, tabindex: 0, title: `${key}: click to select it`, onclick: () => pick(key),
+      onkeydown: (e) => (e.key === "Enter" || e.key === " ") && (e.preventDefault(), pick(key)),
+    }, h("span.swatch"), h("span.k", {}, key), h("span.v", {}, `n ${formatCount(count)}`))),
+    hits.length > FOUND_ROWS ? h("li.legend-more", {}, `${hits.length - FOUND_ROWS} more: type more of the name`) : null,
+    hits.length ? null : h("li.legend-more", {}, `none of the ${list.total} keys matches`));
   }
 
   get times() {
@@ -70,7 +138,15 @@ export class HeatBody extends Body {
         this.load();
       },
     }, label);
-    fill(this.panel.toolsEl,
+    const compare = h("select.compare", { "aria-label": "compare with the past",
+      title: "the average and percentile lines of the same range earlier, dashed",
+      onchange: (e) => {
+        this.panel.setOption("compare", Number(e.target.value) || undefined);
+        this.load();
+      } }, h("option", { value: "" }, "compare…"), Object.entries(COMPARE).map(([v, label]) =>
+      h("option", { value: v, selected: Number(v) === o.compare }, `vs ${label}`)));
+    this.compareEl = this.compareEl || h("span.compare-text", { role: "status" });
+    fill(this.panel.toolsEl, this.compareEl, compare,
       h("div.segmented", { role: "group", "aria-label": "colouring" },
         seg("Rank", "rank", "colour by rank: structure at every level"),
         seg("Linear", "linear", "colour by count: where the mass is")),
@@ -139,7 +215,59 @@ export class HeatBody extends Body {
     if (this.pinned) this.panel.tipEl.classList.remove("show", "pinned");
     this.pinned = null;
     this.chart.pinned = null;
-    await this.loadOverlays(signal);
+    await Promise.all([this.loadOverlays(signal), this.loadPast(signal)]);
+  }
+
+  /**
+   * Compare (options.compare seconds back): the average line, and the percentile lines the panel
+   * draws, of the same range earlier, to draw dashed over the map; and the average of each whole
+   * range (the columns' averages weighted by their counts: the mean of the merged histograms).
+   * Lines, not a second map: the appliance's operator reads "is latency higher than yesterday" off
+   * where the mass sits, and a dashed line over today's cells shows that without halving the map.
+   * The averages are over every key (the API's average does not follow a key selection).
+   */
+  async loadPast(signal) {
+    this.past = null;
+    this.averages = null;
+    const m = this.m;
+    const back = this.options.compare;
+    if (!back || !m || !m.times.length) return this.sayCompare();
+    const span = (shift) => ({ start_time: m.start_time - shift,
+      end_time: m.start_time + m.times.length * m.step - shift, ndatapoints: m.times.length });
+    const wanted = ["avg", ...(this.options.overlays || []).filter((n) => n !== "avg")];
+    const [now, past] = await Promise.all([api.average(this.inst.id, span(0), signal),
+      this.overlayValues(span(back), wanted, signal, true)]);
+    const mean = (points) => {
+      let sum = 0;
+      let n = 0;
+      for (const p of points) {
+        if (p.average === null || !p.count) continue;
+        sum += p.average * p.count;
+        n += p.count;
+      }
+      return n ? sum / n : null;
+    };
+    this.past = past.lines;
+    this.averages = { now: mean(now), past: mean(past.points) };
+    this.sayCompare();
+  }
+
+  /** The toolbar's "avg 20 ms vs 10 ms (+100.0 %)", or nothing when not comparing. */
+  sayCompare() {
+    const el = this.compareEl;
+    const a = this.averages;
+    if (!a) {
+      el.textContent = "";
+      delete el.dataset.now;
+      delete el.dataset.past;
+      return;
+    }
+    const unit = this.panel.unit;
+    const change = a.now !== null && a.past ? ` (${a.now >= a.past ? "+" : ""}${(((a.now - a.past) / a.past) * 100).toFixed(1)} %)` : "";
+    el.textContent = `avg ${formatValue(a.now, unit)} vs ${formatValue(a.past, unit)}${change}`;
+    el.title = `average over the range, and over the same range ${COMPARE[this.options.compare]} (every key)`;
+    el.dataset.now = String(a.now);
+    el.dataset.past = String(a.past);
   }
 
   async fetchMatrix(r, signal, linear = false) {
@@ -159,7 +287,9 @@ export class HeatBody extends Body {
     Object.assign(this.overlays, await this.overlayValues(span, wanted, signal));
   }
 
-  async overlayValues(span, wanted, signal) {
+  /** The lines `wanted` (avg, pNN) over `span`: {name: [v]}; with `points`, {lines, points} (the
+   * average's points too, for their counts). */
+  async overlayValues(span, wanted, signal, points = false) {
     const out = {};
     const qs = wanted.filter((n) => n !== "avg");
     const [pct, avg] = await Promise.all([
@@ -171,7 +301,7 @@ export class HeatBody extends Body {
       const key = String(quantile(name));
       out[name] = pct.map((p) => p.percentiles[key] ?? null);
     }
-    return out;
+    return points ? { lines: out, points: avg || [] } : out;
   }
 
   /** One more column starting at `from` (live), with the same axis and selection. */
@@ -181,9 +311,13 @@ export class HeatBody extends Body {
       ymax: m.ymax, selected: this.selected.join(","), ...(m.log ? { scale: "log" } : {}) };
     if (this.selected.length && this.keyMode !== "highlight") p[this.keyMode] = true;
     const wanted = this.options.overlays || [];
-    const [col, ov] = await Promise.all([api.heatmap(this.inst.id, p),
+    const back = this.options.compare;
+    const pastWanted = this.past ? Object.keys(this.past) : [];
+    const [col, ov, pv] = await Promise.all([api.heatmap(this.inst.id, p),
       wanted.length ? this.overlayValues({ start_time: from, end_time: from + step, ndatapoints: 1 }, wanted)
-        : {}]);
+        : {},
+      pastWanted.length ? this.overlayValues({ start_time: from - back, end_time: from - back + step,
+        ndatapoints: 1 }, pastWanted) : {}]);
     if (this.m !== m || this.end !== from) return; // reloaded meanwhile
     m.times.push(col.times[0]);
     m.counts.push(col.counts[0]);
@@ -196,6 +330,11 @@ export class HeatBody extends Body {
       this.overlays[name] = this.overlays[name] || new Array(m.times.length - 1).fill(null);
       this.overlays[name].push(ov[name] ? ov[name][0] : null);
       arrays.push(this.overlays[name]);
+    }
+    for (const name of pastWanted) {
+      if (!this.past?.[name]) continue;
+      this.past[name].push(pv[name] ? pv[name][0] : null);
+      arrays.push(this.past[name]);
     }
     this.trim(arrays);
     m.start_time = m.times[0];
@@ -230,7 +369,7 @@ export class HeatBody extends Body {
     const m = this.m;
     if (!m) return;
     this.chart.setData(m, { coloring: this.options.coloring || "rank", order: this.selected,
-      overlays: this.overlays });
+      overlays: this.overlays, past: this.past || {} });
     const present = m.times.filter((t, i) => m.present[i]);
     this.panel.setPoints(present.length, present.at(-1));
     if (!this.range.live || !this.panel.valueEl.textContent) {
@@ -240,6 +379,7 @@ export class HeatBody extends Body {
       this.panel.valueEl.textContent = i < 0 ? "" : `n ${formatCount(n)}`;
     }
     this.legendRows();
+    if (this.searchEl?.value) this.loadKeys(); // the range changed under a search: its keys
     this.panel.firstDraw();
   }
 
@@ -252,10 +392,15 @@ export class HeatBody extends Body {
       const v = this.overlays[name]?.[i];
       rows.push(h("li.legend-row.static", {}, h("span.k", {}, name), h("span.v", {}, formatValue(v, unit))));
     }
-    fill(this.panel.legendEl,
+    for (const [name, values] of Object.entries(this.past || {})) {
+      rows.push(h("li.legend-row.static.past", { title: `${name} of the same column ${COMPARE[this.options.compare]} (dashed)` },
+        h("span.k", {}, `${name} ${COMPARE[this.options.compare]}`), h("span.v", {}, formatValue(values[i], unit))));
+    }
+    fill(this.legendBody,
       h("div.legend-head", {}, h("span", {}, "axis"), h("span.v", {}, `${formatValue(m.ymin, unit)} – ${formatValue(m.ymax, unit)}`)),
       rows.length ? h("ul.legend-list", {}, rows) : null,
-      this.inst.discrete ? h("div.legend-sub", {}, this.selected.length ? "selected keys" : `click a cell to pick ${this.inst.discrete} values`) : null,
+      this.inst.discrete ? h("div.legend-sub", {}, this.selected.length ? "selected keys"
+        : `click a cell, or find below, to pick ${this.inst.discrete} values`) : null,
       h("ul.legend-list", {}, this.selected.map((key, n) => h("li.legend-row", { dataset: { key } },
         h("span.swatch", { style: { background: keyColor(n) } }), h("span.k", {}, key),
         h("button.x", { title: `stop drawing ${key} apart`, onclick: () => this.select(key, false) }, "×")))),
