@@ -191,6 +191,9 @@ def refused(r: httpx.Response, status: int, code: str, words: str = "") -> None:
 def test_describe_analytics_with_the_real_client(cloud: Cloud) -> None:
     described = cloud.sdc_json("acme", "sdc-describeanalytics")
     assert set(described) == {"modules", "fields", "types", "metrics", "transformations"}
+    # Reverse DNS with the system's resolvers; no geolocate without a GeoIP database.
+    assert list(described["transformations"]) == ["reversedns"]
+    assert "raddr" in described["transformations"]["reversedns"]["fields"]
     metrics = {f"{m['module']}.{m['stat']}": m for m in described["metrics"]}
     # acme's scope is over `mode`: only the metrics with that field are offered to it.
     assert set(metrics) == {"cpu.usage"}
@@ -357,6 +360,88 @@ def test_heatmap_image_and_details(cloud: Cloud) -> None:
     refused(call(cloud, "acme-ec", "GET", scalar.json()["uri"] + "/value/heatmap/image"), 409,
             "InvalidArgument")
     call(cloud, "acme-ec", "DELETE", scalar.json()["uri"])
+
+
+def test_clone_modify_and_head_as_the_original_had_them(cloud: Cloud) -> None:
+    # ECDSA: RSA signatures of the same second are equal, and a second change would be a replay.
+    made = cloud.sdc_json("acme-ec", "sdc-createinstrumentation", "-m", "cpu", "-s", "usage", "-n", "cpumode")
+    made_ids = [made["id"]]
+    try:
+        # The real client's --clone, and CloudAPI's CloneInstrumentation route with an override.
+        copy = cloud.sdc_json("acme-ec", "sdc-createinstrumentation", "--clone", made["id"])
+        made_ids.append(copy["id"])
+        assert copy["id"] != made["id"] and copy["decomposition"] == ["cpumode"] and copy["module"] == "cpu"
+        r = call(cloud, "acme-ec", "POST", f"{made['uri']}?action=clone", {"decomposition": []})
+        assert r.status_code == 201, r.text
+        made_ids.append(r.json()["id"])
+        assert r.json()["decomposition"] == [] and r.json()["value-arity"] == "scalar"
+        assert r.headers["location"] == r.json()["uri"]
+        refused(call(cloud, "acme-ec", "POST", f"{made['uri']}?action=explode"), 409, "InvalidArgument",
+                "explode is not a valid action")
+        refused(call(cloud, "acme-ec", "POST", made["uri"]), 409, "InvalidArgument", "not a valid action")
+        # Modify (CA's PUT): retention-time, idle-max, persist-data; nothing else.
+        r = call(cloud, "acme-ec", "PUT", made["uri"], {"retention-time": 300, "idle-max": 7200})
+        assert r.status_code == 200, r.text
+        assert r.json()["retention-time"] == 300 and r.json()["idle-max"] == 7200
+        native = cloud.native("GET", f"/instrumentations/{made['id']}").json()
+        assert native["retention"] == 300 and native["idle_max"] == 7200
+        refused(call(cloud, "acme-ec", "PUT", made["uri"], {"granularity": 5}), 409, "InvalidArgument",
+                "granularity: cannot be changed")
+        refused(call(cloud, "acme-ec", "PUT", made["uri"], {"retention-time": "soon"}), 409,
+                "InvalidArgument", "retention-time")
+        refused(call(cloud, "acme-ec", "PUT", made["uri"], {}), 409, "MissingParameter")
+        assert cloud.native("GET", f"/instrumentations/{made['id']}").json()["retention"] == 300
+        refused(call(cloud, "beta", "PUT", made["uri"].replace("/acme/", "/beta/"), {"idle-max": 60}), 404,
+                "ResourceNotFound")
+        # HEAD beside every GET, as CloudAPI mounted them: the GET's status, no body.
+        for path in ("/acme/analytics", "/acme/analytics/instrumentations", made["uri"],
+                     made["uri"] + "/value/raw"):
+            head = call(cloud, "acme-ec", "HEAD", path)
+            assert head.status_code == 200 and head.content == b"", path
+        assert httpx.head(cloud.server.url + made["uri"]).status_code == 401
+        # What CloudAPI did not route, in restify's words.
+        r = call(cloud, "acme-ec", "PATCH", made["uri"], {"idle-max": 60})
+        refused(r, 405, "MethodNotAllowedError", "PATCH is not allowed")
+        assert r.headers["allow"] == "DELETE, GET, HEAD, POST, PUT"
+        refused(call(cloud, "acme-ec", "GET", made["uri"] + "/value"), 404, "ResourceNotFound",
+                "/value does not exist")
+    finally:
+        for inst_id in made_ids:
+            call(cloud, "acme-ec", "DELETE", f"/acme/analytics/instrumentations/{inst_id}")
+
+
+def test_heatmap_average_and_percentile(cloud: Cloud) -> None:
+    """Cloud Analytics' column average and percentile, against fleetscope's own /average and
+    /percentiles of the same seconds."""
+    inst = call(cloud, "gamma", "POST", "/gamma/analytics/instrumentations",
+                {"module": "proc", "stat": "cpu", "decomposition": ["utilization"]}).json()
+    try:
+        def with_data():
+            got = call(cloud, "gamma", "GET", inst["uri"] + "/value/heatmap/average?ndatapoints=5").json()
+            return got if all(v["average"] is not None for v in got) else None
+
+        averages = wait_for(with_data, 30, 0.5)
+        start = averages[0]["start_time"]
+        native = cloud.native("GET", f"/instrumentations/{inst['id']}/average",
+                              params={"start_time": start, "ndatapoints": 5}).json()
+        assert [v["average"] for v in averages] == pytest.approx([v["average"] for v in native])
+        assert [v["start_time"] for v in averages] == [v["start_time"] for v in native]
+        p90 = call(cloud, "gamma", "GET", inst["uri"] + f"/value/heatmap/percentile?percentile=0.9"
+                   f"&start_time={start}&duration=1&nbuckets=50&ymax=100").json()
+        native = cloud.native("GET", f"/instrumentations/{inst['id']}/percentiles",
+                              params={"start_time": start, "duration": 1, "q": "0.9"}).json()
+        assert p90["percentile"] == pytest.approx(native["percentiles"]["0.9"])
+        assert p90["start_time"] == start and p90["duration"] == 1 and p90["requested_start_time"] == start
+        refused(call(cloud, "gamma", "GET", inst["uri"] + "/value/heatmap/percentile"), 409,
+                "MissingParameter", "percentile")
+        refused(call(cloud, "gamma", "GET", inst["uri"] + "/value/heatmap/percentile?percentile=90"), 409,
+                "InvalidArgument", "percentile")
+    finally:
+        call(cloud, "gamma", "DELETE", inst["uri"])
+    scalar = call(cloud, "acme-ec", "POST", "/acme/analytics/instrumentations",
+                  {"module": "cpu", "stat": "usage"}).json()
+    refused(call(cloud, "acme-ec", "GET", scalar["uri"] + "/value/heatmap/average"), 409, "InvalidArgument")
+    call(cloud, "acme-ec", "DELETE", scalar["uri"])
 
 
 # -- security -----------------------------------------------------------------------------------------

@@ -27,9 +27,10 @@ _BY_STATUS = {401: INVALID_CREDENTIALS, 403: NOT_AUTHORIZED, 404: NOT_FOUND, 429
 class CloudApiError(Exception):
     """A refusal in the original API's shape."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
 
     def to_json(self) -> dict:
         return {"code": self.code, "message": self.message}
@@ -66,5 +67,5 @@ def translated() -> Iterator[None]:
 async def handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CloudApiError)
     challenge = 'Signature realm="fleetscope",headers="date"'
-    headers = {"www-authenticate": challenge} if exc.status == 401 else None
+    headers = {**exc.headers, **({"www-authenticate": challenge} if exc.status == 401 else {})}
     return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)

@@ -153,6 +153,25 @@ def check_create_body(body: object) -> dict:
     return body
 
 
+MODIFY_FIELDS = ("retention-time", "idle-max", "persist-data")
+
+
+def modify_spec(body: object) -> dict:
+    """A fleetscope update from the original's "Modify Instrumentation Properties" body: only
+    ``retention-time``, ``idle-max`` and ``persist-data`` may change."""
+    if not isinstance(body, dict):
+        raise invalid("the body must be a JSON object (or form fields)")
+    unknown = sorted(set(body) - set(MODIFY_FIELDS))
+    if unknown:
+        raise invalid(f"{unknown[0]}: cannot be changed (only {', '.join(MODIFY_FIELDS)} can)")
+    if not body:
+        raise CloudApiError(409, MISSING_PARAMETER, f"one of {', '.join(MODIFY_FIELDS)} is required")
+    spec: dict = {mine: _integer(name, body[name]) for name, mine in _NUMBERS.items() if name in body}
+    if "persist-data" in body:
+        spec["persist"] = _boolean("persist-data", body["persist-data"])
+    return spec
+
+
 def instrumentation(inst: Instrumentation, offer: Offered | None, login: str, transformations: dict) -> dict:
     """An instrumentation as the original showed it; ``transformations``: those it supports
     (:meth:`.transforms.Transforms.for_decomposition`)."""

@@ -9,6 +9,13 @@ everything it creates, and it sees only its own instrumentations, through
 shapes. ``/my/analytics`` is the signer's own account. Not in the OpenAPI document (see
 :mod:`fleetscope.api.cloudapi`).
 
+CloudAPI's routes: DescribeAnalytics, List/Create/Get/Delete/CloneInstrumentation (``POST
+.../:id?action=clone``), GetInstrumentationValue (``value/raw``), GetInstrumentationHeatmap and
+...HeatmapDetails, each GET with its HEAD. From Cloud Analytics' own API, which CloudAPI did not
+route: ``PUT .../:id`` (modify retention-time, idle-max, persist-data) and
+``value/heatmap/average`` and ``.../percentile``. Anything else under ``/:login/analytics`` is
+answered as restify did (``ResourceNotFound``, ``MethodNotAllowedError``).
+
 This router is included last, so that fleetscope's own paths are matched first; tenant names
 that collide with them cannot be made (``model.access.RESERVED_LOGINS``).
 """
@@ -41,6 +48,7 @@ INSTS = ROOT + "/instrumentations"
 ONE = INSTS + "/{id}"
 MAX_BODY = 65_536
 RANGE_PARAMS = ("start_time", "end_time", "duration", "ndatapoints")
+READ = ["GET", "HEAD"]  # CloudAPI mounted a HEAD beside every GET
 
 
 def _signatures(request: Request) -> SignatureAuth:
@@ -120,8 +128,9 @@ def _int_param(request: Request, name: str) -> int | None:
         raise invalid(f"{name}: must be a whole number") from None
 
 
-async def _body(request: Request) -> dict:
-    """The create body: JSON, form fields, or the query string (the original took all three)."""
+async def _body(request: Request) -> object:
+    """A create or modify body: JSON, form fields, or the query string (the original took all
+    three); checked by the caller."""
     raw = await request.body()
     if len(raw) > MAX_BODY:
         raise invalid(f"the body is larger than {MAX_BODY} bytes")
@@ -134,17 +143,17 @@ async def _body(request: Request) -> dict:
     elif kind == "application/x-www-form-urlencoded":
         body = dict(parse_qsl(raw.decode("utf-8", "replace")))
     else:
-        body = {k: v for k, v in request.query_params.items() if k != "as-role"}
-    return shapes.check_create_body(body)
+        body = {k: v for k, v in request.query_params.items() if k not in ("as-role", "action")}
+    return body
 
 
-@router.get(ROOT)
+@router.api_route(ROOT, methods=READ)
 def describe_analytics(login: str, request: Request, svc: Svc, caller: Reader) -> dict:
     """DescribeAnalytics: modules, fields, types, metrics and transformations this account may use."""
     return mapping.describe(_offers(svc, caller), _transforms(request).describe())
 
 
-@router.get(INSTS)
+@router.api_route(INSTS, methods=READ)
 def list_instrumentations(login: str, request: Request, svc: Svc, caller: Reader) -> list:
     transforms = _transforms(request)
     return [_shown(svc, i, caller, transforms) for i in svc.listed(caller)]
@@ -153,7 +162,28 @@ def list_instrumentations(login: str, request: Request, svc: Svc, caller: Reader
 @router.post(INSTS, status_code=201)
 async def create_instrumentation(login: str, request: Request, response: Response, svc: Svc,
                                  caller: Writer) -> dict:
+    """CreateInstrumentation; with ``clone``, as CloneInstrumentation."""
+    body = shapes.check_create_body(await _body(request))
+    return await _create(login, request, response, svc, caller, body)
+
+
+@router.post(ONE, status_code=201)
+async def clone_instrumentation(login: str, id: str, request: Request, response: Response, svc: Svc,
+                                caller: Writer) -> dict:
+    """CloneInstrumentation (``POST .../:id?action=clone``): a new instrumentation with the
+    properties of ``id``, those in the request overriding them."""
     body = await _body(request)
+    action = request.query_params.get("action")
+    if isinstance(body, dict) and action is None:
+        action = body.pop("action", None)
+    if action != "clone":
+        raise invalid(f"{action or 'no action'} is not a valid action (action=clone makes a copy)")
+    body = shapes.check_create_body({**(body if isinstance(body, dict) else {}), "clone": id})
+    return await _create(login, request, response, svc, caller, body)
+
+
+async def _create(login: str, request: Request, response: Response, svc: Services, caller: Caller,
+                  body: dict) -> dict:
     base = None
     if "clone" in body:
         source = _inst(svc, caller, str(body["clone"]))
@@ -174,7 +204,19 @@ async def create_instrumentation(login: str, request: Request, response: Respons
     return shown
 
 
-@router.get(ONE)
+@router.put(ONE)
+async def modify_instrumentation(login: str, id: str, request: Request, svc: Svc, caller: Writer) -> dict:
+    """Cloud Analytics' "Modify Instrumentation Properties": ``retention-time``, ``idle-max``
+    and ``persist-data`` may change (CloudAPI did not route it; CA's own API had it)."""
+    inst = _inst(svc, caller, id)
+    changes = shapes.modify_spec(await _body(request))
+    with translated():
+        inst = await svc.control.update(inst.id, changes, caller)
+    audit(svc, caller, "instrumentation.update", f"instrumentation {inst.id}", {**changes, "via": "cloudapi"})
+    return _shown(svc, inst, caller, _transforms(request))
+
+
+@router.api_route(ONE, methods=READ)
 def get_instrumentation(login: str, id: str, request: Request, svc: Svc, caller: Reader) -> dict:
     return _shown(svc, _inst(svc, caller, id), caller, _transforms(request))
 
@@ -189,25 +231,71 @@ async def delete_instrumentation(login: str, id: str, svc: Svc, caller: Writer) 
     return Response(status_code=204)
 
 
-@router.get(ONE + "/value/raw")
+@router.api_route(ONE + "/value/raw", methods=READ)
 def value_raw(login: str, id: str, request: Request, svc: Svc, caller: Reader) -> dict | list:
     """GetInstrumentationValue: one value, or ``ndatapoints`` of them (an array)."""
     inst = _inst(svc, caller, id)
     transforms = _transforms(request)
     wanted = _requested(request, inst, transforms)
+    points, asked, requested = _values(svc, inst, request)
+    offer = mapping.for_instrumentation(_offers(svc), inst.metric)
+    transformed = transforms.apply_each(wanted, [p.value if isinstance(p.value, dict) else ()
+                                                 for p in points])
+    out = [shapes.raw_value(p, inst, offer, requested, t) for p, t in zip(points, transformed, strict=True)]
+    return out if asked["ndatapoints"] is not None else out[-1]
+
+
+def _values(svc: Services, inst: Instrumentation, request: Request) -> tuple[list, dict, dict]:
+    """The points a value request asks for (``start_time``, ``end_time``, ``duration``,
+    ``ndatapoints``), what it asked, and the ``requested_*`` properties of the answer."""
     svc.control.touch(inst.id)
     asked = {name: _int_param(request, name) for name in RANGE_PARAMS}
     with translated():
         rng = queries.resolve_range(inst, svc.latest(inst), asked["start_time"], asked["end_time"],
                                     asked["duration"], asked["ndatapoints"], tiers=svc.tiers(inst))
         points = svc.points(inst, rng)
-    offer = mapping.for_instrumentation(_offers(svc), inst.metric)
     requested = {f"requested_{k}": v for k, v in asked.items() if v is not None and k != "ndatapoints"}
-    transformed = transforms.apply_each(wanted, [p.value if isinstance(p.value, dict) else ()
-                                                 for p in points])
-    out = [shapes.raw_value(p, inst, offer, requested, t) for p, t in zip(points, transformed, strict=True)]
-    return out if asked["ndatapoints"] is not None else out[-1]
+    return points, asked, requested
 
+
+@router.api_route(ONE + "/value/heatmap/average", methods=READ)
+def heatmap_average(login: str, id: str, request: Request, svc: Svc, caller: Reader) -> dict | list:
+    """Cloud Analytics' "Retrieve Heatmap Column Average Value": ``average`` of each value."""
+    return _estimate(svc, caller, id, request, "average", lambda h, _: h.mean())
+
+
+@router.api_route(ONE + "/value/heatmap/percentile", methods=READ)
+def heatmap_percentile(login: str, id: str, request: Request, svc: Svc, caller: Reader) -> dict | list:
+    """Cloud Analytics' "Retrieve heatmap column Nth percentile value": ``percentile`` (the value
+    below which that fraction of the data lies) of each value."""
+    fraction = _float_param(request, "percentile")
+    if fraction is None:
+        raise CloudApiError(409, "MissingParameter", "percentile is required (a number from 0 to 1)")
+    if not 0.0 <= fraction <= 1.0:
+        raise invalid("percentile: must be a number from 0 (0 %) to 1 (100 %)")
+    return _estimate(svc, caller, id, request, "percentile", lambda h, _: h.quantile(fraction))
+
+
+def _estimate(svc: Services, caller: Caller, id: str, request: Request, name: str, estimate) -> dict | list:
+    """Average or percentile per value, estimated from fleetscope's buckets (finer than a
+    heatmap's rows, so the original's ``nbuckets``, ``ymin`` and ``ymax``, which chose the rows
+    it estimated from, are checked and need change nothing); null for a gap."""
+    inst = _inst(svc, caller, id)
+    with translated():
+        queries.require_distribution(inst)
+    for param in ("ymin", "ymax"):
+        _float_param(request, param)
+    _int_param(request, "nbuckets")
+    _requested(request, inst, _transforms(request))
+    points, asked, requested = _values(svc, inst, request)
+    out = []
+    for p in points:
+        h = queries.histogram_of(p.value, inst.shape)
+        value = queries.finite_or_none(estimate(h, p)) if h is not None and h.count else None
+        out.append({name: value, "transformations": {}, "start_time": p.start_time, "duration": p.duration,
+                    "end_time": p.start_time + p.duration, "nsources": p.nsources,
+                    "minreporting": p.expected, **requested})
+    return out if asked["ndatapoints"] is not None else out[-1]
 
 
 # -- heatmaps -------------------------------------------------------------------------------------------
@@ -315,7 +403,7 @@ class _Heatmap:
                 "transformations": {}, **requested}
 
 
-@router.get(ONE + "/value/heatmap/image")
+@router.api_route(ONE + "/value/heatmap/image", methods=READ)
 def heatmap_image(login: str, id: str, request: Request, svc: Svc, caller: Reader) -> dict:
     """GetInstrumentationHeatmap: a base64 PNG of the range, with the keys present in it."""
     hm = _Heatmap(svc, caller, id, request)
@@ -325,7 +413,7 @@ def heatmap_image(login: str, id: str, request: Request, svc: Svc, caller: Reade
             "transformations": hm.transforms.apply(hm.wanted, hm.present)}
 
 
-@router.get(ONE + "/value/heatmap/details")
+@router.api_route(ONE + "/value/heatmap/details", methods=READ)
 def heatmap_details(login: str, id: str, request: Request, svc: Svc, caller: Reader) -> dict:
     """GetInstrumentationHeatmapDetails: the bucket under pixel (x, y) of the image drawn with the
     same parameters (top-left is the origin): its time, value range, total and counts by key."""
@@ -344,3 +432,24 @@ def heatmap_details(login: str, id: str, request: Request, svc: Svc, caller: Rea
         cell = heatmap.cell_details(hm.columns, times, times[column], low, high)
     return {**hm.common(), "bucket_time": times[column], "bucket_ymin": low, "bucket_ymax": high,
             "present": cell["keys"], "total": cell["total"]}
+
+
+# -- what CloudAPI did not route -------------------------------------------------------------------
+
+ANY = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@router.api_route(ROOT + "/{rest:path}", methods=ANY)
+def not_routed(login: str, rest: str, request: Request) -> None:
+    """What restify answered for a path CloudAPI had no route for (``ResourceNotFound``) or for
+    a method its route did not take (``MethodNotAllowedError``, with ``Allow``): before the
+    signature is looked at, since these say nothing about any account. Registered last."""
+    path = request.url.path
+    allowed: set[str] = set()
+    for route in router.routes:
+        if route.endpoint is not not_routed and route.path_regex.match(path):
+            allowed |= route.methods
+    if allowed:
+        raise CloudApiError(405, "MethodNotAllowedError", f"{request.method} is not allowed",
+                            {"allow": ", ".join(sorted(allowed))})
+    raise not_found(f"{path} does not exist")
