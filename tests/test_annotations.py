@@ -1,9 +1,11 @@
 """``/api/v1/annotations`` (#19) on a real `fleetscope serve` with tokens: operators post and
 delete, viewers read, a tenant reads and deletes only its own, bad bodies name the field, and
-the dashboard draws each annotation on every panel of its time."""
+the dashboard draws each annotation on every panel of its time, and a heatmap's PNG marks those its
+caller may see."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import time
@@ -11,6 +13,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from PIL import Image
 from playwright.sync_api import Page
 
 from tests import store_backends
@@ -138,3 +141,49 @@ def test_imported_logs_are_annotations_of_their_time(served, tmp_path) -> None:
     assert "an-web1" in mine[0]["text"]
     assert imports(who["acme"]) == [], "another tenant's import is not the tenant's"
     assert who["admin"].delete(f"/imports/{imp['id']}").status_code == 204
+
+
+def test_an_exported_heatmap_png_marks_the_annotations_its_caller_may_see(served) -> None:
+    _srv, who = served
+    now = int(time.time())
+    # A range of this test's own, before the server started: no other test's marks, no data.
+    start, end = now - 3600 - now % 60, now - 1800 - now % 60
+    ours = who["operator"].post("/annotations", json={"text": "deploy db v3", "time": start + 450}).json()
+    theirs = who["acme"].post("/annotations", json={"text": "acme failover", "time": start + 1350}).json()
+    made = {}
+    for name in ("operator", "acme"):
+        resp = who[name].post("/instrumentations", json={"metric": "proc.cpu", "retention": 600,
+                                                         "decomposition": ["utilization"]})
+        assert resp.status_code == 201, resp.text
+        made[name] = resp.json()["id"]
+    width, height = 400, 100
+    mark = (47, 111, 223)  # the dashboard's --accent (api/heatmap/png.py MARK_COLOUR)
+
+    def export(name: str, **extra) -> tuple[Image.Image, dict]:
+        params = {"start_time": start, "end_time": end, "ndatapoints": 60, **extra}
+        url = f"/instrumentations/{made[name]}/heatmap"
+        shown = who[name].get(url, params=params).json()
+        got = who[name].get(url, params={**params, "format": "png", "width": width, "height": height})
+        assert got.status_code == 200 and got.headers["content-type"] == "image/png", got.text
+        return Image.open(io.BytesIO(got.content)).convert("RGB"), shown
+
+    def marked(img: Image.Image, shown: dict, at: float) -> int:
+        """Pixels of the mark's colour in the column where time ``at`` falls."""
+        x = int((at - shown["start_time"]) / shown["duration"] * width)
+        return sum(img.getpixel((x, y)) == mark for y in range(height))
+
+    img, shown = export("operator")
+    # A dashed line down the whole height (2 on, 3 off) and its flag: at both times, for an
+    # operator sees every tenant's annotations.
+    assert marked(img, shown, ours["time"]) >= height * 2 // 5
+    assert marked(img, shown, theirs["time"]) >= height * 2 // 5
+    x = int((ours["time"] - shown["start_time"]) / shown["duration"] * width)
+    assert img.getpixel((x - 3, height // 2)) == (255, 255, 255), "one column, on an empty map"
+    img, shown = export("acme")
+    assert marked(img, shown, theirs["time"]) >= height * 2 // 5
+    assert marked(img, shown, ours["time"]) == 0, "another tenant's annotation is not in a tenant's picture"
+    img, shown = export("operator", annotations="false")
+    assert marked(img, shown, ours["time"]) == 0
+    # Nor may a tenant draw another's instrumentation.
+    assert who["acme"].get(f"/instrumentations/{made['operator']}/heatmap",
+                           params={"format": "png"}).status_code == 404
