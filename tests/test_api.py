@@ -251,6 +251,7 @@ def test_update_and_delete_reject_bad_input(client: httpx.Client) -> None:
         ("heatmap", {"width": 0, "format": "png"}, 422, "width"),
         ("heatmap/details", {"t": 1, "ymin": 5, "ymax": 1}, 422, "ymax"),
         ("heatmap/details", {"ymin": 0, "ymax": 1}, 422, "t"),
+        ("heatmap/keys", {"ndatapoints": 0}, 422, "ndatapoints"),
     ],
 )
 def test_distribution_queries_reject_bad_parameters(client: httpx.Client, path: str, params: dict,
@@ -261,8 +262,11 @@ def test_distribution_queries_reject_bad_parameters(client: httpx.Client, path: 
 
 def test_distribution_endpoints_need_a_numeric_decomposition(client: httpx.Client) -> None:
     cpu = default_id(client, "cpu.usage", ["mode"])
-    for path in ("heatmap", "percentiles", "average"):
+    for path in ("heatmap", "heatmap/keys", "percentiles", "average"):
         assert_error(client.get(f"{API}/instrumentations/{cpu}/{path}"), 409, "decomposition")
+    # A distribution without a discrete field has no keys either.
+    heat = default_id(client, "proc.cpu", ["utilization"])
+    assert_error(client.get(f"{API}/instrumentations/{heat}/heatmap/keys"), 409, "decomposition")
     for path in ("value", "heatmap", "percentiles", "average"):
         assert_error(client.get(f"{API}/instrumentations/424242/{path}"), 404, "id")
 

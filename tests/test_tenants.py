@@ -194,6 +194,9 @@ def test_heatmaps_and_details_show_only_the_tenants_keys(fleet: Fleet) -> None:
         details = fleet.get(tenant, f"{API}/instrumentations/{heat_id}/heatmap/details",
                             t=int(t), ymin=0, ymax=1000).json()
         assert details["keys"] and set(details["keys"]) <= fleet.containers(tenant), details
+        # The key search's list: the tenant's keys of the same columns, none of another's.
+        listed = fleet.get(tenant, f"{API}/instrumentations/{heat_id}/heatmap/keys", duration=20).json()
+        assert drawn <= {k["key"] for k in listed["keys"]} <= fleet.containers(tenant), listed
 
 
 def test_another_tenants_ids_look_like_missing_ones(fleet: Fleet) -> None:
@@ -201,7 +204,7 @@ def test_another_tenants_ids_look_like_missing_ones(fleet: Fleet) -> None:
     top = max(i for ids in fleet.inst.values() for i in ids)
     acme = set(fleet.inst["acme"])
     for inst_id in range(1, top + 3):
-        for path in ("", "/value", "/heatmap", "/export", "/percentiles"):
+        for path in ("", "/value", "/heatmap", "/heatmap/keys", "/export", "/percentiles"):
             r = fleet.get("acme", f"{API}/instrumentations/{inst_id}{path}")
             if inst_id in acme:
                 assert r.status_code in (200, 409), (inst_id, path, r.text)  # 409: not a distribution

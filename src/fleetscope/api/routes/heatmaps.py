@@ -127,8 +127,8 @@ def heatmap_keys(
     would draw (so the work is that of one heatmap of the range), not only the selected ones."""
     inst = svc.distribution(caller, id)
     if not inst.discrete:
-        raise InputError("id", f"instrumentation {id} is not broken down by a discrete field: it has no keys",
-                         409)
+        raise InputError("decomposition", f"instrumentation {id} has no discrete field in its decomposition: "
+                         "it has no keys", 409)
     rng = queries.heatmap_range(inst, svc.latest(inst), start_time, end_time, duration, None, ndatapoints,
                                 tiers=svc.tiers(inst))
     ranked = heatmap.key_totals([p.value for p in svc.points(inst, rng)])
