@@ -96,6 +96,15 @@ class Cloud:
     def sdc_json(self, who: str, command: str, *args: str):
         return json.loads(self.sdc(who, command, *args).stdout)
 
+    def add_key(self, account: Account) -> None:
+        """Register ``account``'s key as an operator would: `fleetscope account add-key`."""
+        added = subprocess.run([str(VENV_BIN / "fleetscope"), "account", "add-key", account.login,
+                                str(account.key_file.with_suffix(".pub")), "--url", self.server.url],
+                               env={**os.environ, "FLEETSCOPE_TOKEN": self.admin}, capture_output=True,
+                               text=True, timeout=60)
+        assert added.returncode == 0, added.stderr
+        assert f"SDC_KEY_ID={account.public.md5}" in added.stdout
+
     def native(self, method: str, path: str, **kwargs) -> httpx.Response:
         return httpx.request(method, self.server.url + API + path, timeout=20,
                              headers={"authorization": f"Bearer {self.admin}"}, **kwargs)
@@ -122,12 +131,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
                           "beta": Account("beta", tmp / "beta", "ed25519"),
                           "gamma": Account("gamma", tmp / "gamma", "ecdsa")}
         for account in cloud.accounts.values():
-            added = subprocess.run([str(VENV_BIN / "fleetscope"), "account", "add-key", account.login,
-                                    str(account.key_file.with_suffix(".pub")), "--url", server.url],
-                                   env={**os.environ, "FLEETSCOPE_TOKEN": admin}, capture_output=True,
-                                   text=True, timeout=60)
-            assert added.returncode == 0, added.stderr
-            assert f"SDC_KEY_ID={account.public.md5}" in added.stdout
+            cloud.add_key(account)
             if account.kind == "ed25519":
                 # smartdc 8.1's sshpk reads no Ed25519 key file: the client signs through ssh-agent.
                 agent = tmp / f"agent-{account.home.name}.sock"

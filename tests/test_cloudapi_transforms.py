@@ -10,7 +10,6 @@ this file wrote into dnsmasq's records, not what fleetscope answered before."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -164,11 +163,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         cloud.accounts = {"east": Account("east", tmp / "east", "ecdsa"),
                           "west": Account("west", tmp / "west", "ecdsa")}
         for account in cloud.accounts.values():
-            added = subprocess.run([str(VENV_BIN / "fleetscope"), "account", "add-key", account.login,
-                                    str(account.key_file.with_suffix(".pub")), "--url", server.url],
-                                   env={**os.environ, "FLEETSCOPE_TOKEN": admin}, capture_output=True,
-                                   text=True, timeout=60)
-            assert added.returncode == 0, added.stderr
+            cloud.add_key(account)
         yield Setup(cloud, dns)
     finally:
         feed.stop()
@@ -342,6 +337,23 @@ def test_bad_settings_are_refused(tmp_path: Path) -> None:
                            "--no-auth", "--geoip-db", str(tmp_path / "junk.mmdb")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "geoip-db:" in done.stderr, done.stderr
+
+
+def test_the_api_process_reads_them_from_its_config_file(tmp_path: Path) -> None:
+    from fleetscope.model.errors import InputError
+    from fleetscope.processes.config import fleet_config
+
+    db = geoip_database(tmp_path / "cities.mmdb")
+    config = tmp_path / "fleet.toml"
+    config.write_text(f'store = "sqlite:///x.db"\n[api]\nreverse_dns = "10.0.0.53:5353"\ngeoip_db = "{db}"\n')
+    api = fleet_config("api", config=config)
+    assert (api.reverse_dns, api.geoip_db) == ("10.0.0.53:5353", str(db))
+    assert fleet_config("api", config=config, reverse_dns="off").reverse_dns == "off", "the flag wins"
+    assert fleet_config("aggregator", config=config).reverse_dns == "system", "the api's setting only"
+    config.write_text('store = "sqlite:///x.db"\n[api]\nreverse_dns = "resolver.example"\n')
+    with pytest.raises(InputError) as refused_:
+        fleet_config("api", config=config)
+    assert refused_.value.field == "reverse-dns"
 
 
 # -- the resolver against a server that never answers -------------------------------------------------
