@@ -128,7 +128,11 @@ class ReverseDns:
             self._pending.update(started)
             self.started += len(started)
         for address in started:
-            self._executor().submit(self._lookup, address)
+            try:
+                self._executor().submit(self._lookup, address)
+            except RuntimeError:  # closed (the server is stopping): the address stays unknown
+                with self._lock:
+                    self._pending.discard(address)
         return out
 
     def pending(self) -> int:
@@ -160,8 +164,8 @@ class ReverseDns:
     def _lookup(self, address: str) -> None:
         try:
             entry = self._resolve(address)
-        except Exception:  # never let a worker die with the address still pending
-            log.exception("reverse lookup of %s failed", address)
+        except Exception as exc:  # never leave the address pending (no /etc/resolv.conf, a bad scope id...)
+            log.warning("reverse lookup of %s failed: %s", address, exc)
             entry = Entry(time.monotonic() + self.retry_after, None)
         with self._lock:
             self._pending.discard(address)
