@@ -339,6 +339,17 @@ def test_bad_settings_are_refused(tmp_path: Path) -> None:
     assert done.returncode == 1 and "geoip-db:" in done.stderr, done.stderr
 
 
+def test_reverse_dns_off_offers_nothing() -> None:
+    from fleetscope.api.cloudapi import transforms
+    from fleetscope.api.cloudapi.errors import CloudApiError
+
+    off = transforms.from_settings("off")
+    assert off.describe() == {} and off.for_decomposition(["raddr"]) == {}
+    with pytest.raises(CloudApiError) as refused_:
+        off.check(["reversedns"], {})
+    assert refused_.value.code == "InvalidArgument" and "non-existent" in refused_.value.message
+
+
 def test_the_api_process_reads_them_from_its_config_file(tmp_path: Path) -> None:
     from fleetscope.model.errors import InputError
     from fleetscope.processes.config import fleet_config
