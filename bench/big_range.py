@@ -11,8 +11,9 @@ that store, and asks ``/value`` for:
 - the same with ``ndatapoints=300`` (what a tidy step gives);
 - 30 days, 24 hours, and a pan of the year by half a span;
 
-each ``--repeat`` times (cold: the server's chunk cache cleared by restarting is not done; the
-first request is reported apart). Prints the time per request (median, max) and the server's
+each also with ``envelope=true`` (each step's min and max of the finer points, as the line
+panels ask), each ``--repeat`` times (cold: the server's chunk cache cleared by restarting is
+not done; the first request is reported apart). Prints the time per request (median, max) and the server's
 peak RSS (VmHWM, reset before each kind of request through /proc/PID/clear_refs).
 
     .venv/bin/python bench/big_range.py
@@ -135,6 +136,9 @@ def main() -> None:
                 "30 d, ndatapoints=300": {"start_time": now - 30 * DAY, "end_time": now, "ndatapoints": 300},
                 "24 h, ndatapoints=300": {"start_time": end - DAY, "end_time": end, "ndatapoints": 300},
             }
+            # The same with each step's min/max of the finer points (the line panels ask for them).
+            asks.update({f"{label}, envelope": {**params, "envelope": "true"}
+                         for label, params in list(asks.items()) if "ndatapoints" in params and "panned" not in label})
             print(f"server RSS at start {rss_mb(proc.pid, 'VmRSS'):.0f} MB")
             print(f"{'request':48s} {'step':>7s} {'points':>6s} {'first':>7s} {'median':>7s} {'max':>7s} "
                   f"{'peak RSS':>9s} {'bytes':>8s}")

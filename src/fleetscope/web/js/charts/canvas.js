@@ -89,6 +89,43 @@ export class CanvasView {
     return { x: event.clientX - r.left, y: event.clientY - r.top };
   }
 
+  /** The time range drawn, {start, end}, or null (charts over time keep `start` and `end`). */
+  drawnSpan() {
+    return Number.isFinite(this.start) && Number.isFinite(this.end) ? { start: this.start, end: this.end } : null;
+  }
+
+  /**
+   * Show [start, end) at once from the image drawn: the plot moved and stretched so that each
+   * time lands where the new range puts it (blank where the old range held nothing), under the
+   * new range's time axis. A stand-in while the data are on their way (a pan or zoom must not
+   * wait for the network); the next paint replaces it. Returns whether it could.
+   */
+  preview(start, end) {
+    const from = this.drawnSpan();
+    const a = this.a;
+    if (!from || !a || !this.width || !(end > start) || !(from.end > from.start)) return false;
+    const copy = (this.previewCanvas ||= document.createElement("canvas"));
+    copy.width = this.canvas.width;
+    copy.height = this.canvas.height;
+    copy.getContext("2d").drawImage(this.canvas, 0, 0);
+    const ctx = this.ctx;
+    const dpr = this.dpr || 1;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(a.x0, a.y0 - 2, a.w + 1, a.h + 2);
+    ctx.clearRect(0, a.y1 + 1, this.width, this.height - a.y1 - 1);
+    const lo = Math.max(from.start, start);
+    const hi = Math.min(from.end, end);
+    if (hi > lo) {
+      const old = a.w / (from.end - from.start);
+      const now = a.w / (end - start);
+      const sx = a.x0 + (lo - from.start) * old;
+      ctx.drawImage(copy, sx * dpr, (a.y0 - 2) * dpr, (hi - lo) * old * dpr, (a.h + 2) * dpr,
+        a.x0 + (lo - start) * now, a.y0 - 2, (hi - lo) * now, a.h + 2);
+    }
+    drawTimeAxis(ctx, a, start, end, themeColors());
+    return true;
+  }
+
   destroy() {
     this.observer.disconnect();
   }

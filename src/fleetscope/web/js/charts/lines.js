@@ -38,6 +38,10 @@ export class LineChart extends CanvasView {
     this.requestDraw();
   }
 
+  drawnSpan() {
+    return this.data && this.data.end > this.data.start ? { start: this.data.start, end: this.data.end } : null;
+  }
+
   setThresholds(lines) {
     this.thresholds = lines;
     this.requestDraw();

@@ -38,20 +38,38 @@ export class Body {
     this.controller?.abort();
     const controller = new AbortController();
     this.controller = controller;
-    this.panel.el.dataset.loading = "true";
+    const el = this.panel.el;
+    el.dataset.loading = "true";
     const range = this.wanted();
+    // A range the page moved to (a pan, a zoom) is shown at once from what the panel holds, then
+    // refined when the answer arrives: data-wanted names it, data-shown the range drawn (either
+    // way), and data-loading stays until the answer is drawn.
+    el.dataset.wanted = range.live ? "live" : `${range.start}:${range.end}`;
+    if (!range.live && this.preview(range)) el.dataset.shown = el.dataset.wanted;
     try {
       await this.fetch(range, controller.signal);
       if (controller.signal.aborted) return;
       this.range = range;
       this.panel.setError(null);
       this.draw();
+      el.dataset.shown = el.dataset.wanted;
+      if (!range.live) this.prefetch(range, controller.signal);
     } catch (err) {
       if (err.name !== "AbortError") this.panel.setError(err);
     } finally {
       if (this.controller === controller) delete this.panel.el.dataset.loading;
     }
   }
+
+  /** Draw `range` at once from what the panel holds, before its answer arrives; whether it
+   * could. Here: the chart's image moved and stretched (a body that keeps data does better). */
+  preview(range) {
+    return Boolean(this.range) && !this.range.live && this.chart.preview(range.start, range.end);
+  }
+
+  /** Ask, in the background, for what a next pan or zoom from `range` will want (a body that
+   * keeps answers does; `signal` ends when the page moves on). */
+  prefetch(_range, _signal) {}
 
   /** Start times of the points shown, oldest first. */
   get times() {

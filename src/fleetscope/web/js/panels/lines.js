@@ -6,12 +6,20 @@ import { Body } from "./body.js";
 import { cssVar, seriesColor } from "../lib/color.js";
 import { h, fill } from "../lib/dom.js";
 import { formatDuration, formatTime, formatValue } from "../lib/format.js";
+import { stepFor } from "../lib/time.js";
 import { LineChart } from "../charts/lines.js";
 
 export const TOP_KEYS = 8;
 export const TOP_CHOICES = [5, 8, 10, 20, 50];
 export const COMPARE = { 86400: "a day earlier", 604800: "a week earlier" }; // options.compare: seconds back
 const FOUND_ROWS = 50; // keys a legend search lists at most
+// Answers kept for pans and zooms (by step, then start time), at most this many points a panel:
+// about 13 ranges of 300 points; a breakdown's point (50 keys) is about 2.5 kB.
+const CACHE_POINTS = 4000;
+// Seconds after its end that a point may still change (late data, a slot not final yet): one
+// younger than that when fetched is asked for again rather than drawn from the cache alone.
+const FINAL_LAG = 120;
+const PREFETCH_WAIT_MS = 50; // how often a prefetch looks whether the panels are still loading
 export const REST = "(rest)";
 const OTHER = "(other)";
 
@@ -24,6 +32,7 @@ export class LineBody extends Body {
     this.isolate = null;
     this.hoverIndex = null;
     this.colors = new Map();
+    this.cache = new Map(); // step -> Map(start_time -> point), least recently used step first
     this.chart = new LineChart(panel.chartEl, { onHover: (i) => this.hovered(i) });
     this.legend = panel.legendEl;
     panel.el.classList.toggle("no-legend", !this.discrete);
@@ -77,7 +86,136 @@ export class LineBody extends Body {
     return this.options.pinned || [];
   }
 
+  /** The answers kept at `step` (made the most recently used). */
+  cached(step) {
+    const m = this.cache.get(step);
+    if (m) {
+      this.cache.delete(step);
+      this.cache.set(step, m);
+    }
+    return m;
+  }
+
+  /** Keep `pts` (one answer) for later ranges; the least recently used steps go first when
+   * the panel holds more than CACHE_POINTS. */
+  remember(pts) {
+    if (!pts.length) return;
+    const m = this.cached(pts[0].duration) || new Map();
+    this.cache.set(pts[0].duration, m);
+    const at = Date.now() / 1000;
+    for (const p of pts) m.set(p.start_time, { ...p, fetchedAt: at });
+    let size = 0;
+    for (const other of this.cache.values()) size += other.size;
+    for (const [step, other] of this.cache) {
+      if (size <= CACHE_POINTS || other === m) break;
+      size -= other.size;
+      this.cache.delete(step);
+    }
+    if (size > CACHE_POINTS) m.clear(); // one answer over the bound: keep none rather than grow
+  }
+
+  /** Whether a kept point is as the server will answer it again (see FINAL_LAG). */
+  final(p) {
+    return p.start_time + p.duration <= p.fetchedAt - FINAL_LAG;
+  }
+
+  /** The points of [start, end) at `step` from the cache: [points, first, last] with `first` and
+   * `last` the indices of the first and last point missing or not final (-1: none). */
+  fromCache(step, start, end) {
+    const m = this.cached(step);
+    const pts = [];
+    let first = -1;
+    let last = -1;
+    for (let t = start, i = 0; t < end; t += step, i++) {
+      const p = m?.get(t);
+      if (!p || !this.final(p)) {
+        if (first < 0) first = i;
+        last = i;
+      }
+      pts.push(p || { start_time: t, duration: step, value: null, nsources: 0, expected: 0 });
+    }
+    return [pts, first, last];
+  }
+
+  /**
+   * Draw `r` at once from the answers kept: those of its step, else of the step that covers
+   * the most of it (a zoom in shows the coarser points until the finer arrive), gaps where none.
+   */
+  preview(r) {
+    let best = null;
+    for (const [step, m] of this.cache) {
+      const from = Math.floor(r.start / step) * step;
+      let have = 0;
+      for (let t = from; t < r.end; t += step) if (m.has(t)) have += step;
+      if (have && (!best || have > best.have || (have === best.have && step === r.step))) best = { step, from, have };
+    }
+    if (!best) return super.preview(r);
+    const [pts] = this.fromCache(best.step, best.from, r.end);
+    this.pts = pts;
+    this.range = { ...r, step: best.step, n: pts.length };
+    this.draw();
+    return true;
+  }
+
+  /**
+   * After a range is drawn, one request at a time, what the next move from it wants: the spans
+   * before and after it at its step (a pan by half a span), the range at the step of half the
+   * span (a zoom in) and, at the step of twice the span, the range with a span each side (a zoom
+   * out); only what is not kept already. Stops when the page moves on (`signal`).
+   */
+  async prefetch(r, signal) {
+    const g = this.inst.granularity;
+    const span = r.end - r.start;
+    const now = Date.now() / 1000;
+    const aligned = (step, start, end) => [Math.floor(start / step) * step, Math.min(Math.ceil(end / step) * step,
+      Math.ceil(now / step) * step)];
+    const fine = stepFor(span / 2, g);
+    const coarse = stepFor(span * 2, g);
+    const wants = [[r.step, ...aligned(r.step, r.start - span, r.start)], [r.step, ...aligned(r.step, r.end, r.end + span)],
+      [fine, ...aligned(fine, r.start, r.end)], [coarse, ...aligned(coarse, r.start - span, r.end + span)]];
+    this.panel.el.dataset.prefetching = "true";
+    try {
+      for (const [step, start, end] of wants) {
+        // After every panel has its answer: a prefetch must not delay another panel's range.
+        while (!signal.aborted && document.querySelector("section.panel[data-loading]")) {
+          await new Promise((resolve) => setTimeout(resolve, PREFETCH_WAIT_MS));
+        }
+        if (signal.aborted) return;
+        if (end <= start) continue;
+        const [, first, last] = this.fromCache(step, start, end);
+        if (first < 0) continue;
+        const from = start + first * step;
+        const pts = await api.values(this.inst.id, { start_time: from, end_time: start + (last + 1) * step,
+          duration: step, envelope: true }, signal).catch(() => []);
+        if (Array.isArray(pts) && pts.length && pts[0].duration === step) this.remember(pts);
+      }
+    } finally {
+      if (this.controller?.signal === signal) delete this.panel.el.dataset.prefetching;
+    }
+  }
+
   async fetch(r, signal) {
+    if (!r.live && !this.options.compare) {
+      // What the cache holds of the range; only the rest is asked for (a pan: the half not shown
+      // before; a range ending now: its last points).
+      const [pts, missing, last] = this.fromCache(r.step, r.start, r.end);
+      let first = missing;
+      if (first >= 0 && last - first + 1 < r.n) {
+        const rest = await api.values(this.inst.id, { start_time: r.start + first * r.step,
+          end_time: r.start + (last + 1) * r.step, duration: r.step, envelope: true }, signal);
+        if (Array.isArray(rest) && rest.length && rest[0].duration === r.step) {
+          this.remember(rest);
+          for (const p of rest) if (p.start_time >= r.start && p.start_time < r.end) pts[(p.start_time - r.start) / r.step] = p;
+          first = -1;
+        }
+      }
+      if (first < 0) {
+        this.pts = pts;
+        this.panel.setNote(null);
+        this.past = null;
+        return;
+      }
+    }
     const params = r.live ? { ndatapoints: r.n, duration: r.step, envelope: true }
       : { start_time: r.start, end_time: r.end, duration: r.step, envelope: true };
     let pts;
@@ -93,6 +231,7 @@ export class LineBody extends Body {
       pts = await api.values(this.inst.id, params, signal);
     }
     this.pts = Array.isArray(pts) ? pts : [pts];
+    if (!r.live && this.pts.length && this.pts[0].duration === r.step) this.remember(this.pts);
     const asked = r.step;
     if (this.pts.length) Object.assign(r, { step: this.pts[0].duration, n: this.pts.length }); // as answered
     const res = this.pts[0]?.resolution;
