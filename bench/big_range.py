@@ -138,7 +138,8 @@ def main() -> None:
             }
             # The same with each step's min/max of the finer points (the line panels ask for them).
             asks.update({f"{label}, envelope": {**params, "envelope": "true"}
-                         for label, params in list(asks.items()) if "ndatapoints" in params and "panned" not in label})
+                         for label, params in list(asks.items())
+                         if "ndatapoints" in params and "panned" not in label})
             print(f"server RSS at start {rss_mb(proc.pid, 'VmRSS'):.0f} MB")
             print(f"{'request':48s} {'step':>7s} {'points':>6s} {'first':>7s} {'median':>7s} {'max':>7s} "
                   f"{'peak RSS':>9s} {'bytes':>8s}")
