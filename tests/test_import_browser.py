@@ -77,11 +77,15 @@ def test_upload_a_real_vmstat_log_with_progress_and_a_refusal(server: Server, pa
     page.click("#imp-submit")
     expect(page.locator("#imp-error")).to_contain_text("cut.txt: line 5: expected")
     assert page.evaluate("window.importStates").pop() == "error"
-    assert len(client.get("/imports").json()["imports"]) == 1
+    # Nothing of it kept but its row, failed with the reason (the list shows it).
+    listed = client.get("/imports").json()["imports"]
+    assert [i["state"] for i in listed] == ["ready", "failed"] and "samples" not in listed[1]
+    assert (listed[1]["error"]["file"], listed[1]["error"]["line"]) == ("cut.txt", 5)
+    expect(page.locator(f'#imp-list tr[data-import-id="{listed[1]["id"]}"] .imp-state')).to_have_text("failed")
     # Delete from the list: the import and everything it wrote.
     page.click(f'#imp-list tr[data-import-id="{made[0]["id"]}"] button')
     expect(page.locator(f'#imp-list tr[data-import-id="{made[0]["id"]}"]')).to_have_count(0)
-    assert client.get("/imports").json()["imports"] == []
+    assert [i["state"] for i in client.get("/imports").json()["imports"]] == ["failed"]
     assert [e for e in console.errors if "422" not in e] == []  # the 422 is the refusal shown
 
 

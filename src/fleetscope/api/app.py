@@ -7,7 +7,9 @@ the live-stream hub and the dashboard's static files.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -17,6 +19,7 @@ from fleetscope import __version__
 from fleetscope.api import auth, errors, importing
 from fleetscope.api.cloudapi.errors import CloudApiError
 from fleetscope.api.cloudapi.errors import handler as cloudapi_errors
+from fleetscope.api.importjobs import ImportJobs
 from fleetscope.api.jsonbody import JsonBodies
 from fleetscope.api.routes import ROUTERS
 from fleetscope.api.routes.web import WEB_DIR
@@ -24,6 +27,28 @@ from fleetscope.api.services import Services
 from fleetscope.api.stream import Hub
 
 __all__ = ["Services", "create_app"]
+
+
+def _with_imports(lifespan):
+    """``lifespan`` (the process's: store, bus...) around the imports' own: stale loading imports
+    failed at start, the imports' metrics watched, this process's import jobs stopped (their
+    imports failed: nothing half kept) before the store closes."""
+
+    @contextlib.asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[None]:
+        async with lifespan(app) if lifespan is not None else contextlib.nullcontext():
+            jobs: ImportJobs = app.state.import_jobs
+            await asyncio.to_thread(lambda: jobs.reap(jobs.store.list_imports()))
+            stop = asyncio.Event()
+            watching = asyncio.get_running_loop().create_task(app.state.imported_metrics.watch(stop))
+            try:
+                yield
+            finally:
+                stop.set()
+                await watching
+                await asyncio.to_thread(jobs.stop)
+
+    return run
 
 
 def create_app(svc: Services, lifespan=None, allowed_hosts: Sequence[str] | None = None) -> FastAPI:
@@ -37,13 +62,16 @@ def create_app(svc: Services, lifespan=None, allowed_hosts: Sequence[str] | None
         openapi_url="/api/v1/openapi.json",
         docs_url=None,  # served from the package by routes/docs.py, not from a CDN
         redoc_url=None,
-        lifespan=lifespan,
+        lifespan=_with_imports(lifespan),
     )
     app.state.services = svc
     app.state.auth = svc.auth  # read by the role checks (api/auth.py)
-    made = svc.control.store.list_imports()
-    if made:  # instrumentations can be made on what imports hold
-        importing.add_metrics(svc.control.catalog, made)
+    if svc.control.store.list_imports():  # instrumentations can be made on what imports hold
+        importing.add_metrics(svc.control.catalog)
+    # The metrics CSV imports define, learnt as any API process of the store imports or deletes.
+    metrics = app.state.imported_metrics = importing.ImportedMetrics(svc.control.store, svc.control.catalog)
+    metrics.sync()
+    app.state.import_jobs = ImportJobs(svc.control.store, learnt=metrics.learnt)
     hub = Hub()  # the aggregator's final points, fanned out to the streams
     svc.aggregator.listeners.append(hub.publish)
     app.state.hub = hub

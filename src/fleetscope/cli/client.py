@@ -236,16 +236,22 @@ class Api:
     def store_stats(self) -> dict:
         return expect(self.request("GET", "/store/stats"), dict)
 
-    def upload_import(self, fields: Mapping[str, Any], files: Sequence[tuple[str, Any]]) -> dict:
+    def upload_import(self, fields: Mapping[str, Any], files: Sequence[tuple[str, Any]],
+                      respond_async: bool = False) -> dict:
         """``POST /imports``: ``files`` as ``(name, binary file object)``, streamed (the server
-        parses as long as it takes: no read timeout)."""
+        parses as long as it takes: no read timeout). ``respond_async``: the server answers
+        once the upload is in, with the import loading (follow it with :meth:`get_import`)."""
         data = {k: str(v) for k, v in fields.items() if v is not None}
         parts = [("file", (name, f, "application/octet-stream")) for name, f in files]
         response = self._client.post("/imports", data=data, files=parts,
+                                     headers={"prefer": "respond-async"} if respond_async else None,
                                      timeout=httpx.Timeout(TIMEOUT, read=None, write=None))
         if response.is_error:
             raise error_from_response(response)
         return expect(response.json(), dict)
+
+    def get_import(self, import_id: int) -> dict:
+        return expect(self.request("GET", f"/imports/{import_id}"), dict)
 
     def imports(self) -> list[dict]:
         return _field(self.request("GET", "/imports"), "imports", list)

@@ -120,6 +120,14 @@ class Catalog:
             m = known._replace(fields=known.fields + tuple(f for f in m.fields if f.name not in names))
         self._metrics[m.name] = m
 
+    def replace(self, m: Metric) -> None:
+        """Set ``m`` as it is (a definition that may have narrowed: an import deleted)."""
+        self._metrics[m.name] = m
+
+    def discard(self, name: str) -> None:
+        """Forget the metric called ``name``, if known."""
+        self._metrics.pop(name, None)
+
     def get(self, module: str, stat: str) -> Metric:
         name = f"{module}.{stat}"
         found = self._metrics.get(name)

@@ -36,6 +36,8 @@ JSON), so a day imported from its ``sa`` file and from ``sar -f``'s text answer 
 from __future__ import annotations
 
 import datetime as dt
+import io
+import os
 import re
 from typing import IO, NamedTuple
 
@@ -134,15 +136,24 @@ class _Section:
 
 
 def has_devices(stream: IO[bytes]) -> bool:
-    """Whether the text in ``stream`` has a ``sar -d`` section (read through, then rewound)."""
+    """Whether the text in ``stream`` (at its start) has a ``sar -d`` section. A file is read
+    with ``pread``: its offset, which an import's progress shows (:mod:`fleetscope.api.importjobs`),
+    stays at the start instead of running to the end and back."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        fd = None
     tail = b""
     found = False
-    while block := stream.read(SCAN_BLOCK):
+    offset = 0
+    while block := os.pread(fd, SCAN_BLOCK, offset) if fd is not None else stream.read(SCAN_BLOCK):
+        offset += len(block)
         if DEVICE_HEADER.search(tail + block):
             found = True
             break
         tail = block[-64:]
-    stream.seek(0)
+    if fd is None:
+        stream.seek(0)
     return found
 
 

@@ -13,9 +13,11 @@ An import is written in stages so that a large one never holds the store's write
 long: :meth:`ImportTables.begin_import` claims the files' hashes in state ``loading``; the
 chunks follow in short transactions; :meth:`ImportTables.finish_import` makes it ``ready``
 in one transaction. Readers see only ``ready`` imports, so a failed or half-written import is
-never read; :meth:`ImportTables.delete_import` removes everything an import wrote (a failed
-one is deleted by its writer; one left ``loading`` by a crash is listed as such and can be
-deleted).
+never read; :meth:`ImportTables.delete_import` removes everything an import wrote.
+While it loads, its writer records how far it has read (:meth:`ImportTables.set_import_progress`,
+in the document's ``progress``: also the sign that the writer lives); a failed import keeps
+nothing but its row, state ``failed`` with the reason (:meth:`ImportTables.fail_import`), so
+that whoever waits for it learns why (:mod:`fleetscope.api.importjobs`).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ CREATE INDEX IF NOT EXISTS import_chunks_by_metric ON import_chunks (metric, sta
 CREATE INDEX IF NOT EXISTS import_chunks_by_import ON import_chunks (import_id);
 """
 IMPORT_TABLES = ("imports", "import_files", "import_chunks")
-LOADING, READY = "loading", "ready"
+LOADING, READY, FAILED = "loading", "ready", "failed"
 
 
 class ImportInfo(NamedTuple):
@@ -197,3 +199,31 @@ class ImportTables:
             row = db.execute("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM import_chunks WHERE import_id = ?",
                              (import_id,)).fetchone()
         return int(row[0])
+
+    def set_import_progress(self, import_id: int, progress: dict) -> bool:
+        """Record how far a loading import has been read (the document's ``progress``); False
+        if it is not loading any more (failed, deleted)."""
+        with self._tx() as db:
+            row = db.execute("SELECT document FROM imports WHERE id = ? AND state = ?",
+                             (import_id, LOADING)).fetchone()
+            if row is None:
+                return False
+            doc = {**json.loads(row[0]), "progress": progress}
+            db.execute("UPDATE imports SET document = ? WHERE id = ?", (json.dumps(doc), import_id))
+        return True
+
+    def fail_import(self, import_id: int, error: dict) -> bool:
+        """Delete everything a loading import wrote and its files' hashes (the same files can be
+        imported again), and keep its row as ``failed`` with ``error`` (the reason), in one
+        transaction; False if it was not loading."""
+        with self._tx() as db:
+            row = db.execute("SELECT document FROM imports WHERE id = ? AND state = ?",
+                             (import_id, LOADING)).fetchone()
+            if row is None:
+                return False
+            db.execute("DELETE FROM import_chunks WHERE import_id = ?", (import_id,))
+            db.execute("DELETE FROM import_files WHERE import_id = ?", (import_id,))
+            doc = {**json.loads(row[0]), "error": error}
+            db.execute("UPDATE imports SET state = ?, document = ? WHERE id = ?",
+                       (FAILED, json.dumps(doc), import_id))
+        return True

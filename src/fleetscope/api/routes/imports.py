@@ -6,8 +6,10 @@ Uploads are ``multipart/form-data``: ``format``, ``host`` (for logs that do not 
 :mod:`fleetscope.perflogs.csvlog`) and one or more ``file`` parts. They must say their
 length (411 otherwise) and are refused past the server's limit (413,
 :data:`DEFAULT_MAX_BYTES` unless ``app.state.import_max_bytes`` says otherwise) before any of
-the body is read. Operators import and delete, viewers list; a tenant's callers see and delete
-only their tenant's imports (:func:`fleetscope.api.scope.imports_for`).
+the body is read. ``Prefer: respond-async`` answers 202 at once and reads the files as a job
+whose progress the import shows (:mod:`fleetscope.api.importjobs`). Operators import and
+delete, viewers list; a tenant's callers see and delete only their tenant's imports, loading
+ones included (:func:`fleetscope.api.scope.imports_for`).
 """
 
 from __future__ import annotations
@@ -16,20 +18,24 @@ import json
 import os
 import shutil
 import tempfile
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from fleetscope.api import importing, scope
 from fleetscope.api.audit import audit
 from fleetscope.api.auth import Operator, Viewer
 from fleetscope.api.errors import responses
+from fleetscope.api.importjobs import ImportJobs
 from fleetscope.api.params import ImportId
 from fleetscope.api.services import Svc
 from fleetscope.model.errors import InputError, NotFound
 from fleetscope.model.types import parse_duration
 from fleetscope.perflogs.registry import FORMATS
 from fleetscope.perflogs.sink import Options
+from fleetscope.store.imports import LOADING
 
 router = APIRouter(prefix="/api/v1/imports", tags=["imports"])
 
@@ -114,9 +120,21 @@ def _save(uploads, folder: str) -> list[importing.LogFile]:
     return out
 
 
+def _jobs(request: Request) -> ImportJobs:
+    return request.app.state.import_jobs
+
+
 @router.post("", status_code=201, summary="Import performance logs of one host (multipart upload)",
-             responses=responses(400, 409, 411, 413, 422), openapi_extra=_UPLOAD)
-async def create_import(request: Request, svc: Svc, caller: Operator) -> dict:
+             description="With `Prefer: respond-async` the answer is 202 as soon as the upload is in: the "
+             "import in state `loading`, whose `progress` `GET /api/v1/imports/{id}` shows until it is "
+             "`ready` or `failed` (with its `error`). Without, the request waits for the end: 201 with "
+             "the import, or the error.",
+             responses={202: {"description": "Accepted: the import, loading (Location: its URL)"},
+                        **responses(400, 409, 411, 413, 422)}, openapi_extra=_UPLOAD)
+async def create_import(request: Request, svc: Svc, caller: Operator,
+                        prefer: Annotated[str | None, Header(description="respond-async: answer 202 at "
+                                                             "once, the files read in the background")]
+                        = None) -> Any:
     length = request.headers.get("content-length")
     if length is None or not length.isdigit():
         raise InputError("content-length", "an upload must say its length (Content-Length)", 411)
@@ -139,40 +157,59 @@ async def create_import(request: Request, svc: Svc, caller: Operator) -> dict:
         opts = _options(form)
         importing.check_request(fmt, opts.host, len(uploads))
         importing.check_mapping(fmt, opts.mapping)
-        with tempfile.TemporaryDirectory(prefix="fleetscope-import-") as folder:
+        folder = tempfile.mkdtemp(prefix="fleetscope-import-")  # the job removes it
+        try:
             files = await run_in_threadpool(_save, uploads, folder)
-            info = await run_in_threadpool(importing.run_import, svc.control.store, fmt, files, opts,
-                                           caller.tenant_name, svc.control.catalog)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        job = await run_in_threadpool(_jobs(request).start, fmt, files, folder, opts, caller.tenant_name,
+                                      svc.control.catalog)
     finally:
         await form.close()
-    importing.add_metrics(svc.control.catalog, [info])
-    names = [f["name"] for f in info.document["files"]]
-    audit(svc, caller, "import.create", f"import {info.id}",
-          {"format": fmt, "host": info.host, "files": names})
-    return info.to_json()
+    audit(svc, caller, "import.create", f"import {job.import_id}",
+          {"format": fmt, "host": opts.host, "files": [f.name for f in files]})
+    if "respond-async" in (prefer or "").lower():
+        info = svc.control.store.get_import(job.import_id)
+        return JSONResponse(info.to_json(), status_code=202,
+                            headers={"location": f"{router.prefix}/{job.import_id}",
+                                     "preference-applied": "respond-async"})
+    await run_in_threadpool(job.done.wait)
+    if job.error is not None:
+        svc.control.store.delete_import(job.import_id)  # said in this answer: nothing is kept
+        raise job.error
+    assert job.info is not None
+    return job.info.to_json()
 
 
-@router.get("", summary="Imports: host, range, samples, origin files")
-def list_imports(svc: Svc, caller: Viewer) -> dict:
-    return {"imports": [i.to_json() for i in scope.imports_for(caller, svc.control.store.list_imports())]}
+@router.get("", summary="Imports: host, range, samples, origin files; state loading (with progress), "
+            "ready or failed (with the error)")
+def list_imports(request: Request, svc: Svc, caller: Viewer) -> dict:
+    made = _jobs(request).reap(svc.control.store.list_imports())
+    return {"imports": [i.to_json() for i in scope.imports_for(caller, made)]}
 
 
-def _get(svc, caller, import_id: int):
+def _get(request: Request, svc, caller, import_id: int):
     info = svc.control.store.get_import(import_id)
     if info is None or not scope.imports_for(caller, [info]):
         raise NotFound("id", f"no import {import_id}")
-    return info
+    return _jobs(request).reap([info])[0] if info.state == LOADING else info
 
 
-@router.get("/{import_id}", summary="One import", responses=responses(404))
-def get_import(import_id: ImportId, svc: Svc, caller: Viewer) -> dict:
-    return _get(svc, caller, import_id).to_json()
+@router.get("/{import_id}", summary="One import: while loading, its progress (read of bytes); failed, "
+            "its error (file, line, reason)", responses=responses(404))
+def get_import(request: Request, import_id: ImportId, svc: Svc, caller: Viewer) -> dict:
+    return _get(request, svc, caller, import_id).to_json()
 
 
 @router.delete("/{import_id}", status_code=204, summary="Delete an import and everything it wrote",
-               responses=responses(404))
-def delete_import(import_id: ImportId, svc: Svc, caller: Operator) -> Response:
-    _get(svc, caller, import_id)
+               responses=responses(404, 409))
+def delete_import(request: Request, import_id: ImportId, svc: Svc, caller: Operator) -> Response:
+    info = _get(request, svc, caller, import_id)
+    if info.state == LOADING:
+        raise InputError("id", f"import {import_id} is being read: delete it once it is ready or failed", 409)
     svc.control.store.delete_import(import_id)
+    if info.document.get("defined"):
+        request.app.state.imported_metrics.changed()  # forget its metrics, here and in every API process
     audit(svc, caller, "import.delete", f"import {import_id}")
     return Response(status_code=204)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,11 +24,12 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from fleetscope.cli.client import DEFAULT_URL, Api
+from fleetscope.cli.client import DEFAULT_URL, Api, ApiError
 from fleetscope.cli.commands.common import AsJson, Url, fail, print_json, reporting_errors, stdout_console
 
 FORMATS = ("sysstat", "vmstat", "iostat", "mpstat", "sar-text", "csv")
 DEFAULT_EVENTS_METRIC = "loadtest.requests"
+FOLLOW_EVERY = 0.25  # seconds between two looks at an import being read
 
 
 class _Counted(io.FileIO):
@@ -42,6 +44,21 @@ class _Counted(io.FileIO):
         if self.progress is not None:
             self.progress.advance(self.task, len(data))
         return data
+
+
+def _follow(api: Api, body: dict, show) -> dict:
+    """The import once it is no longer loading (``show`` its progress meanwhile); the server's
+    error, as an answer to the upload would have said it, if it failed."""
+    while body.get("state") == "loading":
+        show(body.get("progress") or {})
+        time.sleep(FOLLOW_EVERY)
+        body = api.get_import(body["id"])
+    if body.get("state") == "failed":
+        error = body.get("error") or {}
+        raise ApiError(str(error.get("message", "the import failed")), error.get("field"),
+                       status=error.get("status"), code=error.get("code"))
+    show({**(body.get("progress") or {}), "read": body.get("progress", {}).get("bytes", 0)})
+    return body
 
 
 def _time(text: str | None) -> int | None:
@@ -126,10 +143,15 @@ def import_logs(
         task = progress.add_task(f"uploading {len(files)} file(s)", total=total)
         opened = [_Counted(f, progress if show else None, task) for f in files]
         try:
-            body = api.upload_import(fields, [(f.name, o) for f, o in zip(files, opened, strict=True)])
+            body = api.upload_import(fields, [(f.name, o) for f, o in zip(files, opened, strict=True)],
+                                     respond_async=True)
         finally:
             for o in opened:
                 o.close()
+        reading = progress.add_task("reading", total=total)
+        body = _follow(api, body, lambda p: progress.update(
+            reading, total=p.get("bytes") or total, completed=p.get("read", 0),
+            description=f"reading {p.get('file', '')}" if p.get("phase") != "writing" else "writing"))
     if as_json:
         print_json(body)
         return

@@ -15,6 +15,7 @@ const NAMES_HOST = new Set(["sysstat", "iostat", "mpstat", "sar-text"]); // the 
 const CSV_EXAMPLE = '{"time_column": "time", "metrics": [{"metric": "app.latency", "field": "route", "unit": "ms"}]}';
 const CHART = { width: 560, height: 180, pad: 34 }; // the overlay's SVG size and left/bottom margin
 const SVG = "http://www.w3.org/2000/svg";
+const FOLLOW_MS = 250; // between two looks at an import the server reads
 
 /** Add the "Import" button to the toolbar; the dialogs are built when first opened. */
 export function installImports(app) {
@@ -49,23 +50,44 @@ async function getJson(path, params) {
 
 /**
  * POST the form as multipart with XMLHttpRequest (fetch tells nothing of an upload's progress):
- * `onProgress(sent, total)` while the body goes up, `onParsing()` once it is all sent and the
- * server reads it. Resolves with the import, rejects with an ApiError.
+ * `onProgress(sent, total)` while the body goes up, `onParsing()` once it is all sent. The server
+ * answers at once (Prefer: respond-async) with the import loading: resolves with it, rejects
+ * with an ApiError (a duplicate, a bad request).
  */
 export function upload(form, { onProgress, onParsing } = {}) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", `${BASE}/imports`);
+    xhr.setRequestHeader("Prefer", "respond-async");
     xhr.responseType = "json";
     xhr.upload.onprogress = (ev) => onProgress?.(ev.loaded, ev.lengthComputable ? ev.total : 0);
     xhr.upload.onload = () => onParsing?.();
     xhr.onerror = () => reject(new ApiError(0, { code: "network", message: "the server cannot be reached" }));
     xhr.onload = () => {
-      if (xhr.status === 201) resolve(xhr.response);
+      if (xhr.status === 201 || xhr.status === 202) resolve(xhr.response);
       else reject(new ApiError(xhr.status, xhr.response?.error || { message: xhr.statusText }));
     };
     xhr.send(form);
   });
+}
+
+/**
+ * Follow an import the server reads: `onRead(progress)` at each look while it loads. Resolves
+ * with the import once ready, rejects with an ApiError carrying the server's reason (file, line)
+ * if it failed.
+ */
+export async function follow(imported, { onRead } = {}) {
+  let imp = imported;
+  while (imp.state === "loading") {
+    onRead?.(imp.progress || {});
+    await new Promise((done) => setTimeout(done, FOLLOW_MS));
+    imp = await getJson(`/imports/${imp.id}`);
+  }
+  if (imp.state === "failed") {
+    const error = imp.error || {};
+    throw new ApiError(error.status || 422, error);
+  }
+  return imp;
 }
 
 class ImportDialog {
@@ -134,19 +156,33 @@ class ImportDialog {
     this.bar.max = 1;
     this.bar.value = 0;
     this.el.dataset.state = "uploading";
+    const parsing = () => {
+      if (this.el.dataset.state === "parsing") return;
+      this.el.dataset.state = "parsing";
+      this.bar.removeAttribute("value"); // indeterminate until the server says how far it is
+      this.status.textContent = "uploaded; the server is reading the logs…";
+    };
     try {
-      const made = await upload(body, {
+      const loading = await upload(body, {
         onProgress: (sent, total) => {
           this.bar.max = total || 1;
           this.bar.value = total ? sent : 0;
           this.status.textContent = total ? `uploading: ${Math.round((100 * sent) / total)} %` : "uploading";
         },
-        onParsing: () => {
-          this.el.dataset.state = "parsing";
-          this.bar.removeAttribute("value"); // indeterminate: the server reads the logs
-          this.status.textContent = "uploaded; the server is reading the logs…";
+        onParsing: parsing,
+      });
+      parsing();
+      this.refresh(); // the import, loading, in the list
+      const made = await follow(loading, {
+        onRead: (p) => {
+          if (!p.bytes) return;
+          this.bar.max = p.bytes;
+          this.bar.value = p.read || 0;
+          this.status.textContent = p.phase === "writing" ? "writing the import…"
+            : `reading ${p.file || "the logs"}: ${Math.round((100 * (p.read || 0)) / p.bytes)} %`;
         },
       });
+      this.bar.value = this.bar.max;
       this.el.dataset.state = "done";
       this.status.textContent = `import ${made.id}: ${made.host}, ${made.samples} samples every ` +
         `${made.interval} s, ${formatTime(made.start_time)} to ${formatTime(made.end_time)}`;
@@ -157,6 +193,7 @@ class ImportDialog {
       this.el.dataset.state = "error";
       this.status.textContent = "";
       this.error.textContent = err.detail || err.message;
+      this.refresh(); // a failed import is listed with its reason
     } finally {
       this.bar.hidden = true;
       this.submitBtn.disabled = false;
@@ -179,7 +216,10 @@ class ImportDialog {
     const rows = imports.map((i) => h("tr", { dataset: { importId: i.id } },
       h("td", {}, String(i.id)), h("td", {}, i.host), h("td", {}, i.format),
       h("td", {}, i.start_time ? formatTime(i.start_time) : "–"), h("td", {}, i.end_time ? formatTime(i.end_time) : "–"),
-      h("td.num", {}, String(i.samples ?? "–")),
+      h("td.num", {}, i.state === "ready" ? String(i.samples ?? "–")
+        : h("span.imp-state", { dataset: { state: i.state }, title: i.error?.message || "" },
+          i.state === "loading" && i.progress?.bytes ? `${Math.round((100 * i.progress.read) / i.progress.bytes)} %`
+            : i.state)),
       h("td.imp-files", {}, (i.files || []).map((f) => f.name).join(", ")),
       h("td", {}, h("button.btn.small.icon", { type: "button", title: `delete import ${i.id} and all it wrote`,
         "aria-label": `delete import ${i.id}`, onclick: () => this.remove(i.id) }, "✕"))));
