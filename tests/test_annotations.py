@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 from playwright.sync_api import Page
@@ -187,3 +188,42 @@ def test_an_exported_heatmap_png_marks_the_annotations_its_caller_may_see(served
     # Nor may a tenant draw another's instrumentation.
     assert who["acme"].get(f"/instrumentations/{made['operator']}/heatmap",
                            params={"format": "png"}).status_code == 404
+
+
+def test_a_line_panels_png_carries_the_annotations_of_its_range(served, page: Page, tmp_path) -> None:
+    srv, who = served
+    now = int(time.time())
+    # The session of an operator's token (the one-time link may have been used already).
+    assert page.request.post(f"{srv.url}{API}/login", data={"token": srv.token("an-op-page", "operator")}).ok
+    # A paused range (nothing redraws it by itself) holding the data since the server started.
+    page.goto(f"{srv.url}/?from={now - 240}&to={now + 60}")
+    line = wait_for(lambda: page.evaluate(
+        "() => window.fleetscope.panels.find((p) => p.inst && !p.inst.numeric)?.inst.id"))
+    ready(page, line)
+    card = page.locator(f'section.panel[data-inst-id="{line}"]').first
+
+    def export(name: str) -> Image.Image:
+        card.locator('button[aria-label="panel actions"]').click()
+        with page.expect_download() as got:
+            page.click('[data-testid="export-png"]')
+        got.value.save_as(tmp_path / name)
+        return Image.open(tmp_path / name).convert("RGB")
+
+    before = export("before.png")
+    made = who["operator"].post("/annotations", json={"text": "deploy cache v2", "time": now - 30}).json()
+    page.evaluate("() => window.fleetscope.loadAnnotations()")
+    drawn = wait_for(lambda: page.evaluate(
+        "([id, a]) => window.fleetscope.panels.find((p) => p.inst && p.inst.id === id)"
+        ".body.chart.annotationsDrawn.find((d) => d.kind === 'annotation' && d.id === a)",
+        [line, made["id"]]))
+    after = export("after.png")
+    assert after.size == before.size
+    # What changed is the mark: its column (a dashed line down the plot) and its flag, in the
+    # dashboard's accent colour; the mark's x is the panel's own for that time.
+    dpr = after.size[0] / card.locator("canvas").first.bounding_box()["width"]
+    pixels = np.asarray(after)
+    columns = sorted(set(np.nonzero((pixels != np.asarray(before)).any(axis=2))[1].tolist()))
+    x = int(drawn["x"] * dpr)
+    assert columns and all(x - 1 <= c <= x + 6 * dpr for c in columns), columns
+    accent = (pixels[:, x] == (47, 111, 223)).all(axis=1).sum()
+    assert accent >= 20, "a dashed line in the accent colour (--accent: #2f6fdf)"

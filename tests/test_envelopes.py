@@ -99,6 +99,13 @@ def spiky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     srv.stop()
 
 
+def login(page: Page, s: dict) -> None:
+    """The page's session: the viewer's token given to the login route (the cookie goes to the
+    page's context)."""
+    resp = page.request.post(f"{s['srv'].url}{API}/login", data={"token": s["viewer"]["authorization"][7:]})
+    assert resp.ok, resp.text()
+
+
 def year_view(s: dict, inst_id: int, headers: dict) -> httpx.Response:
     """The range over DAYS as the dashboard asks it, with envelopes."""
     end = -(-s["end"] // STEP) * STEP
@@ -160,7 +167,7 @@ def test_the_envelope_reads_the_finest_tier_within_its_budget() -> None:
 
 def test_a_line_panel_draws_the_band_per_pixel_column_and_it_holds_the_spike(spiky: dict, page: Page) -> None:
     srv = spiky["srv"]
-    page.goto(srv.login_link())
+    login(page, spiky)
     now = int(time.time())
     page.goto(f"{srv.url}/?dashboard={spiky['board']}&from={now - DAYS * DAY}&to={now}")
     ready(page, spiky["one"])
@@ -186,3 +193,33 @@ def test_a_line_panel_draws_the_band_per_pixel_column_and_it_holds_the_spike(spi
     assert band["lo"] == BASE / G
     assert band["line"] < 2 * BASE / G  # the line itself (four-hour averages) stays near 1 s/s
     assert band["inside"][3] > 0 and band["inside"] != band["outside"], band
+
+
+def test_a_pan_and_a_zoom_show_the_new_range_at_once_and_end_with_the_servers_answer(
+        spiky: dict, page: Page) -> None:
+    """The panel draws the range it moves to from the answers it kept and prefetched, then
+    the server's answer; what it ends with is what the API answers for that range."""
+    srv, one = spiky["srv"], spiky["one"]
+    login(page, spiky)
+    now = int(time.time())
+    page.goto(f"{srv.url}/?dashboard={spiky['board']}&from={now - 8 * DAY}&to={now - 2 * DAY}")
+    ready(page, one)
+    card = page.locator(f'section.panel[data-inst-id="{one}"]')
+    shown_now = """(() => ({wanted: p.el.dataset.wanted, shown: p.el.dataset.shown,
+                            values: p.body.pts.filter((q) => q.value !== null).length,
+                            n: p.body.pts.length}))()"""
+    for key in ("ArrowLeft", "+", "-", "ArrowRight"):
+        page.wait_for_function(f"() => !document.querySelector('section.panel[data-inst-id=\"{one}\"]')"
+                               ".matches('[data-prefetching], [data-loading]')")
+        page.locator("body").press(key)
+        at_once = in_page(page, one, shown_now)
+        assert at_once["shown"] == at_once["wanted"], (key, at_once)
+        assert at_once["values"] >= at_once["n"] // 2, (key, at_once)  # data, not an empty frame
+        ready(page, one)
+        start, end = map(int, card.get_attribute("data-wanted").split(":"))
+        drawn = in_page(page, one, "p.body.pts.map((q) => [q.start_time, q.duration, q.value, q.envelope])")
+        step = drawn[0][1]
+        answer = httpx.get(f"{srv.url}{API}/instrumentations/{one}/value", headers=spiky["viewer"],
+                           timeout=30, params={"start_time": start, "end_time": end, "duration": step,
+                                               "envelope": "true"}).json()
+        assert drawn == [[p["start_time"], p["duration"], p["value"], p["envelope"]] for p in answer], key
