@@ -37,7 +37,7 @@ export class HeatBody extends Body {
     this.keyList = null; // {range, keys: [{key, count}], total}: every key of the range, once asked
     this.legendBody = h("div.legend-body");
     this.searchBox = this.inst.discrete ? this.keySearch() : null;
-    fill(this.panel.legendEl, this.legendBody, this.searchBox);
+    fill(this.panel.legendEl, this.searchBox, this.legendBody);
     this.toolbar();
   }
 
@@ -199,6 +199,12 @@ export class HeatBody extends Body {
     }
     return r.live ? { ...p, duration: r.span, ndatapoints: r.n }
       : { ...p, start_time: r.start, end_time: r.end, ndatapoints: r.n };
+  }
+
+  /** A range a next pan or zoom will want, asked ahead (net/api.js keeps the answer for the
+   * fetch that follows: see Body.prefetch). */
+  fetchAhead(r, signal) {
+    return api.heatmap(this.inst.id, this.params(r), signal);
   }
 
   async fetch(r, signal) {
