@@ -7,10 +7,17 @@ that move like a busy host's: CPU shares summing to 100, memory drifting, bursts
 to a temporary file, then imports it the way the server does (``importing.run_import``:
 hash, parse streaming, chunks written in short transactions, made ready in one) into a
 fresh store (SQLite by default). Prints: lines per second on one core (the goal: 200,000),
-peak RSS of the process (the file is streamed: it stays bounded), bytes stored per value,
-and the time of reading the import back through an instrumentation (``cpu.usage`` by
-``mode`` and ``memory.used`` by ``type``) over 1 hour at 1 s and 24 hours at 60 s steps
-(``Services.points``' imported half, :func:`fleetscope.api.imported.imported_points`).
+peak RSS of the process (the file is streamed: it stays bounded), bytes stored per value.
+
+Then, per instrumentation (``cpu.usage`` by ``mode``, ``memory.used`` by ``type``, both made
+after the import): the time to make its answer over the import once
+(:func:`fleetscope.api.imported.make_answer`) and its bytes; and reads of 1 hour at 1 s and
+24 hours at 60 s steps side by side: the import evaluated at every read (as before answers
+were made), the import read from the made answer
+(:func:`fleetscope.api.imported.imported_points`, ``Services.points``' imported half), and
+live history of the same size (the same points written as a persisted instrumentation's
+seconds and rolled up into its tiers, read by :func:`fleetscope.api.queries.data_points`),
+cold (decoded-chunk caches emptied) and warm (best of 5).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from fleetscope.api import imported, importing
-from fleetscope.api.queries import Range
+from fleetscope.api.queries import Range, data_points
 from fleetscope.model.instrumentation import (
     Instrumentation,
     validate_spec,
@@ -35,6 +42,8 @@ from fleetscope.model.instrumentation import (
 from fleetscope.model.metrics import Catalog
 from fleetscope.perflogs.metrics import METRICS
 from fleetscope.perflogs.sink import Options
+from fleetscope.store.block import from_points
+from fleetscope.store.history import History
 from fleetscope.store.open import open_store
 
 START = 1_700_000_000  # 2023-11-14 22:13:20 UTC
@@ -70,6 +79,57 @@ def inst(catalog: Catalog, body: dict, inst_id: int) -> Instrumentation:
     return Instrumentation(id=inst_id, created=0.0, **spec)
 
 
+def timed(read, runs: int, cold=None) -> float:
+    """Milliseconds of ``read()``: once after ``cold()`` (emptied caches), or the best of
+    ``runs`` (warm)."""
+    best = float("inf")
+    for _ in range(runs):
+        if cold is not None and runs == 1:
+            cold()
+        t0 = time.perf_counter()
+        read()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1000
+
+
+def twin(store, history: History, catalog: Catalog, body: dict, read: Instrumentation, day: int,
+         now: int) -> Instrumentation:
+    """A persisted instrumentation whose history holds the same points as the import's day
+    (seconds, then rolled up into minutes and hours as the server does)."""
+    live = store.create_instrumentation(validate_spec({**body, "persist": True}, catalog), float(day))
+    points = imported.imported_points(store, read, Range(day, 1, 86400 + 60), 50, make=False)
+    history.write_block(live, from_points(list(points.values()), live.shape))
+    history.compact(now)
+    return live
+
+
+def side_by_side(store, history: History, catalog: Catalog, body: dict, read: Instrumentation, info,
+                 ranges, day: int, now: int) -> None:
+    """Make ``read``'s answer over the import; print its reads beside live history's."""
+    def imported_range(rng: Range):  # evaluated until the answer is made, then from it
+        return imported.imported_points(store, read, rng, 50, make=False)
+
+    name = f"{body['metric']} by {body['decomposition'][0]}"
+    evaluated = {label: timed(lambda r=rng: imported_range(r), 1) for label, rng in ranges}
+    c0, t0 = time.process_time(), time.perf_counter()
+    assert imported.make_answer(store, read, info)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    print(f"{name}: answer made in {wall:.1f} s ({cpu:.1f} s CPU), "
+          f"{store.import_result_bytes(read.id) / 1e6:.1f} MB")
+    live = twin(store, history, catalog, body, read, day, now)
+    for label, rng in ranges:
+        answer = [timed(lambda r=rng: imported_range(r), runs, lambda: imported.clear_cache(store))
+                  for runs in (1, 5)]
+        line = (f"  {label}: evaluated {evaluated[label]:.1f} ms | answer cold {answer[0]:.1f} ms, warm "
+                f"{answer[1]:.1f} ms | live history ")
+        if rng.start % 60:  # live history's ranges start on its tier's grid: no such read
+            print(line + "-")
+            continue
+        known = [timed(lambda r=rng: data_points(live, None, r, 50, history, now), runs, history.clear_cache)
+                 for runs in (1, 5)]
+        print(line + f"cold {known[0]:.1f} ms, warm {known[1]:.1f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=2_592_000)
@@ -96,18 +156,16 @@ def main() -> None:
         print(f"stored {doc['bytes'] / 1e6:.1f} MB: {doc['bytes'] / doc['values']:.2f} bytes per value; "
               f"peak RSS {rss / 1024:.0f} MB (before the import: {rss0 / 1024:.0f} MB)")
         catalog = Catalog(METRICS)
-        cpu_inst = inst(catalog, {"metric": "cpu.usage", "decomposition": ["mode"]}, 1)
-        mem_inst = inst(catalog, {"metric": "memory.used", "decomposition": ["type"]}, 2)
-        day = START + min(86400 * 10, (args.lines - 86400) // 3600 * 3600)
-        for name, i in (("cpu.usage by mode", cpu_inst), ("memory.used by type", mem_inst)):
-            for label, rng in (("1 h at 1 s", Range(day, 1, 3600)), ("24 h at 60 s", Range(day, 60, 1440))):
-                times = []
-                for _ in range(3):
-                    t0 = time.perf_counter()
-                    pts = imported.imported_points(store, i, rng, 50)
-                    times.append(time.perf_counter() - t0)
-                assert len(pts) == rng.n, (len(pts), rng.n)
-                print(f"read {name}, {label}: {min(times) * 1000:.0f} ms ({len(pts)} points)")
+        # On the hour, as the server aligns a persisted instrumentation's range to its tier.
+        day = START - START % 3600 + 3600 + min(86400 * 10, (args.lines - 90000) // 3600 * 3600)
+        ranges = (("1 h at 1 s", Range(day, 1, 3600)), ("24 h at 60 s", Range(day, 60, 1440)),
+                  # an instrumentation without history: steps from its own second, off the minutes
+                  ("24 h at 60 s, 17 s past the minute", Range(day + 17, 60, 1440)))
+        history = History(store)
+        now = day + 2 * 86400  # reads as if two days after the day read: within every tier's retention
+        for n, body in enumerate(({"metric": "cpu.usage", "decomposition": ["mode"]},
+                                  {"metric": "memory.used", "decomposition": ["type"]})):
+            side_by_side(store, history, catalog, body, inst(catalog, body, 100 + n), info, ranges, day, now)
         store.close()
     os.sys.stdout.flush()
 

@@ -22,7 +22,8 @@ from fleetscope.store.open import open_store
 ADMIN_URL = os.environ.get("FLEETSCOPE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ("sqlite", "postgresql")
 TABLES = ("instrumentations, meta, dashboards, chunks, rollups, pending_rollups, leases, aggregators, "
-          "tokens, tenants, audit, account_keys, imports, import_files, import_chunks, annotations")
+          "tokens, tenants, audit, account_keys, imports, import_files, import_chunks, annotations, "
+          "import_results, import_result_chunks")
 
 
 def _with_db(url: str, name: str) -> str:

@@ -2,11 +2,10 @@
 
 An import keeps the rows of a host's logs (:mod:`fleetscope.store.imports`), not the
 answers to questions, so every instrumentation (made before or after the import) answers
-over them: :func:`imported_points` evaluates the instrumentation's predicate and
-decomposition over the rows of each sample with the agent's own code
-(:class:`fleetscope.agent.evaluate.Plan`, compiled once per import and column layout, the
-import's host folded in as ``hostname``), then places each sample's value on the range's
-steps:
+over them: the instrumentation's predicate and decomposition are evaluated over the rows of
+each sample with the agent's own code (:class:`fleetscope.agent.evaluate.Plan`, compiled
+once per import and column layout, the import's host folded in as ``hostname``), then each
+sample's value is placed on the range's steps (:mod:`fleetscope.store.importplace`):
 
 * samples shorter than the step add up into it (interval metrics) or are averaged (point
   metrics), as a rollup of live slots would;
@@ -22,13 +21,34 @@ instrumentation sees only the imported rows its scope admits. A field the log do
 (a host label, ``execname``) is empty for its rows: a predicate that asks for a value of it
 does not match them; a numeric decomposition over a numeric field the log lacks gets nothing.
 
-Cost: one ``Plan.evaluate`` per sample (a few microseconds for a vmstat sample); a day of
-1-second samples of one metric reads in about half a second (docs/benchmarks.md).
+**Answers are made once.** Evaluating costs one ``Plan.evaluate`` per sample (a few
+microseconds: half a second for a day of 1-second samples), so each instrumentation's
+answer over each import is evaluated once and kept (:func:`make_answer`): its samples, and
+the minute and hour tiers of them placed, as chunks of the format live history uses, in the
+tables of :mod:`fleetscope.store.importresults`. A range then reads what live history of the
+same size reads (a day at 60-second steps: a day of the minute tier, 1,440 rows) through
+the same blocks and rollups (:func:`imported_points`), and gives the same answer as
+evaluating (the tests compare both). The answer is made the first time an instrumentation
+reads an import: that read evaluates the range as before and asks a background thread of
+this process (:class:`_Maker`, one per store) to make the answer, streaming the import a
+few chunks at a time (memory: one chunk of the import, an hour of samples, a day of minutes
+and a month of hours). Several API processes sharing one store may start the same answer:
+the store lets one make it (a claim on its row) and the others read as before meanwhile.
+An answer is made for the instrumentation's definition (metric, predicate,
+decomposition: :func:`definition`) and goes with its import or its instrumentation;
+:meth:`~fleetscope.store.importresults.ImportResultTables.delete_import_results` forgets
+answers, which are then made again.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
+import weakref
+from collections import deque
 from collections.abc import Iterable, Iterator
+from itertools import pairwise
 
 import numpy as np
 
@@ -37,15 +57,47 @@ from fleetscope.api import scope
 from fleetscope.api.queries import Range
 from fleetscope.model import values
 from fleetscope.model.instrumentation import Instrumentation
-from fleetscope.model.metrics import INTERVAL
 from fleetscope.model.predicate import fields_of
 from fleetscope.model.series import DataPoint
 from fleetscope.perflogs.metrics import COLUMNS, VALUE_FIELD
+from fleetscope.store import chunkenc
+from fleetscope.store.block import (
+    POINT_COLUMNS,
+    Block,
+    between,
+    compact_columns,
+    concat,
+    empty,
+    from_points,
+    take,
+    to_points,
+)
+from fleetscope.store.cache import ChunkCache
 from fleetscope.store.importenc import decode
-from fleetscope.store.imports import ImportInfo
+from fleetscope.store.importplace import (
+    GRID_TIERS,
+    SAMPLES,
+    Placed,
+    from_grid,
+    from_samples,
+    grid_for,
+    grid_rows,
+    place,
+    sample_span,
+)
+from fleetscope.store.importresults import READY as ANSWER_READY
+from fleetscope.store.importresults import NewResultChunk
+from fleetscope.store.imports import READY, ImportInfo
+from fleetscope.store.rollup import rollup
 
 HOSTNAME = "hostname"
 EXPORT_PIECE = 4096  # steps of an export read from the imports at a time (bounded memory)
+# The format of a made answer: a change to what is kept or how samples are placed raises it,
+# and answers made before are made again.
+ANSWER_VERSION = 1
+CLUSTER_CHUNKS = 8  # chunks of an import read at a time when making an answer (overlapping ones: all)
+CACHE_BYTES = 32 << 20  # decoded answer chunks kept per store, as History keeps live ones
+log = logging.getLogger(__name__)
 
 
 def columns_of(metric: str, info: ImportInfo) -> tuple[str, ...] | None:
@@ -58,6 +110,20 @@ def columns_of(metric: str, info: ImportInfo) -> tuple[str, ...] | None:
         if made is not None:
             columns = tuple(f["name"] for f in made["fields"][1:])
     return columns
+
+
+def definition(inst: Instrumentation) -> str:
+    """What an answer over an import is made for: another definition makes it again."""
+    return json.dumps({"v": ANSWER_VERSION, "metric": inst.metric, "predicate": inst.predicate,
+                       "decomposition": list(inst.decomposition), "kind": inst.kind, "shape": inst.shape},
+                      sort_keys=True)
+
+
+def _holds(inst: Instrumentation, info: ImportInfo) -> bool:
+    """Whether ``inst`` reads ``info`` (ready, in scope, a metric it may hold)."""
+    metrics = info.document.get("metrics")
+    return (info.state == READY and info.start is not None and scope.import_readable(inst, info)
+            and columns_of(inst.metric, info) is not None and (metrics is None or inst.metric in metrics))
 
 
 def _plan(inst: Instrumentation, host: str, columns: tuple[str, ...]) -> tuple[Plan | None, bool]:
@@ -75,99 +141,333 @@ def _plan(inst: Instrumentation, host: str, columns: tuple[str, ...]) -> tuple[P
         return None, valued
 
 
-class _Slots:
-    """Values of one import on the steps of a range (sums, and sample times for point metrics)."""
+# -- evaluating: the samples of an import ---------------------------------------------------------
 
-    def __init__(self, inst: Instrumentation, rng: Range) -> None:
+
+class _Evaluator:
+    """``inst`` evaluated over the rows of one import: its samples, as a block of the samples
+    tier (:mod:`fleetscope.store.importplace`: ``counts`` holds each sample's interval)."""
+
+    def __init__(self, inst: Instrumentation, info: ImportInfo) -> None:
         self.inst = inst
-        self.rng = rng
-        self.sums: dict[int, values.Value] = {}
-        # step -> the sample times in it: a point metric's level is averaged over times, not
-        # samples (sar's text gives memory.used in two samples of one time: -r and -S)
-        self.times: dict[int, set[int]] = {}
+        columns = columns_of(inst.metric, info)
+        assert columns is not None
+        self.plan, self.valued = _plan(inst, info.host, columns)
 
-    def add(self, t: int, interval: int, v: values.Value) -> None:
-        rng, shape = self.rng, self.inst.shape
-        d = rng.duration
-        first = rng.start + (t - rng.start) // d * d
-        interval_kind = self.inst.kind == INTERVAL
-        s = first
-        while s < t + interval and s < rng.end:
-            if s >= rng.start:
-                part = v
-                if interval > d or t < s or t + interval > s + d:
-                    share = (min(t + interval, s + d) - max(t, s)) / interval
-                    if interval_kind and share < 1.0:
-                        part = values.scale(v, share, shape)
-                acc = self.sums.get(s)
-                self.sums[s] = values.merge_into(values.empty(shape) if acc is None else acc,
-                                                 part, shape)
-                if not interval_kind:
-                    self.times.setdefault(s, set()).add(t)
-            s += d
+    def samples(self, data: Iterable[bytes], start: int | None = None, end: int | None = None) -> Block:
+        """The samples of these chunks (those that overlap ``[start, end)``, when given)."""
+        shape, plan = self.inst.shape, self.plan
+        if plan is None:
+            return empty(shape)
+        by_sample: dict[tuple[int, int], values.Value] = {}
+        for raw in data:
+            chunk = decode(raw)
+            ends = chunk.times + chunk.intervals
+            inside = np.ones(len(ends), bool) if start is None else (chunk.times < end) & (ends > start)
+            keys = chunk.keys
+            present = ~np.isnan(chunk.values)
+            times, intervals = chunk.times.tolist(), chunk.intervals.tolist()
+            for i in np.nonzero(inside)[0].tolist():
+                row_values = chunk.values[i].tolist()
+                mask = present[i].tolist()
+                if self.valued:
+                    rows = [(*keys[j], x, 1.0) for j, x in enumerate(row_values) if mask[j]]
+                else:
+                    rows = [(*keys[j], x) for j, x in enumerate(row_values) if mask[j]]
+                if not rows:
+                    continue
+                # weighted: a row of an events import (csvevents) counts its events at one value
+                v = plan.evaluate(rows, weighted=True)
+                key = (times[i], intervals[i])
+                acc = by_sample.get(key)
+                by_sample[key] = v if acc is None else values.merge_into(acc, v, shape)
+        return _samples_block(by_sample, shape)
 
-    def points(self) -> dict[int, values.Value]:
-        if self.inst.kind == INTERVAL:
-            return self.sums
+
+def _samples_block(by_sample: dict[tuple[int, int], values.Value], shape: str) -> Block:
+    """A samples-tier block: one row per (time, interval), ``counts`` the interval."""
+    parts = []
+    for length in sorted({i for _, i in by_sample}):
+        points = [DataPoint(t, i, v, 1, 1) for (t, i), v in by_sample.items() if i == length]
+        block = from_points(points, shape)
+        parts.append(block._replace(counts=np.full(block.n, length, np.int64)))
+    return concat(parts, shape) if parts else empty(shape)
+
+
+# -- making an answer: evaluated once, kept as chunks -------------------------------------------
+
+
+class _Lost(Exception):
+    """The answer's row was taken over, or its import or instrumentation deleted."""
+
+
+class _AnswerWriter:
+    """The chunks of one answer, written as their spans complete (see the module docstring)."""
+
+    def __init__(self, store, inst: Instrumentation, import_id: int, run: int, sample_span: int) -> None:
+        self.store, self.inst, self.import_id, self.run = store, inst, import_id, run
+        self.spans = {SAMPLES: sample_span, **{g.starts: g.span for g in GRID_TIERS},
+                      **{g.carried: g.span for g in GRID_TIERS}}
+        self.pending: dict[int, list[Block]] = {tier: [] for tier in self.spans}
+
+    def add(self, samples: Block) -> None:
+        if not samples.n:
+            return
         shape = self.inst.shape
-        return {s: v if len(self.times[s]) == 1 else values.scale(v, 1.0 / len(self.times[s]), shape)
-                for s, v in self.sums.items()}
+        self.pending[SAMPLES].append(samples)
+        lo = int(samples.times.min())
+        hi = int((samples.times + np.maximum(samples.counts, 1)).max())
+        for g in GRID_TIERS:
+            rows = grid_rows(place(samples, shape, self.inst.kind, 0, g.resolution, lo - lo % g.resolution,
+                                   hi), shape, g.resolution)
+            self.pending[g.starts].append(rows.starts)
+            self.pending[g.carried].append(rows.carried)
+
+    def flush(self, upto: int | None) -> None:
+        """Write the spans that end by ``upto`` (every one: None); later samples begin there."""
+        shape = self.inst.shape
+        out: list[NewResultChunk] = []
+        for tier, span in self.spans.items():
+            parts = [b for b in self.pending[tier] if b.n]
+            if not parts:
+                continue
+            block = concat(parts, shape)
+            if tier != SAMPLES:  # one row per step: rows of a step from two reads add up
+                block = rollup(block, shape, 0, self._resolution(tier), None)
+            cut = block.n if upto is None else int(np.searchsorted(block.times, upto - upto % span))
+            rest = take(block, slice(cut, None))
+            self.pending[tier] = [rest] if rest.n else []
+            out += self._chunks(tier, span, take(block, slice(0, cut)))
+        if out and not self.store.add_import_result_chunks(self.inst.id, self.import_id, self.run, out):
+            raise _Lost
+
+    @staticmethod
+    def _resolution(tier: int) -> int:
+        return next(g.resolution for g in GRID_TIERS if tier in (g.starts, g.carried))
+
+    def _chunks(self, tier: int, span: int, block: Block) -> list[NewResultChunk]:
+        out = []
+        if not block.n:
+            return out
+        cut = block.times // span
+        for key in np.unique(cut).tolist():
+            part = compact_columns(between(block, key * span, (key + 1) * span))
+            end = int((part.times + part.counts).max()) if tier == SAMPLES else \
+                int(part.times[-1]) + self._resolution(tier)
+            out.append(NewResultChunk(tier, int(part.times[0]), end, part.n, chunkenc.encode(part)))
+        return out
+
+
+def _clusters(index: list[tuple[int, int, int]]) -> Iterator[tuple[list[int], int | None]]:
+    """The import's chunk ids in groups of at most :data:`CLUSTER_CHUNKS` (more only where
+    their times overlap: one time's samples must be evaluated together), each with the time
+    from which the next group's samples begin (None after the last)."""
+    group: list[int] = []
+    reach = None
+    for chunk_id, start, end in index:
+        if group and start >= reach and len(group) >= CLUSTER_CHUNKS:
+            yield group, start
+            group = []
+        group.append(chunk_id)
+        reach = end if reach is None else max(reach, end)
+    if group:
+        yield group, None
+
+
+def make_answer(store, inst: Instrumentation, info: ImportInfo) -> bool:
+    """Evaluate ``inst`` over the whole of ``info`` once and keep the answer; False when it is
+    made already, another maker is at it, or it was lost meanwhile (see the module
+    docstring)."""
+    if not _holds(inst, info):
+        return False
+    run = store.claim_import_result(inst.id, info.id, definition(inst))
+    if run is None:
+        return False
+    try:
+        index = store.import_chunk_index(info.id, inst.metric)
+        evaluator = _Evaluator(inst, info)
+        span = sample_span([int(info.document.get("interval") or 1)])
+        writer = _AnswerWriter(store, inst, info.id, run, span)
+        if evaluator.plan is not None:
+            for ids, upto in _clusters(index):
+                writer.add(evaluator.samples(c.data for c in store.read_import_chunk_ids(ids)))
+                writer.flush(upto)
+        writer.flush(None)
+    except _Lost:
+        store.finish_import_result(inst.id, info.id, run)  # deletes what it wrote
+        return False
+    except BaseException:
+        store.abandon_import_result(inst.id, info.id, run)
+        raise
+    return store.finish_import_result(inst.id, info.id, run)
+
+
+class _Maker:
+    """Makes answers in a background thread, one at a time, for one store; the thread ends
+    when nothing is left to make."""
+
+    def __init__(self, store) -> None:
+        self.store = weakref.ref(store)
+        self.lock = threading.Lock()
+        self.todo: deque[tuple[Instrumentation, ImportInfo]] = deque()
+        self.wanted: set[tuple[str, int]] = set()
+        self.thread: threading.Thread | None = None
+
+    def want(self, inst: Instrumentation, info: ImportInfo) -> None:
+        key = (definition(inst) + f"#{inst.id}", info.id)
+        with self.lock:
+            if key in self.wanted:
+                return
+            self.wanted.add(key)
+            self.todo.append((inst, info))
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="fleetscope-import-answers",
+                                               daemon=True)
+                self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self.lock:
+                if not self.todo:
+                    self.thread = None
+                    return
+                inst, info = self.todo.popleft()
+            store = self.store()
+            try:
+                if store is not None:
+                    make_answer(store, inst, info)
+            except Exception:  # the store closed, a deleted import: the next read asks again
+                log.debug("answer of instrumentation %s over import %s not made", inst.id, info.id,
+                          exc_info=True)
+            finally:
+                del store
+                with self.lock:
+                    self.wanted.discard((definition(inst) + f"#{inst.id}", info.id))
+
+    def idle(self) -> bool:
+        with self.lock:
+            return self.thread is None
+
+
+_makers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_registry = threading.Lock()
+
+
+def _of(table: weakref.WeakKeyDictionary, store, make):
+    """What this process keeps for ``store`` in ``table`` (``make()`` on first use; it goes
+    with the store)."""
+    with _registry:
+        found = table.get(store)
+        if found is None:
+            found = table[store] = make()
+        return found
+
+
+def _maker(store) -> _Maker:
+    return _of(_makers, store, lambda: _Maker(store))
+
+
+def _cache(store) -> ChunkCache:
+    return _of(_caches, store, lambda: ChunkCache(CACHE_BYTES))
+
+
+def making(store) -> bool:
+    """Whether this process is making answers over imports for ``store`` now."""
+    with _registry:
+        maker = _makers.get(store)
+    return maker is not None and not maker.idle()
+
+
+def clear_cache(store) -> None:
+    """Forget the decoded answer chunks of ``store`` (benchmarks measure cold reads with this)."""
+    _cache(store).clear()
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def _read_tier(store, inst: Instrumentation, import_id: int, run: int, tier: int, start: int,
+               end: int) -> Block:
+    """The rows of one tier of a made answer that overlap ``[start, end)``, through the cache
+    (chunks never change: a run writes each once)."""
+    cache = _cache(store)
+    index = store.read_import_result_chunks(inst.id, import_id, run, tier, start, end, with_data=False)
+    keys = [(run, c.id) for c in index]
+    blocks = cache.get_many(keys)
+    missing = [key[1] for key, b in blocks.items() if b is None]
+    if missing:
+        for chunk_id, data in store.read_import_result_ids(missing).items():
+            blocks[run, chunk_id] = b = chunkenc.decode(data)
+            cache.put((run, chunk_id), b)
+    return _joined([b for b in (blocks[key] for key in keys) if b is not None], inst.shape)
+
+
+def _joined(parts: list[Block], shape: str) -> Block:
+    """:func:`concat` of a tier's chunks; chunks of numbers over the same keys, one after the
+    other (a log's samples, hour after hour), simply put end to end."""
+    if len(parts) < 2 or any(b.values is None or b.keys != parts[0].keys for b in parts) or \
+            any(a.times[-1] > b.times[0] for a, b in pairwise(parts) if a.n and b.n):
+        return concat(parts, shape)
+    columns = [np.concatenate([getattr(b, name) for b in parts]) for name in POINT_COLUMNS]
+    return Block(*columns, parts[0].keys, np.concatenate([b.values for b in parts]), None)
+
+
+def _answered(store, inst: Instrumentation, import_id: int, run: int, rng: Range) -> Block:
+    """Every step's sum and count of ``rng`` from a made answer."""
+    shape = inst.shape
+    grid = grid_for(rng.duration, rng.start)
+    if grid is None:
+        samples = _read_tier(store, inst, import_id, run, SAMPLES, rng.start, rng.end)
+        if samples.n:  # the rows of the chunks that may overlap the range
+            samples = between(samples, rng.start - int(samples.counts.max()) + 1, rng.end)
+        return from_samples(samples, shape, inst.kind, rng.start, rng.duration, rng.n)
+    tier = Placed(*(between(_read_tier(store, inst, import_id, run, t, rng.start, rng.end), rng.start,
+                            rng.end) for t in (grid.starts, grid.carried)))
+    return from_grid(tier, shape, rng.start, rng.duration)
+
+
+def _evaluated(store, inst: Instrumentation, info: ImportInfo, rng: Range) -> Block:
+    """Every step's sum and count of ``rng``, evaluated over the import's rows now."""
+    chunks = store.import_chunks(inst.metric, rng.start, rng.end, [info.id])
+    samples = _Evaluator(inst, info).samples((c.data for c in chunks), rng.start, rng.end)
+    return from_samples(samples, inst.shape, inst.kind, rng.start, rng.duration, rng.n)
 
 
 def imported_points(store, inst: Instrumentation, rng: Range, topk: int,
-                    imports: Iterable[ImportInfo] | None = None) -> dict[int, DataPoint]:
+                    imports: Iterable[ImportInfo] | None = None, make: bool = True) -> dict[int, DataPoint]:
     """The data points of ``inst`` over ``rng`` from the imports it may read, by step start
-    (steps without imported data are absent)."""
-    infos = {i.id: i for i in (store.list_imports() if imports is None else imports)
-             if scope.import_readable(inst, i) and columns_of(inst.metric, i) is not None}
+    (steps without imported data are absent): from the answers made over them, else
+    evaluated now (and, with ``make``, the answer asked for in the background)."""
+    infos = sorted((i for i in (store.list_imports() if imports is None else imports)
+                    if _holds(inst, i) and i.start < rng.end and i.end > rng.start), key=lambda i: i.id)
     if not infos:
         return {}
-    chunks = store.import_chunks(inst.metric, rng.start, rng.end, sorted(infos))
-    if not chunks:
-        return {}
-    slots: dict[int, _Slots] = {}
-    plans: dict[tuple[str, tuple[str, ...]], tuple[Plan | None, bool]] = {}
-    for c in chunks:
-        info = infos[c.import_id]
-        columns = columns_of(inst.metric, info)
-        assert columns is not None
-        made = plans.get((info.host, columns))
-        if made is None:
-            made = plans[info.host, columns] = _plan(inst, info.host, columns)
-        plan, valued = made
-        if plan is None:
-            continue
-        chunk = decode(c.data)
-        ends = chunk.times + chunk.intervals
-        inside = np.nonzero((chunk.times < rng.end) & (ends > rng.start))[0]
-        if not len(inside):
-            continue
-        per = slots.get(c.import_id) or slots.setdefault(c.import_id, _Slots(inst, rng))
-        keys = chunk.keys
-        present = ~np.isnan(chunk.values)
-        for i in inside.tolist():
-            row_values = chunk.values[i].tolist()
-            mask = present[i].tolist()
-            if valued:
-                rows = [(*keys[j], x, 1.0) for j, x in enumerate(row_values) if mask[j]]
-            else:
-                rows = [(*keys[j], x) for j, x in enumerate(row_values) if mask[j]]
-            if rows:
-                # weighted: a row of an events import (csvevents) counts its events at one value
-                per.add(int(chunk.times[i]), int(chunk.intervals[i]), plan.evaluate(rows, weighted=True))
-    out: dict[int, DataPoint] = {}
+    made = store.import_results(inst.id)
+    wanted = definition(inst)
     shape = inst.shape
+    steps: list[Block] = []
+    for info in infos:
+        answer = made.get(info.id)
+        if answer is not None and answer.state == ANSWER_READY and answer.definition == wanted:
+            block = _answered(store, inst, info.id, answer.run, rng)
+        else:
+            block = _evaluated(store, inst, info, rng)
+            if make:
+                _maker(store).want(inst, info)
+        if block.n:
+            steps.append(block)
+    out: dict[int, DataPoint] = {}
+    for block in steps:
+        for p in to_points(block, shape, inst.kind, rng.duration):
+            q = out.get(p.start_time)
+            out[p.start_time] = p if q is None else DataPoint(
+                p.start_time, rng.duration, values.merge_into(q.value, p.value, shape), q.nsources + 1,
+                q.expected + 1)
     keep = inst.keys_kept(topk)
-    for per in slots.values():
-        for s, v in per.points().items():
-            p = out.get(s)
-            if p is None:
-                out[s] = DataPoint(s, rng.duration, v, 1, 1)
-            else:
-                out[s] = DataPoint(s, rng.duration, values.merge_into(p.value, v, shape), p.nsources + 1,
-                                   p.expected + 1)
-    if shape in (values.DISCRETE, values.DISCRETE_HISTOGRAM):
-        out = {s: p._replace(value=values.fold_top_k(p.value, keep, shape)) for s, p in out.items()}
+    if shape in (values.DISCRETE, values.DISCRETE_HISTOGRAM):  # a value of fewer keys stays as it is
+        out = {s: p._replace(value=values.fold_top_k(p.value, keep, shape)) if len(p.value) > keep else p
+               for s, p in out.items()}
     return out
 
 

@@ -27,6 +27,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from fleetscope.store.importresults import delete_results_in
+
 IMPORTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS imports (
     id {id},
@@ -163,6 +165,7 @@ class ImportTables:
         """Delete an import and everything it wrote, in one transaction."""
         with self._tx() as db:
             db.execute("DELETE FROM import_chunks WHERE import_id = ?", (import_id,))
+            delete_results_in(db, import_id=import_id)  # every instrumentation's answer over it
             db.execute("DELETE FROM import_files WHERE import_id = ?", (import_id,))
             gone = db.execute("DELETE FROM imports WHERE id = ? RETURNING id", (import_id,)).fetchall()
         return bool(gone)
@@ -192,6 +195,27 @@ class ImportTables:
             params += list(import_ids)
         with self._tx() as db:
             rows = db.execute(sql + " ORDER BY c.start_time, c.id", params).fetchall()
+        return [StoredImportChunk(int(i), m, int(s), int(e), bytes(d)) for i, m, s, e, d in rows]
+
+    def import_chunk_index(self, import_id: int, metric: str) -> list[tuple[int, int, int]]:
+        """``(id, start, end)`` of every chunk of ``metric`` of a ready import, by start: what a
+        reader that streams the whole import reads a few at a time
+        (:meth:`read_import_chunk_ids`)."""
+        with self._tx() as db:
+            rows = db.execute("SELECT c.id, c.start_time, c.end_time FROM import_chunks c JOIN imports i "
+                              "ON i.id = c.import_id WHERE c.import_id = ? AND c.metric = ? AND i.state = ? "
+                              "ORDER BY c.start_time, c.id", (import_id, metric, READY)).fetchall()
+        return [(int(i), int(s), int(e)) for i, s, e in rows]
+
+    def read_import_chunk_ids(self, ids: Sequence[int]) -> list[StoredImportChunk]:
+        """The chunks with these ids (of ready imports), by start."""
+        if not ids:
+            return []
+        with self._tx() as db:
+            rows = db.execute("SELECT c.import_id, c.metric, c.start_time, c.end_time, c.data "
+                              "FROM import_chunks c JOIN imports i ON i.id = c.import_id "
+                              f"WHERE c.id IN ({', '.join('?' for _ in ids)}) AND i.state = ? "
+                              "ORDER BY c.start_time, c.id", [*ids, READY]).fetchall()
         return [StoredImportChunk(int(i), m, int(s), int(e), bytes(d)) for i, m, s, e, d in rows]
 
     def import_bytes(self, import_id: int) -> int:

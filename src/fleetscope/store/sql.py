@@ -33,6 +33,7 @@ from fleetscope.store.access import ACCESS_SCHEMA, AccessTables
 from fleetscope.store.alerts import ALERTS_SCHEMA, AlertTables, mark_changed
 from fleetscope.store.annotations import ANNOTATIONS_SCHEMA, AnnotationTables
 from fleetscope.store.base import Chunk, HistoryChange, TierStats
+from fleetscope.store.importresults import IMPORT_RESULTS_SCHEMA, ImportResultTables, delete_results_in
 from fleetscope.store.imports import IMPORTS_SCHEMA, ImportTables
 
 SCHEMA = """
@@ -92,7 +93,7 @@ CREATE TABLE IF NOT EXISTS pending_rollups (
 _LEASE_TABLES = ("leases", "partition_leases")  # of instrumentations and of partitions of hosts
 
 
-class SQLStore(AccessTables, AlertTables, ImportTables, AnnotationTables):
+class SQLStore(AccessTables, AlertTables, ImportTables, ImportResultTables, AnnotationTables):
     """Definitions, dashboards, access (tokens, tenants, audit), alerts and history over SQL; see the
     module docstring."""
 
@@ -104,7 +105,8 @@ class SQLStore(AccessTables, AlertTables, ImportTables, AnnotationTables):
     REAL_TYPE = "REAL"
 
     def schema(self) -> str:
-        return (SCHEMA + ACCESS_SCHEMA + ALERTS_SCHEMA + IMPORTS_SCHEMA + ANNOTATIONS_SCHEMA).format(
+        return (SCHEMA + ACCESS_SCHEMA + ALERTS_SCHEMA + IMPORTS_SCHEMA + IMPORT_RESULTS_SCHEMA
+                + ANNOTATIONS_SCHEMA).format(
             id=self.ID_TYPE, blob=self.BLOB_TYPE, real=self.REAL_TYPE)
 
     @contextlib.contextmanager
@@ -350,6 +352,7 @@ class SQLStore(AccessTables, AlertTables, ImportTables, AnnotationTables):
     def _delete_history(db: Any, inst_id: int) -> None:
         for table in ("chunks", "rollups", "pending_rollups"):
             db.execute(f"DELETE FROM {table} WHERE inst_id = ?", (inst_id,))
+        delete_results_in(db, inst_id=inst_id)  # its answers over imports
 
     def history_stats(self) -> list[TierStats]:
         """Per instrumentation and tier: chunks, points, samples, payload bytes, oldest, newest."""
