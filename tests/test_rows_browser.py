@@ -128,6 +128,20 @@ def test_a_collapsed_row_is_kept_across_a_reload_and_its_panels_ask_for_nothing(
     order = page.eval_on_selector_all("#grid > *", "els => els.map((e) => e.className.split(' ')[0])")
     assert order == ["board-row", "panel", "panel"]
 
+    # A new row from the dashboard's menu; the breakdown's title dropped on it moves it there.
+    page.click("#board-menu")
+    page.click('[data-testid="new-row"]')
+    page.fill("#dialog-input", "later")
+    page.click("#dialog-ok")
+    expect(page.locator(".board-row")).to_have_count(2)
+    ready(page, cpu)
+    panel(page, cpu).locator(".panel-title").drag_to(page.locator(".board-row", has_text="later"))
+    wait_for(lambda: document(srv, board)["rows"][1:] == [{"title": "later", "collapsed": False}]
+             and [(p["instrumentation"], p.get("row")) for p in document(srv, board)["panels"]]
+             == [(dist, 0), (cpu, 1)])
+    order = page.eval_on_selector_all("#grid > *", "els => els.map((e) => e.className.split(' ')[0])")
+    assert order == ["board-row", "panel", "board-row", "panel"]
+
 
 def test_a_heatmap_key_search_finds_a_key_not_drawn_and_isolates_it(served, page: Page) -> None:
     srv, dist, _cpu, end = served
