@@ -23,7 +23,8 @@ With ``--year`` (#19), instead: the store of bench/big_range.py (a year of per-m
 instrumentations, and a dashboard of 12 panels (the year's breakdown, the process heatmap and
 ten other defaults) opened over the last 365 days: time to the first chart and to all charts
 (``performance.now()`` from navigation start), the time of a pan (half a span back, then
-forward again) and of a zoom (to the later half, then out again) until every panel has drawn
+forward again: the pan buttons) and of a zoom (in to the middle half, then out again: what
+the + and - keys do) until every panel has drawn
 its new range, requests included (p50/p99 over ``--moves`` moves), the redraw of every panel
 alone (series and paint, no request), the JS heap after the moves, and the number and size of
 the requests (the largest one). Each figure is printed with the server's peak RSS.
@@ -32,7 +33,8 @@ A move has two times, measured in the page at each animation frame after it: unt
 **shows the new range** (``data-shown``: drawn at once from what the panel holds: a line panel
 from the answers it kept or prefetched, a heatmap from its image moved and stretched), and until
 every panel has **drawn the exact answer** (no ``data-loading``). Between moves the bench waits
-until the panels' prefetches are done, as a user looks at the chart before the next move.
+until the panels' prefetches are done, as a user looks at the chart before the next move; then
+it makes as many moves again one right after the other (the prefetches cut short).
 
     .venv/bin/python bench/dashboard.py --year --moves 20
 """
@@ -115,8 +117,8 @@ MOVE_JS = """async (kind) => {
     const t0 = performance.now();
     ({back: () => document.querySelector("#pan-back").click(),
       forward: () => document.querySelector("#pan-fwd").click(),
-      in: () => t.setRange(t.end - t.span / 2, t.end),
-      out: () => t.setRange(t.end - t.span * 2, t.end)})[kind]();
+      in: () => t.zoom(0.5),
+      out: () => t.zoom(2)})[kind]();
     let shown = null;
     while (performance.now() - t0 < 120000) {
         await new Promise(requestAnimationFrame);
@@ -170,16 +172,21 @@ def year(args: argparse.Namespace) -> None:
                 loaded = len(responses)
                 page.wait_for_function(IDLE_JS, timeout=120_000)
 
-                def move(kind: str) -> tuple[float, float]:
+                def move(kind: str, pause: bool) -> tuple[float, float]:
                     shown, exact = page.evaluate(MOVE_JS, kind)
-                    # A user looks at the chart before moving on: the panels' prefetches finish.
-                    page.wait_for_function(IDLE_JS, timeout=120_000)
+                    if pause:  # a user looks at the chart before moving on: the prefetches finish
+                        page.wait_for_function(IDLE_JS, timeout=120_000)
                     return shown, exact
 
-                pans, zooms = [], []
+                pans, zooms, rapid = [], [], []
                 for i in range(args.moves):
-                    pans.append(move("back" if i % 2 == 0 else "forward"))
-                    zooms.append(move("in" if i % 2 == 0 else "out"))
+                    pans.append(move("back" if i % 2 == 0 else "forward", True))
+                    zooms.append(move("in" if i % 2 == 0 else "out", True))
+                # The same moves one after the other: each starts as soon as the last is drawn,
+                # cancelling the prefetches on their way.
+                for i in range(args.moves):
+                    rapid.append(move(("back", "in", "forward", "out")[i % 4], False))
+                page.wait_for_function(IDLE_JS, timeout=120_000)
                 # The redraw alone (no request): every panel recomputes its series and paints.
                 redraw = page.evaluate("""(n) => {
                     const out = [];
@@ -212,7 +219,8 @@ def year(args: argparse.Namespace) -> None:
     print(f"all charts                          {every:8.0f} ms   ({len(load_requests)} API requests, "
           f"{sum(n for _, n in load_requests) / 1e6:.2f} MB)")
     for name, moves in ((f"pan (half a span), {len(pans)} moves", pans),
-                        (f"zoom (x2 in, x2 out), {len(zooms)} moves", zooms)):
+                        (f"zoom (x2 in, x2 out), {len(zooms)} moves", zooms),
+                        (f"pans and zooms without a pause, {len(rapid)}", rapid)):
         for i, what in ((0, "new range shown"), (1, "exact answer drawn")):
             samples = [m[i] for m in moves]
             print(f"{name + ': ' + what:52s} p50 {statistics.median(samples):6.0f} ms   "

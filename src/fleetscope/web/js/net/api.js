@@ -22,7 +22,44 @@ function query(params) {
   return s ? `?${s}` : "";
 }
 
-async function request(method, path, { params, body, signal } = {}) {
+// Answers over ranges that are over (ending FINAL_LAG seconds before they were asked) are kept a
+// while by address, so that a range the page comes back to, or one a panel prefetched, is drawn
+// without asking again (see cachedGet). Bounded in entries and bytes; kept KEPT_SECONDS at most,
+// as history can still change (a late slot, an imported log).
+const FINAL_LAG = 120;
+const KEPT_ANSWERS = 48;
+const KEPT_CHARS = 16_000_000;
+const KEPT_SECONDS = 300;
+const kept = new Map(); // address -> {at, text}, least recently used first
+let keptChars = 0;
+
+function keep(url, text) {
+  kept.set(url, { at: Date.now() / 1000, text });
+  keptChars += text.length;
+  for (const [old, entry] of kept) {
+    if (kept.size <= KEPT_ANSWERS && keptChars <= KEPT_CHARS) break;
+    kept.delete(old);
+    keptChars -= entry.text.length;
+  }
+}
+
+/** A GET whose answer is kept (see FINAL_LAG) when its range is over; parsed anew each time, so
+ * that no caller changes another's answer. */
+async function cachedGet(path, params, signal) {
+  const url = BASE + path + query(params);
+  const now = Date.now() / 1000;
+  const hit = kept.get(url);
+  if (hit) kept.delete(url);
+  if (hit && now - hit.at < KEPT_SECONDS) {
+    kept.set(url, hit); // the most recently used last
+    return JSON.parse(hit.text);
+  }
+  if (hit) keptChars -= hit.text.length;
+  const over = Number(params?.end_time) <= now - FINAL_LAG;
+  return request("GET", path, { params, signal, keep: over ? (text) => keep(url, text) : null });
+}
+
+async function request(method, path, { params, body, signal, keep: keepText = null } = {}) {
   let resp;
   try {
     resp = await fetch(BASE + path + query(params), {
@@ -38,8 +75,11 @@ async function request(method, path, { params, body, signal } = {}) {
   if (resp.status === 204) return null;
   let data = null;
   try {
-    data = await resp.json();
-  } catch {
+    const text = await resp.text();
+    data = JSON.parse(text);
+    if (resp.ok && keepText) keepText(text);
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
     if (resp.ok) throw new ApiError(resp.status, { message: "the answer is not JSON" });
   }
   if (!resp.ok) throw new ApiError(resp.status, (data && data.error) || { message: resp.statusText });
@@ -57,7 +97,7 @@ export const api = {
   update: (id, body) => request("PATCH", inst(id), { body }),
   remove: (id) => request("DELETE", inst(id)),
   values: (id, params, signal) => get(`${inst(id)}/value`, params, signal),
-  heatmap: (id, params, signal) => get(`${inst(id)}/heatmap`, { format: "json", ...params }, signal),
+  heatmap: (id, params, signal) => cachedGet(`${inst(id)}/heatmap`, { format: "json", ...params }, signal),
   details: (id, params, signal) => get(`${inst(id)}/heatmap/details`, params, signal),
   heatmapKeys: (id, params, signal) => get(`${inst(id)}/heatmap/keys`, params, signal),
   percentiles: (id, params, signal) => get(`${inst(id)}/percentiles`, params, signal),

@@ -1,6 +1,8 @@
 // What every panel body shares: the range it shows and how live points extend it.
 
-import { stepFor } from "../lib/time.js";
+import { TimeRange, stepFor } from "../lib/time.js";
+
+const IDLE_WAIT_MS = 50; // how often a prefetch looks whether the panels are still loading
 
 /**
  * A panel's chart and the data behind it. Subclasses implement fetch(range, signal) (which
@@ -19,8 +21,7 @@ export class Body {
   }
 
   /** The range to ask for: {live, step, n, start, end} (start/end only when not live). */
-  wanted() {
-    const time = this.panel.app.time;
+  wanted(time = this.panel.app.time) {
     const g = this.inst.granularity;
     const step = stepFor(time.span, g);
     const n = Math.max(1, Math.ceil(time.span / step));
@@ -67,9 +68,44 @@ export class Body {
     return Boolean(this.range) && !this.range.live && this.chart.preview(range.start, range.end);
   }
 
-  /** Ask, in the background, for what a next pan or zoom from `range` will want (a body that
-   * keeps answers does; `signal` ends when the page moves on). */
-  prefetch(_range, _signal) {}
+  /** The ranges the page's next pan (back, forward) or zoom (in, out) would want; not live ones. */
+  neighbours() {
+    const time = this.panel.app.time;
+    const out = [];
+    for (const move of [(t) => t.pan(-1), (t) => t.pan(1), (t) => t.zoom(0.5), (t) => t.zoom(2)]) {
+      const next = Object.assign(new TimeRange(), { live: time.live, span: time.span, end: time.end });
+      move(next);
+      if (!next.live) out.push(this.wanted(next));
+    }
+    return out;
+  }
+
+  /** Resolves once no panel is loading (or `signal` ended): a prefetch must not delay another
+   * panel's answer. */
+  async idle(signal) {
+    while (!signal.aborted && document.querySelector("section.panel[data-loading]")) {
+      await new Promise((resolve) => setTimeout(resolve, IDLE_WAIT_MS));
+    }
+  }
+
+  /**
+   * Ask, in the background and one at a time, for what a next pan or zoom from `range` will
+   * want, so that it is drawn without waiting: here, `fetchAhead(range, signal)` of each of
+   * `neighbours()` (a body whose answers net/api.js keeps). `signal` ends when the page moves on.
+   */
+  async prefetch(_range, signal) {
+    if (!this.fetchAhead) return;
+    this.panel.el.dataset.prefetching = "true";
+    try {
+      for (const r of this.neighbours()) {
+        await this.idle(signal);
+        if (signal.aborted) return;
+        await this.fetchAhead(r, signal).catch(() => null);
+      }
+    } finally {
+      if (this.controller?.signal === signal) delete this.panel.el.dataset.prefetching;
+    }
+  }
 
   /** Start times of the points shown, oldest first. */
   get times() {

@@ -19,7 +19,6 @@ const CACHE_POINTS = 4000;
 // Seconds after its end that a point may still change (late data, a slot not final yet): one
 // younger than that when fetched is asked for again rather than drawn from the cache alone.
 const FINAL_LAG = 120;
-const PREFETCH_WAIT_MS = 50; // how often a prefetch looks whether the panels are still loading
 export const REST = "(rest)";
 const OTHER = "(other)";
 
@@ -176,10 +175,7 @@ export class LineBody extends Body {
     this.panel.el.dataset.prefetching = "true";
     try {
       for (const [step, start, end] of wants) {
-        // After every panel has its answer: a prefetch must not delay another panel's range.
-        while (!signal.aborted && document.querySelector("section.panel[data-loading]")) {
-          await new Promise((resolve) => setTimeout(resolve, PREFETCH_WAIT_MS));
-        }
+        await this.idle(signal);
         if (signal.aborted) return;
         if (end <= start) continue;
         const [, first, last] = this.fromCache(step, start, end);
