@@ -26,10 +26,10 @@ function query(params) {
 // while by address, so that a range the page comes back to, or one a panel prefetched, is drawn
 // without asking again (see cachedGet). Bounded in entries and bytes; kept KEPT_SECONDS at most,
 // as history can still change (a late slot, an imported log).
-const FINAL_LAG = 120;
+export const FINAL_LAG = 120;
 const KEPT_ANSWERS = 48;
 const KEPT_CHARS = 16_000_000;
-const KEPT_SECONDS = 300;
+export const KEPT_SECONDS = 300;
 const kept = new Map(); // address -> {at, text}, least recently used first
 let keptChars = 0;
 

@@ -1,7 +1,7 @@
 // The line panel (values and discrete breakdowns): a line chart or stacked areas of the top keys,
 // drawn by charts/lines.js, with a legend of current values (click: highlight, double-click: isolate).
 
-import { api, apiUrl } from "../net/api.js";
+import { FINAL_LAG, KEPT_SECONDS, api, apiUrl } from "../net/api.js";
 import { Body } from "./body.js";
 import { cssVar, seriesColor } from "../lib/color.js";
 import { h, fill } from "../lib/dom.js";
@@ -16,9 +16,6 @@ const FOUND_ROWS = 50; // keys a legend search lists at most
 // Answers kept for pans and zooms (by step, then start time), at most this many points a panel:
 // about 13 ranges of 300 points; a breakdown's point (50 keys) is about 2.5 kB.
 const CACHE_POINTS = 4000;
-// Seconds after its end that a point may still change (late data, a slot not final yet): one
-// younger than that when fetched is asked for again rather than drawn from the cache alone.
-const FINAL_LAG = 120;
 export const REST = "(rest)";
 const OTHER = "(other)";
 
@@ -113,9 +110,10 @@ export class LineBody extends Body {
     if (size > CACHE_POINTS) m.clear(); // one answer over the bound: keep none rather than grow
   }
 
-  /** Whether a kept point is as the server will answer it again (see FINAL_LAG). */
+  /** Whether a kept point is as the server will answer it again: over FINAL_LAG seconds before
+   * it was fetched (late slots), and fetched under KEPT_SECONDS ago (imported logs). */
   final(p) {
-    return p.start_time + p.duration <= p.fetchedAt - FINAL_LAG;
+    return p.start_time + p.duration <= p.fetchedAt - FINAL_LAG && Date.now() / 1000 - p.fetchedAt < KEPT_SECONDS;
   }
 
   /** The points of [start, end) at `step` from the cache: [points, first, last] with `first` and
