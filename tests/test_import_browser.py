@@ -81,7 +81,8 @@ def test_upload_a_real_vmstat_log_with_progress_and_a_refusal(server: Server, pa
     listed = client.get("/imports").json()["imports"]
     assert [i["state"] for i in listed] == ["ready", "failed"] and "samples" not in listed[1]
     assert (listed[1]["error"]["file"], listed[1]["error"]["line"]) == ("cut.txt", 5)
-    expect(page.locator(f'#imp-list tr[data-import-id="{listed[1]["id"]}"] .imp-state')).to_have_text("failed")
+    failed = page.locator(f'#imp-list tr[data-import-id="{listed[1]["id"]}"] .imp-state')
+    expect(failed).to_have_text("failed")
     # Delete from the list: the import and everything it wrote.
     page.click(f'#imp-list tr[data-import-id="{made[0]["id"]}"] button')
     expect(page.locator(f'#imp-list tr[data-import-id="{made[0]["id"]}"]')).to_have_count(0)
@@ -117,3 +118,44 @@ def test_compare_two_runs_in_the_page(server: Server, page: Page, client: httpx.
     for which in ("a", "b"):
         points = page.locator(f'#cmp-result polyline[data-run="{which}"]').get_attribute("points")
         assert len(points.split()) == 4, points
+
+
+def test_a_large_csv_shows_the_upload_then_the_parse_moving_to_the_end(server: Server, page: Page,
+                                                                        client: httpx.Client,
+                                                                        tmp_path: Path) -> None:
+    """12 MB of CSV (600,000 rows: seconds of parsing): the bar goes up with the upload, then
+    with the server's reading, bytes of the file, to the end."""
+    console = Console(page)
+    rows = 600_000
+    log = tmp_path / "large.csv"
+    with open(log, "w") as f:
+        f.write("time,login,search\n")
+        for i in range(rows):
+            f.write(f"{T0 + 10 * 86400 + i},{i % 7},1\n")
+    open_dialog(page, server)
+    # Every value the bar takes in the parse, with the status beside it.
+    page.evaluate("""() => { window.parseBar = [];
+        const bar = document.querySelector('#imp-progress');
+        const dialog = document.querySelector('#import-dialog');
+        new MutationObserver(() => { if (dialog.dataset.state === 'parsing' && bar.hasAttribute('value'))
+            window.parseBar.push([bar.value, bar.max, document.querySelector('#imp-status').textContent]); })
+          .observe(bar, {attributes: true, attributeFilter: ['value', 'max']}); }""")
+    page.select_option("#imp-format", "csv")
+    page.fill("#imp-host", "big-csv")
+    page.fill("#imp-mapping", json.dumps(QPS))
+    page.set_input_files("#imp-files", str(log))
+    page.click("#imp-submit")
+    expect(page.locator("#imp-status")).to_contain_text(f"{rows} samples every 1 s", timeout=120_000)
+    assert page.evaluate("window.importStates") == ["uploading", "parsing", "done"]
+    seen = page.evaluate("window.parseBar")
+    size = log.stat().st_size
+    moving = [(v, m, text) for v, m, text in seen if 0 < v < m]
+    assert moving and all(m == size for _, m, _ in moving), seen[:5]
+    assert any("reading large.csv" in text for _, _, text in moving), moving[:5]
+    values = [v for v, _, _ in moving]
+    assert values == sorted(values) and len(set(values)) >= 2, values
+    assert page.evaluate("[document.querySelector('#imp-progress').value, "
+                         "document.querySelector('#imp-progress').max]") == [size, size]
+    made = [i for i in client.get("/imports").json()["imports"] if i["host"] == "big-csv"]
+    assert [(i["state"], i["samples"]) for i in made] == [("ready", rows)]
+    assert console.errors == []

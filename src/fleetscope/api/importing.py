@@ -142,6 +142,10 @@ class Watch(Protocol):
         """The sink to fill: ``writer``, or one around it that raises :class:`Stopped`."""
         ...
 
+    def read_all(self) -> dict:
+        """Every file is read: what the ready import's document keeps of the job."""
+        ...
+
 
 def begin(store, fmt: str, files: Sequence[LogFile], opts: Options, tenant: str | None,
           catalog: Catalog | None = None, progress: dict | None = None) -> int:
@@ -189,6 +193,7 @@ def load(store, import_id: int, fmt: str, files: Sequence[LogFile], opts: Option
             backwards += clock.backwards
             if writer.named_host and writer.named_host not in hosts:
                 hosts.append(writer.named_host)
+        final = watch.read_all() if watch is not None else {}
         writer.flush()
         if not writer.samples:
             raise InputError("file", f"{', '.join(names)}: no samples (a log needs "
@@ -201,7 +206,7 @@ def load(store, import_id: int, fmt: str, files: Sequence[LogFile], opts: Option
                                  if hosts else "the files do not name their host: give one (--host NAME)")
             host = hosts[0]
         store.finish_import(import_id, host, writer.start, writer.end,
-                            {**writer.summary(), "clock_went_back": backwards})
+                            {**writer.summary(), "clock_went_back": backwards, **final})
     except Stopped:
         store.fail_import(import_id, error_of(InputError("file", STOPPED_REASON, 503)))
         raise

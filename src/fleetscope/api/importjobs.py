@@ -101,8 +101,9 @@ class Job:
     """One import being read by this process."""
 
     def __init__(self, import_id: int, fmt: str, files: Sequence[importing.LogFile], folder: str,
-                 opts: Options) -> None:
+                 opts: Options, owner: dict) -> None:
         self.import_id = import_id
+        self.owner = owner
         self.fmt = fmt
         self.files = list(files)
         self.folder = folder
@@ -124,6 +125,10 @@ class Job:
     def sink(self, writer: ImportWriter) -> Sink:
         return _Guard(writer, self.stop)
 
+    def read_all(self) -> dict:
+        self.phase = WRITING
+        return {"progress": self.progress()}
+
     # -- progress --------------------------------------------------------------------------------
 
     def read(self) -> int:
@@ -138,11 +143,11 @@ class Job:
             offset = max(offset, _child_offset(self.files[i].path))
         return sum(self.sizes[:i]) + min(offset, self.sizes[i])
 
-    def progress(self, owner: dict) -> dict:
+    def progress(self) -> dict:
         total = sum(self.sizes)
         done = total if self.phase == WRITING else self.read()
         return {"read": done, "bytes": total, "file": os.path.basename(self.files[self.index].name),
-                "files": len(self.files), "phase": self.phase, "owner": owner, "updated": time.time()}
+                "files": len(self.files), "phase": self.phase, "owner": self.owner, "updated": time.time()}
 
 
 def _child_offset(path: str) -> int:
@@ -184,9 +189,9 @@ class ImportJobs:
         loading import and read them in a thread; InputError (409 included) at once otherwise,
         with ``folder`` removed."""
         try:
-            job = Job(0, fmt, files, folder, opts)
+            job = Job(0, fmt, files, folder, opts, self.owner)
             job.import_id = importing.begin(self.store, fmt, files, opts, tenant, catalog,
-                                            progress=job.progress(self.owner))
+                                            progress=job.progress())
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -217,7 +222,7 @@ class ImportJobs:
     def _tick(self, job: Job) -> None:
         while not job.done.wait(PROGRESS_EVERY):
             try:
-                self.store.set_import_progress(job.import_id, job.progress(self.owner))
+                self.store.set_import_progress(job.import_id, job.progress())
             except Exception:  # the store is away a moment: the next tick says it again
                 log.warning("import %s: progress not recorded", job.import_id, exc_info=True)
 
