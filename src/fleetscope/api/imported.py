@@ -238,7 +238,8 @@ class _AnswerWriter:
             rest = take(block, slice(cut, None))
             self.pending[tier] = [rest] if rest.n else []
             out += self._chunks(tier, span, take(block, slice(0, cut)))
-        if out and not self.store.add_import_result_chunks(self.inst.id, self.import_id, self.run, out):
+        # Also with nothing to write: it renews the claim, and finds out whether it was lost.
+        if not self.store.add_import_result_chunks(self.inst.id, self.import_id, self.run, out):
             raise _Lost
 
     @staticmethod

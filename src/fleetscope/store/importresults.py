@@ -61,9 +61,10 @@ CREATE INDEX IF NOT EXISTS import_result_chunks_by_import ON import_result_chunk
 """
 IMPORT_RESULT_TABLES = ("import_results", "import_result_chunks")
 MAKING, READY = "making", "ready"
-# A claim not renewed for this long is a maker that died: another may take it over. A maker
-# renews it after every transaction of chunks (a fraction of a second apart).
-STALE_CLAIM = 300.0
+# A claim not renewed for this long is a maker that died (a restart mid-way): another may take
+# it over. A maker renews it with every few chunks of the import it evaluates (a fraction of a
+# second apart), so a minute is far; until then readers evaluate as before.
+STALE_CLAIM = 60.0
 RUN_BITS = 63
 
 
@@ -134,9 +135,10 @@ class ImportResultTables:
                              "AND run = ? AND state = ?", (now, inst_id, import_id, run, MAKING))
             if cur.rowcount != 1:
                 return False
-            db.executemany("INSERT INTO import_result_chunks (inst_id, import_id, run, tier, start_time, "
-                           "end_time, npoints, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           [(inst_id, import_id, run, *c) for c in chunks])
+            if chunks:
+                db.executemany("INSERT INTO import_result_chunks (inst_id, import_id, run, tier, "
+                               "start_time, end_time, npoints, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                               [(inst_id, import_id, run, *c) for c in chunks])
         return True
 
     def finish_import_result(self, inst_id: int, import_id: int, run: int) -> bool:
