@@ -28,7 +28,10 @@ the minute and hour tiers of them placed, as chunks of the format live history u
 tables of :mod:`fleetscope.store.importresults`. A range then reads what live history of the
 same size reads (a day at 60-second steps: a day of the minute tier, 1,440 rows) through
 the same blocks and rollups (:func:`imported_points`), and gives the same answer as
-evaluating (the tests compare both). The answer is made the first time an instrumentation
+evaluating (the tests compare both): measured on a month of 1-second vmstat, a day at 60 s
+in 2.9 ms warm (live history: 2.6 ms; evaluating: 0.5 s), an hour at 1 s in 7.4 ms (live:
+6.5 ms); a range off the minute grid places the day's samples instead, about 10 ms
+(docs/benchmarks.md). The answer is made the first time an instrumentation
 reads an import: that read evaluates the range as before and asks a background thread of
 this process (:class:`_Maker`, one per store) to make the answer, streaming the import a
 few chunks at a time (memory: one chunk of the import, an hour of samples, a day of minutes
