@@ -244,6 +244,8 @@ def test_update_and_delete_reject_bad_input(client: httpx.Client) -> None:
         ("value", {"start_time": 100, "end_time": 50}, 422, "end_time"),
         ("percentiles", {"q": "2"}, 422, "q"),
         ("percentiles", {"q": "x"}, 422, "q"),
+        ("percentiles", {"isolate": True, "exclude": True}, 422, "exclude"),
+        ("average", {"selected": "a", "isolate": True, "exclude": True}, 422, "exclude"),
         ("heatmap", {"nbuckets": 0}, 422, "nbuckets"),
         ("heatmap", {"coloring": "rainbow"}, 422, "coloring"),
         ("heatmap", {"format": "gif"}, 422, "format"),

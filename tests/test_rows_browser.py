@@ -2,8 +2,8 @@
 chromium against a real `fleetscope serve` whose store holds two days written before it started:
 
 - a distribution by execname, per minute: ``web-00`` to ``web-39`` and ``needle``, OBS
-  observations each a minute, at 10 on the first day and at 20 on the second (so the second day's
-  average is twice the first's);
+  observations each a minute; the web keys' at 10 on the first day and at 20 on the second (so
+  the second day's average is twice the first's), needle's at 30 and then 90;
 - a breakdown by execname with a few minutes, the panel a collapsed row holds.
 """
 
@@ -34,7 +34,8 @@ DAY = 86400
 G = 60
 KEYS = [*(f"web-{i:02d}" for i in range(40)), "needle"]
 OBS = 2
-BEFORE, AFTER = 10.0, 20.0  # the value every observation has on the first day, on the second
+BEFORE, AFTER = 10.0, 20.0  # the value the web keys' observations have on the first day, on the second
+NEEDLE = (30.0, 90.0)  # needle's
 
 
 def observed(v: float) -> Histogram:
@@ -53,9 +54,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, i
     # these proc.* instrumentations too) starts.
     end = int(time.time()) // G * G - G
     dist = create(store, "cpu", ("execname", "utilization"), values.DISCRETE_HISTOGRAM, 3)
-    before, after = observed(BEFORE), observed(AFTER)
-    pts = [DataPoint(t, G, dict.fromkeys(KEYS, before if t < end - DAY else after), 1, 1)
-           for t in range(end - 2 * DAY, end, G)]
+    first = {**dict.fromkeys(KEYS, observed(BEFORE)), "needle": observed(NEEDLE[0])}
+    second = {**dict.fromkeys(KEYS, observed(AFTER)), "needle": observed(NEEDLE[1])}
+    pts = [DataPoint(t, G, first if t < end - DAY else second, 1, 1) for t in range(end - 2 * DAY, end, G)]
     History(store).write_block(dist, from_points(pts, values.DISCRETE_HISTOGRAM))
     cpu = create(store, "cpu", ("execname",), values.DISCRETE, 3)
     History(store).write_block(cpu, from_points([DataPoint(t, G, {"java": 60.0}, 1, 1)
@@ -173,32 +174,41 @@ def test_a_heatmap_key_search_finds_a_key_not_drawn_and_isolates_it(served, page
 
 def test_a_heatmap_compared_with_a_day_earlier_draws_its_lines_and_the_change(served, page: Page) -> None:
     srv, dist, _cpu, end = served
-    board = new_board(srv, {"name": "compare", "panels": [{"instrumentation": dist,
-                                                           "options": {"overlays": ["p50"]}}]})
+    board = new_board(srv, {"name": "compare", "panels": [{"instrumentation": dist, "options": {
+        "overlays": ["p50"], "selected": ["needle"], "keys": "isolate"}}]})
     page.goto(f"{srv.url}/?dashboard={board}&from={end - DAY}&to={end}")
     ready(page, dist)
     card = panel(page, dist)
     card.locator("select.compare").select_option(str(DAY))
     wait_for(lambda: document(srv, board)["panels"][0]["options"].get("compare") == DAY)
-    ready(page, dist)
-    drawn = wait_for(lambda: in_page(page, dist, "p.body.chart.pastDrawn?.length && {"
-                                                 " names: p.body.chart.pastDrawn, past: p.body.past,"
-                                                 " start: p.body.m.start_time, step: p.body.m.step }"))
-    assert drawn["names"] == ["avg", "p50"]
-    # The earlier day's values are BEFORE: its lines read that (buckets: within 5 %) wherever a
-    # column lies wholly in that day (the last may reach into the second day).
-    step = drawn["step"]
-    for name in ("avg", "p50"):
-        line = drawn["past"][name]
-        whole = [v for i, v in enumerate(line) if drawn["start"] - DAY + (i + 1) * step <= end - DAY]
-        assert len(whole) >= len(line) - 2 and None not in whole, name
-        assert all(abs(v - BEFORE) < 0.05 * BEFORE for v in whole), (name, whole)
     text = card.locator(".compare-text")
-    expect(text).to_contain_text("vs")
-    now, past = float(text.get_attribute("data-now")), float(text.get_attribute("data-past"))
-    assert abs(now - AFTER) < 0.05 * AFTER and abs(past - BEFORE) < 0.05 * BEFORE, (now, past)
-    expect(text).to_contain_text(f"(+{(now - past) / past * 100:.1f} %)")
+
+    def compared(before: float, after: float) -> None:
+        """The earlier day's lines read ``before`` (buckets: within 5 %) wherever a column lies
+        wholly in that day (the last may reach into the second day), and the averages of both
+        ranges ``after`` and ``before``."""
+        ready(page, dist)
+        drawn = wait_for(lambda: in_page(page, dist, "p.body.chart.pastDrawn?.length && {"
+                                                     " names: p.body.chart.pastDrawn, past: p.body.past,"
+                                                     " start: p.body.m.start_time, step: p.body.m.step }"))
+        assert drawn["names"] == ["avg", "p50"]
+        step = drawn["step"]
+        for name in ("avg", "p50"):
+            line = drawn["past"][name]
+            whole = [v for i, v in enumerate(line) if drawn["start"] - DAY + (i + 1) * step <= end - DAY]
+            assert len(whole) >= len(line) - 2 and None not in whole, name
+            assert all(abs(v - before) < 0.05 * before for v in whole), (name, whole)
+        now, past = float(text.get_attribute("data-now")), float(text.get_attribute("data-past"))
+        assert abs(now - after) < 0.05 * after and abs(past - before) < 0.05 * before, (now, past)
+        expect(text).to_contain_text(f"(+{(now - past) / past * 100:.1f} %)")
+
+    # Isolated, the lines and averages are needle's; excluded, the web keys'.
+    compared(*NEEDLE)
     expect(card.locator(".legend-row.past")).to_have_count(2)
+    card.locator('button[data-keys="exclude"]').click()
+    wait_for(lambda: document(srv, board)["panels"][0]["options"].get("keys") == "exclude")
+    wait_for(lambda: abs(float(text.get_attribute("data-past") or 0) - BEFORE) < 0.05 * BEFORE)
+    compared(BEFORE, AFTER)
     card.locator("select.compare").select_option("")
     wait_for(lambda: "compare" not in document(srv, board)["panels"][0]["options"])
     expect(text).to_have_text("")

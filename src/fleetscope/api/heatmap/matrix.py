@@ -114,6 +114,24 @@ def tidy_max(x: float) -> float:
     raise AssertionError("unreachable: the last step, 10 * 10**k, is > x")
 
 
+def keys_shown(col: Column, selected: Iterable[str], *, isolate: bool = False,
+               exclude: bool = False) -> Column:
+    """The part of column ``col`` a heatmap with the same ``isolate`` or ``exclude`` draws: only the
+    ``selected`` keys, or every key but them (neither: all of it). A plain histogram has no keys:
+    isolate hides it (an empty histogram), exclude keeps it. A gap (None) stays a gap.
+
+    What average and percentile lines are of, so that they describe the map they are drawn over.
+    """
+    if isolate and exclude:
+        raise InputError("exclude", "isolate and exclude cannot both be set")
+    chosen = set(args.keys(selected, "selected"))
+    if col is None or not (isolate or exclude):
+        return col
+    if isinstance(col, Histogram):
+        return Histogram() if isolate else col
+    return {k: h for k, h in col.items() if (k in chosen) == isolate}
+
+
 def heatmap_matrix(
     columns: Sequence[Column],
     *,

@@ -7,11 +7,11 @@ answer one point or an array by one rule, :func:`fleetscope.api.params.one_or_ma
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from fleetscope.api import queries
+from fleetscope.api import heatmap, queries
 from fleetscope.api.auth import Viewer
 from fleetscope.api.errors import responses
 from fleetscope.api.params import (
@@ -39,6 +39,28 @@ ENVELOPE = ("also the smallest and the largest of the finer points inside each s
             "step averages away")
 
 
+class KeyChoice(NamedTuple):
+    """Which keys of a breakdown percentiles and averages are of: those a heatmap with the same
+    ``selected``, ``isolate`` and ``exclude`` draws (:func:`fleetscope.api.heatmap.keys_shown`)."""
+
+    selected: list[str]
+    isolate: bool
+    exclude: bool
+
+
+def _key_choice(
+    selected: Annotated[str, Query(description="keys, comma-separated, for isolate or exclude")] = "",
+    isolate: Annotated[bool, Query(description="of the selected keys only (as the heatmap's isolate)")]
+    = False,
+    exclude: Annotated[bool, Query(description="of every key but the selected (as the heatmap's exclude)")]
+    = False,
+) -> KeyChoice:
+    return KeyChoice([k for k in selected.split(",") if k], isolate, exclude)
+
+
+Keys = Annotated[KeyChoice, Depends(_key_choice)]
+
+
 def _range(svc: Services, inst: Instrumentation, start_time: int | None, end_time: int | None,
            duration: int | None, ndatapoints: int | None) -> queries.Range:
     return queries.resolve_range(inst, svc.latest(inst), start_time, end_time, duration, ndatapoints,
@@ -53,15 +75,17 @@ def _range_points(svc: Services, inst: Instrumentation, start_time: int | None, 
 
 
 def _distribution(svc: Services, caller: Caller, id: int, start_time: int | None, end_time: int | None,
-                  duration: int | None, ndatapoints: int | None,
+                  duration: int | None, ndatapoints: int | None, keys: KeyChoice,
                   estimate: Callable[[Histogram | None], dict]) -> Any:
     """Percentiles or average: per point, the slot, its sources, the count and what ``estimate``
-    makes of the point's histogram (None for a gap); one or many by :func:`one_or_many`."""
+    makes of the point's histogram (None for a gap; of the keys ``keys`` chooses); one or many by
+    :func:`one_or_many`."""
     inst = svc.distribution(caller, id)
     pts, res = _range_points(svc, inst, start_time, end_time, duration, ndatapoints)
     out = []
     for p in pts:
-        h = queries.histogram_of(p.value, inst.shape)
+        shown = heatmap.keys_shown(p.value, keys.selected, isolate=keys.isolate, exclude=keys.exclude)
+        h = queries.histogram_of(shown, inst.shape)
         out.append({"start_time": p.start_time, "duration": p.duration, "resolution": res,
                     "nsources": p.nsources, "expected": p.expected, "count": h.count if h else 0,
                     **estimate(h)})
@@ -95,9 +119,9 @@ def percentiles(id: InstId, svc: Svc, caller: Viewer,
                 q: Annotated[str, Query(description="quantiles between 0 and 1, comma-separated")]
                 = DEFAULT_QUANTILES,
                 start_time: RangeStart = None, end_time: RangeEnd = None,
-                duration: RangeDuration = None, ndatapoints: RangePoints = None) -> Any:
+                duration: RangeDuration = None, ndatapoints: RangePoints = None, keys: Keys = None) -> Any:
     qs = queries.parse_quantiles(q)
-    return _distribution(svc, caller, id, start_time, end_time, duration, ndatapoints, lambda h: {
+    return _distribution(svc, caller, id, start_time, end_time, duration, ndatapoints, keys, lambda h: {
         "percentiles": {f"{x:g}": queries.finite_or_none(h.quantile(x)) if h else None for x in qs}})
 
 
@@ -105,6 +129,6 @@ def percentiles(id: InstId, svc: Svc, caller: Viewer,
             description=f"{ONE_OR_MANY} Each point has `average`, null for a gap.",
             responses=responses(404, 409, 422))
 def average(id: InstId, svc: Svc, caller: Viewer, start_time: RangeStart = None, end_time: RangeEnd = None,
-            duration: RangeDuration = None, ndatapoints: RangePoints = None) -> Any:
-    return _distribution(svc, caller, id, start_time, end_time, duration, ndatapoints, lambda h: {
+            duration: RangeDuration = None, ndatapoints: RangePoints = None, keys: Keys = None) -> Any:
+    return _distribution(svc, caller, id, start_time, end_time, duration, ndatapoints, keys, lambda h: {
         "average": queries.finite_or_none(h.mean()) if h else None})

@@ -189,9 +189,15 @@ export class HeatBody extends Body {
     return top > 0 ? 10 ** (Math.floor(Math.log10(top)) - 4) : null;
   }
 
+  /** The keys the map shows, as the API's heatmap, average and percentiles take them: with
+   * Isolate or Exclude the lines are of what the map draws, not of every key. */
+  keyParams() {
+    return this.selected.length && this.keyMode !== "highlight"
+      ? { selected: this.selected.join(","), [this.keyMode]: true } : {};
+  }
+
   params(r, linear = false) {
-    const p = { nbuckets: NBUCKETS, selected: this.selected.join(",") };
-    if (this.selected.length && this.keyMode !== "highlight") p[this.keyMode] = true;
+    const p = { nbuckets: NBUCKETS, selected: this.selected.join(","), ...this.keyParams() };
     if (this.zoomed) Object.assign(p, { ymin: this.options.ymin, ymax: this.options.ymax });
     if (this.scale === "log" && !linear) {
       p.scale = "log";
@@ -230,7 +236,7 @@ export class HeatBody extends Body {
    * range (the columns' averages weighted by their counts: the mean of the merged histograms).
    * Lines, not a second map: the appliance's operator reads "is latency higher than yesterday" off
    * where the mass sits, and a dashed line over today's cells shows that without halving the map.
-   * The averages are over every key (the API's average does not follow a key selection).
+   * Lines and averages are of what the map shows (the isolated keys, or all but the excluded).
    */
   async loadPast(signal) {
     this.past = null;
@@ -241,7 +247,7 @@ export class HeatBody extends Body {
     const span = (shift) => ({ start_time: m.start_time - shift,
       end_time: m.start_time + m.times.length * m.step - shift, ndatapoints: m.times.length });
     const wanted = ["avg", ...(this.options.overlays || []).filter((n) => n !== "avg")];
-    const [now, past] = await Promise.all([api.average(this.inst.id, span(0), signal),
+    const [now, past] = await Promise.all([api.average(this.inst.id, { ...span(0), ...this.keyParams() }, signal),
       this.overlayValues(span(back), wanted, signal, true)]);
     const mean = (points) => {
       let sum = 0;
@@ -271,7 +277,9 @@ export class HeatBody extends Body {
     const unit = this.panel.unit;
     const change = a.now !== null && a.past ? ` (${a.now >= a.past ? "+" : ""}${(((a.now - a.past) / a.past) * 100).toFixed(1)} %)` : "";
     el.textContent = `avg ${formatValue(a.now, unit)} vs ${formatValue(a.past, unit)}${change}`;
-    el.title = `average over the range, and over the same range ${COMPARE[this.options.compare]} (every key)`;
+    const of = this.keyParams().selected
+      ? { isolate: "the selected keys", exclude: "every key but the selected" }[this.keyMode] : "every key";
+    el.title = `average of ${of} over the range, and over the same range ${COMPARE[this.options.compare]}`;
     el.dataset.now = String(a.now);
     el.dataset.past = String(a.past);
   }
@@ -298,9 +306,10 @@ export class HeatBody extends Body {
   async overlayValues(span, wanted, signal, points = false) {
     const out = {};
     const qs = wanted.filter((n) => n !== "avg");
+    const keys = this.keyParams();
     const [pct, avg] = await Promise.all([
-      qs.length ? api.percentiles(this.inst.id, { ...span, q: qs.map(quantile).join(",") }, signal) : null,
-      wanted.includes("avg") ? api.average(this.inst.id, span, signal) : null,
+      qs.length ? api.percentiles(this.inst.id, { ...span, ...keys, q: qs.map(quantile).join(",") }, signal) : null,
+      wanted.includes("avg") ? api.average(this.inst.id, { ...span, ...keys }, signal) : null,
     ]);
     if (avg) out.avg = avg.map((p) => p.average);
     for (const name of qs) {
@@ -314,8 +323,7 @@ export class HeatBody extends Body {
   async column(from, step) {
     const m = this.m;
     const p = { start_time: from, end_time: from + step, ndatapoints: 1, nbuckets: m.nbuckets, ymin: m.ymin,
-      ymax: m.ymax, selected: this.selected.join(","), ...(m.log ? { scale: "log" } : {}) };
-    if (this.selected.length && this.keyMode !== "highlight") p[this.keyMode] = true;
+      ymax: m.ymax, selected: this.selected.join(","), ...this.keyParams(), ...(m.log ? { scale: "log" } : {}) };
     const wanted = this.options.overlays || [];
     const back = this.options.compare;
     const pastWanted = this.past ? Object.keys(this.past) : [];
