@@ -89,6 +89,8 @@ def test_async_import_reports_progress_then_ready_to_its_tenant_alone(srv, tmp_p
     assert c["globex"].c.delete(f"{API}/imports/{first['id']}").status_code == 404
     assert first["id"] not in [i["id"] for i in c["globex"].c.get(f"{API}/imports").json()["imports"]]
     assert first["id"] in [i["id"] for i in c["operator"].c.get(f"{API}/imports").json()["imports"]]
+    busy = c["acme"].c.delete(f"{API}/imports/{first['id']}")  # not while it is being read
+    assert busy.status_code == 409 and "being read" in busy.json()["error"]["message"], busy.text
     seen = c["acme"].watch(first["id"])
     loading = [s["progress"]["read"] for s in seen if s["state"] == "loading"]
     assert any(0 < x < f.stat().st_size for x in loading), loading  # seen part way

@@ -152,23 +152,21 @@ class Job:
 
 def _child_offset(path: str) -> int:
     """The offset in ``path`` of a child process of this one that has it open (sadf reading a
-    sysstat file); 0 if none does."""
+    sysstat file); 0 if none does. The children are found by their parent in ``/proc/*/stat``
+    (``/proc/PID/task/*/children`` is not in every kernel): a few ms for a few hundred
+    processes, every :data:`PROGRESS_EVERY` s while a sysstat file is read."""
+    me = os.getpid()
     best = 0
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return 0
-    for task in tasks:
-        try:
-            children = Path(f"/proc/self/task/{task}/children").read_text().split()
-        except OSError:
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
             continue
-        for pid in children:
-            with contextlib.suppress(OSError):
-                for fd in os.listdir(f"/proc/{pid}/fd"):
-                    if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
-                        info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
-                        best = max(best, int(info.split("pos:", 1)[1].split()[0]))
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) != me:
+                continue
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
+                    info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+                    best = max(best, int(info.split("pos:", 1)[1].split()[0]))
     return best
 
 
