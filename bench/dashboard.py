@@ -220,7 +220,7 @@ def year(args: argparse.Namespace) -> None:
           f"{sum(n for _, n in load_requests) / 1e6:.2f} MB)")
     for name, moves in ((f"pan (half a span), {len(pans)} moves", pans),
                         (f"zoom (x2 in, x2 out), {len(zooms)} moves", zooms),
-                        (f"pans and zooms without a pause, {len(rapid)}", rapid)):
+                        (f"no pause (pan, zoom), {len(rapid)} moves", rapid)):
         for i, what in ((0, "new range shown"), (1, "exact answer drawn")):
             samples = [m[i] for m in moves]
             print(f"{name + ': ' + what:52s} p50 {statistics.median(samples):6.0f} ms   "
