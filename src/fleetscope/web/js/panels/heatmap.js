@@ -14,6 +14,7 @@ export const NBUCKETS = 100;
 export const OVERLAYS = ["avg", "p50", "p90", "p99"];
 const RESCALE_EVERY = 60; // live columns between automatic rescales of the y axis
 const FOUND_ROWS = 50; // keys the search lists at most (type more to narrow)
+const KEYS_STALE = 10; // the search's keys are asked again once the map moved a tenth of its width
 
 const quantile = (name) => Number(name.slice(1)) / 100;
 
@@ -34,7 +35,7 @@ export class HeatBody extends Body {
     this.fetchDetails = debounce((cell) => this.loadDetails(cell), 120);
     this.past = null; // the lines of the range options.compare seconds earlier: {avg, pNN: [v]}
     this.averages = null; // {now, past}: the averages of both ranges, over every key
-    this.keyList = null; // {range, keys: [{key, count}], total}: every key of the range, once asked
+    this.keyList = null; // {range: {start, step, n}, keys: [{key, count}], total}: every key, once asked
     this.legendBody = h("div.legend-body");
     this.searchBox = this.inst.discrete ? this.keySearch() : null;
     fill(this.panel.legendEl, this.searchBox, this.legendBody);
@@ -53,26 +54,34 @@ export class HeatBody extends Body {
     return h("div.key-search", {}, this.searchEl, this.foundEl);
   }
 
-  /** The signature of the range shown: the keys asked for belong to it. */
-  rangeKey() {
+  /** The range shown: {start, step, n}. */
+  shownRange() {
     const m = this.m;
-    return m ? `${m.start_time}:${m.step}:${m.times.length}` : "";
+    return m && m.times.length ? { start: m.start_time, step: m.step, n: m.times.length } : null;
+  }
+
+  /** Whether the keys listed for range `r` still do for the range shown: the same columns, or
+   * moved on by at most a tenth of them (a live map moves a column a slot; asking every slot
+   * while a search is open would cost a request a second for keys that barely change). */
+  keysFit(r) {
+    const now = this.shownRange();
+    return Boolean(r && now && r.step === now.step && r.n === now.n
+      && Math.abs(now.start - r.start) <= (now.n * now.step) / KEYS_STALE);
   }
 
   async loadKeys() {
-    const m = this.m;
-    const range = this.rangeKey();
-    if (!m || !m.times.length) return this.foundRows();
-    if (this.keyList?.range !== range && this.keysAsked !== range) {
-      this.keysAsked = range;
+    const r = this.shownRange();
+    if (!r) return this.foundRows();
+    if (!this.keysFit(this.keyList?.range) && !this.keysFit(this.keysAsked)) {
+      this.keysAsked = r;
       try {
-        const got = await api.heatmapKeys(this.inst.id, { start_time: m.start_time,
-          end_time: m.start_time + m.times.length * m.step, ndatapoints: m.times.length });
-        if (this.rangeKey() === range) this.keyList = { range, keys: got.keys, total: got.total_keys };
+        const got = await api.heatmapKeys(this.inst.id, { start_time: r.start, end_time: r.start + r.n * r.step,
+          ndatapoints: r.n });
+        if (this.keysFit(r)) this.keyList = { range: r, keys: got.keys, total: got.total_keys };
       } catch (err) {
-        this.keyList = { range, keys: [], total: 0, error: err.message };
+        this.keyList = { range: r, keys: [], total: 0, error: err.message };
       } finally {
-        if (this.keysAsked === range) this.keysAsked = null;
+        if (this.keysAsked === r) this.keysAsked = null;
       }
     }
     this.foundRows();
@@ -82,7 +91,7 @@ export class HeatBody extends Body {
   foundRows() {
     if (!this.foundEl) return;
     const q = this.searchEl.value.trim().toLowerCase();
-    const list = this.keyList?.range === this.rangeKey() ? this.keyList : null;
+    const list = this.keysFit(this.keyList?.range) ? this.keyList : null;
     if (!q || !list) return void fill(this.foundEl);
     if (list.error) return void fill(this.foundEl, h("li.legend-more", {}, list.error));
     const chosen = new Set(this.selected);
