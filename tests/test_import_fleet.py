@@ -22,7 +22,9 @@ from tests.test_fleet import Proc
 API = "/api/v1"
 T0 = 1_709_546_400
 MAPPING = {"time_column": "time",
-           "metrics": [{"metric": "fleetcsv.qps", "field": "route", "kind": "interval"}]}
+           "metrics": [{"metric": "fleetcsv.qps", "field": "route", "kind": "interval",
+                        "columns": ["login", "search"]},
+                       {"metric": "cpu.runqueue", "columns": ["runq"], "fields": {"state": "runnable"}}]}
 
 
 @pytest.fixture
@@ -57,21 +59,26 @@ def _up(client: httpx.Client) -> bool:
         return False
 
 
+def _names(client: httpx.Client) -> set[str]:
+    return {m["name"] for m in client.get("/metrics").json()["metrics"]}
+
+
 def _knows(client: httpx.Client, name: str) -> bool:
-    return name in {m["name"] for m in client.get("/metrics").json()["metrics"]}
+    return name in _names(client)
 
 
 def test_every_api_process_learns_and_forgets_an_imports_metrics(fleet, tmp_path: Path) -> None:
     (one, a), (two, b) = fleet
-    assert not _knows(a, "fleetcsv.qps") and not _knows(b, "fleetcsv.qps")
+    assert not {"fleetcsv.qps", "cpu.runqueue"} & (_names(a) | _names(b))
     f = tmp_path / "run.csv"
-    f.write_text("time,login,search\n" + "".join(f"{T0 + i},{i},{2 * i}\n" for i in range(10)))
+    f.write_text("time,login,search,runq\n" + "".join(f"{T0 + i},{i},{2 * i},3\n" for i in range(10)))
     r = a.post("/imports", data={"format": "csv", "host": "lt1", "mapping": json.dumps(MAPPING)},
                files=[("file", (f.name, f.read_bytes(), "text/csv"))])
     assert r.status_code == 201, r.text
     imp = r.json()
     assert _knows(a, "fleetcsv.qps")  # the process that took it knows at once
     wait_for(lambda: _knows(b, "fleetcsv.qps"), timeout=15)  # the other without a restart
+    assert _knows(b, "cpu.runqueue")  # and the metrics every import may write (host logs')
     made = b.post("/instrumentations", json={"metric": "fleetcsv.qps", "decomposition": ["route"]})
     assert made.status_code == 201, made.text
     got = b.get(f"/instrumentations/{made.json()['id']}/value",

@@ -66,9 +66,8 @@ def create_app(svc: Services, lifespan=None, allowed_hosts: Sequence[str] | None
     )
     app.state.services = svc
     app.state.auth = svc.auth  # read by the role checks (api/auth.py)
-    if svc.control.store.list_imports():  # instrumentations can be made on what imports hold
-        importing.add_metrics(svc.control.catalog)
-    # The metrics CSV imports define, learnt as any API process of the store imports or deletes.
+    # Instrumentations can be made on what imports hold: their metrics, learnt as any API
+    # process of the store imports or deletes.
     metrics = app.state.imported_metrics = importing.ImportedMetrics(svc.control.store, svc.control.catalog)
     metrics.sync()
     app.state.import_jobs = ImportJobs(svc.control.store, learnt=metrics.learnt)

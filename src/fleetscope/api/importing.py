@@ -239,8 +239,9 @@ def error_of(exc: BaseException, log: LogError | None = None) -> dict:
 
 
 class ImportedMetrics:
-    """The metrics CSV imports define, kept in this process's catalogue as the store's ready
-    imports say, in every API process of a store.
+    """The metrics of imports (:func:`add_metrics` once there is one, and those CSV imports
+    define), kept in this process's catalogue as the store's ready imports say, in every API
+    process of a store.
 
     A process that makes an import ready or deletes one that defines metrics calls
     :meth:`changed`: it writes a new version in the store's meta (:data:`METRICS_KEY`, with
@@ -270,11 +271,13 @@ class ImportedMetrics:
         """Learn the definitions of the ready imports and forget the rest (see the class)."""
         with self._lock:
             record = self._record()
+            ready = [info for info in self.store.list_imports() if info.state == READY]
+            if ready:
+                add_metrics(self.catalog)
             defined = Catalog()  # every definition: one with more fields widens the known one
-            for info in self.store.list_imports():
-                if info.state == READY:
-                    for obj in info.document.get("defined", {}).values():
-                        defined.add(Metric.from_json(obj))
+            for info in ready:
+                for obj in info.document.get("defined", {}).values():
+                    defined.add(Metric.from_json(obj))
             self.forgotten = {name for name in record.get("names", []) if name not in defined}
             for name in self.forgotten:
                 self.catalog.discard(name)
@@ -283,8 +286,8 @@ class ImportedMetrics:
             self.version = record.get("version")
 
     def changed(self, info: ImportInfo | None = None) -> None:
-        """An import that defines metrics was made ready or deleted here: a new version for the
-        other processes, and learn now."""
+        """An import was made ready (``info``) or one that defines metrics deleted here: a new
+        version for the other processes, and learn now."""
         with self._lock:
             record = self._record()
             names = set(record.get("names", []))
@@ -296,10 +299,9 @@ class ImportedMetrics:
         self.sync()
 
     def learnt(self, info: ImportInfo) -> None:
-        """A job made ``info`` ready (:class:`fleetscope.api.importjobs.ImportJobs`)."""
-        add_metrics(self.catalog)
-        if info.document.get("defined"):
-            self.changed(info)
+        """A job made ``info`` ready (:class:`fleetscope.api.importjobs.ImportJobs`): the metrics
+        every import may write (the first import) and those it defines, in every process."""
+        self.changed(info)
 
     async def watch(self, stop: asyncio.Event) -> None:
         """Learn when another process changed the imports' metrics, until ``stop``."""

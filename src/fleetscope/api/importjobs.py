@@ -54,6 +54,8 @@ STALE_AFTER = 30.0  # a loading import whose progress is older than this has los
 FAILED_KEPT = 3600.0  # seconds a failed import's row is kept for whoever waits for it
 STOP_WAIT = 10.0  # seconds a stopping process waits for its jobs to fail their imports
 READING, WRITING = "reading", "writing"
+
+
 def _start_ticks(pid: int) -> int | None:
     """When process ``pid`` started (clock ticks since boot, /proc/PID/stat field 22): with the
     pid, it names one process even when pids are reused; None if there is no such process."""
