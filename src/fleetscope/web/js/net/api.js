@@ -43,10 +43,25 @@ function keep(url, text) {
   }
 }
 
-/** A GET whose answer is kept (see FINAL_LAG) when its range is over; parsed anew each time, so
- * that no caller changes another's answer. */
+const inflight = new Map(); // address -> a prefetch on its way (settles, never rejects)
+
+/** `promise`, or an AbortError as soon as `signal` ends. */
+export function untilAborted(promise, signal) {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(new DOMException("aborted", "AbortError"));
+  return Promise.race([promise, new Promise((_, reject) => signal.addEventListener("abort",
+    () => reject(new DOMException("aborted", "AbortError")), { once: true }))]);
+}
+
+/**
+ * A GET whose answer is kept (see FINAL_LAG) when its range is over; parsed anew each time, so
+ * that no caller changes another's answer. One without `signal` is a prefetch: it runs to its
+ * end (a move does not cancel it), and a caller asking the same meanwhile waits for it.
+ */
 async function cachedGet(path, params, signal) {
   const url = BASE + path + query(params);
+  const pending = inflight.get(url);
+  if (pending) await untilAborted(pending, signal);
   const now = Date.now() / 1000;
   const hit = kept.get(url);
   if (hit) kept.delete(url);
@@ -56,7 +71,12 @@ async function cachedGet(path, params, signal) {
   }
   if (hit) keptChars -= hit.text.length;
   const over = Number(params?.end_time) <= now - FINAL_LAG;
-  return request("GET", path, { params, signal, keep: over ? (text) => keep(url, text) : null });
+  const answer = request("GET", path, { params, signal, keep: over ? (text) => keep(url, text) : null });
+  if (!signal && over) {
+    const settled = answer.catch(() => null).finally(() => inflight.delete(url));
+    inflight.set(url, settled);
+  }
+  return answer;
 }
 
 async function request(method, path, { params, body, signal, keep: keepText = null } = {}) {

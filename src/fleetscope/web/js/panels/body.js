@@ -90,8 +90,9 @@ export class Body {
 
   /**
    * Ask, in the background and one at a time, for what a next pan or zoom from `range` will
-   * want, so that it is drawn without waiting: here, `fetchAhead(range, signal)` of each of
-   * `neighbours()` (a body whose answers net/api.js keeps). `signal` ends when the page moves on.
+   * want, so that it is drawn without waiting: here, `fetchAhead(range)` of each of
+   * `neighbours()` (a body whose answers net/api.js keeps). When the page moves on (`signal`),
+   * no other starts; the one on its way ends and is kept (the move may want it).
    */
   async prefetch(_range, signal) {
     if (!this.fetchAhead) return;
@@ -100,7 +101,7 @@ export class Body {
       for (const r of this.neighbours()) {
         await this.idle(signal);
         if (signal.aborted) return;
-        await this.fetchAhead(r, signal).catch(() => null);
+        await this.fetchAhead(r).catch(() => null);
       }
     } finally {
       if (this.controller?.signal === signal) delete this.panel.el.dataset.prefetching;

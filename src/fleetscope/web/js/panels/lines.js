@@ -1,7 +1,7 @@
 // The line panel (values and discrete breakdowns): a line chart or stacked areas of the top keys,
 // drawn by charts/lines.js, with a legend of current values (click: highlight, double-click: isolate).
 
-import { FINAL_LAG, KEPT_SECONDS, api, apiUrl } from "../net/api.js";
+import { FINAL_LAG, KEPT_SECONDS, api, apiUrl, untilAborted } from "../net/api.js";
 import { Body } from "./body.js";
 import { cssVar, seriesColor } from "../lib/color.js";
 import { h, fill } from "../lib/dom.js";
@@ -158,7 +158,7 @@ export class LineBody extends Body {
    * After a range is drawn, one request at a time, what the next move from it wants: the spans
    * before and after it at its step (a pan by half a span), the range at the step of half the
    * span (a zoom in) and, at the step of twice the span, the range with a span each side (a zoom
-   * out); only what is not kept already. Stops when the page moves on (`signal`).
+   * out); only what is not kept already. When the page moves on (`signal`), no other starts.
    */
   async prefetch(r, signal) {
     const g = this.inst.granularity;
@@ -178,10 +178,14 @@ export class LineBody extends Body {
         if (end <= start) continue;
         const [, first, last] = this.fromCache(step, start, end);
         if (first < 0) continue;
-        const from = start + first * step;
-        const pts = await api.values(this.inst.id, { start_time: from, end_time: start + (last + 1) * step,
-          duration: step, envelope: true }, signal).catch(() => []);
-        if (Array.isArray(pts) && pts.length && pts[0].duration === step) this.remember(pts);
+        // Not cancelled by a move: the move may want it, and waits for it (see fetch).
+        const ahead = api.values(this.inst.id, { start_time: start + first * step, end_time: start + (last + 1) * step,
+          duration: step, envelope: true }).then((pts) => {
+          if (Array.isArray(pts) && pts.length && pts[0].duration === step) this.remember(pts);
+        }).catch(() => null);
+        this.ahead = ahead;
+        await ahead;
+        if (this.ahead === ahead) this.ahead = null;
       }
     } finally {
       if (this.controller?.signal === signal) delete this.panel.el.dataset.prefetching;
@@ -190,6 +194,7 @@ export class LineBody extends Body {
 
   async fetch(r, signal) {
     if (!r.live && !this.options.compare) {
+      if (this.ahead) await untilAborted(this.ahead, signal); // a prefetch on its way: it may hold the range
       // What the cache holds of the range; only the rest is asked for (a pan: the half not shown
       // before; a range ending now: its last points).
       const [pts, missing, last] = this.fromCache(r.step, r.start, r.end);
