@@ -205,6 +205,12 @@ def test_malformed_event_files_are_refused_with_line_and_reason(srv, tmp_path: P
         r = api.upload("csv", f, host="bad", mapping=json.dumps(JMETER))
         message = r.json()["error"]["message"]
         assert r.status_code == 422 and f"{name}: {reasons[name]}" in message, (name, r.text)
+    # Bounded: a label per row runs past the keys a chunk may have, refused where it does.
+    many = tmp_path / "labels.jtl"
+    many.write_text(head[0] + "\n" + "".join(",".join([third[0], "5", f"page {i}", *third[3:]]) + "\n"
+                                             for i in range(4200)))
+    r = api.upload("csv", many, host="bad", mapping=json.dumps(JMETER))
+    assert r.status_code == 422 and "labels.jtl: line 4098: more than 4096 distinct keys" in r.text, r.text
     ok = tmp_path / "ok.jtl"
     ok.write_text(good)
     for events, why in (({"metric": "cpu.usage", "value_column": "elapsed"}, "is a metric of host logs"),
