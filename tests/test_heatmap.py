@@ -17,10 +17,13 @@ from fleetscope.api.heatmap import (
     average_line,
     cell_details,
     heatmap_matrix,
+    key_totals,
+    keys_shown,
     percentile_lines,
     render_png,
     tidy_max,
 )
+from fleetscope.api.heatmap.png import MARK_COLOUR, Mark
 from fleetscope.model.errors import InputError
 from fleetscope.model.histogram import Histogram
 
@@ -565,3 +568,43 @@ def test_many_columns() -> None:
     assert m.counts.shape == (600, 100)
     assert m.counts.sum() + m.clipped_above.sum() == pytest.approx(600 * 50)
     assert Image.open(io.BytesIO(render_png(m, width=800, height=300))).size == (800, 300)
+
+
+def test_key_totals_sum_every_column_largest_first() -> None:
+    cols = [{"a": hist(1, 2), "b": hist(5)}, None, hist(3), {"b": hist(1, 1, 1), "c": hist(9)}]
+    assert key_totals(cols) == [("b", 4.0), ("a", 2.0), ("c", 1.0)]
+    assert key_totals([None, hist(1)]) == []
+
+
+def test_keys_shown_is_what_isolate_and_exclude_draw() -> None:
+    col = {"a": hist(1), "b": hist(10), "c": hist(100)}
+    assert set(keys_shown(col, ["a", "c"], isolate=True)) == {"a", "c"}
+    assert set(keys_shown(col, ["a", "c"], exclude=True)) == {"b"}
+    assert keys_shown(col, ["a"]) is col
+    assert keys_shown(None, ["a"], isolate=True) is None
+    plain = hist(1, 2)
+    assert keys_shown(plain, ["a"], isolate=True).count == 0
+    assert keys_shown(plain, ["a"], exclude=True) is plain
+    # The same counts as the matrix draws: isolate's layers, exclude's rest.
+    m = heatmap_matrix([col], ymax=200, nbuckets=4, selected=["a", "c"], isolate=True)
+    assert m.keys["a"].sum() + m.keys["c"].sum() == sum(
+        h.count for h in keys_shown(col, ["a", "c"], isolate=True).values())
+    m = heatmap_matrix([col], ymax=200, nbuckets=4, selected=["a", "c"], exclude=True)
+    assert m.counts.sum() == sum(h.count for h in keys_shown(col, ["a", "c"], exclude=True).values())
+    with pytest.raises(InputError) as err:
+        keys_shown(col, ["a"], isolate=True, exclude=True)
+    assert err.value.field == "exclude"
+
+
+def test_png_marks_annotations_at_their_column() -> None:
+    m = heatmap_matrix([hist(1)] * 10, ymax=10, nbuckets=10)
+    png = render_png(m, width=200, height=50, marks=[Mark(0.25), Mark(0.5, 0.75, alert=True), Mark(1.5)])
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    blue = (img == MARK_COLOUR).all(axis=2)
+    # A dashed line (2 pixels of every 5) and a flag at x = 50; nothing for the mark past the end.
+    assert blue[:, 50].sum() >= 50 * 2 // 5 and blue[:, :49].sum() == 0 and blue[:, 60:].sum() == 0
+    red = (img == (200, 50, 47)).all(axis=2)
+    assert red[:, 100].sum() >= 50 * 2 // 5
+    # The window (0.5 to 0.75) shaded faintly: its pixels differ from the same column without marks.
+    bare = np.asarray(Image.open(io.BytesIO(render_png(m, width=200, height=50))).convert("RGB"))
+    assert (img[:, 120] != bare[:, 120]).any() and (img[:, 160] == bare[:, 160]).all()
