@@ -178,6 +178,8 @@ class ImportDialog {
           if (!p.bytes) return;
           this.bar.max = p.bytes;
           this.bar.value = p.read || 0;
+          const cell = this.list.querySelector(`tr[data-import-id="${loading.id}"] .imp-state`);
+          if (cell) cell.textContent = percent(p);
           this.status.textContent = p.phase === "writing" ? "writing the import…"
             : `reading ${p.file || "the logs"}: ${Math.round((100 * (p.read || 0)) / p.bytes)} %`;
         },
@@ -218,10 +220,11 @@ class ImportDialog {
       h("td", {}, i.start_time ? formatTime(i.start_time) : "–"), h("td", {}, i.end_time ? formatTime(i.end_time) : "–"),
       h("td.num", {}, i.state === "ready" ? String(i.samples ?? "–")
         : h("span.imp-state", { dataset: { state: i.state }, title: i.error?.message || "" },
-          i.state === "loading" && i.progress?.bytes ? `${Math.round((100 * i.progress.read) / i.progress.bytes)} %`
-            : i.state)),
+          i.state === "loading" && i.progress?.bytes ? percent(i.progress) : i.state)),
       h("td.imp-files", {}, (i.files || []).map((f) => f.name).join(", ")),
-      h("td", {}, h("button.btn.small.icon", { type: "button", title: `delete import ${i.id} and all it wrote`,
+      h("td", {}, h("button.btn.small.icon", { type: "button", disabled: i.state === "loading",
+        title: i.state === "loading" ? "being read: delete it once it is ready or failed"
+          : `delete import ${i.id} and all it wrote`,
         "aria-label": `delete import ${i.id}`, onclick: () => this.remove(i.id) }, "✕"))));
     fill(this.list, h("table.imp-table", {},
       h("thead", {}, h("tr", {}, ["id", "host", "format", "from", "to", "samples", "files", ""].map((c) => h("th", {}, c)))),
@@ -342,6 +345,11 @@ class CompareDialog {
     }
     return metric.unit;
   }
+}
+
+/** How far the server has read an import: "42 %". */
+function percent(progress) {
+  return `${Math.round((100 * (progress.read || 0)) / progress.bytes)} %`;
 }
 
 /** Per key and statistic: a, b, b - a, change. */
