@@ -201,6 +201,9 @@ def test_a_heatmap_compared_with_a_day_earlier_draws_its_lines_and_the_change(se
         now, past = float(text.get_attribute("data-now")), float(text.get_attribute("data-past"))
         assert abs(now - after) < 0.05 * after and abs(past - before) < 0.05 * before, (now, past)
         expect(text).to_contain_text(f"(+{(now - past) / past * 100:.1f} %)")
+        # As many observations a minute on both days: counts alike (but for a column at an edge).
+        counts = float(text.get_attribute("data-count-now")), float(text.get_attribute("data-count-past"))
+        assert counts[0] > 0 and abs(counts[0] - counts[1]) <= 0.02 * counts[1], counts
 
     # Isolated, the lines and averages are needle's; excluded, the web keys'.
     compared(*NEEDLE)

@@ -258,7 +258,7 @@ export class HeatBody extends Body {
     const wanted = ["avg", ...(this.options.overlays || []).filter((n) => n !== "avg")];
     const [now, past] = await Promise.all([api.average(this.inst.id, { ...span(0), ...this.keyParams() }, signal),
       this.overlayValues(span(back), wanted, signal, true)]);
-    const mean = (points) => {
+    const whole = (points) => {
       let sum = 0;
       let n = 0;
       for (const p of points) {
@@ -266,31 +266,35 @@ export class HeatBody extends Body {
         sum += p.average * p.count;
         n += p.count;
       }
-      return n ? sum / n : null;
+      return { mean: n ? sum / n : null, count: n };
     };
+    const [a, b] = [whole(now), whole(past.points)];
     this.past = past.lines;
-    this.averages = { now: mean(now), past: mean(past.points) };
+    this.averages = { now: a.mean, past: b.mean, countNow: a.count, countPast: b.count };
     this.sayCompare();
   }
 
-  /** The toolbar's "avg 20 ms vs 10 ms (+100.0 %)", or nothing when not comparing. */
+  /** The toolbar's "avg 20 ms vs 10 ms (+100.0 %) · n 2.9k vs 2.8k" (the averages and the counts
+   * of both ranges: latency up, and with more or fewer operations), or nothing when not comparing. */
   sayCompare() {
     const el = this.compareEl;
     const a = this.averages;
     if (!a) {
       el.textContent = "";
-      delete el.dataset.now;
-      delete el.dataset.past;
+      for (const k of ["now", "past", "countNow", "countPast"]) delete el.dataset[k];
       return;
     }
     const unit = this.panel.unit;
-    const change = a.now !== null && a.past ? ` (${a.now >= a.past ? "+" : ""}${(((a.now - a.past) / a.past) * 100).toFixed(1)} %)` : "";
-    el.textContent = `avg ${formatValue(a.now, unit)} vs ${formatValue(a.past, unit)}${change}`;
+    const change = (x, y) => (x !== null && y ? ` (${x >= y ? "+" : ""}${(((x - y) / y) * 100).toFixed(1)} %)` : "");
+    el.textContent = `avg ${formatValue(a.now, unit)} vs ${formatValue(a.past, unit)}${change(a.now, a.past)}`
+      + ` · n ${formatCount(a.countNow)} vs ${formatCount(a.countPast)}`;
     const of = this.keyParams().selected
       ? { isolate: "the selected keys", exclude: "every key but the selected" }[this.keyMode] : "every key";
-    el.title = `average of ${of} over the range, and over the same range ${COMPARE[this.options.compare]}`;
+    el.title = `average and count of ${of} over the range, and over the same range ${COMPARE[this.options.compare]}`;
     el.dataset.now = String(a.now);
     el.dataset.past = String(a.past);
+    el.dataset.countNow = String(a.countNow);
+    el.dataset.countPast = String(a.countPast);
   }
 
   async fetchMatrix(r, signal, linear = false) {
