@@ -144,6 +144,24 @@ def test_duplicates_and_bad_requests_are_refused_at_once(srv, tmp_path: Path) ->
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "mapping"
 
 
+def test_imports_past_two_wait_their_turn(srv, tmp_path: Path) -> None:
+    """Two files are read at once per server (parsing takes a core): a third waits, queued."""
+    _, c = srv
+    made = []
+    for n in range(3):
+        f = big_csv(tmp_path / f"turn{n}.csv", start=T0 + (40 + n) * ROWS)
+        r = c["operator"].post(f, ASYNC, host=f"turn-{n}")
+        assert r.status_code == 202, r.text
+        made.append(r.json())
+    assert made[2]["progress"]["phase"] == "queued" and made[2]["progress"]["read"] == 0, made[2]
+    seen = c["operator"].watch(made[2]["id"])
+    phases = [s["progress"]["phase"] for s in seen if s["state"] == "loading"]
+    assert phases[0] == "queued" and "reading" in phases, phases
+    assert seen[-1]["state"] == "ready"
+    for imp in made[:2]:
+        assert c["operator"].watch(imp["id"])[-1]["state"] == "ready"
+
+
 def _loading(client: Client, import_id: int) -> bool:
     imp = client.c.get(f"{API}/imports/{import_id}").json()
     assert imp["state"] == "loading", imp  # still reading when the server goes

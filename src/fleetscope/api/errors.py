@@ -46,7 +46,8 @@ _MEANING = {
     411: "the request must say its length (Content-Length): uploads are bounded",
     413: "the upload is larger than the server takes (the message says how large it may be)",
     422: "well-formed but invalid (the field names the parameter or body field)",
-    429: "too many failed logins from this address: try again later",
+    429: "too many: failed logins from this address, or imports this server is reading (the message "
+         "says which): try again later",
 }
 
 

@@ -4,12 +4,15 @@ how far the reading has got is in the import itself.
 ``POST /api/v1/imports`` with ``Prefer: respond-async`` (RFC 7240) answers ``202`` with the
 import in state ``loading`` as soon as the upload is in and its files are claimed (a
 duplicate is still a ``409``, a bad request a ``4xx``, at once); ``GET /api/v1/imports/{id}``
-then shows its ``progress`` (``read`` of ``bytes``, the ``file`` being read, ``phase``), and
+then shows its ``progress`` (``read`` of ``bytes``, the ``file`` being read, ``phase``:
+``queued`` while :data:`MAX_READING` others are read, ``reading``, ``writing``), and
 ends ``ready`` or ``failed`` with the ``error`` (code, message, HTTP status, and for a bad
 file its ``file``, ``line`` or ``record``, ``reason``). A failed import keeps nothing but its
 row (:meth:`~fleetscope.store.imports.ImportTables.fail_import`: the same files can be
 imported again); the row goes after :data:`FAILED_KEPT` or with ``DELETE``. Without the
-header the request waits for the end, as it always did (``201``, or the error).
+header the request waits for the end, as it always did (``201``, or the error). A process
+holds at most :data:`MAX_JOBS` jobs: past them an upload is refused (``429``) before its body
+is read.
 
 The state is in the store, not in this process, so any API process of a fleet answers for
 any import, and only to the import's tenant (the routes' scope). Every
@@ -53,7 +56,9 @@ PROGRESS_EVERY = 0.5  # seconds between a job's progress writes (one small UPDAT
 STALE_AFTER = 30.0  # a loading import whose progress is older than this has lost its writer
 FAILED_KEPT = 3600.0  # seconds a failed import's row is kept for whoever waits for it
 STOP_WAIT = 10.0  # seconds a stopping process waits for its jobs to fail their imports
-READING, WRITING = "reading", "writing"
+READING, WRITING, QUEUED = "reading", "writing", "queued"
+MAX_READING = 2  # jobs reading at once per process (parsing is CPU-bound: more only share the cores)
+MAX_JOBS = 16  # jobs per process, reading or queued: past them an upload is refused (429)
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -113,7 +118,7 @@ class Job:
         self.sizes = [os.path.getsize(f.path) for f in files]
         self.index = 0
         self.fd: int | None = None
-        self.phase = READING
+        self.phase = QUEUED
         self.stop = threading.Event()
         self.done = threading.Event()
         self.info: ImportInfo | None = None
@@ -147,7 +152,7 @@ class Job:
 
     def progress(self) -> dict:
         total = sum(self.sizes)
-        done = total if self.phase == WRITING else self.read()
+        done = total if self.phase == WRITING else 0 if self.phase == QUEUED else self.read()
         return {"read": done, "bytes": total, "file": os.path.basename(self.files[self.index].name),
                 "files": len(self.files), "phase": self.phase, "owner": self.owner, "updated": time.time()}
 
@@ -182,6 +187,7 @@ class ImportJobs:
         self.owner = me()
         self._jobs: dict[int, Job] = {}
         self._lock = threading.Lock()
+        self._reading = threading.Semaphore(MAX_READING)
 
     def start(self, fmt: str, files: Sequence[importing.LogFile], folder: str, opts: Options,
               tenant: str | None, catalog=None) -> Job:
@@ -189,6 +195,7 @@ class ImportJobs:
         loading import and read them in a thread; InputError (409 included) at once otherwise,
         with ``folder`` removed."""
         try:
+            self.check_room()
             job = Job(0, fmt, files, folder, opts, self.owner)
             job.import_id = importing.begin(self.store, fmt, files, opts, tenant, catalog,
                                             progress=job.progress())
@@ -200,19 +207,37 @@ class ImportJobs:
         threading.Thread(target=self._run, args=(job,), name=f"import-{job.import_id}", daemon=True).start()
         return job
 
+    def check_room(self) -> None:
+        """InputError (429) when this process has :data:`MAX_JOBS` jobs already."""
+        if len(self.running()) >= MAX_JOBS:
+            raise InputError(None, f"this server is reading {MAX_JOBS} imports already: send this one "
+                             "once one of them is ready", 429)
+
     def _run(self, job: Job) -> None:
         ticker = threading.Thread(target=self._tick, args=(job,), name=f"import-{job.import_id}-progress",
                                   daemon=True)
         ticker.start()
+        reading = False
         try:
+            while not (reading := self._reading.acquire(timeout=PROGRESS_EVERY)):  # queued meanwhile
+                if job.stop.is_set():
+                    raise importing.Stopped
+            job.phase = READING
             job.info = importing.load(self.store, job.import_id, job.fmt, job.files, job.opts, job)
             if self.learnt is not None:
                 self.learnt(job.info)
+        except importing.Stopped as exc:
+            job.error = exc
+            if not reading:  # stopped while queued: load() never ran to fail it
+                self.store.fail_import(job.import_id, importing.error_of(
+                    InputError("file", importing.STOPPED_REASON, 503)))
         except BaseException as exc:  # load() failed the import and said why in its row
             job.error = exc
-            if not isinstance(exc, InputError | importing.Stopped):
+            if not isinstance(exc, InputError):
                 log.exception("import %s failed", job.import_id)
         finally:
+            if reading:
+                self._reading.release()
             job.done.set()
             ticker.join()
             shutil.rmtree(job.folder, ignore_errors=True)

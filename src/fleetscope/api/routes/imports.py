@@ -130,7 +130,7 @@ def _jobs(request: Request) -> ImportJobs:
              "`ready` or `failed` (with its `error`). Without, the request waits for the end: 201 with "
              "the import, or the error.",
              responses={202: {"description": "Accepted: the import, loading (Location: its URL)"},
-                        **responses(400, 409, 411, 413, 422)}, openapi_extra=_UPLOAD)
+                        **responses(400, 409, 411, 413, 422, 429)}, openapi_extra=_UPLOAD)
 async def create_import(request: Request, svc: Svc, caller: Operator,
                         prefer: Annotated[str | None, Header(description="respond-async: answer 202 at "
                                                              "once, the files read in the background")]
@@ -141,6 +141,7 @@ async def create_import(request: Request, svc: Svc, caller: Operator,
     limit = getattr(request.app.state, "import_max_bytes", DEFAULT_MAX_BYTES)
     if int(length) > limit:
         raise InputError("file", f"the upload is {int(length)} bytes; this server takes at most {limit}", 413)
+    _jobs(request).check_room()  # before the body is read
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "multipart/form-data":
         raise InputError("content-type", "must be multipart/form-data (fields format, host, ...; parts "
