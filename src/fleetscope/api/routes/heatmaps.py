@@ -23,6 +23,8 @@ router = APIRouter(prefix="/api/v1/instrumentations/{id}", tags=["heatmaps"])
 
 HeatmapColumns = Annotated[int | None, Query(ge=1, le=queries.MAX_POINTS, description=(
     "number of columns (default: one per slot, at most 1000)"))]
+HeatmapDuration = Annotated[int | None, Query(ge=1, le=MAX_TIME, description=(
+    "seconds covered (default 60 slots)"))]
 Pixels = Annotated[int | None, Query(ge=1, le=MAX_PIXELS, description="pixels (png; default one per cell)")]
 
 _FORMATS = {
@@ -40,8 +42,7 @@ def get_heatmap(
     caller: Viewer,
     start_time: RangeStart = None,
     end_time: RangeEnd = None,
-    duration: Annotated[int | None, Query(ge=1, le=MAX_TIME, description=(
-        "seconds covered (default 60 slots)"))] = None,
+    duration: HeatmapDuration = None,
     ndatapoints: HeatmapColumns = None,
     step: Annotated[int | None, Query(ge=1, le=MAX_TIME, description=(
         "seconds per column (default: what fits ndatapoints columns)"))] = None,
@@ -119,8 +120,7 @@ def heatmap_keys(
     caller: Viewer,
     start_time: RangeStart = None,
     end_time: RangeEnd = None,
-    duration: Annotated[int | None, Query(ge=1, le=MAX_TIME, description=(
-        "seconds covered (default 60 slots)"))] = None,
+    duration: HeatmapDuration = None,
     ndatapoints: HeatmapColumns = None,
 ) -> dict:
     """What a heatmap's key search looks among: the keys of the columns the same range parameters
