@@ -151,7 +151,8 @@ def import_logs(
         reading = progress.add_task("reading", total=total)
         body = _follow(api, body, lambda p: progress.update(
             reading, total=p.get("bytes") or total, completed=p.get("read", 0),
-            description=f"reading {p.get('file', '')}" if p.get("phase") != "writing" else "writing"))
+            description=p.get("phase", "reading") if p.get("phase") in ("queued", "writing")
+            else f"reading {p.get('file', '')}"))
     if as_json:
         print_json(body)
         return

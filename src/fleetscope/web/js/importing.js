@@ -181,7 +181,8 @@ class ImportDialog {
           const cell = this.list.querySelector(`tr[data-import-id="${loading.id}"] .imp-state`);
           if (cell) cell.textContent = percent(p);
           this.status.textContent = p.phase === "writing" ? "writing the import…"
-            : `reading ${p.file || "the logs"}: ${Math.round((100 * (p.read || 0)) / p.bytes)} %`;
+            : p.phase === "queued" ? "uploaded; waiting for the server to read other imports first…"
+              : `reading ${p.file || "the logs"}: ${percent(p)}`;
         },
       });
       this.bar.value = this.bar.max;
