@@ -1,7 +1,7 @@
 """``/api/v1/annotations`` (#19) on a real `fleetscope serve` with tokens: operators post and
 delete, viewers read, a tenant reads and deletes only its own, bad bodies name the field, and
-the dashboard draws each annotation on every panel of its time, and a heatmap's PNG marks those its
-caller may see."""
+the dashboard draws each annotation on every panel of its time, and the API's heatmap and line
+PNGs (a panel's "Save PNG") mark those their caller may see."""
 
 from __future__ import annotations
 
@@ -190,40 +190,49 @@ def test_an_exported_heatmap_png_marks_the_annotations_its_caller_may_see(served
                            params={"format": "png"}).status_code == 404
 
 
-def test_a_line_panels_png_carries_the_annotations_of_its_range(served, page: Page, tmp_path) -> None:
+def test_a_line_panels_png_is_the_apis_rendering_with_the_annotations(served, page: Page, tmp_path) -> None:
     srv, who = served
     now = int(time.time())
     # The session of an operator's token (the one-time link may have been used already).
     assert page.request.post(f"{srv.url}{API}/login", data={"token": srv.token("an-op-page", "operator")}).ok
+    made = who["operator"].post("/annotations", json={"text": "deploy cache v2", "time": now - 30}).json()
     # A paused range (nothing redraws it by itself) holding the data since the server started.
     page.goto(f"{srv.url}/?from={now - 240}&to={now + 60}")
     line = wait_for(lambda: page.evaluate(
         "() => window.fleetscope.panels.find((p) => p.inst && !p.inst.numeric)?.inst.id"))
     ready(page, line)
     card = page.locator(f'section.panel[data-inst-id="{line}"]').first
-
-    def export(name: str) -> Image.Image:
-        card.locator('button[aria-label="panel actions"]').click()
-        with page.expect_download() as got:
-            page.click('[data-testid="export-png"]')
-        got.value.save_as(tmp_path / name)
-        return Image.open(tmp_path / name).convert("RGB")
-
-    before = export("before.png")
-    made = who["operator"].post("/annotations", json={"text": "deploy cache v2", "time": now - 30}).json()
-    page.evaluate("() => window.fleetscope.loadAnnotations()")
-    drawn = wait_for(lambda: page.evaluate(
-        "([id, a]) => window.fleetscope.panels.find((p) => p.inst && p.inst.id === id)"
-        ".body.chart.annotationsDrawn.find((d) => d.kind === 'annotation' && d.id === a)",
-        [line, made["id"]]))
-    after = export("after.png")
-    assert after.size == before.size
-    # What changed is the mark: its column (a dashed line down the plot) and its flag, in the
-    # dashboard's accent colour; the mark's x is the panel's own for that time.
-    dpr = after.size[0] / card.locator("canvas").first.bounding_box()["width"]
-    pixels = np.asarray(after)
-    columns = sorted(set(np.nonzero((pixels != np.asarray(before)).any(axis=2))[1].tolist()))
-    x = int(drawn["x"] * dpr)
-    assert columns and all(x - 1 <= c <= x + 6 * dpr for c in columns), columns
-    accent = (pixels[:, x] == (47, 111, 223)).all(axis=1).sum()
-    assert accent >= 20, "a dashed line in the accent colour (--accent: #2f6fdf)"
+    shown = wait_for(lambda: page.evaluate(
+        "(id) => { const b = window.fleetscope.panels.find((p) => p.inst && p.inst.id === id).body;"
+        " return b.current && { start: b.pts[0].start_time,"
+        " end: b.pts[0].start_time + b.range.n * b.range.step,"
+        " step: b.range.step, width: Math.round(b.chart.width), height: Math.round(b.chart.height),"
+        " keys: b.current.map((s) => s.key).filter((k) => k !== '(rest)'), discrete: b.discrete,"
+        " stacked: b.discrete && (b.options.chart || 'stacked') === 'stacked', top: b.chart.top }; }", line))
+    card.locator('button[aria-label="panel actions"]').click()
+    with page.expect_download() as got:
+        page.click('[data-testid="export-png"]')
+    url = httpx.URL(got.value.url)
+    got.value.save_as(tmp_path / "line.png")
+    # The API's rendering of what the panel shows: its range and step, its size, its keys and style.
+    assert url.path == f"{API}/instrumentations/{line}/value", url
+    q = url.params
+    assert (q["format"], int(q["start_time"]), int(q["end_time"]), int(q["duration"])) == (
+        "png", shown["start"], shown["end"], shown["step"])
+    assert (int(q["width"]), int(q["height"])) == (shown["width"], shown["height"])
+    assert float(q["ymax"]) == shown["top"] and q["stacked"] == str(shown["stacked"]).lower()
+    if shown["discrete"]:
+        assert q["selected"].split(",") == shown["keys"]
+    img = Image.open(tmp_path / "line.png").convert("RGB")
+    assert img.size == (shown["width"], shown["height"])
+    # The API's frame round the plot (api/linechart.py AXIS), and the annotation's dashed line in
+    # the accent colour where its time falls across it.
+    frame = (np.asarray(img) == (120, 120, 120)).all(axis=2)
+    rows = np.nonzero(frame.sum(axis=1) > img.width // 2)[0]
+    cols = np.nonzero(frame.sum(axis=0) > img.height // 3)[0]
+    x0, y0, x1, y1 = cols[0], rows[0], cols[-1], rows[-1]
+    x = x0 + int((made["time"] - shown["start"]) / (shown["end"] - shown["start"]) * (x1 - x0))
+    pixels = np.asarray(img)
+    accent = (pixels[y0:y1, x] == (47, 111, 223)).all(axis=1)
+    accent &= (pixels[y0:y1, x - 3] != (47, 111, 223)).any(axis=1)  # not a line of the same blue
+    assert accent.sum() >= (y1 - y0) * 2 // 5, "a dashed line in the accent colour (--accent: #2f6fdf)"

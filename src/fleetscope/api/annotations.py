@@ -1,13 +1,14 @@
 """The marks of a time range a caller may see: its annotations, the alert state changes of its
 instrumentations and its imported performance logs, as ``{id, kind, time, end_time, text, tags}``.
 
-One function for every reader (``GET /api/v1/annotations`` and the heatmap PNG that draws them),
-so that a tenant's picture never shows what its list would not.
+One function for every reader (``GET /api/v1/annotations``, and the heatmap and line PNGs that draw
+them through :func:`visible_marks`), so that a tenant's picture never shows what its list would not.
 """
 
 from __future__ import annotations
 
 from fleetscope.api import scope
+from fleetscope.api.heatmap.png import Mark
 from fleetscope.api.services import Services
 from fleetscope.model import access
 from fleetscope.model.access import Caller
@@ -39,3 +40,11 @@ def visible_annotations(svc: Services, caller: Caller, start_time: float, end_ti
                 if i.state == READY and i.start is not None and i.end is not None
                 and i.start < end_time and i.end > start_time][:MAX_LISTED]
     return sorted(posted + alerts + imported, key=lambda a: (a["time"], a["kind"], a["id"]))
+
+
+def visible_marks(svc: Services, caller: Caller, start: float, end: float) -> list[Mark]:
+    """The caller's marks of ``[start, end)`` at their places across a picture of that range."""
+    def at(t: float | None) -> float | None:
+        return None if t is None else (t - start) / (end - start)
+    return [Mark(at(a["time"]), at(a["end_time"]), a["kind"] == "alert")
+            for a in visible_annotations(svc, caller, start, end)]

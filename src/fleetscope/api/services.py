@@ -18,8 +18,10 @@ from fleetscope.api import imported, queries, scope
 from fleetscope.api.auth import AuthConfig, Authenticator
 from fleetscope.api.control import ControlPlane
 from fleetscope.model.access import Caller
+from fleetscope.model.errors import InputError
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.model.series import DataPoint
+from fleetscope.model.types import Type
 from fleetscope.store.block import Block, from_points
 from fleetscope.store.history import History
 
@@ -102,6 +104,15 @@ class Services:
     def resolution(self, inst: Instrumentation, rng: queries.Range) -> int:
         """The resolution (seconds) of the data that answers ``rng``."""
         return queries.resolution(inst, rng, self.history)
+
+    def unit(self, inst: Instrumentation) -> Type | None:
+        """The unit of ``inst``'s values (a distribution: of its numeric field); None when its
+        metric is not in the catalogue (any more)."""
+        try:
+            metric = self.control.catalog.get(inst.module, inst.stat)
+            return metric.field(inst.numeric).type if inst.numeric else metric.unit
+        except InputError:
+            return None
 
 
 async def services(request: Request) -> Services:

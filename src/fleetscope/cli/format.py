@@ -25,11 +25,6 @@ def format_value(value: Any, unit: Type) -> str:
         return GAP
     if value == 0:
         return "0"  # not "0 ns" or "0 B": zero needs no unit
-    if unit.base == "number":
-        # format_quantity's 4 significant digits turn counts into 1.235e+04; keep them whole.
-        if abs(value) >= 1e4 or value == int(value):
-            return f"{value:,.0f}"
-        return f"{value:.4g}"
     return format_quantity(value, unit)
 
 

@@ -101,7 +101,7 @@ def parse_duration(value: str | int | float, field: str = "duration") -> int:
 
 
 def format_quantity(value: float, unit: Type) -> str:
-    """A short human form of ``value`` in ``unit``: ``1.5 GiB``, ``12 ms``, ``3.2 %``."""
+    """A short human form of ``value`` in ``unit``: ``1.5 GiB``, ``12 ms``, ``3.2 %``, ``12,346``."""
     if unit.base == "bytes":
         for suffix, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
             if abs(value) >= size:
@@ -115,4 +115,7 @@ def format_quantity(value: float, unit: Type) -> str:
         return f"{seconds / 1e-9:.3g} ns"
     if unit.base == "percent":
         return f"{value:.3g} %"
+    # Counts stay whole (12,346): 4 significant digits would write 1.235e+04.
+    if abs(value) >= 1e4 or value == int(value):
+        return f"{value:,.0f}"
     return f"{value:.4g}"

@@ -8,16 +8,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 
 from fleetscope.api import exposition, heatmap, queries
-from fleetscope.api.annotations import visible_annotations
+from fleetscope.api.annotations import visible_marks
 from fleetscope.api.auth import Viewer
 from fleetscope.api.errors import responses
 from fleetscope.api.heatmap.matrix import MAX_NBUCKETS
-from fleetscope.api.heatmap.png import MAX_PIXELS, Mark
+from fleetscope.api.heatmap.png import MAX_PIXELS
 from fleetscope.api.params import MAX_TIME, InstId, RangeEnd, RangeStart
-from fleetscope.api.services import Services, Svc
-from fleetscope.model.access import Caller
+from fleetscope.api.services import Svc
 from fleetscope.model.errors import InputError
-from fleetscope.model.instrumentation import Instrumentation
+from fleetscope.model.types import Type
 
 router = APIRouter(prefix="/api/v1/instrumentations/{id}", tags=["heatmaps"])
 
@@ -74,7 +73,7 @@ def get_heatmap(
                                     selected=keys, isolate=isolate, exclude=exclude,
                                     log=scale == "log")
     if format == "png":
-        marks = _marks(svc, caller, rng.start, rng.end) if annotations else []
+        marks = visible_marks(svc, caller, rng.start, rng.end) if annotations else []
         png = heatmap.render_png(matrix, width=width, height=height, coloring=coloring,
                                  selected_order=keys, marks=marks)
         return Response(png, media_type="image/png")
@@ -83,7 +82,7 @@ def get_heatmap(
                                         [matrix.counts, *matrix.keys.values()])
     body = matrix.to_json(rng.times())
     body.update({"start_time": rng.start, "duration": rng.n * rng.duration, "step": rng.duration,
-                 "resolution": svc.resolution(inst, rng), "unit": _numeric_unit(svc, inst)})
+                 "resolution": svc.resolution(inst, rng), "unit": _json(svc.unit(inst))})
     return body
 
 
@@ -137,17 +136,5 @@ def heatmap_keys(
             "keys": [{"key": k, "count": n} for k, n in ranked[:MAX_KEYS_LISTED]]}
 
 
-def _marks(svc: Services, caller: Caller, start: float, end: float) -> list[Mark]:
-    """The caller's annotations of ``[start, end)`` at their places across the picture."""
-    def at(t: float | None) -> float | None:
-        return None if t is None else (t - start) / (end - start)
-    return [Mark(at(a["time"]), at(a["end_time"]), a["kind"] == "alert")
-            for a in visible_annotations(svc, caller, start, end)]
-
-
-def _numeric_unit(svc: Services, inst: Instrumentation) -> dict | None:
-    try:
-        metric = svc.control.catalog.get(inst.module, inst.stat)
-        return metric.field(inst.numeric).type.to_json() if inst.numeric else metric.unit.to_json()
-    except InputError:
-        return None
+def _json(unit: Type | None) -> dict | None:
+    return unit.to_json() if unit else None

@@ -1,4 +1,5 @@
-"""Values of an instrumentation: ``/value``, and for distributions ``/percentiles`` and ``/average``.
+"""Values of an instrumentation: ``/value`` (JSON, or a line chart as PNG), and for distributions
+``/percentiles`` and ``/average``.
 
 All three take the same range parameters (:mod:`fleetscope.api.queries`) and
 answer one point or an array by one rule, :func:`fleetscope.api.params.one_or_many`.
@@ -6,14 +7,17 @@ answer one point or an array by one rule, :func:`fleetscope.api.params.one_or_ma
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
-from fleetscope.api import heatmap, queries
+from fleetscope.api import heatmap, linechart, queries
+from fleetscope.api.annotations import visible_marks
 from fleetscope.api.auth import Viewer
 from fleetscope.api.errors import responses
+from fleetscope.api.heatmap.png import MAX_PIXELS
 from fleetscope.api.params import (
     ONE_OR_MANY,
     InstId,
@@ -30,6 +34,7 @@ from fleetscope.model.errors import InputError
 from fleetscope.model.histogram import Histogram
 from fleetscope.model.instrumentation import Instrumentation
 from fleetscope.model.series import DataPoint
+from fleetscope.model.types import NUMBER
 
 router = APIRouter(prefix="/api/v1/instrumentations/{id}", tags=["values"])
 DEFAULT_QUANTILES = "0.5,0.9,0.99"
@@ -92,17 +97,49 @@ def _distribution(svc: Services, caller: Caller, id: int, start_time: int | None
     return one_or_many(out, start_time, end_time, ndatapoints)
 
 
-@router.get("/value", summary="Values: one point, or an array", description=ONE_OR_MANY,
-            responses=responses(404, 409, 422))
+ChartPixels = Annotated[int, Query(ge=linechart.MIN_PIXELS, le=MAX_PIXELS, description="pixels (png)")]
+_FORMATS = {
+    200: {"description": "the points (json) or a line chart of them (png)",
+          "content": {"application/json": {},
+                      "image/png": {"schema": {"type": "string", "format": "binary"}}}},
+}
+
+
+@router.get("/value", summary="Values: one point, or an array; or a line chart (PNG)",
+            description=f"{ONE_OR_MANY} `format=png`: the points of the range drawn as the dashboard's "
+                        "line panel draws them (interval metrics per second).",
+            responses={**_FORMATS, **responses(404, 409, 422)})
 def value(id: InstId, svc: Svc, caller: Viewer, start_time: RangeStart = None, end_time: RangeEnd = None,
           duration: RangeDuration = None, ndatapoints: RangePoints = None,
-          envelope: Annotated[bool, Query(description=ENVELOPE)] = False) -> Any:
+          envelope: Annotated[bool, Query(description=ENVELOPE)] = False,
+          format: Annotated[Literal["json", "png"], Query(
+              description="json: the points; png: a line chart of them")] = "json",
+          width: ChartPixels = 800,
+          height: ChartPixels = 300,
+          selected: Annotated[str, Query(description=(
+              "png: the keys of a breakdown drawn, comma-separated (default the `top` keys by their "
+              "total over the range); every other key is summed as (other)"))] = "",
+          top: Annotated[int, Query(ge=1, le=linechart.MAX_KEYS_DRAWN, description=(
+              "png: keys drawn when none are selected"))] = 8,
+          stacked: Annotated[bool, Query(description="png: the keys stacked, their areas filled")] = False,
+          ymax: Annotated[float | None, Query(gt=0, description=(
+              "png: the top of the value axis (default: a tidy number at or above the largest value "
+              "drawn)"))] = None,
+          annotations: Annotated[bool, Query(description=(
+              "png: draw the annotations, alert state changes and imports of the range the caller "
+              "may see (GET /api/v1/annotations) as markers"))] = True) -> Any:
     inst = svc.used(caller, id)
-    if envelope and inst.shape not in (values.SCALAR, values.DISCRETE):
-        raise InputError("envelope", f"instrumentation {inst.id} is a distribution: its heatmap shows "
-                         "what each step holds (envelopes are for numbers and breakdowns)", 409)
+    lines_only = envelope or format == "png"
+    if lines_only and inst.shape not in (values.SCALAR, values.DISCRETE):
+        field = "envelope" if envelope else "format"
+        raise InputError(field, f"instrumentation {inst.id} is a distribution: its heatmap shows "
+                         f"what each step holds ({field} is for numbers and breakdowns)", 409)
     rng = _range(svc, inst, start_time, end_time, duration, ndatapoints)
-    pts, res = svc.points(inst, rng), svc.resolution(inst, rng)
+    pts = svc.points(inst, rng)
+    if format == "png":
+        return Response(_chart(svc, caller, inst, rng, pts, width, height, selected, top, stacked, ymax,
+                               annotations), media_type="image/png")
+    res = svc.resolution(inst, rng)
     out = [{**p.to_json(inst.shape), "resolution": res} for p in pts]
     if envelope:
         found = svc.envelopes(inst, rng)
@@ -110,6 +147,26 @@ def value(id: InstId, svc: Svc, caller: Viewer, start_time: RangeStart = None, e
             e = found.get(p["start_time"])
             p["envelope"] = e.to_json() if e else None
     return one_or_many(out, start_time, end_time, ndatapoints)
+
+
+def _chart(svc: Services, caller: Caller, inst: Instrumentation, rng: queries.Range, pts: list[DataPoint],
+           width: int, height: int, selected: str, top: int, stacked: bool, ymax: float | None,
+           annotations: bool) -> bytes:
+    """The PNG of ``pts`` (:func:`fleetscope.api.linechart.render_lines`)."""
+    keys = [k for k in selected.split(",") if k]
+    if len(keys) > linechart.MAX_KEYS_DRAWN:
+        raise InputError("selected", f"at most {linechart.MAX_KEYS_DRAWN} keys are drawn, not {len(keys)}")
+    if ymax is not None and not math.isfinite(ymax):
+        raise InputError("ymax", "must be a finite number")
+    rate = inst.kind == "interval"
+    series = linechart.line_series(pts, inst.shape, rate=rate, selected=keys, top=top)
+    end = rng.start + rng.n * rng.duration
+    by = f" by {inst.discrete}" if inst.discrete else ""
+    title = f"{inst.metric}{by}  {linechart.range_label(rng.start, end)}"
+    marks = visible_marks(svc, caller, rng.start, end) if annotations else []
+    return linechart.render_lines(rng.times(), rng.duration, series, width=width, height=height,
+                                  unit=svc.unit(inst) or NUMBER, rate=rate, stacked=stacked, title=title,
+                                  ymax=ymax, marks=marks)
 
 
 @router.get("/percentiles", summary="Percentiles estimated from the buckets",

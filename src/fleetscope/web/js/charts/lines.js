@@ -106,6 +106,7 @@ export class LineChart extends CanvasView {
     const { shown, stacks, max, lineMax } = this.visible();
     this.lineMax = lineMax;
     const top = tidyTop(Math.max(max, ...this.thresholds.map((t) => t.value * THRESHOLD_ROOM)), d.unit);
+    this.top = top; // the value axis' top: a saved PNG (the API's rendering) uses the same
     const ticks = axisTicks(0, top, d.unit, this.height - MARGIN.top - MARGIN.bottom);
     const a = this.area({ ...MARGIN, left: axisWidth(ctx, ticks, c, d.rate) });
     this.a = a;

@@ -18,6 +18,7 @@ const FOUND_ROWS = 50; // keys a legend search lists at most
 const CACHE_POINTS = 4000;
 export const REST = "(rest)";
 const OTHER = "(other)";
+const PNG_MIN_PIXELS = 64; // the API's least picture (api/linechart.py MIN_PIXELS)
 
 export class LineBody extends Body {
   constructor(panel) {
@@ -561,16 +562,25 @@ export class LineBody extends Body {
     if (this.highlight) this.setHighlight(null);
   }
 
-  /** The points shown as CSV from the API (its export: any range, every key), and a PNG of the
-   * chart as drawn (the API renders heatmaps, not lines). */
+  /** The points shown as CSV from the API (its export: any range, every key), and the API's own
+   * PNG rendering of the chart shown (same range, step, keys, style and value axis, at the
+   * chart's size; the keys not drawn summed as (other)). */
   exports() {
     const r = this.range;
     const start = this.pts[0]?.start_time;
-    return r && start !== undefined ? {
-      csv: apiUrl(`/instrumentations/${this.inst.id}/export`,
-        { start_time: start, end_time: start + r.n * r.step, step: r.step, format: "csv" }),
-      png: () => new Promise((resolve) => this.chart.canvas.toBlob(resolve, "image/png")),
-    } : null;
+    if (!r || start === undefined) return null;
+    const range = { start_time: start, end_time: start + r.n * r.step };
+    const drawn = (this.current || []).map((s) => s.key).filter((k) => k !== REST);
+    return {
+      csv: apiUrl(`/instrumentations/${this.inst.id}/export`, { ...range, step: r.step, format: "csv" }),
+      png: apiUrl(`/instrumentations/${this.inst.id}/value`, {
+        ...range, duration: r.step, format: "png",
+        width: Math.max(PNG_MIN_PIXELS, Math.round(this.chart.width)),
+        height: Math.max(PNG_MIN_PIXELS, Math.round(this.chart.height)),
+        selected: this.discrete ? (this.isolate ? [this.isolate] : drawn) : undefined,
+        stacked: this.discrete && (this.options.chart || "stacked") === "stacked",
+        ymax: this.chart.top }),
+    };
   }
 
   /** The key a drill-down filters to, or null. */

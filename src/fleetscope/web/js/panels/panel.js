@@ -241,7 +241,7 @@ export class Panel {
         this.setOption("width", wide ? undefined : 2);
         this.el.classList.toggle("wide", !wide);
       } },
-      { label: "Save PNG", testid: "export-png", disabled: !this.body.exports?.(), hint: "the chart as shown",
+      { label: "Save PNG", testid: "export-png", disabled: !this.body.exports?.(), hint: "the API's rendering",
         onSelect: () => this.download("png") },
       { label: "Save CSV", testid: "export-csv", disabled: !this.body.exports?.(), hint: "its numbers over the range",
         onSelect: () => this.download("csv") },
@@ -311,7 +311,7 @@ export class Panel {
     });
   }
 
-  /** Save the panel as "png" or "csv": a link to the API, or a blob the chart made. */
+  /** Save the panel as "png" or "csv": a link to the API (or a blob, where a body makes one). */
   async download(kind) {
     const what = this.body.exports?.();
     if (!what) return;
