@@ -160,3 +160,12 @@ def test_a_distribution_has_no_line_chart(served, made) -> None:
     r = who["viewer"].get(f"/instrumentations/{made['heat']}/value", params={"format": "png"})
     assert r.status_code == 409 and r.json()["error"]["field"] == "format", r.text
     assert "heatmap" in r.json()["error"]["message"]
+
+
+def test_any_span_draws_in_bounded_work(served, made) -> None:
+    """A span of 285 million years in 10,000 points: ticks as many as fit, not one a year."""
+    _srv, who = served
+    r = who["viewer"].get(f"/instrumentations/{made['lines']}/value", timeout=10, params={
+        "start_time": 0, "end_time": 2**53, "ndatapoints": 10_000, "format": "png", "width": 4000})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
+    assert Image.open(io.BytesIO(r.content)).size == (4000, 300)

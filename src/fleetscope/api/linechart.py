@@ -40,6 +40,7 @@ MIN_PIXELS = 64  # a picture's least width and height: room for the labels and a
 MAX_KEYS_DRAWN = 50  # keys a picture draws in their own colour (the dashboard's largest top N)
 TIME_STEPS = (1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
               86400, 172800, 604800, 1209600, 2419200, 7257600, 31536000)
+YEAR = TIME_STEPS[-1]
 _TIDY = (1, 2, 2.5, 5, 10)
 
 FONT = ImageFont.load_default()
@@ -219,14 +220,15 @@ def time_ticks(start: float, end: float, pixels: float) -> list[tuple[float, str
     with what the step needs: seconds, minutes, the day, the year when the range crosses one."""
     span = end - start
     want = max(1, int(pixels // TICK_GAP))
-    gap = next((s for s in TIME_STEPS if span / s <= want), TIME_STEPS[-1])
+    # Past the largest step, whole years: never more ticks than fit, whatever the span.
+    gap = next((s for s in TIME_STEPS if span / s <= want), None) or math.ceil(span / want / YEAR) * YEAR
     years = time.gmtime(start).tm_year != time.gmtime(max(start, end - 1)).tm_year
     if gap < 60:
         pattern = "%H:%M:%S"
     elif gap < 86400:
         pattern = "%m-%d %H:%M" if span > 86400 else "%H:%M"
     else:
-        pattern = "%Y-%m-%d" if years or gap >= 31536000 else "%m-%d"
+        pattern = "%Y-%m-%d" if years or gap >= YEAR else "%m-%d"
     first = math.ceil(start / gap) * gap
     return [(t, time.strftime(pattern, time.gmtime(t))) for t in range(int(first), int(end) + 1, gap)
             if t < end]
