@@ -126,14 +126,15 @@ def test_vmstat_import_answers_like_the_tool_printed(srv, logs) -> None:
         for col, mode in (("us", "user"), ("sy", "system"), ("id", "idle"), ("wa", "iowait")):
             assert got[t].get(mode, 0.0) == pytest.approx(row[col] / 100 * CPUS * interval), (t, mode)
         assert memory[t]["free"] == row["free"] * 1024 and memory[t]["cached"] == row["cache"] * 1024
-    # PromQL reads the import as it reads live history: CPU seconds per second, by mode.
-    t = rows[1]["t"]
-    promql = api["viewer"].c.get("/prometheus/api/v1/query", params={
-        "query": f'fleetscope_cpu_usage{{instrumentation="{cpu}"}}', "time": t}).json()
-    assert promql["status"] == "success", promql
-    modes = {s["metric"]["mode"]: float(s["value"][1]) for s in promql["data"]["result"]}
-    assert modes == pytest.approx(got[t]) and modes  # 1 s slots: per second as they are (no idle key when
-    # the CPUs were busy the whole second: a 0 % line has no key)
+    # PromQL reads the import as it reads live history: CPU seconds per second, by mode, at every
+    # second (1 s slots: per second as they are). A mode at 0 % has no key in a second's answer,
+    # and no value in PromQL's then (a stale marker), not the second before's.
+    for t in sorted(got):
+        promql = api["viewer"].c.get("/prometheus/api/v1/query", params={
+            "query": f'fleetscope_cpu_usage{{instrumentation="{cpu}"}}', "time": t}).json()
+        assert promql["status"] == "success", promql
+        modes = {s["metric"]["mode"]: float(s["value"][1]) for s in promql["data"]["result"]}
+        assert modes == pytest.approx(got[t]) and modes, t
     # A coarser step sums CPU seconds and averages memory levels.
     whole = api["viewer"].values(cpu, imp["start_time"], imp["end_time"], imp["end_time"] - imp["start_time"])
     assert whole[0]["value"]["user"] == pytest.approx(sum(r["us"] / 100 * CPUS for r in rows[1:]))

@@ -15,8 +15,7 @@ from fleetscope.promql import engine
 from fleetscope.promql.errors import Limits, PromQLError
 from fleetscope.promql.matchers import Matcher, matches, parse_selector
 from fleetscope.promql.result import format_f, format_value
-from fleetscope.promql.selectors import STALE_NAN_BITS
-from fleetscope.promql.storage import MemoryStorage, Series
+from fleetscope.promql.storage import STALE_NAN_BITS, MemoryStorage, Series
 
 M = 60_000  # one minute in ms
 

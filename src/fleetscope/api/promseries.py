@@ -39,7 +39,7 @@ from fleetscope.model.metrics import INTERVAL
 from fleetscope.model.series import DataPoint
 from fleetscope.model.tiers import Tier
 from fleetscope.promql.matchers import NAME, Matcher, matches_one, parse_selector
-from fleetscope.promql.storage import Series
+from fleetscope.promql.storage import STALE_NAN, Series
 from fleetscope.store.block import Block, take, to_points
 
 __all__ = ["Matcher", "parse_selector"]  # the selectors of the discovery routes
@@ -233,18 +233,26 @@ def _key_series(inst: Instrumentation, wanted: Sequence[str], labels: dict[str, 
 def _number_series(inst: Instrumentation, block: Block, duration: int, shared: dict[str, str]
                    ) -> Iterator[Series]:
     """The series of a number or breakdown straight from a block's columns: a point metric's
-    sums divided by their counts, an interval metric's by the point's seconds."""
+    sums divided by their counts, an interval metric's by the point's seconds.
+
+    A key absent from a point the instrumentation answered (others present) is a stale marker
+    there, as a series missing from a scrape is in Prometheus: an instant query then finds no
+    value of it, as the point has none, rather than carrying its last value on."""
     label = label_name(inst)
     sums = block.values
     per = block.counts[:, None] if inst.kind != INTERVAL else duration
     levels = sums / per
     times = block.times.astype(np.int64) * 1000
     name = metric_name(inst)
+    answered = ~np.isnan(levels).all(axis=1)
     for j, key in enumerate(block.keys):
         present = ~np.isnan(levels[:, j])
         if present.any():
+            gone = answered & ~present
+            gone[: int(present.argmax())] = False  # nothing to end before its first sample
+            kept = present | gone
             labels = {**shared, **({label: key} if label else {}), NAME: name}
-            yield Series(labels, times[present], levels[present, j], None)
+            yield Series(labels, times[kept], np.where(present, levels[:, j], STALE_NAN)[kept], None)
 
 
 def inst_series(inst: Instrumentation, block: Block, duration: int,

@@ -18,10 +18,9 @@ from fleetscope.promql.context import Context
 from fleetscope.promql.errors import BAD_DATA, PromQLError, unsupported
 from fleetscope.promql.labels import from_mapping
 from fleetscope.promql.matchers import Matcher, from_selector
-from fleetscope.promql.storage import Series
+from fleetscope.promql.storage import Series, is_stale
 from fleetscope.promql.values import Matrix, RawSeries, Vector
 
-STALE_NAN_BITS = 0x7FF0000000000002  # Prometheus' stale marker (value.StaleNaN)
 _MS = datetime.timedelta(milliseconds=1)
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
@@ -62,10 +61,6 @@ def matchers_of(node: promql_parser.VectorSelector) -> list[Matcher]:
         return from_selector(node)
     except ValueError as exc:
         raise PromQLError(BAD_DATA, str(exc)) from exc
-
-
-def is_stale(values: np.ndarray) -> np.ndarray:
-    return values.view(np.uint64) == STALE_NAN_BITS
 
 
 def _select(ctx: Context, node: promql_parser.VectorSelector, start_ms: int, end_ms: int) -> list[Series]:

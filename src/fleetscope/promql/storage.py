@@ -14,6 +14,14 @@ import numpy as np
 from fleetscope.model.histogram import Histogram
 from fleetscope.promql.matchers import Matcher, matches
 
+STALE_NAN_BITS = 0x7FF0000000000002  # Prometheus' stale marker (value.StaleNaN): a NaN of these bits
+STALE_NAN = float(np.array([STALE_NAN_BITS], dtype=np.uint64).view(np.float64)[0])
+
+
+def is_stale(values: np.ndarray) -> np.ndarray:
+    """Which of ``values`` (float64) are stale markers."""
+    return values.view(np.uint64) == STALE_NAN_BITS
+
 
 class Series(NamedTuple):
     """One series: ``labels`` include ``__name__``; ``times`` are int64 milliseconds,

@@ -72,6 +72,7 @@ from typing import NamedTuple
 
 from fleetscope.formats import promremote as pr
 from fleetscope.model.metrics import Metric
+from fleetscope.promql.storage import STALE_NAN_BITS
 from fleetscope.sources.otlp import Decoded, OtlpConfig, OtlpSource
 from fleetscope.sources.scrape import label_tags, unit_of
 from fleetscope.sources.statsd_parse import COUNTER, GAUGE, MAX_NAME, Event, sanitize
@@ -80,7 +81,6 @@ log = logging.getLogger(__name__)
 
 PATH = "/api/v1/write"
 MAX_BODY = 8 << 20  # compressed; Prometheus' batches are a few hundred kB
-STALE_NAN = 0x7FF0000000000002  # Prometheus' stale marker: the bits of a special NaN
 _SUFFIXES = {"_total": (pr.COUNTER,), "_bucket": (pr.HISTOGRAM, pr.SUMMARY),
              "_sum": (pr.HISTOGRAM, pr.SUMMARY), "_count": (pr.HISTOGRAM, pr.SUMMARY)}
 
@@ -111,7 +111,7 @@ def authorized(config: RemoteWriteConfig, header: str | None) -> bool:
 
 def is_stale(x: float) -> bool:
     """Whether ``x`` is Prometheus' stale marker (a series ended)."""
-    return math.isnan(x) and struct.unpack("<Q", struct.pack("<d", x))[0] == STALE_NAN
+    return math.isnan(x) and struct.unpack("<Q", struct.pack("<d", x))[0] == STALE_NAN_BITS
 
 
 class RemoteWriteSource(OtlpSource):
