@@ -103,6 +103,10 @@ def test_the_lines_lie_where_the_values_say(served, made) -> None:
     assert all(abs(y - (y1 - 10 / 50 * (y1 - y0))) <= 1.5 for y in rows_of(img, LOGIN, (x0 + x1) // 2))
     rest = rows_of(img, (170, 179, 192), (x0 + x1) // 2)
     assert rest and all(abs(y - (y1 - 40 / 50 * (y1 - y0))) <= 1.5 for y in rest), rest
+    # Isolated (other=false): the key alone.
+    img = png(who["viewer"], made["lines"], ymax=50, selected="search", other="false")
+    x0, _, x1, _ = frame(img)
+    assert rows_of(img, LOGIN, (x0 + x1) // 2) and not rows_of(img, (170, 179, 192), (x0 + x1) // 2)
     # No breakdown: the one value, the total of both; the default axis a tidy number above it.
     img = png(who["viewer"], made["total"], ymax=100)
     x0, y0, x1, y1 = frame(img)
@@ -146,7 +150,8 @@ def test_annotations_the_caller_may_see_at_their_times(served, made) -> None:
     ({"top": 0}, "top"), ({"top": 51}, "top"),
     ({"selected": ",".join(f"k{i}" for i in range(51))}, "selected"),
     ({"ymax": 0}, "ymax"), ({"ymax": "inf"}, "ymax"), ({"format": "gif"}, "format"),
-    ({"stacked": "maybe"}, "stacked"), ({"end_time": T0 - 10}, "end_time"), ({"duration": 0}, "duration"),
+    ({"stacked": "maybe"}, "stacked"), ({"other": "maybe"}, "other"), ({"end_time": T0 - 10}, "end_time"),
+    ({"duration": 0}, "duration"),
 ])
 def test_bad_parameters_name_the_field(served, made, params: dict, field: str) -> None:
     _srv, who = served

@@ -105,13 +105,13 @@ def save_png(image: Image.Image) -> bytes:
 
 
 def line_series(points: Sequence[DataPoint], shape: str, *, rate: bool, selected: Sequence[str] = (),
-                top: int = 8) -> list[Series]:
+                top: int = 8, other: bool = True) -> list[Series]:
     """The series a line panel draws of ``points``, bottom of a stack first.
 
     A number: one line. A breakdown: the ``selected`` keys (else the ``top`` keys by their total
-    over the range, ``(other)`` not among them), each in its colour, then every other key summed
-    as ``(other)`` when there is any. ``rate``: values per second (a point's sum over its
-    duration), as the dashboard draws interval metrics.
+    over the range, ``(other)`` not among them), each in its colour, then (unless not ``other``)
+    every other key summed as ``(other)`` when there is any. ``rate``: values per second (a point's
+    sum over its duration), as the dashboard draws interval metrics.
     """
     def per(p: DataPoint, v: float) -> float:
         return v / p.duration if rate else v
@@ -130,7 +130,7 @@ def line_series(points: Sequence[DataPoint], shape: str, *, rate: bool, selected
     chosen = set(keys)
     out = [Series(k, PALETTE[i % len(PALETTE)], [None if p.value is None else per(p, p.value.get(k, 0.0))
                                                  for p in points]) for i, k in enumerate(keys)]
-    if any(k not in chosen for k in totals):
+    if other and any(k not in chosen for k in totals):
         out.append(Series(values.OTHER, REST_COLOUR, [
             None if p.value is None else per(p, sum(v for k, v in p.value.items() if k not in chosen))
             for p in points]))

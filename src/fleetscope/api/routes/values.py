@@ -121,6 +121,8 @@ def value(id: InstId, svc: Svc, caller: Viewer, start_time: RangeStart = None, e
               "total over the range); every other key is summed as (other)"))] = "",
           top: Annotated[int, Query(ge=1, le=linechart.MAX_KEYS_DRAWN, description=(
               "png: keys drawn when none are selected"))] = 8,
+          other: Annotated[bool, Query(description=(
+              "png: the keys not drawn, summed as (other) (false: as the dashboard's isolate)"))] = True,
           stacked: Annotated[bool, Query(description="png: the keys stacked, their areas filled")] = False,
           ymax: Annotated[float | None, Query(gt=0, description=(
               "png: the top of the value axis (default: a tidy number at or above the largest value "
@@ -137,8 +139,8 @@ def value(id: InstId, svc: Svc, caller: Viewer, start_time: RangeStart = None, e
     rng = _range(svc, inst, start_time, end_time, duration, ndatapoints)
     pts = svc.points(inst, rng)
     if format == "png":
-        return Response(_chart(svc, caller, inst, rng, pts, width, height, selected, top, stacked, ymax,
-                               annotations), media_type="image/png")
+        return Response(_chart(svc, caller, inst, rng, pts, width, height, selected, top, other, stacked,
+                               ymax, annotations), media_type="image/png")
     res = svc.resolution(inst, rng)
     out = [{**p.to_json(inst.shape), "resolution": res} for p in pts]
     if envelope:
@@ -150,8 +152,8 @@ def value(id: InstId, svc: Svc, caller: Viewer, start_time: RangeStart = None, e
 
 
 def _chart(svc: Services, caller: Caller, inst: Instrumentation, rng: queries.Range, pts: list[DataPoint],
-           width: int, height: int, selected: str, top: int, stacked: bool, ymax: float | None,
-           annotations: bool) -> bytes:
+           width: int, height: int, selected: str, top: int, other: bool, stacked: bool,
+           ymax: float | None, annotations: bool) -> bytes:
     """The PNG of ``pts`` (:func:`fleetscope.api.linechart.render_lines`)."""
     keys = [k for k in selected.split(",") if k]
     if len(keys) > linechart.MAX_KEYS_DRAWN:
@@ -159,7 +161,7 @@ def _chart(svc: Services, caller: Caller, inst: Instrumentation, rng: queries.Ra
     if ymax is not None and not math.isfinite(ymax):
         raise InputError("ymax", "must be a finite number")
     rate = inst.kind == "interval"
-    series = linechart.line_series(pts, inst.shape, rate=rate, selected=keys, top=top)
+    series = linechart.line_series(pts, inst.shape, rate=rate, selected=keys, top=top, other=other)
     end = rng.start + rng.n * rng.duration
     by = f" by {inst.discrete}" if inst.discrete else ""
     title = f"{inst.metric}{by}  {linechart.range_label(rng.start, end)}"

@@ -578,6 +578,7 @@ export class LineBody extends Body {
         width: Math.max(PNG_MIN_PIXELS, Math.round(this.chart.width)),
         height: Math.max(PNG_MIN_PIXELS, Math.round(this.chart.height)),
         selected: this.discrete ? (this.isolate ? [this.isolate] : drawn) : undefined,
+        other: this.isolate ? false : undefined,
         stacked: this.discrete && (this.options.chart || "stacked") === "stacked",
         ymax: this.chart.top }),
     };
