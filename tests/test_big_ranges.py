@@ -177,6 +177,21 @@ def test_a_range_of_any_length_reads_only_where_the_tiers_hold_data(year) -> Non
     assert reads.count(2) <= 365 // 30 + 2, reads
 
 
+@pytest.mark.parametrize("asked", [
+    {"start_time": 0, "duration": G * 2**44, "ndatapoints": 10_000},  # points past 2**53 s
+    {"end_time": NOW, "duration": G * 2**30, "ndatapoints": 10_000},  # starts before 1970
+])
+def test_points_that_reach_past_any_clock_are_refused_naming_duration(year, asked: dict) -> None:
+    _store, inst, history, _days = year
+    with pytest.raises(InputError) as err:
+        queries.resolve_range(inst, None, tiers=history.tiers(inst), now=NOW, **asked)
+    assert err.value.field == "duration" and "epoch seconds 0 to" in err.value.message
+    with pytest.raises(InputError) as err:  # a heatmap's columns too
+        queries.heatmap_range(inst, None, asked.get("start_time"), asked.get("end_time"), 2**62, None,
+                              None, tiers=history.tiers(inst), now=NOW)
+    assert err.value.field == "duration"
+
+
 def test_an_export_of_any_length_streams_only_where_the_tier_holds_data(year) -> None:
     _store, inst, history, days = year
     hour = history.tiers(inst)[1]

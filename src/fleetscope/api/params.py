@@ -18,7 +18,7 @@ from fleetscope.api import queries
 from fleetscope.model.errors import NotFound
 
 MAX_ID = 2**63 - 1  # the largest signed 64-bit key
-MAX_TIME = 2**53  # epoch seconds: far beyond any real time, and exact as a float
+MAX_TIME = queries.MAX_TIME
 
 
 def known_id(value: int, what: str, field: str = "id") -> int:

@@ -61,6 +61,7 @@ READ_BUDGET = 400_000
 # own: a quarter of the budget keeps such a request within 1.25 times the work of the answer
 # alone (a day of seconds, two months of minutes; a year of minutes is read from the hour tier).
 ENVELOPE_BUDGET = READ_BUDGET // 4
+MAX_TIME = 2**53  # epoch seconds: far beyond any real time, exact as a float, and a time_t
 WINDOW_RETENTION = 1 << 62  # the real-time window's "retention": it holds what it holds
 HEATMAP_COLUMNS = 1000  # columns of a heatmap when the request does not say
 DEFAULT_SINCE = 3600  # seconds an export reaches back when the request does not say
@@ -226,12 +227,12 @@ def resolve_range(
         if n > MAX_POINTS:
             raise InputError("end_time", f"the range holds more than {MAX_POINTS} points of {step} s "
                              "(ask for fewer with ndatapoints, or a longer duration)")
-        return Range(start, step, n)
+        return within_time(Range(start, step, n))
     n = ndatapoints or default_points
     if start_time is not None:
         tier, step = fit_step(tiers, step, start_time, now, strict, "duration", tidy=True)
         tier, step = within_budget(tiers, tier, step, start_time, start_time + n * step, now, "duration")
-        return Range(start_time - start_time % tier.resolution, step, n)
+        return within_time(Range(start_time - start_time % tier.resolution, step, n))
     if end_time is None:
         end_time = latest + g if latest is not None else int(now) // g * g
     for _ in range(4):  # a coarser tier may be needed for the earlier start a wider step gives
@@ -241,7 +242,16 @@ def resolve_range(
             break
         step = wider
     end = end_time - end_time % tier.resolution
-    return Range(end - n * step, step, n)
+    return within_time(Range(end - n * step, step, n))
+
+
+def within_time(rng: Range, field: str = "duration") -> Range:
+    """``rng`` when each of its points starts between epoch 0 and :data:`MAX_TIME`; else
+    InputError naming ``field`` (many long points reach past what any clock or picture can show)."""
+    if rng.start < 0 or rng.end - rng.duration > MAX_TIME:
+        raise InputError(field, f"the points asked for reach outside epoch seconds 0 to {MAX_TIME} "
+                         "(ask for fewer or shorter points)")
+    return rng
 
 
 def heatmap_range(
@@ -281,10 +291,10 @@ def heatmap_range(
     if n > MAX_POINTS:
         raise InputError("step", f"{span} s in steps of {step} s is more than {MAX_POINTS} columns")
     if start_time is not None:
-        return Range(start_time - start_time % tier.resolution, step, n)
+        return within_time(Range(start_time - start_time % tier.resolution, step, n))
     # Whole columns ending with the last complete step of the tier.
     end = end_time - end_time % tier.resolution
-    return Range(end - n * step, step, n)
+    return within_time(Range(end - n * step, step, n))
 
 
 def data_points(inst: Instrumentation, window: Window | None, rng: Range, topk: int,
