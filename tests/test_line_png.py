@@ -2,40 +2,58 @@
 real `fleetscope serve` with tokens and two tenants: the lines lie where an imported CSV's own
 constant rates say, per second, stacked or not; a legend of the keys; the annotations the caller
 may see at their times; another tenant's neither drawn nor readable; bad parameters name the field.
+What the panel draws besides: the same range a day earlier dashed at the earlier CSV's rates (a
+tenant's of its own rows only), the envelope band up to a spike the coarse step averages away,
+and the time axis in the viewer's zone.
 """
 
 from __future__ import annotations
 
 import io
 import json
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
+from fleetscope.api import linechart
+from fleetscope.model.types import NUMBER
+from tests.conftest import wait_for
 from tests.test_annotations import served as served  # a serve with tokens and the tenant acme
+from tests.test_envelopes import BASE, DAY, DAYS, SPIKE, STEP, G
+from tests.test_envelopes import spiky as spiky  # a serve over 40 days of minutes with one spike
 
 T0 = 1_709_550_000  # 2024-03-04 11:00 UTC: a range of this file's own, long before the server
 SPAN = 120  # seconds of the CSV: one row a second
 RATES = {"login": 40, "search": 10}  # per second, every second
+EARLIER = {"lp-web": {"login": 20, "search": 5}, "acme-db": {"login": 7}}  # a day before T0, by host
 MAPPING = {"time_column": "time", "metrics": [{"metric": "app.hits", "field": "route", "kind": "interval"}]}
 AXIS = (120, 120, 120)  # the plot's frame
 LOGIN, SEARCH = (47, 111, 223), (224, 138, 0)  # the dashboard's first two series colours (color.js LIGHT)
 MARK = (47, 111, 223)  # an annotation: --accent, as the heatmap PNG draws it
+MUTED = (102, 112, 133)  # the earlier range's dashed line (app.css --muted)
 WIDTH, HEIGHT = 600, 300
+
+
+def upload(client: httpx.Client, host: str, start: int, rates: dict[str, int]) -> None:
+    text = f"time,{','.join(rates)}\n" + "".join(
+        f"{start + i},{','.join(str(v) for v in rates.values())}\n" for i in range(SPAN))
+    r = client.post("/imports", data={"format": "csv", "host": host, "mapping": json.dumps(MAPPING)},
+                    files=[("file", (f"{host}-{start}.csv", text.encode(), "text/csv"))])
+    assert r.status_code == 201, r.text
+    wait_for(lambda: client.get(f"/imports/{r.json()['id']}").json()["state"] == "ready")
 
 
 @pytest.fixture(scope="module")
 def made(served) -> dict[str, int]:
     """The CSV imported (host lp-web, not the tenant's), and the instrumentations drawn."""
     _srv, who = served
-    text = "time,login,search\n" + "".join(f"{T0 + i},{RATES['login']},{RATES['search']}\n"
-                                           for i in range(SPAN))
-    r = who["operator"].post("/imports", data={"format": "csv", "host": "lp-web",
-                                               "mapping": json.dumps(MAPPING)},
-                             files=[("file", ("hits.csv", text.encode(), "text/csv"))])
-    assert r.status_code == 201, r.text
+    upload(who["operator"], "lp-web", T0, RATES)
+    for host, rates in EARLIER.items():
+        upload(who["operator"], host, T0 - DAY, rates)
     made = {}
     for name, body in (("lines", {"metric": "app.hits", "decomposition": ["route"]}),
                        ("total", {"metric": "app.hits"}),
@@ -174,3 +192,117 @@ def test_any_span_draws_in_bounded_work(served, made) -> None:
         "start_time": 0, "end_time": 2**53, "ndatapoints": 10_000, "format": "png", "width": 4000})
     assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
     assert Image.open(io.BytesIO(r.content)).size == (4000, 300)
+
+
+def plot_rows(img: Image.Image, colour: tuple[int, int, int],
+              box: tuple[int, int, int, int]) -> dict[int, list[int]]:
+    """Per column of the line's run (the first slot's middle to the last's), the rows inside the
+    plot of ``colour``."""
+    x0, y0, x1, y1 = box
+    pixels = np.asarray(img)
+    out = {}
+    for x in range(x0 + round((x1 - x0) / 24) + 2, x0 + round((x1 - x0) * 23 / 24) - 2):
+        out[x] = [y for y in np.nonzero((pixels[y0 + 1:y1, x] == colour).all(axis=1))[0] + y0 + 1]
+    return out
+
+
+@pytest.mark.parametrize(("who_", "inst", "ymax", "earlier"), [
+    ("viewer", "total", 100, 32), ("viewer", "lines", 100, 32),  # both hosts' rows a day before
+    ("acme", "acme", 40, 7),  # the tenant's compare: its own host's rows only
+])
+def test_compare_draws_the_day_before_dashed_at_its_rates(served, made, who_: str, inst: str, ymax: int,
+                                                          earlier: int) -> None:
+    _srv, who = served
+    img = png(who[who_], made[inst], ymax=ymax, compare=DAY)
+    box = frame(img)
+    _, y0, _, y1 = box
+    want = y1 - earlier / ymax * (y1 - y0)
+    columns = plot_rows(img, MUTED, box)
+    drawn = [x for x, ys in columns.items() if ys]
+    assert all(abs(y - want) <= 1.5 for ys in columns.values() for y in ys), (want, columns)
+    # Dashed (6 on, 4 off): most columns, not all.
+    assert 0.4 * len(columns) <= len(drawn) <= 0.85 * len(columns), (len(drawn), len(columns))
+    plain = plot_rows(png(who[who_], made[inst], ymax=ymax), MUTED, box)
+    assert not any(plain.values()), "no dashed line without compare"
+
+
+def test_the_compare_title_says_both_averages_as_the_toolbar() -> None:
+    assert linechart.compare_label([50.0, 50.0], [32.0, None, 32.0], NUMBER, True) == (
+        "avg 50/s vs 32/s (+56.2 %)")
+    assert linechart.compare_label([0.0], [None], NUMBER, False) == "avg 0 vs -"
+
+
+def wall(t: float, zone: ZoneInfo) -> datetime:
+    return datetime.fromtimestamp(t, zone)
+
+
+def test_the_time_axis_in_the_viewers_zone() -> None:
+    berlin, kolkata = ZoneInfo("Europe/Berlin"), ZoneInfo("Asia/Kolkata")
+    hour = linechart.time_ticks(T0, T0 + 3600, 600, berlin)
+    # T0 is 11:00 UTC, 12:00 in Berlin (CET): the same whole ten minutes, labelled an hour later.
+    assert [t for t, _ in hour] == [t for t, _ in linechart.time_ticks(T0, T0 + 3600, 600)]
+    assert [label for _, label in hour] == [wall(t, berlin).strftime("%H:%M") for t, _ in hour]
+    assert hour[0][1] == "12:00"
+    # Half an hour off UTC: ticks on Kolkata's whole six hours, not UTC's.
+    day = linechart.time_ticks(T0, T0 + DAY, 600, kolkata)
+    assert day and all(wall(t, kolkata).hour % 6 == 0 == wall(t, kolkata).minute for t, _ in day), day
+    assert [label for _, label in day] == [wall(t, kolkata).strftime("%H:%M") for t, _ in day]
+    assert linechart.range_label(T0, T0 + 3600, berlin) == "2024-03-04 12:00 to 13:00 Europe/Berlin"
+    assert linechart.range_label(T0, T0 + 3600) == "2024-03-04 11:00 to 12:00 UTC"
+    # Any span, any zone: as many ticks as fit (beyond datetime's year 9999 too).
+    far = linechart.time_ticks(0, 2**53, 4000, ZoneInfo("Pacific/Kiritimati"))
+    assert 0 < len(far) <= 4000 // linechart.TICK_GAP
+
+
+def test_the_png_in_the_viewers_zone(served, made) -> None:
+    _srv, who = served
+    utc = np.asarray(png(who["viewer"], made["lines"], ymax=50))
+    berlin = np.asarray(png(who["viewer"], made["lines"], ymax=50, tz="Europe/Berlin"))
+    _, y0, _, y1 = frame(Image.fromarray(utc))
+    assert (utc[y0:y1 + 1] == berlin[y0:y1 + 1]).all(), "the plot is the same"
+    below = slice(y1 + 3, y1 + 14)  # the time labels under the axis
+    assert (utc[below] != berlin[below]).any(axis=2).sum() > 20, "the time labels differ"
+    assert (utc[:y0] != berlin[:y0]).any(axis=2).sum() > 20, "the title's range differs"
+
+
+def test_the_envelope_band_reaches_the_spike_the_step_averages_away(spiky) -> None:
+    s = spiky
+    end = -(-s["end"] // STEP) * STEP
+    start = end - DAYS * DAY
+    with httpx.Client(base_url=s["srv"].url + "/api/v1", headers=s["viewer"], timeout=30) as client:
+        def draw(**extra) -> Image.Image:
+            r = client.get(f"/instrumentations/{s['one']}/value", params={
+                "start_time": start, "end_time": end, "duration": STEP, "format": "png", "width": WIDTH,
+                "height": HEIGHT, "ymax": 60, **extra})
+            assert r.status_code == 200, r.text
+            return Image.open(io.BytesIO(r.content)).convert("RGB")
+
+        banded, plain = draw(envelope="true"), draw()
+    # The band: the first series' colour at 0.22 over white (charts/lines.js drawBand's alpha).
+    tint = tuple(round(c * 0.22 + 255 * 0.78) for c in LOGIN)
+    x0, y0, x1, y1 = frame(banded)
+    pixels = np.asarray(banded)[y0 + 1:y1]
+    hit = (pixels == tint).all(axis=2)
+    rows, cols = np.nonzero(hit)
+    assert rows.size, "a band is drawn"
+    x = x0 + (s["spike_at"] - start) / (end - start) * (x1 - x0)
+    top = rows.min() + y0 + 1
+    peak = SPIKE / G  # the spike's minute per second: 50/s, in a step of 1/s
+    assert abs(top - (y1 - peak / 60 * (y1 - y0))) <= 2, (top, peak)
+    # Elsewhere the finer points are the step's own level: the band is the line. (The last step
+    # holds the minutes written so far only, under the envelope of those minutes: left out.)
+    above = cols[(rows + y0 + 1 < y1 - BASE / G / 60 * (y1 - y0) - 3) & (cols < x1 - (x1 - x0) / 240 - 1)]
+    assert above.size and all(abs(c - x) <= 3 for c in above), (x, sorted(set(above.tolist())))
+    assert not (np.asarray(plain)[y0 + 1:y1] == tint).all(axis=2).any(), "no band unless asked"
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"tz": "Mars/Olympus"}, "tz"), ({"tz": "../../etc/passwd"}, "tz"), ({"tz": "zone.tab"}, "tz"),
+    ({"tz": "x" * 100}, "tz"), ({"compare": 0}, "compare"), ({"compare": "yesterday"}, "compare"),
+    ({"compare": T0 + 100}, "compare"), ({"compare": 2**60}, "compare"),
+])
+def test_bad_tz_and_compare_name_the_field(served, made, params: dict, field: str) -> None:
+    _srv, who = served
+    r = who["viewer"].get(f"/instrumentations/{made['lines']}/value", params={
+        "start_time": T0, "end_time": T0 + SPAN, "duration": 10, "format": "png", **params})
+    assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text

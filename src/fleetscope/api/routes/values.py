@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import tzinfo
 from typing import Annotated, Any, Literal, NamedTuple
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -19,6 +20,7 @@ from fleetscope.api.auth import Viewer
 from fleetscope.api.errors import responses
 from fleetscope.api.heatmap.png import MAX_PIXELS
 from fleetscope.api.params import (
+    MAX_TIME,
     ONE_OR_MANY,
     InstId,
     RangeDuration,
@@ -97,6 +99,16 @@ def _distribution(svc: Services, caller: Caller, id: int, start_time: int | None
     return one_or_many(out, start_time, end_time, ndatapoints)
 
 
+def _zone(tz: Annotated[str, Query(max_length=64, description=(
+        "png: the IANA time zone of the time axis and the range in the title (the dashboard "
+        "passes the browser's)"))] = "UTC") -> tzinfo:
+    try:
+        return linechart.zone_named(tz)
+    except ValueError as e:
+        raise InputError("tz", str(e)) from None
+
+
+Zone = Annotated[tzinfo, Depends(_zone)]
 ChartPixels = Annotated[int, Query(ge=linechart.MIN_PIXELS, le=MAX_PIXELS, description="pixels (png)")]
 _FORMATS = {
     200: {"description": "the points (json) or a line chart of them (png)",
@@ -129,7 +141,11 @@ def value(id: InstId, svc: Svc, caller: Viewer, start_time: RangeStart = None, e
               "drawn)"))] = None,
           annotations: Annotated[bool, Query(description=(
               "png: draw the annotations, alert state changes and imports of the range the caller "
-              "may see (GET /api/v1/annotations) as markers"))] = True) -> Any:
+              "may see (GET /api/v1/annotations) as markers"))] = True,
+          compare: Annotated[int | None, Query(ge=1, le=MAX_TIME, description=(
+              "png: also the same range this many seconds earlier (the dashboard: 86400 or 604800), "
+              "dashed (a breakdown: its total), and both averages in the title"))] = None,
+          tz: Zone = None) -> Any:
     inst = svc.used(caller, id)
     lines_only = envelope or format == "png"
     if lines_only and inst.shape not in (values.SCALAR, values.DISCRETE):
@@ -139,8 +155,8 @@ def value(id: InstId, svc: Svc, caller: Viewer, start_time: RangeStart = None, e
     rng = _range(svc, inst, start_time, end_time, duration, ndatapoints)
     pts = svc.points(inst, rng)
     if format == "png":
-        return Response(_chart(svc, caller, inst, rng, pts, width, height, selected, top, other, stacked,
-                               ymax, annotations), media_type="image/png")
+        look = Look(width, height, selected, top, other, stacked, ymax, annotations, envelope, compare, tz)
+        return Response(_chart(svc, caller, inst, rng, pts, look), media_type="image/png")
     res = svc.resolution(inst, rng)
     out = [{**p.to_json(inst.shape), "resolution": res} for p in pts]
     if envelope:
@@ -151,24 +167,65 @@ def value(id: InstId, svc: Svc, caller: Viewer, start_time: RangeStart = None, e
     return one_or_many(out, start_time, end_time, ndatapoints)
 
 
+class Look(NamedTuple):
+    """What a line PNG draws besides the points: the ``/value`` parameters of ``format=png``."""
+
+    width: int
+    height: int
+    selected: str
+    top: int
+    other: bool
+    stacked: bool
+    ymax: float | None
+    annotations: bool
+    envelope: bool
+    compare: int | None
+    zone: tzinfo
+
+
 def _chart(svc: Services, caller: Caller, inst: Instrumentation, rng: queries.Range, pts: list[DataPoint],
-           width: int, height: int, selected: str, top: int, other: bool, stacked: bool,
-           ymax: float | None, annotations: bool) -> bytes:
+           look: Look) -> bytes:
     """The PNG of ``pts`` (:func:`fleetscope.api.linechart.render_lines`)."""
-    keys = [k for k in selected.split(",") if k]
+    keys = [k for k in look.selected.split(",") if k]
     if len(keys) > linechart.MAX_KEYS_DRAWN:
         raise InputError("selected", f"at most {linechart.MAX_KEYS_DRAWN} keys are drawn, not {len(keys)}")
-    if ymax is not None and not math.isfinite(ymax):
+    if look.ymax is not None and not math.isfinite(look.ymax):
         raise InputError("ymax", "must be a finite number")
     rate = inst.kind == "interval"
-    series = linechart.line_series(pts, inst.shape, rate=rate, selected=keys, top=top, other=other)
+    unit = svc.unit(inst) or NUMBER
+    series = linechart.line_series(pts, inst.shape, rate=rate, selected=keys, top=look.top, other=look.other)
+    now = linechart.totals(pts, rate=rate)
+    band = None
+    if look.envelope:
+        found = svc.envelopes(inst, rng)
+        colour = linechart.MUTED if inst.discrete else linechart.PALETTE[0]
+        band = linechart.envelope_band(now, [found.get(p.start_time) for p in pts], rate=rate, colour=colour)
+    earlier = None
+    said = ""
+    if look.compare:
+        then = linechart.totals(_earlier(svc, inst, rng, look.compare), rate=rate)
+        earlier = linechart.Series("(earlier)", linechart.MUTED, then)
+        said = "  " + linechart.compare_label(now, then, unit, rate)
     end = rng.start + rng.n * rng.duration
     by = f" by {inst.discrete}" if inst.discrete else ""
-    title = f"{inst.metric}{by}  {linechart.range_label(rng.start, end)}"
-    marks = visible_marks(svc, caller, rng.start, end) if annotations else []
-    return linechart.render_lines(rng.times(), rng.duration, series, width=width, height=height,
-                                  unit=svc.unit(inst) or NUMBER, rate=rate, stacked=stacked, title=title,
-                                  ymax=ymax, marks=marks)
+    title = f"{inst.metric}{by}  {linechart.range_label(rng.start, end, look.zone)}{said}"
+    marks = visible_marks(svc, caller, rng.start, end) if look.annotations else []
+    return linechart.render_lines(rng.times(), rng.duration, series, width=look.width, height=look.height,
+                                  unit=unit, rate=rate, stacked=look.stacked, title=title, ymax=look.ymax,
+                                  marks=marks, band=band, earlier=earlier, zone=look.zone)
+
+
+def _earlier(svc: Services, inst: Instrumentation, rng: queries.Range, back: int) -> list[DataPoint]:
+    """The points of ``rng`` ``back`` seconds earlier, step for step (as many, as long: the same
+    work as ``rng``'s own); read as ``rng``'s are, through the instrumentation of the caller's scope."""
+    if back > rng.start:
+        raise InputError("compare", f"reaches before 1970: the range starts {rng.start} s after it")
+    try:
+        past = queries.resolve_range(inst, None, start_time=rng.start - back, duration=rng.duration,
+                                     ndatapoints=rng.n, tiers=svc.tiers(inst))
+    except InputError as e:
+        raise InputError("compare", f"the range {back} s earlier: {e.message}") from None
+    return svc.points(inst, past)
 
 
 @router.get("/percentiles", summary="Percentiles estimated from the buckets",
