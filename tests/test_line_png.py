@@ -18,12 +18,15 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import Browser, expect
 
 from fleetscope.api import linechart
 from fleetscope.model.types import NUMBER
 from tests.conftest import wait_for
 from tests.test_annotations import served as served  # a serve with tokens and the tenant acme
-from tests.test_envelopes import BASE, DAY, DAYS, SPIKE, STEP, G
+from tests.test_browser import VIEWPORT, in_page, ready
+from tests.test_browser import browser as browser
+from tests.test_envelopes import BASE, DAY, DAYS, SPIKE, STEP, G, login
 from tests.test_envelopes import spiky as spiky  # a serve over 40 days of minutes with one spike
 
 T0 = 1_709_550_000  # 2024-03-04 11:00 UTC: a range of this file's own, long before the server
@@ -306,3 +309,37 @@ def test_bad_tz_and_compare_name_the_field(served, made, params: dict, field: st
     r = who["viewer"].get(f"/instrumentations/{made['lines']}/value", params={
         "start_time": T0, "end_time": T0 + SPAN, "duration": 10, "format": "png", **params})
     assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+
+
+def test_the_panels_save_png_passes_its_zone_band_and_compare(spiky, browser: Browser, tmp_path) -> None:
+    """A browser in Berlin over the spike's days, comparing with a day earlier: the panel's Save
+    PNG asks the API for its zone, its band and its compare, and saves that picture."""
+    s = spiky
+    context = browser.new_context(viewport=VIEWPORT, color_scheme="light", timezone_id="Europe/Berlin")
+    try:
+        page = context.new_page()
+        login(page, s)
+        at = s["spike_at"]
+        page.goto(f"{s['srv'].url}/?dashboard={s['board']}&from={at - 3 * DAY}&to={at + 3 * DAY}")
+        ready(page, s["one"])
+        card = page.locator(f'section.panel[data-inst-id="{s["one"]}"]').first
+        card.locator("select.compare").select_option(str(DAY))
+        expect(card.locator(".compare-text")).to_contain_text(" vs ")
+        ready(page, s["one"])
+        assert in_page(page, s["one"], "!!p.body.band()"), "the panel draws a band"
+        card.locator('button[aria-label="panel actions"]').click()
+        with page.expect_download() as got:
+            page.click('[data-testid="export-png"]')
+        url = httpx.URL(got.value.url)
+        got.value.save_as(tmp_path / "panel.png")
+    finally:
+        context.close()
+    q = url.params
+    assert (q["tz"], q["compare"], q["envelope"]) == ("Europe/Berlin", str(DAY), "true"), url
+    direct = httpx.get(str(url), headers=s["viewer"], timeout=30)
+    assert direct.status_code == 200, direct.text
+    saved = np.asarray(Image.open(tmp_path / "panel.png").convert("RGB"))
+    assert (saved == np.asarray(Image.open(io.BytesIO(direct.content)).convert("RGB"))).all()
+    # In it: the day before dashed, and the band.
+    assert (saved == MUTED).all(axis=2).sum() > 50
+    assert (saved == tuple(round(c * 0.22 + 255 * 0.78) for c in LOGIN)).all(axis=2).sum() > 10

@@ -564,7 +564,8 @@ export class LineBody extends Body {
 
   /** The points shown as CSV from the API (its export: any range, every key), and the API's own
    * PNG rendering of the chart shown (same range, step, keys, style and value axis, at the
-   * chart's size; the keys not drawn summed as (other)). */
+   * chart's size; the keys not drawn summed as (other); the envelope band and the earlier range
+   * when drawn; times in the browser's zone). */
   exports() {
     const r = this.range;
     const start = this.pts[0]?.start_time;
@@ -580,7 +581,10 @@ export class LineBody extends Body {
         selected: this.discrete ? (this.isolate ? [this.isolate] : drawn) : undefined,
         other: this.isolate ? false : undefined,
         stacked: this.discrete && (this.options.chart || "stacked") === "stacked",
-        ymax: this.chart.top }),
+        ymax: this.chart.top,
+        envelope: this.band() ? true : undefined,
+        compare: this.past && this.options.compare ? this.options.compare : undefined,
+        tz: Intl.DateTimeFormat().resolvedOptions().timeZone }),
     };
   }
 
