@@ -343,3 +343,63 @@ def test_the_panels_save_png_passes_its_zone_band_and_compare(spiky, browser: Br
     # In it: the day before dashed, and the band.
     assert (saved == MUTED).all(axis=2).sum() > 50
     assert (saved == tuple(round(c * 0.22 + 255 * 0.78) for c in LOGIN)).all(axis=2).sum() > 10
+
+
+def test_a_heatmap_png_draws_the_earlier_range_lines_dashed(served, made) -> None:
+    """The heatmap panel's compare: the average and the chosen percentile lines of the same columns
+    earlier, dashed in --muted, where the average and percentiles APIs say they lie."""
+    _srv, who = served
+    client, inst, n, back = who["viewer"], made["heat"], 20, 20
+
+    def earlier_average(end: int) -> list:
+        r = client.get(f"/instrumentations/{inst}/average", params={
+            "start_time": end - n - back, "end_time": end - back, "ndatapoints": n})
+        return [p["average"] for p in r.json()] if r.status_code == 200 else []
+
+    # Live data for both ranges: the process sampler's per-second utilizations since the start.
+    end = wait_for(lambda: (lambda e: e if sum(a is not None for a in earlier_average(e)) >= n - 2 else 0)(
+        client.get(f"/instrumentations/{inst}/value").json()["start_time"] + 1), timeout=90, interval=1)
+    params = {"start_time": end - n, "end_time": end, "ndatapoints": n, "width": 200, "height": 200}
+    shape = client.get(f"/instrumentations/{inst}/heatmap", params=params).json()
+    assert shape["step"] == 1 and len(shape["times"]) == n, shape
+    params.update(ymin=shape["ymin"], ymax=shape["ymax"], format="png")
+
+    def draw(**extra) -> np.ndarray:
+        r = client.get(f"/instrumentations/{inst}/heatmap", params={**params, **extra})
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
+        return np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
+
+    plain, compared = draw(), draw(compare=back, lines="p90")
+    avg = earlier_average(end)
+    p90 = [p["percentiles"]["0.9"] for p in client.get(f"/instrumentations/{inst}/percentiles", params={
+        "start_time": end - n - back, "end_time": end - back, "ndatapoints": n, "q": "0.9"}).json()]
+    muted = (compared == MUTED).all(axis=2)
+    assert not (plain == MUTED).all(axis=2).any()
+    hits = 0
+    for i in range(n):
+        x = round((i + 0.5) / n * 200)
+        rows = np.nonzero(muted[:, x])[0]
+        want = [200 - (v - shape["ymin"]) / (shape["ymax"] - shape["ymin"]) * 200
+                for v in (avg[i], p90[i]) if v is not None]
+        if rows.size:
+            hits += 1
+            # Each dashed pixel at a column's middle lies on one of the two lines there (a steep
+            # segment runs through the point: it lies within the pixels' span).
+            assert any(rows.min() - 2 <= w <= rows.max() + 2 for w in want), (i, rows, want)
+    assert hits >= n // 3, hits
+    # A caption of both averages in the top left corner: dark text (--text, smoothed) on white.
+    def dark(img: np.ndarray) -> int:
+        return int((img[:12, :60].astype(int).sum(axis=2) < 250).sum())
+
+    assert dark(compared) > 20 and dark(plain) == 0, (dark(compared), dark(plain))
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"lines": "p100"}, "lines"), ({"lines": "avg,max"}, "lines"),
+    ({"lines": ",".join(f"p{i}" for i in range(1, 10))}, "lines"),
+    ({"compare": 0}, "compare"), ({"compare": "a day"}, "compare"), ({"compare": 2**53}, "compare"),
+])
+def test_bad_heatmap_lines_and_compare_name_the_field(served, made, params: dict, field: str) -> None:
+    _srv, who = served
+    r = who["viewer"].get(f"/instrumentations/{made['heat']}/heatmap", params={"format": "png", **params})
+    assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text

@@ -24,7 +24,7 @@ from typing import NamedTuple
 from PIL import Image, ImageDraw, ImageFont
 
 from fleetscope.api.heatmap.matrix import tidy_max
-from fleetscope.api.heatmap.png import Mark, draw_marks
+from fleetscope.api.heatmap.png import Mark, dashed_polyline, draw_marks
 from fleetscope.api.queries import Envelope
 from fleetscope.model import values
 from fleetscope.model.series import DataPoint
@@ -108,32 +108,10 @@ def stroke(draw: ImageDraw.ImageDraw, frame: Frame, points: Sequence[tuple[float
 def dashed_stroke(draw: ImageDraw.ImageDraw, frame: Frame, points: Sequence[tuple[float, float | None]],
                   colour: tuple[int, int, int], dash: tuple[int, int] = OVERLAY_DASH,
                   width: int = LINE_WIDTH) -> None:
-    """``(t, v)`` as a dashed line (``dash``: pixels on, off, along the line, carried across its
-    corners as a canvas's setLineDash does), broken where ``v`` is None or not finite."""
-    on, off = dash
-    period = on + off
-    walked = 0.0  # pixels along the line so far: where in the pattern the next segment starts
-    prev: tuple[float, float] | None = None
-    for t, v in points:
-        if v is None or not math.isfinite(v):
-            prev = None
-            continue
-        here = (frame.x(t), frame.y(v))
-        if prev is not None:
-            length = math.dist(prev, here)
-            at = 0.0
-            while at < length:
-                phase = (walked + at) % period
-                run = (on - phase) if phase < on else (period - phase)
-                upto = min(length, at + run)
-                if phase < on:
-                    a, b = at / length, upto / length
-                    draw.line((prev[0] + (here[0] - prev[0]) * a, prev[1] + (here[1] - prev[1]) * a,
-                               prev[0] + (here[0] - prev[0]) * b, prev[1] + (here[1] - prev[1]) * b),
-                              fill=colour, width=width)
-                at = upto
-            walked += length
-        prev = here
+    """``(t, v)`` as a dashed line (:func:`fleetscope.api.heatmap.png.dashed_polyline`), broken
+    where ``v`` is None or not finite."""
+    dashed_polyline(draw, [None if v is None or not math.isfinite(v) else (frame.x(t), frame.y(v))
+                           for t, v in points], colour, dash, width)
 
 
 def dashed_level(draw: ImageDraw.ImageDraw, frame: Frame, v: float, colour: tuple[int, int, int],

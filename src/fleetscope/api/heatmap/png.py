@@ -4,7 +4,9 @@ One hue per selected key (the first at 21 degrees, each next one 91 degrees
 further round the wheel), the rest in a blue-grey; saturation grows with the
 cell's normalised count (by rank or linearly), brightness stays high.
 Annotations (:class:`Mark`) are drawn over the cells as the dashboard draws
-them: a dashed vertical line with a flag at the top, a window shaded too.
+them: a dashed vertical line with a flag at the top, a window shaded too; the
+average and percentile lines (:class:`Line`) over them as the panel draws its
+overlays, an earlier range's dashed (compare), and a caption at the top left.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from fleetscope.api.heatmap import args
 from fleetscope.api.heatmap.matrix import HeatmapMatrix
@@ -41,6 +43,24 @@ MARK_DASH = (2, 3)  # pixels on, off: the dashboard's ANNOTATION_DASH
 MARK_FLAG = 5  # pixels: the flag at the top of the line, as the dashboard draws it
 WINDOW_ALPHA = 0.08  # a window's shade over the cells
 
+# Lines over the map, as charts/heatmap.js drawOverlays draws them (app.css --text, --ov-1..3).
+LINE_COLOURS = {"avg": (23, 32, 44), "p50": (11, 138, 109), "p90": (181, 97, 0), "p95": (181, 97, 0)}
+LINE_COLOUR = (200, 50, 47)  # any other percentile (--ov-3)
+EARLIER_COLOUR = (102, 112, 133)  # --muted: an earlier range's lines
+AVG_DASH = (5, 3)  # pixels on, off: the average's own dash
+EARLIER_DASH = (2, 3)  # an earlier range's lines: finer than the average's (charts/heatmap.js PAST_DASH)
+CAPTION_PAD = 2  # pixels round the caption's text, on white
+FONT = ImageFont.load_default()
+
+
+class Line(NamedTuple):
+    """A line over the map: its name (``avg``, ``p90``), one value per column (None: a gap), and
+    whether it is of the earlier range (compare: dashed, muted)."""
+
+    name: str
+    values: Sequence[float | None]
+    earlier: bool = False
+
 
 class Mark(NamedTuple):
     """An annotation on the picture: where it starts (and ends, for a window) as fractions of the
@@ -59,6 +79,8 @@ def render_png(
     coloring: str = "rank",
     selected_order: Iterable[str] = (),
     marks: Sequence[Mark] = (),
+    lines: Sequence[Line] = (),
+    caption: str = "",
 ) -> bytes:
     """Draw ``matrix`` as a PNG, ``width`` x ``height`` pixels (default one per cell).
 
@@ -71,7 +93,9 @@ def render_png(
     shows the one with the highest normalised value (the most counts; a selected
     key wins a tie with the rest); no blending, so every pixel has one layer's hue.
     Low values are at the bottom. ``marks`` are drawn over the cells, at the
-    pixel column of their start (see :func:`draw_marks`).
+    pixel column of their start (see :func:`draw_marks`); ``lines`` over them, each
+    value at the middle of its column and at its height on the map's axis (the
+    earlier range's first, under today's); ``caption`` in the top left corner.
     """
     if coloring not in COLORINGS:
         raise InputError("coloring", f"must be one of {', '.join(COLORINGS)}")
@@ -105,6 +129,13 @@ def render_png(
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.NEAREST)
     draw_marks(image, marks)
+    if lines:
+        _draw_lines(image, matrix, lines)
+    if caption:
+        draw = ImageDraw.Draw(image)
+        box = draw.textbbox((CAPTION_PAD, CAPTION_PAD), caption, font=FONT)
+        draw.rectangle((0, 0, box[2] + CAPTION_PAD, box[3] + CAPTION_PAD), fill=(255, 255, 255))
+        draw.text((CAPTION_PAD, CAPTION_PAD), caption, fill=LINE_COLOURS["avg"], font=FONT)
     out = io.BytesIO()
     image.save(out, format="PNG", compress_level=3)  # 2x faster than 6, 5 % larger
     return out.getvalue()
@@ -140,6 +171,59 @@ def draw_marks(image: Image.Image, marks: Sequence[Mark]) -> None:
         for top in range(0, height, on + off):
             draw.line((x, top, x, min(height - 1, top + on - 1)), fill=colour)
         draw.polygon([(x, 0), (x + MARK_FLAG, MARK_FLAG / 2), (x, MARK_FLAG)], fill=colour)
+
+
+def axis_fraction(matrix: HeatmapMatrix, v: float) -> float:
+    """Where ``v`` lies up the map's axis: 0 at ``ymin``, 1 at ``ymax`` (log or linear)."""
+    if matrix.log:
+        return math.log(v / matrix.ymin) / math.log(matrix.ymax / matrix.ymin) if v > 0 else -math.inf
+    return (v - matrix.ymin) / (matrix.ymax - matrix.ymin)
+
+
+def dashed_polyline(draw: ImageDraw.ImageDraw, points: Sequence[tuple[float, float] | None],
+                    colour: tuple[int, int, int], dash: tuple[int, int] | None, width: int) -> None:
+    """``points`` (pixels; None: a gap) joined, dashed ``(on, off)`` pixels along the line and
+    carried across its corners as a canvas's setLineDash does; solid when ``dash`` is None."""
+    period = sum(dash) if dash else 0
+    walked = 0.0  # pixels along the line so far: where in the pattern the next segment starts
+    prev: tuple[float, float] | None = None
+    for here in points:
+        if here is None:
+            prev = None
+            continue
+        if prev is not None:
+            length = math.dist(prev, here)
+            if not dash or length == 0:
+                draw.line((*prev, *here), fill=colour, width=width)
+            else:
+                on = dash[0]
+                at = 0.0
+                while at < length:
+                    phase = (walked + at) % period
+                    upto = min(length, at + ((on - phase) if phase < on else (period - phase)))
+                    if phase < on:
+                        a, b = at / length, upto / length
+                        draw.line((prev[0] + (here[0] - prev[0]) * a, prev[1] + (here[1] - prev[1]) * a,
+                                   prev[0] + (here[0] - prev[0]) * b, prev[1] + (here[1] - prev[1]) * b),
+                                  fill=colour, width=width)
+                    at = upto
+            walked += length
+        prev = here
+
+
+def _draw_lines(image: Image.Image, matrix: HeatmapMatrix, lines: Sequence[Line]) -> None:
+    width, height = image.size
+    draw = ImageDraw.Draw(image)
+    for line in sorted(lines, key=lambda ln: not ln.earlier):
+        n = len(line.values)
+        points = [None if v is None or not math.isfinite(v) else
+                  ((i + 0.5) / n * width, height - max(-1.0, axis_fraction(matrix, v)) * height)
+                  for i, v in enumerate(line.values)]
+        if line.earlier:
+            dashed_polyline(draw, points, EARLIER_COLOUR, EARLIER_DASH, 1)
+        else:
+            dashed_polyline(draw, points, LINE_COLOURS.get(line.name, LINE_COLOUR),
+                            AVG_DASH if line.name == "avg" else None, 2)
 
 
 def _layer_colours(hue: float, top: float) -> np.ndarray:

@@ -3,6 +3,7 @@ and the keys of its range."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
@@ -12,11 +13,14 @@ from fleetscope.api.annotations import visible_marks
 from fleetscope.api.auth import Viewer
 from fleetscope.api.errors import responses
 from fleetscope.api.heatmap.matrix import MAX_NBUCKETS
-from fleetscope.api.heatmap.png import MAX_PIXELS
+from fleetscope.api.heatmap.png import MAX_PIXELS, Line
+from fleetscope.api.linechart import value_label
 from fleetscope.api.params import MAX_TIME, InstId, RangeEnd, RangeStart
+from fleetscope.api.routes.values import earlier_points
 from fleetscope.api.services import Svc
 from fleetscope.model.errors import InputError
-from fleetscope.model.types import Type
+from fleetscope.model.instrumentation import Instrumentation
+from fleetscope.model.types import NUMBER, Type, format_quantity
 
 router = APIRouter(prefix="/api/v1/instrumentations/{id}", tags=["heatmaps"])
 
@@ -25,6 +29,7 @@ HeatmapColumns = Annotated[int | None, Query(ge=1, le=queries.MAX_POINTS, descri
 HeatmapDuration = Annotated[int | None, Query(ge=1, le=MAX_TIME, description=(
     "seconds covered (default 60 slots)"))]
 Pixels = Annotated[int | None, Query(ge=1, le=MAX_PIXELS, description="pixels (png; default one per cell)")]
+MAX_LINES = 8  # lines over a map: the panel offers four
 
 _FORMATS = {
     200: {"description": "the matrix (json), an image (png) or Grafana heatmap cells (grafana)",
@@ -58,6 +63,12 @@ def get_heatmap(
     annotations: Annotated[bool, Query(description=(
         "png: draw the annotations, alert state changes and imports of the range the caller "
         "may see (GET /api/v1/annotations) as markers"))] = True,
+    lines: Annotated[str, Query(max_length=200, description=(
+        "png: lines over the map, comma-separated: avg (the average), pNN (a percentile, e.g. p90), "
+        "of what the map shows (the selected keys with isolate, all but them with exclude)"))] = "",
+    compare: Annotated[int | None, Query(ge=1, le=MAX_TIME, description=(
+        "png: also the average and the `lines` of the same columns this many seconds earlier (the "
+        "dashboard: 86400 or 604800), dashed, and both averages and counts in a caption"))] = None,
     format: Annotated[Literal["json", "png", "grafana"], Query(
         description="json: the matrix; png: an image; grafana: Grafana heatmap cells "
                     "[{xMin (epoch ms), yMin, yMax, count}] for the JSON/Infinity data source")] = "json",
@@ -74,8 +85,17 @@ def get_heatmap(
                                     log=scale == "log")
     if format == "png":
         marks = visible_marks(svc, caller, rng.start, rng.end) if annotations else []
+        wanted = _line_names(lines)
+        shown = [heatmap.keys_shown(c, keys, isolate=isolate, exclude=exclude) for c in columns]
+        drawn = _lines(shown, wanted)
+        caption = ""
+        if compare:
+            past = [heatmap.keys_shown(p.value, keys, isolate=isolate, exclude=exclude)
+                    for p in earlier_points(svc, inst, rng, compare)]
+            drawn += [line._replace(earlier=True) for line in _lines(past, {"avg": None, **wanted})]
+            caption = _compare_caption(inst, svc.unit(inst), shown, past)
         png = heatmap.render_png(matrix, width=width, height=height, coloring=coloring,
-                                 selected_order=keys, marks=marks)
+                                 selected_order=keys, marks=marks, lines=drawn, caption=caption)
         return Response(png, media_type="image/png")
     if format == "grafana":
         return exposition.grafana_cells(matrix.edges(), rng.times(),
@@ -134,6 +154,52 @@ def heatmap_keys(
     return {"start_time": rng.start, "duration": rng.n * rng.duration, "field": inst.discrete,
             "total_keys": len(ranked),
             "keys": [{"key": k, "count": n} for k, n in ranked[:MAX_KEYS_LISTED]]}
+
+
+def _line_names(text: str) -> dict[str, float | None]:
+    """``avg,p90`` as ``{name: quantile}`` (``avg``: None), in order, each line once: ``avg`` or
+    ``pNN`` with NN above 0 and below 100."""
+    names: dict[str, float | None] = {}
+    for name in (n.strip() for n in text.split(",") if n.strip()):
+        try:
+            # To a millionth of a percent, as percentile_lines names its lines: one line a name.
+            q = None if name == "avg" else round(float(name[1:]), 6) / 100 if name[:1] == "p" else math.nan
+        except ValueError:
+            q = math.nan
+        if q is not None and not 0 < q < 1:
+            raise InputError("lines", f"{name[:20]!r} is neither avg nor a percentile such as p90")
+        if q not in names.values():
+            names[name] = q
+    if len(names) > MAX_LINES:
+        raise InputError("lines", f"at most {MAX_LINES} lines, not {len(names)}")
+    return names
+
+
+def _lines(columns: list, names: dict[str, float | None]) -> list[Line]:
+    """The lines ``names`` of ``columns`` (:func:`fleetscope.api.heatmap.average_line`,
+    :func:`~fleetscope.api.heatmap.percentile_lines`)."""
+    qs = [q for q in names.values() if q is not None]
+    found = iter(heatmap.percentile_lines(columns, qs).values() if qs else ())
+    return [Line(n, heatmap.average_line(columns) if q is None else next(found)) for n, q in names.items()]
+
+
+def _compare_caption(inst: Instrumentation, unit: Type | None, now: list, past: list) -> str:
+    """``avg 20 ms vs 10 ms (+100.0 %) · n 2,900 vs 2,800``: the averages of both ranges (the mean of
+    their merged histograms) and their counts, as the heatmap panel's toolbar says them."""
+    def whole(columns: list) -> tuple[float | None, int]:
+        total, n = 0.0, 0
+        for c in columns:
+            h = queries.histogram_of(c, inst.shape)
+            if h is not None and h.count:
+                total += h.mean() * h.count
+                n += h.count
+        return (total / n if n else None), n
+
+    (a, na), (b, nb) = whole(now), whole(past)
+    change = f" ({'+' if a >= b else ''}{(a - b) / b * 100:.1f} %)" if a is not None and b else ""
+    shown = unit or NUMBER
+    return (f"avg {value_label(a, shown, False)} vs {value_label(b, shown, False)}{change}"
+            f" · n {format_quantity(na, NUMBER)} vs {format_quantity(nb, NUMBER)}")
 
 
 def _json(unit: Type | None) -> dict | None:

@@ -203,7 +203,7 @@ def _chart(svc: Services, caller: Caller, inst: Instrumentation, rng: queries.Ra
     earlier = None
     said = ""
     if look.compare:
-        then = linechart.totals(_earlier(svc, inst, rng, look.compare), rate=rate)
+        then = linechart.totals(earlier_points(svc, inst, rng, look.compare), rate=rate)
         earlier = linechart.Series("(earlier)", linechart.MUTED, then)
         said = "  " + linechart.compare_label(now, then, unit, rate)
     end = rng.start + rng.n * rng.duration
@@ -215,9 +215,10 @@ def _chart(svc: Services, caller: Caller, inst: Instrumentation, rng: queries.Ra
                                   marks=marks, band=band, earlier=earlier, zone=look.zone)
 
 
-def _earlier(svc: Services, inst: Instrumentation, rng: queries.Range, back: int) -> list[DataPoint]:
+def earlier_points(svc: Services, inst: Instrumentation, rng: queries.Range, back: int) -> list[DataPoint]:
     """The points of ``rng`` ``back`` seconds earlier, step for step (as many, as long: the same
-    work as ``rng``'s own); read as ``rng``'s are, through the instrumentation of the caller's scope."""
+    work as ``rng``'s own); read as ``rng``'s are, through the instrumentation of the caller's scope.
+    A line PNG's and a heatmap PNG's ``compare``."""
     if back > rng.start:
         raise InputError("compare", f"reaches before 1970: the range starts {rng.start} s after it")
     try:

@@ -507,7 +507,8 @@ export class HeatBody extends Body {
   }
 
   /** CSV of the range from the API's export, and the API's own PNG rendering of the map shown
-   * (same columns, axis, selection and colouring, at the chart's size). */
+   * (same columns, axis, selection and colouring, at the chart's size; its average and
+   * percentile lines, and those of the earlier range when comparing). */
   exports() {
     const m = this.m;
     const r = this.range;
@@ -520,7 +521,9 @@ export class HeatBody extends Body {
       png: apiUrl(`/instrumentations/${this.inst.id}/heatmap`, {
         ...this.params(r), start_time: m.start_time, end_time: end, duration: undefined,
         ndatapoints: m.times.length, ymin: m.ymin, ymax: m.ymax, coloring: this.options.coloring || "rank",
-        width: Math.max(1, Math.round(box.w)), height: Math.max(1, Math.round(box.h)), format: "png" }),
+        width: Math.max(1, Math.round(box.w)), height: Math.max(1, Math.round(box.h)), format: "png",
+        lines: (this.options.overlays || []).join(",") || undefined,
+        compare: this.past && this.options.compare ? this.options.compare : undefined }),
     };
   }
 
