@@ -403,3 +403,38 @@ def test_bad_heatmap_lines_and_compare_name_the_field(served, made, params: dict
     _srv, who = served
     r = who["viewer"].get(f"/instrumentations/{made['heat']}/heatmap", params={"format": "png", **params})
     assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+
+
+def test_the_heatmap_panels_save_png_passes_its_lines_and_compare(served, made, browser: Browser,
+                                                                   tmp_path) -> None:
+    """A heatmap panel drawing its p90 and comparing with a day earlier: its Save PNG asks the API
+    for those lines and that compare, and saves that picture."""
+    srv, who = served
+    context = browser.new_context(viewport=VIEWPORT, color_scheme="light")
+    try:
+        page = context.new_page()
+        assert page.request.post(f"{srv.url}/api/v1/login",
+                                 data={"token": srv.token("lp-op-page", "operator")}).ok
+        end = who["viewer"].get(f"/instrumentations/{made['heat']}/value").json()["start_time"] + 1
+        board = who["operator"].post("/dashboards", json={"name": "heat png", "panels": [
+            {"instrumentation": made["heat"]}]}).json()
+        page.goto(f"{srv.url}/?dashboard={board['id']}&from={end - 30}&to={end}")
+        ready(page, made["heat"])
+        card = page.locator(f'section.panel[data-inst-id="{made["heat"]}"]').first
+        card.locator('button.seg[data-overlay="p90"]').click()
+        card.locator("select.compare").select_option(str(DAY))
+        expect(card.locator(".compare-text")).to_contain_text(" vs ")
+        ready(page, made["heat"])
+        card.locator('button[aria-label="panel actions"]').click()
+        with page.expect_download() as got:
+            page.click('[data-testid="export-png"]')
+        url = httpx.URL(got.value.url)
+        got.value.save_as(tmp_path / "heat.png")
+    finally:
+        context.close()
+    assert (url.path, url.params["lines"], url.params["compare"]) == (
+        f"/api/v1/instrumentations/{made['heat']}/heatmap", "p90", str(DAY)), url
+    direct = who["viewer"].get(str(url).split("/api/v1", 1)[1])
+    assert direct.status_code == 200, direct.text
+    saved = np.asarray(Image.open(tmp_path / "heat.png").convert("RGB"))
+    assert (saved == np.asarray(Image.open(io.BytesIO(direct.content)).convert("RGB"))).all()
