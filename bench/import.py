@@ -18,6 +18,11 @@ were made), the import read from the made answer
 live history of the same size (the same points written as a persisted instrumentation's
 seconds and rolled up into its tiers, read by :func:`fleetscope.api.queries.data_points`),
 cold (decoded-chunk caches emptied) and warm (best of 5).
+
+Before those (``--no-indexing`` leaves it out): the dashboard's default instrumentations,
+persisted, made as if before the import; the time from the import being ready until the
+process's maker has made every answer they read (as ``serve`` does in the background), and
+each one's first 30-day read at 1-hour steps after that.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from fleetscope.api import imported, importing
 from fleetscope.api.queries import Range, data_points
+from fleetscope.model.defaults import default_specs
 from fleetscope.model.instrumentation import (
     Instrumentation,
     validate_spec,
@@ -130,10 +136,37 @@ def side_by_side(store, history: History, catalog: Catalog, body: dict, read: In
         print(line + f"cold {known[0]:.1f} ms, warm {known[1]:.1f} ms")
 
 
+def indexing(store, catalog: Catalog, info, month: Range) -> None:
+    """The dashboard's default instrumentations (persisted) made before the import is ready;
+    the time from :func:`fleetscope.api.imported.queue_import` (the import becoming ready)
+    until every answer they read is made by this process's maker, then each one's first read
+    of ``month`` (cold: nothing decoded yet)."""
+    made = [store.create_instrumentation(validate_spec(spec, catalog), 0.0)
+            for spec in default_specs([m.name for m in catalog])]
+    readers = [i for i in made if imported.holds(i, info)]
+    c0, t0 = time.process_time(), time.perf_counter()
+    imported.queue_import(store, info)
+    while imported.answer_counts(store, [info])[info.id]["pending"]:
+        time.sleep(0.2)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    print(f"indexing: {len(readers)} of {len(made)} default instrumentations read the import; all their "
+          f"answers made {wall:.1f} s after it was ready ({cpu:.1f} s CPU), "
+          f"{store.import_result_bytes() / 1e6:.1f} MB")
+    imported.clear_cache(store)
+    for inst in readers:
+        ms = timed(lambda i=inst: imported.imported_points(store, i, month, 50), 1)
+        what = f"{inst.metric}{' by ' + inst.decomposition[0] if inst.decomposition else ''}"
+        print(f"  first read of {month.n} steps of {month.duration} s: {what} {ms:.1f} ms")
+    for inst in made:
+        store.delete_instrumentation(inst.id)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=2_592_000)
     ap.add_argument("--store", default=None, help="store URL (default: SQLite in a temporary folder)")
+    ap.add_argument("--indexing", action=argparse.BooleanOptionalAction, default=True,
+                    help="time the default instrumentations' answers made once the import is ready")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="fleetscope-bench-import-") as tmp:
         log = Path(tmp) / "vmstat.log"
@@ -156,6 +189,9 @@ def main() -> None:
         print(f"stored {doc['bytes'] / 1e6:.1f} MB: {doc['bytes'] / doc['values']:.2f} bytes per value; "
               f"peak RSS {rss / 1024:.0f} MB (before the import: {rss0 / 1024:.0f} MB)")
         catalog = Catalog(METRICS)
+        if args.indexing:
+            month = START - START % 3600 + 3600
+            indexing(store, catalog, info, Range(month, 3600, min(720, (args.lines - 3600) // 3600)))
         # On the hour, as the server aligns a persisted instrumentation's range to its tier.
         day = START - START % 3600 + 3600 + min(86400 * 10, (args.lines - 90000) // 3600 * 3600)
         ranges = (("1 h at 1 s", Range(day, 1, 3600)), ("24 h at 60 s", Range(day, 60, 1440)),

@@ -100,7 +100,7 @@ def test_async_import_reports_progress_then_ready_to_its_tenant_alone(srv, tmp_p
     assert last["progress"]["read"] == last["progress"]["bytes"] == f.stat().st_size
     # What it holds: the file's own figures (interval metric: per-second rates times 1 s).
     inst = c["acme"].instrument("jobs.qps", ["route"])
-    whole = c["acme"].values(inst, T0, T0 + ROWS, ROWS)[0]["value"]
+    whole = c["acme"].values_once_indexed(inst, T0, T0 + ROWS, ROWS)[0]["value"]
     assert whole == {"login": sum(i % 7 for i in range(ROWS)), "search": ROWS}
 
 
@@ -191,7 +191,7 @@ def test_a_server_stopped_mid_parse_leaves_no_half_import(tmp_path: Path) -> Non
         assert r.status_code == 202, r.text
         assert c["operator"].watch(r.json()["id"])[-1]["state"] == "ready"
         inst = c["operator"].instrument("jobs.qps", ["route"])
-        whole = c["operator"].values(inst, T0, T0 + ROWS, ROWS)[0]["value"]
+        whole = c["operator"].values_once_indexed(inst, T0, T0 + ROWS, ROWS)[0]["value"]
         assert whole == {"login": sum(i % 7 for i in range(ROWS)), "search": ROWS}
     finally:
         server.stop()

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from fleetscope import __version__
-from fleetscope.api import auth, errors, importing
+from fleetscope.api import auth, errors, imported, importing
 from fleetscope.api.cloudapi.errors import CloudApiError
 from fleetscope.api.cloudapi.errors import handler as cloudapi_errors
 from fleetscope.api.importjobs import ImportJobs
@@ -39,6 +39,7 @@ def _with_imports(lifespan):
         async with lifespan(app) if lifespan is not None else contextlib.nullcontext():
             jobs: ImportJobs = app.state.import_jobs
             await asyncio.to_thread(lambda: jobs.reap(jobs.store.list_imports()))
+            imported.start_making(jobs.store)  # answers over imports a stopped process left unmade
             stop = asyncio.Event()
             watching = asyncio.get_running_loop().create_task(app.state.imported_metrics.watch(stop))
             try:
@@ -47,6 +48,7 @@ def _with_imports(lifespan):
                 stop.set()
                 await watching
                 await asyncio.to_thread(jobs.stop)
+                await asyncio.to_thread(imported.stop_making, jobs.store)
 
     return run
 

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 
-from fleetscope.api import scope
+from fleetscope.api import imported, scope
 from fleetscope.api.dashboards import validate_dashboard
 from fleetscope.bus import messages as m
 from fleetscope.bus.base import Bus, BusUnavailable, Msg
@@ -89,6 +89,7 @@ class ControlPlane:
         spec = self.spec_for(body, caller)
         inst = self.store.create_instrumentation(spec, time.time())
         self._last_access[inst.id] = time.time()
+        imported.queue_instrumentation(self.store, inst)  # its answers over imports, made in the background
         await self._announce(inst)
         return inst
 

@@ -31,12 +31,38 @@ the same blocks and rollups (:func:`imported_points`), and gives the same answer
 evaluating (the tests compare both): measured on a month of 1-second vmstat, a day at 60 s
 in 2.9 ms warm (live history: 2.6 ms; evaluating: 0.5 s), an hour at 1 s in 7.4 ms (live:
 6.5 ms); a range off the minute grid places the day's samples instead, about 10 ms
-(docs/benchmarks.md). The answer is made the first time an instrumentation
-reads an import: that read evaluates the range as before and asks a background thread of
-this process (:class:`_Maker`, one per store) to make the answer, streaming the import a
-few chunks at a time (memory: one chunk of the import, an hour of samples, a day of minutes
-and a month of hours). Several API processes sharing one store may start the same answer:
-the store lets one make it (a claim on its row) and the others read as before meanwhile.
+(docs/benchmarks.md). Making one streams the import a few chunks at a time (memory: one
+chunk of the import, an hour of samples, a day of minutes and a month of hours; a month of
+1-second samples: about 17 s of CPU). Several API processes sharing one store may start the
+same answer: the store lets one make it (a claim on its row) and the others read as before
+meanwhile.
+
+**Made before they are asked.** Each API process has one maker (:class:`_Maker`: one
+thread at niceness :data:`LOW_PRIORITY`, one answer at a time), fed from three places:
+an import becoming ready (:func:`queue_import`: the answers of every persisted
+instrumentation that can read it, :func:`holds`), an instrumentation created
+(:func:`queue_instrumentation`: its answers over the imports it can read, if it persists),
+and the process's start (:func:`start_making`: whatever is missing, which is how a restart
+resumes). A first read of an import whose answer is not made asks for it too, ahead of the
+rest. Instrumentations that cannot read an import (not persisted, another tenant's import,
+a predicate or tenant scope that cannot match its host) cost nothing. The queue holds at most
+:data:`MAX_QUEUED` pairs: past them one sweep of everything is remembered instead and finds
+what did not fit once the queue has drained, so nothing is lost and memory stays bounded.
+A process that stops (SIGTERM) gives up the answer it is making between two chunks of the
+import (its row and chunks go) and the next start makes it again; one killed leaves its
+claim, which another maker takes over once it is :data:`~fleetscope.store.importresults.STALE_CLAIM`
+old (the maker looks again then). An import's listing says of its persisted readers how many
+answers are ``ready`` and how many ``pending`` (:func:`answer_counts`).
+
+**A read before its answer is made is bounded.** Evaluating costs a few microseconds a
+sample, so a range that would evaluate more than :data:`EVALUATE_BUDGET` samples of imports
+whose answers are not made (about a second: two days of 1-second data) is refused with a 422
+naming ``start_time`` that says the import is being indexed; a shorter range, and the same
+one once the answer is made (seconds to a few minutes), are answered. The refusal is the
+honest choice: answers are read only once whole (a run's chunks become readable when it is
+``ready``), so "the finished part plus the rest evaluated" would either read a half-made run
+(which another maker may be deleting) or evaluate the same unbounded rest. Exports, which
+stream in pieces of :data:`EXPORT_PIECE` steps, evaluate on.
 An answer is made for the instrumentation's definition (metric, predicate,
 decomposition: :func:`definition`) and goes with its import or its instrumentation;
 :meth:`~fleetscope.store.importresults.ImportResultTables.delete_import_results` forgets
@@ -45,9 +71,12 @@ answers, which are then made again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -59,8 +88,9 @@ from fleetscope.agent.evaluate import Plan
 from fleetscope.api import scope
 from fleetscope.api.queries import Range
 from fleetscope.model import values
+from fleetscope.model.errors import InputError
 from fleetscope.model.instrumentation import Instrumentation
-from fleetscope.model.predicate import fields_of
+from fleetscope.model.predicate import fields_of, may_match
 from fleetscope.model.series import DataPoint
 from fleetscope.perflogs.metrics import COLUMNS, VALUE_FIELD
 from fleetscope.store import chunkenc
@@ -89,7 +119,7 @@ from fleetscope.store.importplace import (
     sample_span,
 )
 from fleetscope.store.importresults import READY as ANSWER_READY
-from fleetscope.store.importresults import NewResultChunk
+from fleetscope.store.importresults import STALE_CLAIM, NewResultChunk
 from fleetscope.store.imports import READY, ImportInfo
 from fleetscope.store.rollup import rollup
 
@@ -100,6 +130,16 @@ EXPORT_PIECE = 4096  # steps of an export read from the imports at a time (bound
 ANSWER_VERSION = 1
 CLUSTER_CHUNKS = 8  # chunks of an import read at a time when making an answer (overlapping ones: all)
 CACHE_BYTES = 32 << 20  # decoded answer chunks kept per store, as History keeps live ones
+# Made before they are asked (the module docstring): this process's one maker.
+MAX_QUEUED = 4096  # pairs (and sweeps) waiting per process; past them one sweep of everything
+LOW_PRIORITY = 10  # the maker thread's niceness: requests' threads come first
+IDLE_LOOK = 1.0  # seconds between looks while only another maker's claims are left
+STOP_WAIT = 10.0  # seconds a stopping process waits for its maker (it stops between chunks)
+IMPORT, INSTRUMENTATION, EVERYTHING = "import", "instrumentation", "everything"
+# A range evaluated over imports whose answers are not made yet reads at most this many of
+# their samples (a few microseconds each: about a second); a longer one is refused while the
+# import is indexed (the module docstring).
+EVALUATE_BUDGET = 200_000
 log = logging.getLogger(__name__)
 
 
@@ -122,11 +162,14 @@ def definition(inst: Instrumentation) -> str:
                       sort_keys=True)
 
 
-def _holds(inst: Instrumentation, info: ImportInfo) -> bool:
-    """Whether ``inst`` reads ``info`` (ready, in scope, a metric it may hold)."""
+def holds(inst: Instrumentation, info: ImportInfo) -> bool:
+    """Whether ``inst`` reads ``info``: ready, in scope, a metric it may hold, a predicate (its
+    tenant's scope in it) that can match the import's host (the agents' rule,
+    :func:`~fleetscope.model.predicate.may_match`)."""
     metrics = info.document.get("metrics")
     return (info.state == READY and info.start is not None and scope.import_readable(inst, info)
-            and columns_of(inst.metric, info) is not None and (metrics is None or inst.metric in metrics))
+            and columns_of(inst.metric, info) is not None and (metrics is None or inst.metric in metrics)
+            and may_match(inst.predicate, {HOSTNAME: info.host}))
 
 
 def _plan(inst: Instrumentation, host: str, columns: tuple[str, ...]) -> tuple[Plan | None, bool]:
@@ -278,11 +321,11 @@ def _clusters(index: list[tuple[int, int, int]]) -> Iterator[tuple[list[int], in
         yield group, None
 
 
-def make_answer(store, inst: Instrumentation, info: ImportInfo) -> bool:
+def make_answer(store, inst: Instrumentation, info: ImportInfo, stop: threading.Event | None = None) -> bool:
     """Evaluate ``inst`` over the whole of ``info`` once and keep the answer; False when it is
-    made already, another maker is at it, or it was lost meanwhile (see the module
-    docstring)."""
-    if not _holds(inst, info):
+    made already, another maker is at it, it was lost meanwhile, or ``stop`` was set (the
+    answer given up: see the module docstring)."""
+    if not holds(inst, info):
         return False
     run = store.claim_import_result(inst.id, info.id, definition(inst))
     if run is None:
@@ -294,11 +337,16 @@ def make_answer(store, inst: Instrumentation, info: ImportInfo) -> bool:
         writer = _AnswerWriter(store, inst, info.id, run, span)
         if evaluator.plan is not None:
             for ids, upto in _clusters(index):
+                if stop is not None and stop.is_set():
+                    raise _Stopped
                 writer.add(evaluator.samples(c.data for c in store.read_import_chunk_ids(ids)))
                 writer.flush(upto)
         writer.flush(None)
     except _Lost:
         store.finish_import_result(inst.id, info.id, run)  # deletes what it wrote
+        return False
+    except _Stopped:
+        store.abandon_import_result(inst.id, info.id, run)
         return False
     except BaseException:
         store.abandon_import_result(inst.id, info.id, run)
@@ -306,51 +354,152 @@ def make_answer(store, inst: Instrumentation, info: ImportInfo) -> bool:
     return store.finish_import_result(inst.id, info.id, run)
 
 
+class _Stopped(Exception):
+    """This process is stopping: the answer being made is given up, made again at the next start."""
+
+
 class _Maker:
-    """Makes answers in a background thread, one at a time, for one store; the thread ends
-    when nothing is left to make."""
+    """This process's maker of answers for one store (see the module docstring, "Made before
+    they are asked"): one thread, at most one answer at a time, at low priority; a bounded
+    queue of (instrumentation, import) pairs and of sweeps (an import, an instrumentation or
+    everything) that the thread turns into pairs. The thread ends when nothing is left to
+    make, and starts again with the next thing asked."""
 
     def __init__(self, store) -> None:
         self.store = weakref.ref(store)
         self.lock = threading.Lock()
         self.todo: deque[tuple[Instrumentation, ImportInfo]] = deque()
-        self.wanted: set[tuple[str, int]] = set()
+        self.queued: set[tuple[int, int]] = set()  # (instrumentation id, import id) of todo
+        self.sweeps: deque[tuple[str, int]] = deque()  # (IMPORT | INSTRUMENTATION | EVERYTHING, id)
         self.thread: threading.Thread | None = None
+        self.stopping = threading.Event()
+        self.retry_at: float | None = None  # another maker's claim seen: look again then
+        self.current: tuple[int, int] | None = None
+
+    # -- asked by readers, hooks and the process's start ---------------------------------------
 
     def want(self, inst: Instrumentation, info: ImportInfo) -> None:
-        key = (definition(inst) + f"#{inst.id}", info.id)
-        with self.lock:
-            if key in self.wanted:
-                return
-            self.wanted.add(key)
-            self.todo.append((inst, info))
-            if self.thread is None:
-                self.thread = threading.Thread(target=self._run, name="fleetscope-import-answers",
-                                               daemon=True)
-                self.thread.start()
+        """A reader evaluated ``info`` for ``inst``: its answer goes first."""
+        self._add_pair(inst, info, first=True)
 
-    def _run(self) -> None:
-        while True:
-            with self.lock:
-                if not self.todo:
-                    self.thread = None
-                    return
-                inst, info = self.todo.popleft()
-            store = self.store()
-            try:
-                if store is not None:
-                    make_answer(store, inst, info)
-            except Exception:  # the store closed, a deleted import: the next read asks again
-                log.debug("answer of instrumentation %s over import %s not made", inst.id, info.id,
-                          exc_info=True)
-            finally:
-                del store
-                with self.lock:
-                    self.wanted.discard((definition(inst) + f"#{inst.id}", info.id))
+    def sweep(self, kind: str, ident: int = 0) -> None:
+        """Look for the answers to make of an import, an instrumentation or everything."""
+        with self.lock:
+            if self.stopping.is_set() or (kind, ident) in self.sweeps or (EVERYTHING, 0) in self.sweeps:
+                return
+            if kind == EVERYTHING or len(self.sweeps) >= MAX_QUEUED:
+                self.sweeps.clear()  # one sweep of everything finds what the others would
+                kind, ident = EVERYTHING, 0
+            self.sweeps.append((kind, ident))
+            self._start()
+
+    def _add_pair(self, inst: Instrumentation, info: ImportInfo, first: bool = False) -> bool:
+        key = (inst.id, info.id)
+        with self.lock:
+            if self.stopping.is_set() or key in self.queued or key == self.current:
+                return True
+            if len(self.todo) >= MAX_QUEUED:
+                return False  # the caller sweeps everything once the queue has room
+            self.queued.add(key)
+            self.todo.appendleft((inst, info)) if first else self.todo.append((inst, info))
+            self._start()
+            return True
+
+    def _start(self) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="fleetscope-import-answers", daemon=True)
+            self.thread.start()
+
+    def stop(self, timeout: float = STOP_WAIT) -> None:
+        """Stop making (the answer being made is given up: its row goes, the next start makes it)."""
+        self.stopping.set()
+        with self.lock:
+            thread = self.thread
+            self.todo.clear()
+            self.queued.clear()
+            self.sweeps.clear()
+        if thread is not None:
+            thread.join(timeout)
 
     def idle(self) -> bool:
         with self.lock:
             return self.thread is None
+
+    def pending(self) -> int:
+        """Pairs queued or being made, and sweeps not yet looked at."""
+        with self.lock:
+            return len(self.todo) + len(self.sweeps) + (self.current is not None)
+
+    # -- the thread ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        with contextlib.suppress(OSError):  # Linux: a thread's niceness is its own
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOW_PRIORITY)
+        while not self.stopping.is_set():
+            with self.lock:
+                if self.todo:
+                    pair = self.todo.popleft()
+                    key = self.current = (pair[0].id, pair[1].id)
+                    self.queued.discard(key)
+                    sweep = None
+                elif self.sweeps:
+                    key, sweep = None, self.sweeps.popleft()
+                elif self.retry_at is not None:
+                    key = sweep = None
+                else:
+                    self.thread = None
+                    return
+            store = self.store()
+            if store is None:
+                break
+            try:
+                if key is not None:
+                    self._make(store, *pair)
+                elif sweep is not None:
+                    self._expand(store, *sweep)
+                elif self.retry_at is not None and time.time() >= self.retry_at:
+                    self.retry_at = None  # another maker's claims seen: stale by now, or made
+                    self.sweep(EVERYTHING)
+                else:  # waiting for that, a second at a time so new work is not kept waiting
+                    self.stopping.wait(IDLE_LOOK)
+            except Exception:  # the store closed, a deleted import: the next sweep or read asks again
+                log.debug("answers over imports: %s not made", key or sweep, exc_info=True)
+            finally:
+                del store
+                with self.lock:
+                    self.current = None
+        with self.lock:
+            self.thread = None
+
+    def _make(self, store, inst: Instrumentation, info: ImportInfo) -> None:
+        if not make_answer(store, inst, info, stop=self.stopping):
+            row = store.import_results(inst.id).get(info.id)
+            if row is not None and row.state != ANSWER_READY and not self.stopping.is_set():
+                self.retry_at = time.time() + STALE_CLAIM  # another maker's, alive or not
+
+    def _expand(self, store, kind: str, ident: int) -> None:
+        """Queue the answers a sweep finds to make: persisted instrumentations and ready imports
+        they can read (:func:`holds`), not made already for their definition."""
+        if kind == IMPORT:
+            info = store.get_import(ident)
+            infos = [] if info is None else [info]
+        else:
+            infos = store.list_imports()
+        insts = [i for i in store.list_instrumentations() if i.persist and (kind != INSTRUMENTATION or
+                                                                             i.id == ident)]
+        for inst in insts:
+            readable = [info for info in infos if holds(inst, info)]
+            if not readable:
+                continue
+            made = store.import_results(inst.id)
+            wanted = definition(inst)
+            for info in readable:
+                row = made.get(info.id)
+                if row is not None and row.state == ANSWER_READY and row.definition == wanted:
+                    continue
+                if not self._add_pair(inst, info):
+                    self.sweep(EVERYTHING)  # the queue is full: what did not fit is found again
+                    return
 
 
 _makers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -381,6 +530,54 @@ def making(store) -> bool:
     with _registry:
         maker = _makers.get(store)
     return maker is not None and not maker.idle()
+
+
+def queue_import(store, info: ImportInfo) -> None:
+    """``info`` became ready: make the answers of the persisted instrumentations that read it."""
+    _maker(store).sweep(IMPORT, info.id)
+
+
+def queue_instrumentation(store, inst: Instrumentation) -> None:
+    """``inst`` was created: make its answers over the imports it reads (when it persists)."""
+    if inst.persist:
+        _maker(store).sweep(INSTRUMENTATION, inst.id)
+
+
+def start_making(store) -> None:
+    """A process starts: make what is missing (what a stopped process gave up or left claimed)."""
+    _maker(store).sweep(EVERYTHING)
+
+
+def stop_making(store) -> None:
+    """A process stops: the answer being made is given up between two chunks of its import."""
+    _maker(store).stop()
+
+
+def answer_counts(store, infos: Iterable[ImportInfo]) -> dict[int, dict[str, int]]:
+    """Of each ready import, how many persisted instrumentations that read it have their answer
+    ``ready`` and how many are ``pending`` (queued, being made, or not asked for yet)."""
+    infos = [i for i in infos if i.state == READY and i.start is not None]
+    if not infos:
+        return {}
+    insts = [i for i in store.list_instrumentations() if i.persist]
+    out = {info.id: {"ready": 0, "pending": 0} for info in infos}
+    for inst in insts:
+        readable = [info for info in infos if holds(inst, info)]
+        if not readable:
+            continue
+        made, wanted = store.import_results(inst.id), definition(inst)
+        for info in readable:
+            row = made.get(info.id)
+            done = row is not None and row.state == ANSWER_READY and row.definition == wanted
+            out[info.id]["ready" if done else "pending"] += 1
+    return out
+
+
+def listed(store, infos: Iterable[ImportInfo]) -> list[dict]:
+    """The imports' JSON, a ready one's with its ``answers`` (:func:`answer_counts`)."""
+    infos = list(infos)
+    counts = answer_counts(store, infos)
+    return [{**i.to_json(), **({"answers": counts[i.id]} if i.id in counts else {})} for i in infos]
 
 
 def clear_cache(store) -> None:
@@ -438,27 +635,45 @@ def _evaluated(store, inst: Instrumentation, info: ImportInfo, rng: Range) -> Bl
     return from_samples(samples, inst.shape, inst.kind, rng.start, rng.duration, rng.n)
 
 
+def _samples_within(info: ImportInfo, rng: Range) -> int:
+    """About how many samples of ``info`` evaluating ``rng`` reads (its samples spread evenly)."""
+    overlap = max(0, min(rng.end, info.end) - max(rng.start, info.start))
+    return int(info.document.get("samples", 0)) * overlap // max(1, info.end - info.start)
+
+
 def imported_points(store, inst: Instrumentation, rng: Range, topk: int,
-                    imports: Iterable[ImportInfo] | None = None, make: bool = True) -> dict[int, DataPoint]:
+                    imports: Iterable[ImportInfo] | None = None, make: bool = True,
+                    budget: bool = True) -> dict[int, DataPoint]:
     """The data points of ``inst`` over ``rng`` from the imports it may read, by step start
     (steps without imported data are absent): from the answers made over them, else
-    evaluated now (and, with ``make``, the answer asked for in the background)."""
+    evaluated now (and, with ``make``, the answer asked for in the background). With
+    ``budget``, InputError (``start_time``, 422) when what would be evaluated exceeds
+    :data:`EVALUATE_BUDGET` samples (an export, which streams in pieces, reads on)."""
     infos = sorted((i for i in (store.list_imports() if imports is None else imports)
-                    if _holds(inst, i) and i.start < rng.end and i.end > rng.start), key=lambda i: i.id)
+                    if holds(inst, i) and i.start < rng.end and i.end > rng.start), key=lambda i: i.id)
     if not infos:
         return {}
     made = store.import_results(inst.id)
     wanted = definition(inst)
     shape = inst.shape
+    ready = {info.id for info in infos if (answer := made.get(info.id)) is not None
+             and answer.state == ANSWER_READY and answer.definition == wanted}
+    unmade = [info for info in infos if info.id not in ready]
+    if make:
+        for info in unmade:
+            _maker(store).want(inst, info)
+    if budget and unmade and (samples := sum(_samples_within(i, rng) for i in unmade)) > EVALUATE_BUDGET:
+        raise InputError("start_time", f"import {', '.join(str(i.id) for i in unmade)} is being indexed for "
+                         f"this instrumentation: until its answer is made, a range may evaluate at most "
+                         f"{EVALUATE_BUDGET} of its samples, and this one would evaluate {samples}; ask "
+                         "a shorter range, or this one again once the import's answers are ready "
+                         "(GET /api/v1/imports)")
     steps: list[Block] = []
     for info in infos:
-        answer = made.get(info.id)
-        if answer is not None and answer.state == ANSWER_READY and answer.definition == wanted:
-            block = _answered(store, inst, info.id, answer.run, rng)
+        if info.id in ready:
+            block = _answered(store, inst, info.id, made[info.id].run, rng)
         else:
             block = _evaluated(store, inst, info, rng)
-            if make:
-                _maker(store).want(inst, info)
         if block.n:
             steps.append(block)
     out: dict[int, DataPoint] = {}
@@ -521,7 +736,7 @@ def stream_with_imported(store, inst: Instrumentation, points: Iterable[DataPoin
     piece = EXPORT_PIECE * step
     for s in range(start, end, piece):
         n = -(-(min(end, s + piece) - s) // step)
-        extra = imported_points(store, inst, Range(s, step, n), topk, infos)
+        extra = imported_points(store, inst, Range(s, step, n), topk, infos, budget=False)
         held: list[DataPoint] = []
         while pending is not None and pending.start_time < s + n * step:
             held.append(pending)

@@ -44,7 +44,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from fleetscope.api import importing
+from fleetscope.api import imported, importing
 from fleetscope.model.errors import InputError
 from fleetscope.perflogs.sink import Layout, Options, Sink
 from fleetscope.store.imports import FAILED, LOADING, ImportInfo
@@ -226,6 +226,7 @@ class ImportJobs:
             job.info = importing.load(self.store, job.import_id, job.fmt, job.files, job.opts, job)
             if self.learnt is not None:
                 self.learnt(job.info)
+            imported.queue_import(self.store, job.info)  # its answers made before they are asked
         except importing.Stopped as exc:
             job.error = exc
             if not reading:  # stopped while queued: load() never ran to fail it

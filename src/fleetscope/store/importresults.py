@@ -66,6 +66,10 @@ MAKING, READY = "making", "ready"
 # second apart), so a minute is far; until then readers evaluate as before.
 STALE_CLAIM = 60.0
 RUN_BITS = 63
+# An answer is claimed and finished only while its import exists, so deleting an import
+# beside a maker leaves nothing behind (the parameter: the import's id). An instrumentation's
+# deletion is seen by the maker's next write (its row goes with it).
+_IMPORT_THERE = "EXISTS (SELECT 1 FROM imports WHERE id = ?)"
 
 
 class ImportResult(NamedTuple):
@@ -107,10 +111,11 @@ class ImportResultTables:
         with self._tx() as db:
             old = db.execute("SELECT definition, run, state, claimed FROM import_results "
                              "WHERE inst_id = ? AND import_id = ?", (inst_id, import_id)).fetchone()
-            if old is None:
+            if old is None:  # only for an import that is there
                 cur = db.execute("INSERT INTO import_results (inst_id, import_id, definition, run, state, "
-                                 "claimed) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                                 (inst_id, import_id, definition, run, MAKING, now))
+                                 f"claimed) SELECT ?, ?, ?, ?, ?, ? WHERE {_IMPORT_THERE} "
+                                 "ON CONFLICT DO NOTHING",
+                                 (inst_id, import_id, definition, run, MAKING, now, import_id))
                 return run if cur.rowcount == 1 else None
             same, state, claimed = old[0] == definition, old[2], float(old[3])
             if same and (state == READY or claimed > now - STALE_CLAIM):
@@ -142,14 +147,18 @@ class ImportResultTables:
         return True
 
     def finish_import_result(self, inst_id: int, import_id: int, run: int) -> bool:
-        """Make a run's answer ``ready`` if the run still holds its row; else delete its chunks."""
+        """Make a run's answer ``ready`` if the run still holds its row and its import is still
+        there; else delete its chunks (and its row: one a deletion
+        that ran beside the claim did not see)."""
         with self._tx() as db:
             cur = db.execute("UPDATE import_results SET state = ? WHERE inst_id = ? AND import_id = ? "
-                             "AND run = ? AND state = ?", (READY, inst_id, import_id, run, MAKING))
+                             f"AND run = ? AND state = ? AND {_IMPORT_THERE}",
+                             (READY, inst_id, import_id, run, MAKING, import_id))
             if cur.rowcount == 1:
                 return True
-            db.execute("DELETE FROM import_result_chunks WHERE inst_id = ? AND import_id = ? AND run = ?",
-                       (inst_id, import_id, run))
+            for table in IMPORT_RESULT_TABLES:
+                db.execute(f"DELETE FROM {table} WHERE inst_id = ? AND import_id = ? AND run = ?",
+                           (inst_id, import_id, run))
         return False
 
     def abandon_import_result(self, inst_id: int, import_id: int, run: int) -> None:

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from fleetscope.api import importing, scope
+from fleetscope.api import imported, importing, scope
 from fleetscope.api.audit import audit
 from fleetscope.api.auth import Operator, Viewer
 from fleetscope.api.errors import responses
@@ -187,7 +187,7 @@ async def create_import(request: Request, svc: Svc, caller: Operator,
             "ready or failed (with the error)")
 def list_imports(request: Request, svc: Svc, caller: Viewer) -> dict:
     made = _jobs(request).reap(svc.control.store.list_imports())
-    return {"imports": [i.to_json() for i in scope.imports_for(caller, made)]}
+    return {"imports": imported.listed(svc.control.store, scope.imports_for(caller, made))}
 
 
 def _get(request: Request, svc, caller, import_id: int):
@@ -200,7 +200,7 @@ def _get(request: Request, svc, caller, import_id: int):
 @router.get("/{import_id}", summary="One import: while loading, its progress (read of bytes); failed, "
             "its error (file, line, reason)", responses=responses(404))
 def get_import(request: Request, import_id: ImportId, svc: Svc, caller: Viewer) -> dict:
-    return _get(request, svc, caller, import_id).to_json()
+    return imported.listed(svc.control.store, [_get(request, svc, caller, import_id)])[0]
 
 
 @router.delete("/{import_id}", status_code=204, summary="Delete an import and everything it wrote",
