@@ -204,8 +204,15 @@ def compare_label(now: Sequence[float | None], earlier: Sequence[float | None], 
         return sum(ok) / len(ok) if ok else None
 
     a, b = mean(now), mean(earlier)
-    change = f" ({'+' if a >= b else ''}{(a - b) / b * 100:.1f} %)" if a is not None and b else ""
-    return f"avg {value_label(a, unit, rate)} vs {value_label(b, unit, rate)}{change}"
+    return f"avg {value_label(a, unit, rate)} vs {value_label(b, unit, rate)}{change_label(a, b)}"
+
+
+def change_label(now: float | None, earlier: float | None) -> str:
+    """`` (+56.2 %)``: the change from ``earlier`` to ``now``, as the panels' toolbars say it;
+    nothing when either is missing or ``earlier`` is 0."""
+    if now is None or not earlier:
+        return ""
+    return f" ({'+' if now >= earlier else ''}{(now - earlier) / earlier * 100:.1f} %)"
 
 
 def render_lines(times: Sequence[int], step: int, series: Sequence[Series], *, width: int, height: int,

@@ -14,7 +14,7 @@ from fleetscope.api.auth import Viewer
 from fleetscope.api.errors import responses
 from fleetscope.api.heatmap.matrix import MAX_NBUCKETS
 from fleetscope.api.heatmap.png import MAX_PIXELS, Line
-from fleetscope.api.linechart import value_label
+from fleetscope.api.linechart import change_label, value_label
 from fleetscope.api.params import MAX_TIME, InstId, RangeEnd, RangeStart
 from fleetscope.api.routes.values import earlier_points
 from fleetscope.api.services import Svc
@@ -196,9 +196,8 @@ def _compare_caption(inst: Instrumentation, unit: Type | None, now: list, past: 
         return (total / n if n else None), n
 
     (a, na), (b, nb) = whole(now), whole(past)
-    change = f" ({'+' if a >= b else ''}{(a - b) / b * 100:.1f} %)" if a is not None and b else ""
     shown = unit or NUMBER
-    return (f"avg {value_label(a, shown, False)} vs {value_label(b, shown, False)}{change}"
+    return (f"avg {value_label(a, shown, False)} vs {value_label(b, shown, False)}{change_label(a, b)}"
             f" · n {format_quantity(na, NUMBER)} vs {format_quantity(nb, NUMBER)}")
 
 
