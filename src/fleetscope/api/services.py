@@ -68,6 +68,18 @@ class Services:
         return imported.with_imported(points, imported.imported_points(self.control.store, inst, rng, topk),
                                       inst.shape, topk)
 
+    def earlier_points(self, inst: Instrumentation, rng: queries.Range, back: int) -> list[DataPoint]:
+        """The points of ``rng`` ``back`` seconds earlier, step for step (as many, as long: the
+        same work as ``rng``'s own), read as :meth:`points` reads them. A PNG's ``compare``."""
+        if back > rng.start:
+            raise InputError("compare", f"reaches before 1970: the range starts {rng.start} s after it")
+        try:
+            past = queries.resolve_range(inst, None, start_time=rng.start - back, duration=rng.duration,
+                                         ndatapoints=rng.n, tiers=self.tiers(inst))
+        except InputError as e:
+            raise InputError("compare", f"the range {back} s earlier: {e.message}") from None
+        return self.points(inst, past)
+
     def block(self, inst: Instrumentation, rng: queries.Range) -> Block:
         """:meth:`points` in columns, only the steps that hold data (:func:`queries.data_block`;
         with imported logs added as :meth:`points` adds them)."""

@@ -16,7 +16,6 @@ from fleetscope.api.heatmap.matrix import MAX_NBUCKETS
 from fleetscope.api.heatmap.png import MAX_PIXELS, Line
 from fleetscope.api.linechart import change_label, value_label
 from fleetscope.api.params import MAX_TIME, InstId, RangeEnd, RangeStart
-from fleetscope.api.routes.values import earlier_points
 from fleetscope.api.services import Svc
 from fleetscope.model.errors import InputError
 from fleetscope.model.instrumentation import Instrumentation
@@ -91,7 +90,7 @@ def get_heatmap(
         caption = ""
         if compare:
             past = [heatmap.keys_shown(p.value, keys, isolate=isolate, exclude=exclude)
-                    for p in earlier_points(svc, inst, rng, compare)]
+                    for p in svc.earlier_points(inst, rng, compare)]
             drawn += [line._replace(earlier=True) for line in _lines(past, {"avg": None, **wanted})]
             caption = _compare_caption(inst, svc.unit(inst), shown, past)
         png = heatmap.render_png(matrix, width=width, height=height, coloring=coloring,

@@ -203,7 +203,7 @@ def _chart(svc: Services, caller: Caller, inst: Instrumentation, rng: queries.Ra
     earlier = None
     said = ""
     if look.compare:
-        then = linechart.totals(earlier_points(svc, inst, rng, look.compare), rate=rate)
+        then = linechart.totals(svc.earlier_points(inst, rng, look.compare), rate=rate)
         earlier = linechart.Series("(earlier)", linechart.MUTED, then)
         said = "  " + linechart.compare_label(now, then, unit, rate)
     end = rng.start + rng.n * rng.duration
@@ -213,20 +213,6 @@ def _chart(svc: Services, caller: Caller, inst: Instrumentation, rng: queries.Ra
     return linechart.render_lines(rng.times(), rng.duration, series, width=look.width, height=look.height,
                                   unit=unit, rate=rate, stacked=look.stacked, title=title, ymax=look.ymax,
                                   marks=marks, band=band, earlier=earlier, zone=look.zone)
-
-
-def earlier_points(svc: Services, inst: Instrumentation, rng: queries.Range, back: int) -> list[DataPoint]:
-    """The points of ``rng`` ``back`` seconds earlier, step for step (as many, as long: the same
-    work as ``rng``'s own); read as ``rng``'s are, through the instrumentation of the caller's scope.
-    A line PNG's and a heatmap PNG's ``compare``."""
-    if back > rng.start:
-        raise InputError("compare", f"reaches before 1970: the range starts {rng.start} s after it")
-    try:
-        past = queries.resolve_range(inst, None, start_time=rng.start - back, duration=rng.duration,
-                                     ndatapoints=rng.n, tiers=svc.tiers(inst))
-    except InputError as e:
-        raise InputError("compare", f"the range {back} s earlier: {e.message}") from None
-    return svc.points(inst, past)
 
 
 @router.get("/percentiles", summary="Percentiles estimated from the buckets",
