@@ -242,8 +242,11 @@ class ImportDialog {
     this.refresh();
   }
 
-  openCompare() {
+  /** The compare dialog over the imports as they are now (the list may still be loading, or
+   * an import may have become ready since it was drawn). */
+  async openCompare() {
     this.compare ||= new CompareDialog(this.app);
+    await this.refresh();
     this.compare.open(this.imports || []);
   }
 }
