@@ -472,6 +472,8 @@ class _Maker:
             self.thread = None
 
     def _make(self, store, inst: Instrumentation, info: ImportInfo) -> None:
+        if inst.persist and store.get_instrumentation(inst.id) is None:
+            return  # deleted while queued: its claim would outlive it
         if not make_answer(store, inst, info, stop=self.stopping):
             row = store.import_results(inst.id).get(info.id)
             if row is not None and row.state != ANSWER_READY and not self.stopping.is_set():
@@ -561,13 +563,14 @@ def answer_counts(store, infos: Iterable[ImportInfo]) -> dict[int, dict[str, int
         return {}
     insts = [i for i in store.list_instrumentations() if i.persist]
     out = {info.id: {"ready": 0, "pending": 0} for info in infos}
+    made = store.import_results_over([info.id for info in infos])  # one query, however many
     for inst in insts:
         readable = [info for info in infos if holds(inst, info)]
         if not readable:
             continue
-        made, wanted = store.import_results(inst.id), definition(inst)
+        wanted = definition(inst)
         for info in readable:
-            row = made.get(info.id)
+            row = made.get((inst.id, info.id))
             done = row is not None and row.state == ANSWER_READY and row.definition == wanted
             out[info.id]["ready" if done else "pending"] += 1
     return out

@@ -102,6 +102,17 @@ class ImportResultTables:
                               "WHERE inst_id = ?", (inst_id,)).fetchall()
         return {int(i): ImportResult(int(i), d, int(r), s) for i, d, r, s in rows}
 
+    def import_results_over(self, import_ids: Sequence[int]) -> dict[tuple[int, int], ImportResult]:
+        """The answers over these imports, made or being made, by (instrumentation, import)."""
+        out: dict[tuple[int, int], ImportResult] = {}
+        with self._tx() as db:
+            for i in range(0, len(import_ids), 500):
+                part = list(import_ids[i:i + 500])
+                rows = db.execute("SELECT inst_id, import_id, definition, run, state FROM import_results "
+                                  f"WHERE import_id IN ({', '.join('?' * len(part))})", part).fetchall()
+                out.update(((int(n), int(m)), ImportResult(int(m), d, int(r), st)) for n, m, d, r, st in rows)
+        return out
+
     def claim_import_result(self, inst_id: int, import_id: int, definition: str,
                             now: float | None = None) -> int | None:
         """A new run that may make the answer of ``inst_id`` over ``import_id`` for
