@@ -5,7 +5,8 @@ the persisted instrumentations that can read it get their answers without any re
 import's listing counts them ``ready``/``pending``), an instrumentation made afterwards gets
 its own, and those that cannot read it (not persisted, a predicate for another host, a
 tenant scoped to another host) get none; deleting the import while answers are made leaves
-none of its rows; a server stopped mid-way makes the rest after its restart; and a read that
+none of its rows; a server stopped mid-way makes the rest after its restart, and a claim
+left by a killed one is taken over once stale (on the store, both backends); and a read that
 would evaluate more than the budget before its answer is made is refused with a 422 naming
 ``start_time``, then answered once the answer is made.
 """
@@ -19,10 +20,16 @@ import httpx
 import pytest
 
 from fleetscope.api import imported
-from fleetscope.store.importresults import MAKING, READY
+from fleetscope.api.queries import Range
+from fleetscope.model.instrumentation import validate_spec
+from fleetscope.model.metrics import Catalog
+from fleetscope.perflogs.metrics import METRICS
+from fleetscope.perflogs.sink import Column
+from fleetscope.store.importresults import MAKING, READY, STALE_CLAIM
 from fleetscope.store.open import open_store
 from tests.conftest import Server, free_port, make_token, wait_for
 from tests.store_backends import backend_url, pg_url  # noqa: F401  (fixtures)
+from tests.test_import_answers import _import
 
 START = 1_600_000_000  # on a 20-second boundary, neither a minute nor an hour
 SMALL = 3 * 3600 + 1  # lines of a 3-hour 1-second log
@@ -102,6 +109,7 @@ def _rows_of(url: str, import_id: int) -> int:
 
 
 CPU = {"metric": "cpu.usage", "decomposition": ["mode"], "persist": True}
+CPU_COLUMNS = tuple(Column("cpu.usage", ("all", m, "", "")) for m in ("user", "system"))
 
 
 def test_answers_are_made_without_a_read_for_those_that_can_read_the_import(backend_url, tmp_path) -> None:  # noqa: F811
@@ -201,3 +209,25 @@ def test_a_read_beyond_the_budget_before_the_answer_is_made_is_refused(backend_u
                    for a, b in zip(r.json()[:24], shorter.json()[:24], strict=True))
     finally:
         s.srv.stop()
+
+
+def test_a_claim_left_by_a_killed_maker_is_taken_over_at_start(backend_url) -> None:  # noqa: F811
+    # A process killed mid-way (no SIGTERM) leaves its row claimed: a start makes it once the
+    # claim is older than STALE_CLAIM, here written as that old.
+    store = open_store(backend_url)
+    try:
+        info = _import(store, "old1", [(START + i, 1, CPU_COLUMNS, [7.0 * (i % 7), 5.0]) for i in range(600)])
+        inst = store.create_instrumentation(validate_spec(CPU, Catalog(METRICS)), 0.0)
+        left = store.claim_import_result(inst.id, info.id, imported.definition(inst),
+                                         now=time.time() - STALE_CLAIM - 1)
+        assert left is not None and store.import_results(inst.id)[info.id].state == MAKING
+        imported.start_making(store)
+        wait_for(lambda: store.import_results(inst.id)[info.id].state == READY, timeout=60)
+        assert store.import_results(inst.id)[info.id].run != left
+        minute = START - START % 60 + 60  # 20 s after the first sample: samples 20 to 79, 1 s each
+        got = imported.imported_points(store, inst, Range(minute, 60, 1), 50, make=False)
+        user = sum(7.0 * (i % 7) for i in range(20, 80))
+        assert got[minute].value == pytest.approx({"user": user, "system": 300.0})
+    finally:
+        imported.stop_making(store)
+        store.close()
