@@ -306,6 +306,16 @@ def test_cli_imports_lists_and_deletes(srv, logs, tmp_path) -> None:
     assert made["host"] == "cli-host" and made["samples"] == 4
     listed = _cli(server, token, "imports", "list")
     assert listed.returncode == 0 and "cli-host" in listed.stdout and "cli-vm.txt" in listed.stdout
+    # The answers column: serve's default instrumentations read any host's import, and their
+    # answers over it are made without a read ("made/to make", all of them in the end).
+    def answers_made() -> str | None:
+        row = next(line for line in _cli(server, token, "imports", "list").stdout.splitlines()
+                   if "cli-vm.txt" in line)
+        listing = api["viewer"].c.get(f"{API}/imports/{made['id']}").json()
+        shown = listing.get("answers", {"ready": 0, "pending": 0})
+        total = shown["ready"] + shown["pending"]
+        return row if total and shown["ready"] == total and row.split()[-1] == f"{total}/{total}" else None
+    wait_for(answers_made, timeout=60, interval=0.5)
     again = _cli(server, token, "import", "vmstat", str(f), "--host", "cli-host")
     assert again.returncode == 1 and f"imported already as import {made['id']}" in again.stderr
     bad = tmp_path / "bad.txt"

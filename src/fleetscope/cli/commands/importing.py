@@ -230,12 +230,21 @@ def imports_list(url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:
         print_json({"imports": rows})
         return
     table = Table("id", "host", "format", "from (UTC)", "to (UTC)", "every", "samples", "files", "state",
-                  box=None)
+                  "answers", box=None)
     for r in rows:
         table.add_row(str(r["id"]), r["host"], r["format"], _when(r["start_time"]), _when(r["end_time"]),
                       f"{r.get('interval')} s" if r.get("interval") else "-", str(r.get("samples", "-")),
-                      ", ".join(f["name"] for f in r.get("files", [])), r["state"])
+                      ", ".join(f["name"] for f in r.get("files", [])), r["state"], _answers(r))
     stdout_console().print(table)
+
+
+def _answers(r: dict) -> str:
+    """The instrumentations' answers over an import made so far, of those to make ("2/3": one is
+    still being made, and reading it over a long range waits for it); "-" when none reads it."""
+    answers = r.get("answers")
+    if not answers:
+        return "-"
+    return f"{answers['ready']}/{answers['ready'] + answers['pending']}"
 
 
 def imports_delete(

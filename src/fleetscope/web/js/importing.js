@@ -219,7 +219,7 @@ class ImportDialog {
     const rows = imports.map((i) => h("tr", { dataset: { importId: i.id } },
       h("td", {}, String(i.id)), h("td", {}, i.host), h("td", {}, i.format),
       h("td", {}, i.start_time ? formatTime(i.start_time) : "–"), h("td", {}, i.end_time ? formatTime(i.end_time) : "–"),
-      h("td.num", {}, i.state === "ready" ? String(i.samples ?? "–")
+      h("td.num", {}, i.state === "ready" ? `${i.samples ?? "–"}${indexing(i.answers)}`
         : h("span.imp-state", { dataset: { state: i.state }, title: i.error?.message || "" },
           i.state === "loading" && i.progress?.bytes ? percent(i.progress) : i.state)),
       h("td.imp-files", {}, (i.files || []).map((f) => f.name).join(", ")),
@@ -352,6 +352,12 @@ class CompareDialog {
 }
 
 /** How far the server has read an import: "42 %". */
+/** " (indexing 2/3)" while the instrumentations' answers over an import are being made (a long
+ * range of it answers once they are), else nothing. */
+function indexing(answers) {
+  return answers?.pending ? ` (indexing ${answers.ready}/${answers.ready + answers.pending})` : "";
+}
+
 function percent(progress) {
   return `${Math.round((100 * (progress.read || 0)) / progress.bytes)} %`;
 }
