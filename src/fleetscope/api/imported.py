@@ -727,9 +727,7 @@ def stream_with_imported(store, inst: Instrumentation, points: Iterable[DataPoin
     with the imported points of ``[start, end)`` added step by step, as :func:`with_imported`
     adds them to a range's; the imports are read :data:`EXPORT_PIECE` steps at a time, so a
     long export streams in bounded memory."""
-    infos = [i for i in store.list_imports() if scope.import_readable(inst, i)
-             and columns_of(inst.metric, i) is not None and i.start is not None
-             and i.start < end and i.end > start]
+    infos = [i for i in store.list_imports() if holds(inst, i) and i.start < end and i.end > start]
     if not infos:
         yield from points
         return
