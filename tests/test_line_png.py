@@ -34,6 +34,8 @@ SPAN = 120  # seconds of the CSV: one row a second
 RATES = {"login": 40, "search": 10}  # per second, every second
 EARLIER = {"lp-web": {"login": 20, "search": 5}, "acme-db": {"login": 7}}  # a day before T0, by host
 MAPPING = {"time_column": "time", "metrics": [{"metric": "app.hits", "field": "route", "kind": "interval"}]}
+EVENTS = {"time_column": "time", "events": {"metric": "lp.requests", "value_column": "ms"}}
+LATENCY = {T0: 120, T0 - DAY: 30}  # ms: the requests' latencies start here each second (events CSV)
 AXIS = (120, 120, 120)  # the plot's frame
 LOGIN, SEARCH = (47, 111, 223), (224, 138, 0)  # the dashboard's first two series colours (color.js LIGHT)
 MARK = (47, 111, 223)  # an annotation: --accent, as the heatmap PNG draws it
@@ -50,6 +52,16 @@ def upload(client: httpx.Client, host: str, start: int, rates: dict[str, int]) -
     wait_for(lambda: client.get(f"/imports/{r.json()['id']}").json()["state"] == "ready")
 
 
+def upload_events(client: httpx.Client, start: int, base: int) -> None:
+    """Five requests a second for SPAN seconds from ``start``, their latencies from ``base`` ms up
+    (a spread that moves a little from second to second)."""
+    text = "time,ms\n" + "".join(f"{start + i},{base + (i % 5) * 4 + k * 3}\n"
+                                 for i in range(SPAN) for k in range(5))
+    r = client.post("/imports", data={"format": "csv", "host": "lp-web", "mapping": json.dumps(EVENTS)},
+                    files=[("file", (f"events-{start}.csv", text.encode(), "text/csv"))])
+    assert r.status_code == 201, r.text
+
+
 @pytest.fixture(scope="module")
 def made(served) -> dict[str, int]:
     """The CSV imported (host lp-web, not the tenant's), and the instrumentations drawn."""
@@ -57,11 +69,14 @@ def made(served) -> dict[str, int]:
     upload(who["operator"], "lp-web", T0, RATES)
     for host, rates in EARLIER.items():
         upload(who["operator"], host, T0 - DAY, rates)
+    for start, base in LATENCY.items():
+        upload_events(who["operator"], start, base)
     made = {}
     for name, body in (("lines", {"metric": "app.hits", "decomposition": ["route"]}),
                        ("total", {"metric": "app.hits"}),
                        ("acme", {"metric": "app.hits", "decomposition": ["route"]}),
-                       ("heat", {"metric": "proc.cpu", "decomposition": ["utilization"], "retention": 600})):
+                       ("heat", {"metric": "proc.cpu", "decomposition": ["utilization"], "retention": 600}),
+                       ("latency", {"metric": "lp.requests", "decomposition": ["latency"]})):
         r = who["acme" if name == "acme" else "operator"].post("/instrumentations", json=body)
         assert r.status_code == 201, r.text
         made[name] = r.json()["id"]
@@ -347,22 +362,16 @@ def test_the_panels_save_png_passes_its_zone_band_and_compare(spiky, browser: Br
 
 def test_a_heatmap_png_draws_the_earlier_range_lines_dashed(served, made) -> None:
     """The heatmap panel's compare: the average and the chosen percentile lines of the same columns
-    earlier, dashed in --muted, where the average and percentiles APIs say they lie."""
+    earlier, dashed in --muted, where the average and percentiles APIs say they lie (imported
+    requests: about 120 ms now, about 30 ms a day before)."""
     _srv, who = served
-    client, inst, n, back = who["viewer"], made["heat"], 20, 20
-
-    def earlier_average(end: int) -> list:
-        r = client.get(f"/instrumentations/{inst}/average", params={
-            "start_time": end - n - back, "end_time": end - back, "ndatapoints": n})
-        return [p["average"] for p in r.json()] if r.status_code == 200 else []
-
-    # Live data for both ranges: the process sampler's per-second utilizations since the start.
-    end = wait_for(lambda: (lambda e: e if sum(a is not None for a in earlier_average(e)) >= n - 2 else 0)(
-        client.get(f"/instrumentations/{inst}/value").json()["start_time"] + 1), timeout=90, interval=1)
-    params = {"start_time": end - n, "end_time": end, "ndatapoints": n, "width": 200, "height": 200}
+    client, inst, n, back = who["viewer"], made["latency"], 20, DAY
+    start, end = T0 + 40, T0 + 40 + n
+    params = {"start_time": start, "end_time": end, "ndatapoints": n, "width": 200, "height": 200,
+              "ymin": 0, "ymax": 200}
     shape = client.get(f"/instrumentations/{inst}/heatmap", params=params).json()
     assert shape["step"] == 1 and len(shape["times"]) == n, shape
-    params.update(ymin=shape["ymin"], ymax=shape["ymax"], format="png")
+    params["format"] = "png"
 
     def draw(**extra) -> np.ndarray:
         r = client.get(f"/instrumentations/{inst}/heatmap", params={**params, **extra})
@@ -370,17 +379,18 @@ def test_a_heatmap_png_draws_the_earlier_range_lines_dashed(served, made) -> Non
         return np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
 
     plain, compared = draw(), draw(compare=back, lines="p90")
-    avg = earlier_average(end)
+    earlier = {"start_time": start - back, "end_time": end - back, "ndatapoints": n}
+    avg = [p["average"] for p in client.get(f"/instrumentations/{inst}/average", params=earlier).json()]
     p90 = [p["percentiles"]["0.9"] for p in client.get(f"/instrumentations/{inst}/percentiles", params={
-        "start_time": end - n - back, "end_time": end - back, "ndatapoints": n, "q": "0.9"}).json()]
+        **earlier, "q": "0.9"}).json()]
+    assert all(25 <= v <= 60 for v in avg + p90), (avg, p90)  # the day before's latencies
     muted = (compared == MUTED).all(axis=2)
     assert not (plain == MUTED).all(axis=2).any()
     hits = 0
     for i in range(n):
         x = round((i + 0.5) / n * 200)
         rows = np.nonzero(muted[:, x])[0]
-        want = [200 - (v - shape["ymin"]) / (shape["ymax"] - shape["ymin"]) * 200
-                for v in (avg[i], p90[i]) if v is not None]
+        want = [200 - v / 200 * 200 for v in (avg[i], p90[i])]
         if rows.size:
             hits += 1
             # Each dashed pixel at a column's middle lies on one of the two lines there (a steep
