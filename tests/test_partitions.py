@@ -131,6 +131,28 @@ def test_partials_add_up_once_each_and_late_ones_revise_the_slot() -> None:
     assert (last.value, last.nsources) == ({"a": 3.5, "b": 1.0, "c": 4.0}, 7)
 
 
+def test_batches_a_dead_holder_merged_are_not_added_again_from_the_next_holder() -> None:
+    """A holder's partial is added; it dies before acknowledging its agents' batches, which they
+    send again to the next holder: that holder's partial of the same batches is acknowledged and
+    not added, while one with a batch not added yet (a late host) still revises the slot."""
+    finals: list[DataPoint] = []
+    window = OwnerWindow(BREAKDOWN, 50, 3.0, lambda inst, p: finals.append(p))
+    now = time.time()
+    t = int(now) - 5
+    h1, h2, h3 = (("h1", t, 0), ("h2", t, 0), ("h3", t, 0))
+    window.add_partial(3, t, Part({"a": 2.0}, 2, 2, "dead", 1, frozenset({h1, h2})), now)
+    assert [(p.value, p.nsources) for p in finals] == [({"a": 2.0}, 2)]
+    window.to_ack.clear()
+    window.add_partial(3, t, Part({"a": 1.0}, 1, 1, "next", 1, frozenset({h2})), now)  # h2 again
+    window.add_partial(3, t, Part({"a": 2.0}, 2, 2, "next", 2, frozenset({h1, h2})), now)  # both
+    window.expire(now)
+    assert [(p.value, p.nsources) for p in finals] == [({"a": 2.0}, 2)], "nothing counted twice"
+    assert sorted(window.to_ack) == [("next", 3, t, 1), ("next", 3, t, 2)], "yet acknowledged"
+    window.add_partial(3, t, Part({"a": 4.0}, 1, 1, "next", 3, frozenset({h3})), now)  # late h3
+    window.expire(now)
+    assert [(p.value, p.nsources, p.revised) for p in finals[1:]] == [({"a": 6.0}, 3, True)]
+
+
 def test_a_partition_given_up_is_refused_and_its_windows_age_out() -> None:
     async def run() -> None:
         agg = Aggregator(MemoryBus(), name="agg1")

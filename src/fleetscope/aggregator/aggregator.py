@@ -212,7 +212,8 @@ class Aggregator(Follower):
         if not 0 <= partial.partition < m.PARTITIONS:
             self.drop("malformed_partial")
             return
-        part = Part(value, partial.nsources, partial.expected, partial.source, partial.seq)
+        part = Part(value, partial.nsources, partial.expected, partial.source, partial.seq,
+                    frozenset(map(tuple, partial.batches)))
         window.add_partial(partial.partition, partial.start_time, part, time.time())
 
     async def hold_partitions(self, held: set[int], now: float) -> None:

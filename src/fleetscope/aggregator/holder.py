@@ -160,15 +160,16 @@ class PartitionHolder:
     def send_partial(self, inst: Instrumentation, partition: int, point: DataPoint) -> None:
         """Send one final slot to the owner and keep it until the owner acknowledges it."""
         self._seq += 1
+        feeding = self._feeding.pop((inst.id, partition, point.start_time), [])
         msg = m.SlotPartial(inst.id, self.name, point.start_time,
                             msgspec.Raw(m.encode(values.encode(point.value, inst.shape))),
-                            point.nsources, point.expected, partition, self._seq)
+                            point.nsources, point.expected, partition, self._seq, feeding)
         subject, data = f"{m.PARTIAL}.{inst.id}", m.encode(msg)
         self._send(subject, data)
         now = time.time()
         key = (inst.id, partition, point.start_time, self._seq)
         self.unacked[key] = Unacked(subject, data, now, now + PARTIAL_RESEND_AFTER)
-        self._in_partial[key] = self._feeding.pop(key[:3], [])
+        self._in_partial[key] = feeding
 
     # -- acknowledgements ---------------------------------------------------------------------
 

@@ -5,7 +5,9 @@ Each aggregator merges the hosts of each partition it holds per slot (a
 and sends each final slot to the instrumentation's owner as a
 :class:`~fleetscope.bus.messages.SlotPartial`, then forgets it; what comes for that slot later
 (late data, replays of seconds no holder had) is sent as further partials. The owner adds every
-partial into the slot once (by source and sequence number: one sent again is not added twice), and
+partial into the slot once (by source and sequence number: one sent again is not added twice; nor
+one whose agents' batches it added all already, from a holder that died before acknowledging them
+to their agents, which then sent them again to the next holder), and
 makes the slot final when every partition seen lately has sent it, or its deadline passes;
 ``nsources`` and ``expected`` are sums of the partitions' own counts, exact. A partial for a final
 slot revises it. A fleet-wide instrumentation over any number of hosts then costs its owner one
@@ -47,11 +49,12 @@ class Part(NamedTuple):
     expected: int
     source: str = ""
     seq: int = 0
+    batches: frozenset[tuple[str, int, int]] = frozenset()  # the agents' batches merged in it
 
 
 class OwnerSlot:
-    __slots__ = ("applied", "expected", "final", "merged", "nsources", "partitions", "revised", "stale",
-                 "start", "unacked")
+    __slots__ = ("applied", "batches", "expected", "final", "merged", "nsources", "partitions", "revised",
+                 "stale", "start", "unacked")
 
     def __init__(self, start: int, shape: str) -> None:
         self.start = start
@@ -60,6 +63,7 @@ class OwnerSlot:
         self.expected = 0
         self.partitions: set[int] = set()  # that sent
         self.applied: set[tuple[str, int]] | None = set()  # (source, seq) added (None: aged)
+        self.batches: set[tuple[str, int, int]] | None = set()  # agents' batches added (None: aged)
         self.unacked: list[tuple[str, int, int]] = []  # (source, partition, seq) since the last final
         self.final: DataPoint | None = None
         self.revised = False
@@ -109,7 +113,8 @@ class OwnerWindow(SlotReader):
             self._made(start, slot)
             self._aging.append(start)
         key = (part.source, part.seq)
-        if slot.applied is not None and key in slot.applied:
+        replayed = bool(part.batches) and slot.batches is not None and part.batches <= slot.batches
+        if slot.applied is not None and (key in slot.applied or replayed):
             slot.unacked.append((part.source, partition, part.seq))  # sent again: its ack was lost
             if slot.final is not None:
                 self.to_ack.extend((s, p, start, q) for s, p, q in slot.unacked)
@@ -126,6 +131,8 @@ class OwnerWindow(SlotReader):
         slot.partitions.add(partition)
         if slot.applied is not None:
             slot.applied.add(key)
+        if slot.batches is not None:
+            slot.batches |= part.batches
         slot.unacked.append((part.source, partition, part.seq))
         if now > self.last_seen.get(partition, 0.0):
             self.last_seen[partition] = now
@@ -163,4 +170,4 @@ class OwnerWindow(SlotReader):
                 break  # aged once final
             self._aging.popleft()
             if slot is not None:
-                slot.merged = slot.applied = None
+                slot.merged = slot.applied = slot.batches = None

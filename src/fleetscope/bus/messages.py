@@ -152,6 +152,9 @@ class SlotPartial(msgspec.Struct, array_like=True):
     expected: int
     partition: int
     seq: int  # unique among the source's partials
+    # The agents' batches merged in it, (host, time, part): an owner adds a batch once, even when
+    # a holder died before acknowledging it and its agents sent it again to the next holder.
+    batches: list[tuple[str, int, int]] = []
 
 
 class PartialAck(msgspec.Struct, array_like=True):
